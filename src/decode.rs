@@ -1,0 +1,688 @@
+//! Deaggregation: classify a Kinesis data blob, validate an aggregated
+//! body completely, then hand out zero-copy views of its user records.
+
+use core::fmt;
+use core::iter::FusedIterator;
+
+use md5::{Digest, Md5};
+
+use crate::error::{Error, Required, Table};
+use crate::wire::{DIGEST_LEN, Field, MAGIC, MAX_NESTING, Reader, WT_LEN, WT_VARINT};
+
+/// Storage for one key table while a body is read.
+///
+/// Implemented for `alloc::vec::Vec<&str>` (any number of keys, with the
+/// `alloc` feature) and for `heapless::Vec<&str, N>` (at most `N` keys, no
+/// heap; more is [`Error::TableFull`]). Lookups are by index, O(1).
+pub trait KeyTable<'a> {
+    /// Empties the table.
+    fn clear(&mut self);
+    /// Appends a key; `false` when the table is at capacity.
+    fn try_push(&mut self, key: &'a str) -> bool;
+    /// The keys, in table order.
+    fn as_slice(&self) -> &[&'a str];
+    /// The most keys the table can hold.
+    fn capacity(&self) -> usize;
+}
+
+#[cfg(feature = "alloc")]
+impl<'a> KeyTable<'a> for alloc::vec::Vec<&'a str> {
+    fn clear(&mut self) {
+        alloc::vec::Vec::clear(self)
+    }
+    fn try_push(&mut self, key: &'a str) -> bool {
+        self.push(key);
+        true
+    }
+    fn as_slice(&self) -> &[&'a str] {
+        self
+    }
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+}
+
+impl<'a, const N: usize> KeyTable<'a> for heapless::Vec<&'a str, N> {
+    fn clear(&mut self) {
+        heapless::Vec::clear(self)
+    }
+    fn try_push(&mut self, key: &'a str) -> bool {
+        self.push(key).is_ok()
+    }
+    fn as_slice(&self) -> &[&'a str] {
+        self
+    }
+    fn capacity(&self) -> usize {
+        N
+    }
+}
+
+/// How to read blobs. The default verifies the checksum and passes
+/// anything that is not a valid aggregated record through as plain.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{Deaggregated, Options};
+/// let opts = Options::new().strict(true);
+/// // Not magic-prefixed: plain, even in strict mode.
+/// let out = opts.deaggregate_fixed::<4>(b"hello").unwrap();
+/// assert!(matches!(out, Deaggregated::Plain { data: b"hello", .. }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    verify_checksum: bool,
+    strict: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+/// Why a blob was passed through as a plain record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlainReason {
+    /// It does not start with the magic bytes `F3 89 9A C2`.
+    NoMagic,
+    /// It has the magic but is 20 bytes or shorter.
+    TooShort,
+    /// It has the magic but its last 16 bytes are not the MD5 of the body.
+    ChecksumMismatch,
+    /// The checksum was not verified ([`Options::skip_checksum`]) and the
+    /// body does not parse; the error says why.
+    Unparsable(Error),
+}
+
+impl fmt::Display for PlainReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlainReason::NoMagic => f.write_str("no aggregation magic"),
+            PlainReason::TooShort => f.write_str("magic present but 20 bytes or shorter"),
+            PlainReason::ChecksumMismatch => f.write_str("magic present but MD5 checksum differs"),
+            PlainReason::Unparsable(e) => write!(f, "unverified body does not parse: {e}"),
+        }
+    }
+}
+
+/// What the envelope of a blob says, before its body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope<'a> {
+    /// Magic, length and (unless skipped) checksum all hold.
+    Aggregated {
+        /// The protobuf body between the magic and the trailer.
+        body: &'a [u8],
+    },
+    /// A plain record.
+    Plain(PlainReason),
+}
+
+impl Options {
+    /// Verify checksums, not strict.
+    pub const fn new() -> Self {
+        Options {
+            verify_checksum: true,
+            strict: false,
+        }
+    }
+
+    /// Skip the MD5 check for trusted input. A magic-prefixed blob longer
+    /// than 20 bytes then counts as aggregated if its body parses, and
+    /// passes through as [`PlainReason::Unparsable`] otherwise (or is an
+    /// error in strict mode).
+    pub const fn skip_checksum(mut self, skip: bool) -> Self {
+        self.verify_checksum = !skip;
+        self
+    }
+
+    /// Strict mode: a magic-prefixed blob longer than 20 bytes whose
+    /// checksum is wrong is [`Error::ChecksumMismatch`] instead of a plain
+    /// record (with [`skip_checksum`](Self::skip_checksum), a body that does
+    /// not parse is its parse error). Blobs without the magic, or of 20
+    /// bytes or fewer, still pass through.
+    pub const fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Reads only the envelope: magic, length and checksum.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Envelope, Options, PlainReason};
+    /// let e = Options::new().envelope(b"\xF3\x89\x9A\xC2 too short");
+    /// assert_eq!(e, Ok(Envelope::Plain(PlainReason::TooShort)));
+    /// ```
+    pub fn envelope<'a>(&self, blob: &'a [u8]) -> Result<Envelope<'a>, Error> {
+        if !blob.starts_with(&MAGIC) {
+            return Ok(Envelope::Plain(PlainReason::NoMagic));
+        }
+        if blob.len() <= MAGIC.len() + DIGEST_LEN {
+            return Ok(Envelope::Plain(PlainReason::TooShort));
+        }
+        let (body, digest) = blob[MAGIC.len()..].split_at(blob.len() - MAGIC.len() - DIGEST_LEN);
+        if self.verify_checksum && Md5::digest(body).as_slice() != digest {
+            if self.strict {
+                return Err(Error::ChecksumMismatch);
+            }
+            return Ok(Envelope::Plain(PlainReason::ChecksumMismatch));
+        }
+        Ok(Envelope::Aggregated { body })
+    }
+
+    /// Deaggregates `blob` with key tables the caller provides (they are
+    /// cleared first). See [`Deaggregated`].
+    ///
+    /// # Errors
+    /// A blob that passes the envelope checks but whose body breaks a rule
+    /// gives the first violation found; see the crate docs for the rules.
+    pub fn deaggregate_with<'a, T: KeyTable<'a>>(
+        &self,
+        blob: &'a [u8],
+        mut partition_keys: T,
+        mut explicit_hash_keys: T,
+    ) -> Result<Deaggregated<'a, T>, Error> {
+        let body = match self.envelope(blob)? {
+            Envelope::Plain(reason) => return Ok(Deaggregated::Plain { data: blob, reason }),
+            Envelope::Aggregated { body } => body,
+        };
+        partition_keys.clear();
+        explicit_hash_keys.clear();
+        match parse_body(body, &mut partition_keys, &mut explicit_hash_keys) {
+            Ok((count, first)) => Ok(Deaggregated::Aggregated(AggregatedRecord {
+                body,
+                first,
+                count,
+                partition_keys,
+                explicit_hash_keys,
+            })),
+            Err(e) if !self.verify_checksum && !self.strict => Ok(Deaggregated::Plain {
+                data: blob,
+                reason: PlainReason::Unparsable(e),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deaggregates with heap-allocated key tables (any number of keys).
+    #[cfg(feature = "alloc")]
+    pub fn deaggregate<'a>(&self, blob: &'a [u8]) -> Result<Deaggregated<'a, VecTable<'a>>, Error> {
+        self.deaggregate_with(blob, VecTable::new(), VecTable::new())
+    }
+
+    /// Deaggregates with fixed key tables of `N` entries each, on the stack:
+    /// no heap. A body with more than `N` distinct keys in a table is
+    /// [`Error::TableFull`].
+    pub fn deaggregate_fixed<'a, const N: usize>(
+        &self,
+        blob: &'a [u8],
+    ) -> Result<Deaggregated<'a, FixedTable<'a, N>>, Error> {
+        self.deaggregate_with(blob, heapless::Vec::new(), heapless::Vec::new())
+    }
+}
+
+/// Heap key table (feature `alloc`).
+#[cfg(feature = "alloc")]
+pub type VecTable<'a> = alloc::vec::Vec<&'a str>;
+
+/// Fixed-capacity key table of `N` keys.
+pub type FixedTable<'a, const N: usize> = heapless::Vec<&'a str, N>;
+
+/// Deaggregates `blob` with default [`Options`] and heap key tables.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{deaggregate, Deaggregated};
+/// match deaggregate(b"just bytes").unwrap() {
+///     Deaggregated::Plain { data, .. } => assert_eq!(data, b"just bytes"),
+///     Deaggregated::Aggregated(_) => unreachable!(),
+/// }
+/// ```
+#[cfg(feature = "alloc")]
+pub fn deaggregate(blob: &[u8]) -> Result<Deaggregated<'_, VecTable<'_>>, Error> {
+    Options::new().deaggregate(blob)
+}
+
+/// Deaggregates `blob` with default [`Options`] and fixed key tables of `N`
+/// keys each: no heap.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{deaggregate_fixed, Deaggregated};
+/// let out = deaggregate_fixed::<8>(b"plain").unwrap();
+/// assert!(matches!(out, Deaggregated::Plain { .. }));
+/// ```
+pub fn deaggregate_fixed<const N: usize>(blob: &[u8]) -> Result<Deaggregated<'_, FixedTable<'_, N>>, Error> {
+    Options::new().deaggregate_fixed(blob)
+}
+
+/// The outcome of reading one Kinesis data blob.
+#[derive(Clone, Debug)]
+pub enum Deaggregated<'a, T> {
+    /// A valid aggregated record, fully validated.
+    Aggregated(AggregatedRecord<'a, T>),
+    /// Not an aggregated record: pass `data` (the whole blob) through as
+    /// one user record.
+    Plain {
+        /// The blob, unchanged.
+        data: &'a [u8],
+        /// Why it is not aggregated.
+        reason: PlainReason,
+    },
+}
+
+/// A validated aggregated record whose user records can be iterated
+/// without copying.
+#[derive(Clone, Debug)]
+pub struct AggregatedRecord<'a, T> {
+    body: &'a [u8],
+    first: usize,
+    count: usize,
+    partition_keys: T,
+    explicit_hash_keys: T,
+}
+
+impl<'a, T: KeyTable<'a>> AggregatedRecord<'a, T> {
+    /// Number of user records.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// `true` when the aggregate holds no user records (a valid but empty
+    /// body, which no conforming producer writes).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The protobuf body (between the magic and the MD5 trailer).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The partition key table, in wire order.
+    pub fn partition_keys(&self) -> &[&'a str] {
+        self.partition_keys.as_slice()
+    }
+
+    /// The explicit hash key table, in wire order.
+    pub fn explicit_hash_keys(&self) -> &[&'a str] {
+        self.explicit_hash_keys.as_slice()
+    }
+
+    /// The user records, in order, borrowing from the input.
+    pub fn records(&self) -> Records<'a, '_> {
+        Records {
+            reader: Reader::new(
+                self.body.get(self.first..).unwrap_or(&[]),
+                MAGIC.len() + self.first,
+            ),
+            pks: self.partition_keys.as_slice(),
+            ehks: self.explicit_hash_keys.as_slice(),
+            next: 0,
+            remaining: self.count,
+        }
+    }
+
+    /// Gives the key tables back, to reuse their storage.
+    pub fn into_tables(self) -> (T, T) {
+        (self.partition_keys, self.explicit_hash_keys)
+    }
+}
+
+impl<'a, 't, T: KeyTable<'a>> IntoIterator for &'t AggregatedRecord<'a, T> {
+    type Item = UserRecord<'a>;
+    type IntoIter = Records<'a, 't>;
+    fn into_iter(self) -> Records<'a, 't> {
+        self.records()
+    }
+}
+
+/// One user record, borrowing from the input blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRecord<'a> {
+    /// Its partition key.
+    pub partition_key: &'a str,
+    /// Its explicit hash key, only when the record sets one (field 2).
+    pub explicit_hash_key: Option<&'a str>,
+    /// Its data.
+    pub data: &'a [u8],
+    /// Its position among the aggregate's records, from 0.
+    pub sub_sequence_number: u64,
+    /// Its tags (producers seldom write any).
+    pub tags: Tags<'a>,
+}
+
+/// Iterator over the user records of an [`AggregatedRecord`].
+///
+/// Exact-sized and fused. Items borrow from the input (`'a`), not from the
+/// iterator or the tables (`'t`).
+#[derive(Clone, Debug)]
+pub struct Records<'a, 't> {
+    reader: Reader<'a>,
+    pks: &'t [&'a str],
+    ehks: &'t [&'a str],
+    next: u64,
+    remaining: usize,
+}
+
+impl<'a> Iterator for Records<'a, '_> {
+    type Item = UserRecord<'a>;
+
+    fn next(&mut self) -> Option<UserRecord<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        // The body was validated in full, so none of the failures below can
+        // happen; they end the iteration rather than panic.
+        let rec = self.next_record();
+        match rec {
+            Some(r) => {
+                self.remaining -= 1;
+                self.next += 1;
+                Some(r)
+            }
+            None => {
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<'a> Records<'a, '_> {
+    fn next_record(&mut self) -> Option<UserRecord<'a>> {
+        loop {
+            let field = self.reader.field().ok()?;
+            if field.number == 3 && field.wire_type == WT_LEN {
+                let (bytes, base) = self.reader.bytes().ok()?;
+                let r = parse_record(bytes, base, false).ok()?;
+                let partition_key = *self.pks.get(usize::try_from(r.pk).ok()?)?;
+                let explicit_hash_key = match r.ehk {
+                    Some(i) => Some(*self.ehks.get(usize::try_from(i).ok()?)?),
+                    None => None,
+                };
+                return Some(UserRecord {
+                    partition_key,
+                    explicit_hash_key,
+                    data: r.data,
+                    sub_sequence_number: self.next,
+                    tags: Tags {
+                        rest: if r.has_tags { bytes } else { &[] },
+                        base,
+                    },
+                });
+            }
+            self.reader.skip(field, 0).ok()?;
+        }
+    }
+}
+
+impl ExactSizeIterator for Records<'_, '_> {}
+impl FusedIterator for Records<'_, '_> {}
+
+/// One tag of a user record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tag<'a> {
+    /// The tag's key.
+    pub key: &'a str,
+    /// The tag's value, when set.
+    pub value: Option<&'a str>,
+}
+
+/// Iterator over a user record's tags (already validated).
+#[derive(Clone, Copy, Debug)]
+pub struct Tags<'a> {
+    /// The rest of the record's fields, and the offset of their first byte.
+    rest: &'a [u8],
+    base: usize,
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = Tag<'a>;
+    fn next(&mut self) -> Option<Tag<'a>> {
+        let mut r = Reader::new(self.rest, self.base);
+        let out = loop {
+            if r.is_empty() {
+                break None;
+            }
+            let Ok(field) = r.field() else { break None };
+            if field.number == 4 && field.wire_type == WT_LEN {
+                let Ok((bytes, base)) = r.bytes() else { break None };
+                break parse_tag(bytes, base, 2).ok();
+            }
+            if r.skip(field, 1).is_err() {
+                break None;
+            }
+        };
+        let used = r.offset() - self.base;
+        self.rest = match out {
+            Some(_) => self.rest.get(used..).unwrap_or(&[]),
+            None => &[],
+        };
+        self.base += used;
+        out
+    }
+}
+
+impl FusedIterator for Tags<'_> {}
+
+impl PartialEq for Tags<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        Iterator::eq(*self, *other)
+    }
+}
+
+impl Eq for Tags<'_> {}
+
+/// The fields of one `Record` message.
+struct RecordFields<'a> {
+    pk: u64,
+    ehk: Option<u64>,
+    data: &'a [u8],
+    has_tags: bool,
+}
+
+/// Parses one `Record`. `check_tags` validates every tag (first pass);
+/// iteration passes `false` since the body was validated already.
+#[inline]
+fn parse_record(bytes: &[u8], base: usize, check_tags: bool) -> Result<RecordFields<'_>, Error> {
+    // Fast path for the canonical layout every producer writes: one-byte
+    // tags and indices, data running exactly to the end of the record.
+    if let [0x08, pk, rest @ ..] = bytes {
+        if *pk < 0x80 {
+            let (ehk, rest) = match rest {
+                [0x10, e, rest @ ..] if *e < 0x80 => (Some(u64::from(*e)), rest),
+                _ => (None, rest),
+            };
+            if let [0x1A, len, data @ ..] = rest {
+                if *len < 0x80 && usize::from(*len) == data.len() {
+                    return Ok(RecordFields {
+                        pk: u64::from(*pk),
+                        ehk,
+                        data,
+                        has_tags: false,
+                    });
+                }
+            }
+        }
+    }
+    parse_record_general(bytes, base, check_tags)
+}
+
+fn parse_record_general(bytes: &[u8], base: usize, check_tags: bool) -> Result<RecordFields<'_>, Error> {
+    let mut r = Reader::new(bytes, base);
+    let mut pk = None;
+    let mut ehk = None;
+    let mut data = None;
+    let mut has_tags = false;
+    while !r.is_empty() {
+        let f = r.field()?;
+        match (f.number, f.wire_type) {
+            (1, WT_VARINT) => pk = Some(r.varint()?),
+            (2, WT_VARINT) => ehk = Some(r.varint()?),
+            (3, WT_LEN) => data = Some(r.bytes()?.0),
+            (4, WT_LEN) => {
+                let (tag, at) = r.bytes()?;
+                has_tags = true;
+                if check_tags {
+                    parse_tag(tag, at, 2)?;
+                }
+            }
+            // Wrong wire type for a known field: Google keeps it as an
+            // unknown field, and so do we.
+            _ => r.skip(f, 1)?,
+        }
+    }
+    let pk = pk.ok_or(Error::MissingField {
+        offset: base,
+        field: Required::PartitionKeyIndex,
+    })?;
+    let data = data.ok_or(Error::MissingField {
+        offset: base,
+        field: Required::Data,
+    })?;
+    Ok(RecordFields {
+        pk,
+        ehk,
+        data,
+        has_tags,
+    })
+}
+
+fn utf8(bytes: &[u8], offset: usize) -> Result<&str, Error> {
+    core::str::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+        offset: offset + e.valid_up_to(),
+    })
+}
+
+fn parse_tag(bytes: &[u8], base: usize, depth: usize) -> Result<Tag<'_>, Error> {
+    let mut r = Reader::new(bytes, base);
+    let mut key = None;
+    let mut value = None;
+    while !r.is_empty() {
+        let f = r.field()?;
+        match (f.number, f.wire_type) {
+            (1, WT_LEN) => {
+                let (b, at) = r.bytes()?;
+                key = Some(utf8(b, at)?);
+            }
+            (2, WT_LEN) => {
+                let (b, at) = r.bytes()?;
+                value = Some(utf8(b, at)?);
+            }
+            _ => r.skip(f, depth)?,
+        }
+    }
+    let key = key.ok_or(Error::MissingField {
+        offset: base,
+        field: Required::TagKey,
+    })?;
+    Ok(Tag { key, value })
+}
+
+/// Validates the whole body, filling the key tables. Returns the number of
+/// records and the body position of the first record field.
+fn parse_body<'a, T: KeyTable<'a>>(
+    body: &'a [u8],
+    pks: &mut T,
+    ehks: &mut T,
+) -> Result<(usize, usize), Error> {
+    let base = MAGIC.len();
+    let mut r = Reader::new(body, base);
+    let mut count = 0usize;
+    let mut first = body.len();
+    let mut max_pk = 0u64;
+    let mut max_ehk: Option<u64> = None;
+    while !r.is_empty() {
+        let f: Field = r.field()?;
+        match (f.number, f.wire_type) {
+            (1, WT_LEN) | (2, WT_LEN) => {
+                let (b, at) = r.bytes()?;
+                let key = utf8(b, at)?;
+                let (table, which) = if f.number == 1 {
+                    (&mut *pks, Table::PartitionKey)
+                } else {
+                    (&mut *ehks, Table::ExplicitHashKey)
+                };
+                if !table.try_push(key) {
+                    return Err(Error::TableFull {
+                        offset: f.offset,
+                        table: which,
+                        capacity: table.capacity(),
+                    });
+                }
+            }
+            (3, WT_LEN) => {
+                let (b, at) = r.bytes()?;
+                let rec = parse_record(b, at, true)?;
+                if count == 0 {
+                    first = f.offset - base;
+                }
+                count += 1;
+                max_pk = max_pk.max(rec.pk);
+                if let Some(e) = rec.ehk {
+                    max_ehk = Some(max_ehk.map_or(e, |m| m.max(e)));
+                }
+            }
+            _ => r.skip(f, 0)?,
+        }
+    }
+    let pk_len = pks.as_slice().len();
+    let ehk_len = ehks.as_slice().len();
+    let pk_bad = count > 0 && !fits(max_pk, pk_len);
+    let ehk_bad = max_ehk.is_some_and(|m| !fits(m, ehk_len));
+    if pk_bad || ehk_bad {
+        return Err(first_bad_index(body, pk_len, ehk_len));
+    }
+    Ok((count, first))
+}
+
+fn fits(index: u64, len: usize) -> bool {
+    usize::try_from(index).is_ok_and(|i| i < len)
+}
+
+/// Error path only: finds the first record, in body order, whose index
+/// lies outside its table. The body is known to parse.
+fn first_bad_index(body: &[u8], pk_len: usize, ehk_len: usize) -> Error {
+    let mut r = Reader::new(body, MAGIC.len());
+    while let Ok(f) = r.field() {
+        if f.number == 3 && f.wire_type == WT_LEN {
+            let Ok((b, at)) = r.bytes() else { break };
+            let Ok(rec) = parse_record(b, at, false) else {
+                break;
+            };
+            if !fits(rec.pk, pk_len) {
+                return Error::IndexOutOfRange {
+                    offset: f.offset,
+                    table: Table::PartitionKey,
+                    index: rec.pk,
+                    len: pk_len,
+                };
+            }
+            if let Some(e) = rec.ehk.filter(|&e| !fits(e, ehk_len)) {
+                return Error::IndexOutOfRange {
+                    offset: f.offset,
+                    table: Table::ExplicitHashKey,
+                    index: e,
+                    len: ehk_len,
+                };
+            }
+        } else if r.skip(f, 0).is_err() {
+            break;
+        }
+    }
+    // Unreachable for a body that parsed; report the body start.
+    Error::IndexOutOfRange {
+        offset: MAGIC.len(),
+        table: Table::PartitionKey,
+        index: 0,
+        len: pk_len,
+    }
+}
+
+const _: () = assert!(MAX_NESTING >= 3);

@@ -1,0 +1,1119 @@
+//! Aggregation with exact size accounting.
+//!
+//! # Layout
+//!
+//! On the wire the key tables come before the records, but a new key can
+//! arrive with the last record. Rewriting records when a key arrives would
+//! cost a copy per record, so the buffer is laid out like this while an
+//! aggregate is built:
+//!
+//! ```text
+//! 0    4            4+P          R-E          R                 R+D        cap
+//! |    | pk entries | free (gap) | ehk entries| records ...      | free ...  |
+//! ```
+//!
+//! * Partition-key entries (`0A len key`) are appended forward from byte 4.
+//! * Explicit-hash-key entries (`12 len key`) are stacked downward below
+//!   `R`, so the newest is lowest: they are in reverse table order.
+//! * Record entries (`1A len ...`) are appended forward from `R`, each
+//!   written once, in its final form, straight from the caller's data.
+//!
+//! [`finish`](Aggregator::finish) reverses the explicit-hash-key entries in
+//! place (each entry, then the whole block: O(E), no scratch), moves the
+//! partition-key entries up against them and writes the magic in front, so
+//! the aggregate is the contiguous run `[R-E-P-4, R+D+16)`; then it hashes
+//! the body once and appends the MD5. Keys are moved, never record data.
+//!
+//! Records move only when a guess about `R` proves wrong: when the tables
+//! outgrow the gap, or when the records reach the end of the buffer while
+//! the gap still has room. Each move leaves slack in proportion to what is
+//! already there, and the next aggregate starts with a gap sized from the
+//! last one, so a steady stream of aggregates moves nothing.
+//!
+//! Keys are found through an open-addressing hash table whose slots point
+//! at the key bytes already in the buffer: no key is stored twice, and no
+//! lookup scans a table.
+
+use core::fmt;
+
+use md5::{Digest, Md5};
+
+use crate::error::Error;
+use crate::wire::{DIGEST_LEN, MAGIC, put_varint, varint_len};
+
+/// The size limit used unless another is asked for: 1 MiB, what a Kinesis
+/// record may hold by default (data blob plus outer partition key).
+pub const DEFAULT_LIMIT: usize = 1_048_576;
+/// The largest limit accepted: 10 MiB, what a stream configured for large
+/// records accepts.
+pub const MAX_LIMIT: usize = 10_485_760;
+/// The smallest limit accepted: the size of the smallest aggregate (one
+/// record with a one-byte partition key and empty data, 29 bytes) plus its
+/// one-byte outer partition key.
+pub const MIN_LIMIT: usize = 30;
+
+/// Longest partition key, in UTF-16 code units.
+pub const MAX_PARTITION_KEY_UNITS: usize = 256;
+
+const TAG_PK: u8 = 0x0A;
+const TAG_EHK: u8 = 0x12;
+const TAG_RECORD: u8 = 0x1A;
+const TAG_REC_PK: u8 = 0x08;
+const TAG_REC_EHK: u8 = 0x10;
+const TAG_REC_DATA: u8 = 0x1A;
+
+/// One user record to aggregate, borrowing its parts.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::Record;
+/// let r = Record::new("sensor-1", b"21.5C").with_explicit_hash_key("42");
+/// assert_eq!(r.explicit_hash_key, Some("42"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Record<'r> {
+    /// Partition key: 1 to 256 UTF-16 code units.
+    pub partition_key: &'r str,
+    /// Optional explicit hash key: decimal, 0 to 2^128-1.
+    pub explicit_hash_key: Option<&'r str>,
+    /// The data.
+    pub data: &'r [u8],
+}
+
+impl<'r> Record<'r> {
+    /// A record without an explicit hash key.
+    pub const fn new(partition_key: &'r str, data: &'r [u8]) -> Self {
+        Record {
+            partition_key,
+            explicit_hash_key: None,
+            data,
+        }
+    }
+
+    /// The same record with an explicit hash key.
+    pub const fn with_explicit_hash_key(mut self, explicit_hash_key: &'r str) -> Self {
+        self.explicit_hash_key = Some(explicit_hash_key);
+        self
+    }
+}
+
+/// A record the aggregator did not take, handed back with the reason.
+///
+/// With [`Error::Full`], finish the aggregate and add the record again;
+/// any other error means this record can never be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused<'r> {
+    /// The record, unchanged.
+    pub record: Record<'r>,
+    /// Why.
+    pub error: Error,
+}
+
+impl fmt::Display for Refused<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl core::error::Error for Refused<'_> {}
+
+/// Checks a partition key: 1 to 256 UTF-16 code units.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{check_partition_key, Error};
+/// assert_eq!(check_partition_key("k"), Ok(()));
+/// assert_eq!(check_partition_key(""), Err(Error::InvalidPartitionKey { utf16_len: 0 }));
+/// // 128 characters outside the BMP are 256 UTF-16 code units: the maximum.
+/// assert_eq!(check_partition_key(&"😀".repeat(128)), Ok(()));
+/// ```
+pub fn check_partition_key(key: &str) -> Result<(), Error> {
+    // Every UTF-16 code unit needs at least one UTF-8 byte and at most
+    // three, so short and long keys are decided without counting.
+    let n = key.len();
+    if (1..=MAX_PARTITION_KEY_UNITS).contains(&n) {
+        return Ok(());
+    }
+    let units = if n == 0 || n > 4 * MAX_PARTITION_KEY_UNITS {
+        // Reported length for huge keys is a lower bound, counted cheaply.
+        if n == 0 { 0 } else { n.div_ceil(3) }
+    } else {
+        key.encode_utf16().count()
+    };
+    if (1..=MAX_PARTITION_KEY_UNITS).contains(&units) {
+        Ok(())
+    } else {
+        Err(Error::InvalidPartitionKey { utf16_len: units })
+    }
+}
+
+/// Checks an explicit hash key: `0|[1-9][0-9]{0,38}`, at most 2^128-1.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{check_explicit_hash_key, Error};
+/// assert_eq!(check_explicit_hash_key("123"), Ok(()));
+/// assert_eq!(check_explicit_hash_key("0123"), Err(Error::InvalidExplicitHashKey { offset: 0 }));
+/// ```
+pub fn check_explicit_hash_key(key: &str) -> Result<(), Error> {
+    crate::hash::parse_hash_key(key)
+        .map(|_| ())
+        .map_err(|offset| Error::InvalidExplicitHashKey { offset })
+}
+
+// ---------------------------------------------------------------------------
+// Key index
+// ---------------------------------------------------------------------------
+
+/// One slot of the key index. `meta == EMPTY` marks a free slot.
+#[derive(Clone, Copy, Debug)]
+#[doc(hidden)]
+pub struct Slot {
+    hash: u32,
+    /// Table index, with the top bit set for explicit hash keys.
+    meta: u32,
+    /// Partition keys: absolute offset of the key bytes. Explicit hash
+    /// keys: distance from the key bytes up to `R` (stable across moves).
+    pos: u32,
+    len: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+const EHK_BIT: u32 = 1 << 31;
+
+impl Slot {
+    const FREE: Slot = Slot {
+        hash: 0,
+        meta: EMPTY,
+        pos: 0,
+        len: 0,
+    };
+}
+
+/// Storage for the key index: fixed (no heap) or growable.
+trait Slots {
+    fn slots(&self) -> &[Slot];
+    fn slots_mut(&mut self) -> &mut [Slot];
+    /// Makes room for `extra` more keys beyond `used`; `false` when it cannot.
+    fn reserve(&mut self, used: usize, extra: usize) -> bool;
+}
+
+/// Most keys a table of `n` slots holds (7/8 load, one slot always free).
+const fn max_keys(n: usize) -> usize {
+    let m = n - n / 8;
+    if m >= n { n.saturating_sub(1) } else { m }
+}
+
+impl<const N: usize> Slots for [Slot; N] {
+    fn slots(&self) -> &[Slot] {
+        self
+    }
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        self
+    }
+    fn reserve(&mut self, used: usize, extra: usize) -> bool {
+        used + extra <= max_keys(N)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Slots for alloc::vec::Vec<Slot> {
+    fn slots(&self) -> &[Slot] {
+        self
+    }
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        self
+    }
+    fn reserve(&mut self, used: usize, extra: usize) -> bool {
+        let need = used + extra;
+        if need <= max_keys(self.len()) {
+            return true;
+        }
+        let mut n = self.len().max(64);
+        while need > max_keys(n) {
+            n *= 2;
+        }
+        let old = core::mem::replace(self, alloc::vec![Slot::FREE; n]);
+        for s in old.into_iter().filter(|s| s.meta != EMPTY) {
+            let mut i = bucket(s.hash, n);
+            while self[i].meta != EMPTY {
+                i = if i + 1 == n { 0 } else { i + 1 };
+            }
+            self[i] = s;
+        }
+        true
+    }
+}
+
+#[inline]
+fn bucket(hash: u32, n: usize) -> usize {
+    ((u64::from(hash) * n as u64) >> 32) as usize
+}
+
+/// A fast non-cryptographic hash of key bytes (multiply-rotate over 8-byte
+/// words). Keys from one table and the other hash apart by `seed`.
+#[inline]
+fn hash_key(key: &[u8], seed: u64) -> u32 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = seed ^ (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let h = h ^ (h >> 29);
+    (h ^ (h >> 32)) as u32
+}
+
+const SEED_PK: u64 = 0;
+const SEED_EHK: u64 = 0x5851_F42D_4C95_7F2D;
+
+// ---------------------------------------------------------------------------
+// Core state, shared by the no-heap and the alloc aggregator
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+struct Core {
+    limit: usize,
+    /// Start of the records region.
+    r: usize,
+    pk_bytes: usize,
+    ehk_bytes: usize,
+    rec_bytes: usize,
+    count: usize,
+    pk_count: u32,
+    ehk_count: u32,
+    /// Whether the first record has an explicit hash key (ehk entry 0).
+    first_has_ehk: bool,
+    /// UTF-8 length of the outer (first) partition key.
+    outer_pk_len: usize,
+    /// The last partition key used: (index, offset, len).
+    last_pk: Option<(u32, u32, u32)>,
+    /// Gap to leave before the records of the next aggregate.
+    next_gap: usize,
+}
+
+/// Where the parts of a finished aggregate lie in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Done {
+    start: usize,
+    end: usize,
+    pk: (usize, usize),
+    ehk: Option<(usize, usize)>,
+    records: usize,
+}
+
+/// What adding a record would do.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    pk: Lookup,
+    ehk: Option<Lookup>,
+    pk_entry: usize,
+    ehk_entry: usize,
+    rec_entry: usize,
+    inner: usize,
+    /// Blob size after the add.
+    size: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Lookup {
+    Found(u32),
+    New(u32),
+}
+
+const fn entry_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// Blob size of an aggregate holding only `rec`.
+fn alone_size(rec: &Record<'_>) -> usize {
+    let mut inner = 2 + entry_len(rec.data.len());
+    let mut tables = entry_len(rec.partition_key.len());
+    if let Some(e) = rec.explicit_hash_key {
+        inner += 2;
+        tables += entry_len(e.len());
+    }
+    MAGIC.len() + tables + entry_len(inner) + DIGEST_LEN
+}
+
+impl Core {
+    fn new(limit: usize) -> Result<Self, Error> {
+        if !(MIN_LIMIT..=MAX_LIMIT).contains(&limit) {
+            return Err(Error::InvalidLimit { limit });
+        }
+        Ok(Core::unchecked(limit))
+    }
+
+    /// A core for a limit already known to be in range.
+    const fn unchecked(limit: usize) -> Self {
+        Core {
+            limit,
+            r: 64,
+            pk_bytes: 0,
+            ehk_bytes: 0,
+            rec_bytes: 0,
+            count: 0,
+            pk_count: 0,
+            ehk_count: 0,
+            first_has_ehk: false,
+            outer_pk_len: 0,
+            last_pk: None,
+            next_gap: 64,
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        if self.count == 0 {
+            0
+        } else {
+            MAGIC.len() + self.pk_bytes + self.ehk_bytes + self.rec_bytes + DIGEST_LEN
+        }
+    }
+
+    fn find(&self, buf: &[u8], slots: &[Slot], key: &[u8], hash: u32, ehk: bool) -> Option<u32> {
+        let n = slots.len();
+        if n == 0 {
+            return None;
+        }
+        let mut i = bucket(hash, n);
+        loop {
+            let s = slots[i];
+            if s.meta == EMPTY {
+                return None;
+            }
+            if s.hash == hash && (s.meta & EHK_BIT != 0) == ehk && s.len as usize == key.len() {
+                let at = if ehk {
+                    self.r - s.pos as usize
+                } else {
+                    s.pos as usize
+                };
+                if buf.get(at..at + key.len()) == Some(key) {
+                    return Some(s.meta & !EHK_BIT);
+                }
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+    }
+
+    fn insert(slots: &mut [Slot], slot: Slot) {
+        let n = slots.len();
+        let mut i = bucket(slot.hash, n);
+        while slots[i].meta != EMPTY {
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        slots[i] = slot;
+    }
+
+    fn lookup_pk(&self, buf: &[u8], slots: &[Slot], pk: &str) -> Result<Lookup, Error> {
+        if let Some((idx, pos, len)) = self.last_pk {
+            let (pos, len) = (pos as usize, len as usize);
+            if len == pk.len() && buf.get(pos..pos + len) == Some(pk.as_bytes()) {
+                return Ok(Lookup::Found(idx));
+            }
+        }
+        let hash = hash_key(pk.as_bytes(), SEED_PK);
+        match self.find(buf, slots, pk.as_bytes(), hash, false) {
+            Some(i) => Ok(Lookup::Found(i)),
+            None => {
+                check_partition_key(pk)?;
+                Ok(Lookup::New(hash))
+            }
+        }
+    }
+
+    fn lookup_ehk(&self, buf: &[u8], slots: &[Slot], ehk: &str) -> Result<Lookup, Error> {
+        let hash = hash_key(ehk.as_bytes(), SEED_EHK);
+        match self.find(buf, slots, ehk.as_bytes(), hash, true) {
+            Some(i) => Ok(Lookup::Found(i)),
+            None => {
+                check_explicit_hash_key(ehk)?;
+                Ok(Lookup::New(hash))
+            }
+        }
+    }
+
+    /// Sizes what adding `rec` would write. Validates new keys only: a key
+    /// already in a table was checked when it was added.
+    fn plan(&self, buf: &[u8], slots: &[Slot], rec: &Record<'_>) -> Result<Plan, Error> {
+        let pk = self.lookup_pk(buf, slots, rec.partition_key)?;
+        let (pk_idx, pk_entry) = match pk {
+            Lookup::Found(i) => (i, 0),
+            Lookup::New(_) => (self.pk_count, entry_len(rec.partition_key.len())),
+        };
+        let mut inner = 1 + varint_len(u64::from(pk_idx));
+        let (ehk, ehk_entry) = match rec.explicit_hash_key {
+            None => (None, 0),
+            Some(e) => {
+                let l = self.lookup_ehk(buf, slots, e)?;
+                let (idx, entry) = match l {
+                    Lookup::Found(i) => (i, 0),
+                    Lookup::New(_) => (self.ehk_count, entry_len(e.len())),
+                };
+                inner += 1 + varint_len(u64::from(idx));
+                (Some(l), entry)
+            }
+        };
+        inner += entry_len(rec.data.len());
+        let rec_entry = entry_len(inner);
+        let size = MAGIC.len()
+            + self.pk_bytes
+            + pk_entry
+            + self.ehk_bytes
+            + ehk_entry
+            + self.rec_bytes
+            + rec_entry
+            + DIGEST_LEN;
+        Ok(Plan {
+            pk,
+            ehk,
+            pk_entry,
+            ehk_entry,
+            rec_entry,
+            inner,
+            size,
+        })
+    }
+
+    /// Checks a plan against the limit, the buffer and the index.
+    fn admit<S: Slots>(&self, plan: &Plan, rec: &Record<'_>, cap: usize, slots: &mut S) -> Result<(), Error> {
+        let outer = if self.count == 0 {
+            rec.partition_key.len()
+        } else {
+            self.outer_pk_len
+        };
+        let counted = plan.size + outer;
+        if counted > self.limit || plan.size > cap {
+            let alone = alone_size(rec);
+            let counted_alone = alone + rec.partition_key.len();
+            if self.count == 0 || counted_alone > self.limit || alone > cap {
+                return Err(Error::RecordTooLarge {
+                    size: counted_alone,
+                    limit: self.limit.min(cap + rec.partition_key.len()),
+                });
+            }
+            return Err(Error::Full);
+        }
+        let new_keys = usize::from(matches!(plan.pk, Lookup::New(_)))
+            + usize::from(matches!(plan.ehk, Some(Lookup::New(_))));
+        let used = (self.pk_count + self.ehk_count) as usize;
+        if new_keys > 0 && !slots.reserve(used, new_keys) {
+            // A fixed index holds at least two keys, so an empty
+            // aggregate always has room.
+            return Err(Error::Full);
+        }
+        Ok(())
+    }
+
+    /// Moves the ehk entries and records so that the tables and the records
+    /// after this add both fit.
+    fn make_room(&mut self, buf: &mut [u8], plan: &Plan) {
+        let cap = buf.len();
+        let need_gap = MAGIC.len() + self.pk_bytes + plan.pk_entry + self.ehk_bytes + plan.ehk_entry;
+        let need_tail = self.rec_bytes + plan.rec_entry + DIGEST_LEN;
+        if self.r >= need_gap && self.r + need_tail <= cap {
+            return;
+        }
+        // plan.size == need_gap + need_tail <= cap was checked by admit.
+        let free = cap - need_gap - need_tail;
+        let new_r = need_gap + (free / 2).min(need_gap);
+        let from = self.r - self.ehk_bytes;
+        buf.copy_within(from..self.r + self.rec_bytes, new_r - self.ehk_bytes);
+        self.r = new_r;
+    }
+
+    /// Writes the record. `plan` came from `plan` and passed `admit`.
+    fn commit<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S, rec: &Record<'_>, plan: &Plan) {
+        if self.count == 0 {
+            // First record of an aggregate: place R from the last gap.
+            let need_tail = plan.rec_entry + DIGEST_LEN;
+            let need_gap = MAGIC.len() + plan.pk_entry + plan.ehk_entry;
+            let cap = buf.len();
+            let want = self.next_gap.max(need_gap);
+            self.r = want.min(cap - need_tail).max(need_gap);
+            self.first_has_ehk = rec.explicit_hash_key.is_some();
+            self.outer_pk_len = rec.partition_key.len();
+        } else {
+            self.make_room(buf, plan);
+        }
+        let pk_idx = match plan.pk {
+            Lookup::Found(i) => i,
+            Lookup::New(hash) => {
+                let key = rec.partition_key.as_bytes();
+                let mut at = MAGIC.len() + self.pk_bytes;
+                buf[at] = TAG_PK;
+                at = put_varint(buf, at + 1, key.len() as u64);
+                buf[at..at + key.len()].copy_from_slice(key);
+                let idx = self.pk_count;
+                Core::insert(
+                    slots.slots_mut(),
+                    Slot {
+                        hash,
+                        meta: idx,
+                        pos: at as u32,
+                        len: key.len() as u32,
+                    },
+                );
+                self.pk_bytes += plan.pk_entry;
+                self.pk_count += 1;
+                idx
+            }
+        };
+        let key_at = match plan.pk {
+            Lookup::Found(_) => self.last_pk.filter(|l| l.0 == pk_idx).map(|l| l.1),
+            Lookup::New(_) => Some((MAGIC.len() + self.pk_bytes - rec.partition_key.len()) as u32),
+        };
+        if let Some(pos) = key_at {
+            self.last_pk = Some((pk_idx, pos, rec.partition_key.len() as u32));
+        } else {
+            let hash = hash_key(rec.partition_key.as_bytes(), SEED_PK);
+            self.last_pk = find_pos(slots.slots(), hash, pk_idx)
+                .map(|pos| (pk_idx, pos, rec.partition_key.len() as u32));
+        }
+        let ehk_idx = match (plan.ehk, rec.explicit_hash_key) {
+            (Some(Lookup::Found(i)), _) => Some(i),
+            (Some(Lookup::New(hash)), Some(e)) => {
+                let key = e.as_bytes();
+                let start = self.r - self.ehk_bytes - plan.ehk_entry;
+                buf[start] = TAG_EHK;
+                let at = put_varint(buf, start + 1, key.len() as u64);
+                buf[at..at + key.len()].copy_from_slice(key);
+                let idx = self.ehk_count;
+                Core::insert(
+                    slots.slots_mut(),
+                    Slot {
+                        hash,
+                        meta: idx | EHK_BIT,
+                        pos: (self.r - at) as u32,
+                        len: key.len() as u32,
+                    },
+                );
+                self.ehk_bytes += plan.ehk_entry;
+                self.ehk_count += 1;
+                Some(idx)
+            }
+            _ => None,
+        };
+        let mut at = self.r + self.rec_bytes;
+        buf[at] = TAG_RECORD;
+        at = put_varint(buf, at + 1, plan.inner as u64);
+        buf[at] = TAG_REC_PK;
+        at = put_varint(buf, at + 1, u64::from(pk_idx));
+        if let Some(e) = ehk_idx {
+            buf[at] = TAG_REC_EHK;
+            at = put_varint(buf, at + 1, u64::from(e));
+        }
+        buf[at] = TAG_REC_DATA;
+        at = put_varint(buf, at + 1, rec.data.len() as u64);
+        buf[at..at + rec.data.len()].copy_from_slice(rec.data);
+        self.rec_bytes += plan.rec_entry;
+        self.count += 1;
+    }
+
+    fn add<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S, rec: &Record<'_>) -> Result<(), Error> {
+        let plan = self.plan(buf, slots.slots(), rec)?;
+        self.admit(&plan, rec, buf.len(), slots)?;
+        self.commit(buf, slots, rec, &plan);
+        Ok(())
+    }
+
+    fn size_with(&self, buf: &[u8], slots: &[Slot], rec: &Record<'_>) -> Result<usize, Error> {
+        self.plan(buf, slots, rec).map(|p| p.size)
+    }
+
+    /// Lays the aggregate out contiguously, appends the MD5 and resets.
+    fn finish<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S) -> Option<Done> {
+        if self.count == 0 {
+            return None;
+        }
+        let (p, e, r, d) = (self.pk_bytes, self.ehk_bytes, self.r, self.rec_bytes);
+        // The ehk entries sit in reverse table order below R: reverse each
+        // entry, then the whole block, which restores table order.
+        let block = &mut buf[r - e..r];
+        let mut i = 0;
+        while i < block.len() {
+            let mut len = 0usize;
+            let mut shift = 0;
+            let mut j = i + 1;
+            while let Some(&b) = block.get(j) {
+                len |= usize::from(b & 0x7F) << shift;
+                shift += 7;
+                j += 1;
+                if b < 0x80 {
+                    break;
+                }
+            }
+            let end = (j + len).min(block.len());
+            block[i..end].reverse();
+            i = end;
+        }
+        block.reverse();
+        let start = r - e - p - MAGIC.len();
+        buf.copy_within(MAGIC.len()..MAGIC.len() + p, start + MAGIC.len());
+        buf[start..start + MAGIC.len()].copy_from_slice(&MAGIC);
+        let body_end = r + d;
+        let digest = Md5::digest(&buf[start + MAGIC.len()..body_end]);
+        buf[body_end..body_end + DIGEST_LEN].copy_from_slice(&digest);
+        let pk = key_range(buf, start + MAGIC.len());
+        let ehk = self.first_has_ehk.then(|| key_range(buf, r - e));
+        let done = Done {
+            start,
+            end: body_end + DIGEST_LEN,
+            pk,
+            ehk,
+            records: self.count,
+        };
+        // Reset for the next aggregate, leaving a gap a little larger than
+        // this one's tables.
+        self.next_gap = (MAGIC.len() + p + e + (p + e) / 4 + 64)
+            .min(buf.len() / 2)
+            .max(MAGIC.len());
+        self.pk_bytes = 0;
+        self.ehk_bytes = 0;
+        self.rec_bytes = 0;
+        self.count = 0;
+        self.pk_count = 0;
+        self.ehk_count = 0;
+        self.first_has_ehk = false;
+        self.outer_pk_len = 0;
+        self.last_pk = None;
+        slots.slots_mut().fill(Slot::FREE);
+        Some(done)
+    }
+}
+
+/// Finds the key-byte offset of partition key `idx` (its slot has `hash`).
+fn find_pos(slots: &[Slot], hash: u32, idx: u32) -> Option<u32> {
+    let n = slots.len();
+    if n == 0 {
+        return None;
+    }
+    let mut i = bucket(hash, n);
+    loop {
+        let s = slots[i];
+        if s.meta == EMPTY {
+            return None;
+        }
+        if s.meta == idx {
+            return Some(s.pos);
+        }
+        i = if i + 1 == n { 0 } else { i + 1 };
+    }
+}
+
+/// The key bytes of the table entry starting at `at` (tag, length, key).
+fn key_range(buf: &[u8], at: usize) -> (usize, usize) {
+    let mut len = 0usize;
+    let mut shift = 0;
+    let mut j = at + 1;
+    while let Some(&b) = buf.get(j) {
+        len |= usize::from(b & 0x7F) << shift;
+        shift += 7;
+        j += 1;
+        if b < 0x80 {
+            break;
+        }
+    }
+    (j, j + len)
+}
+
+fn key_str(buf: &[u8], (a, b): (usize, usize)) -> &str {
+    // The bytes were copied from a `&str`; the fallback is never taken.
+    buf.get(a..b)
+        .and_then(|k| core::str::from_utf8(k).ok())
+        .unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------
+// The no-heap aggregator
+// ---------------------------------------------------------------------------
+
+/// A finished aggregate, borrowed from the aggregator's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished<'b> {
+    /// The Kinesis data blob: magic, body, MD5.
+    pub data: &'b [u8],
+    /// The outer partition key (the first user record's).
+    pub partition_key: &'b str,
+    /// The outer explicit hash key (the first user record's, if it has one).
+    pub explicit_hash_key: Option<&'b str>,
+    /// How many user records it holds.
+    pub records: usize,
+}
+
+/// Aggregates into storage the caller gives, and never allocates.
+///
+/// `B` is the output buffer (`&mut [u8]`, `[u8; N]`, a full
+/// `heapless::Vec<u8, N>`, `Vec<u8>`: anything `AsMut<[u8]>`); an aggregate
+/// never exceeds its length. `KEYS` is the number of slots of the key index
+/// (default 256); an aggregate takes at most `KEYS - KEYS/8` distinct keys
+/// (partition keys and explicit hash keys together), and refuses the next
+/// new key with [`Error::Full`]. Memory: the buffer plus 16 bytes per slot.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{Aggregator, Record, Error};
+/// let mut buf = [0u8; 512];
+/// let mut agg = Aggregator::<_, 16>::new(&mut buf[..]);
+/// agg.add(Record::new("sensor-1", b"21.5")).unwrap();
+/// agg.add(Record::new("sensor-2", b"19.0")).unwrap();
+/// assert_eq!(agg.record_count(), 2);
+/// let size = agg.encoded_len();
+/// let done = agg.finish().unwrap();
+/// assert_eq!(done.data.len(), size);
+/// assert_eq!(done.partition_key, "sensor-1");
+/// ```
+pub struct Aggregator<B, const KEYS: usize = 256> {
+    buf: B,
+    slots: [Slot; KEYS],
+    core: Core,
+}
+
+impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
+    const CHECK_KEYS: () = assert!(KEYS >= 4 && KEYS < (1 << 31), "KEYS must be at least 4");
+
+    /// An aggregator with the default 1 MiB limit over `buf`.
+    pub fn new(buf: B) -> Self {
+        let () = Self::CHECK_KEYS;
+        Aggregator {
+            buf,
+            slots: [Slot::FREE; KEYS],
+            core: Core::unchecked(DEFAULT_LIMIT),
+        }
+    }
+
+    /// An aggregator with a size limit (data blob plus outer partition key,
+    /// [`MIN_LIMIT`]..=[`MAX_LIMIT`]). The buffer's length caps the blob too.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] outside that range.
+    pub fn with_limit(buf: B, limit: usize) -> Result<Self, Error> {
+        let () = Self::CHECK_KEYS;
+        Ok(Aggregator {
+            buf,
+            slots: [Slot::FREE; KEYS],
+            core: Core::new(limit)?,
+        })
+    }
+
+    /// The configured limit.
+    pub fn limit(&self) -> usize {
+        self.core.limit
+    }
+
+    /// Adds a record, or hands it back.
+    ///
+    /// # Errors
+    /// [`Error::Full`] when it does not fit now (finish, then add again);
+    /// [`Error::RecordTooLarge`] when it cannot fit even alone;
+    /// [`Error::InvalidPartitionKey`] or [`Error::InvalidExplicitHashKey`]
+    /// for keys the API would refuse. The aggregator is unchanged.
+    pub fn add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
+        self.core
+            .add(self.buf.as_mut(), &mut self.slots, &record)
+            .map_err(|error| Refused { record, error })
+    }
+
+    /// Exact size of the blob [`finish`](Self::finish) would return now (0
+    /// when empty: nothing would be returned).
+    pub fn encoded_len(&self) -> usize {
+        self.core.encoded_len()
+    }
+
+    /// What [`encoded_len`](Self::encoded_len) would be after adding
+    /// `record`, without adding it and whether or not it would fit. Add
+    /// the outer partition key's length for what Kinesis counts.
+    ///
+    /// # Errors
+    /// Invalid keys, as [`add`](Self::add).
+    pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
+        self.core.size_with(self.buf.as_ref(), &self.slots, record)
+    }
+
+    /// Number of user records in the current aggregate.
+    pub fn record_count(&self) -> usize {
+        self.core.count
+    }
+
+    /// `true` when no record has been added since the last finish.
+    pub fn is_empty(&self) -> bool {
+        self.core.count == 0
+    }
+
+    /// Completes the current aggregate and starts a new one. `None` when
+    /// empty: an empty aggregate is never produced.
+    pub fn finish(&mut self) -> Option<Finished<'_>> {
+        let done = self.core.finish(self.buf.as_mut(), &mut self.slots)?;
+        let buf = self.buf.as_ref();
+        Some(Finished {
+            data: &buf[done.start..done.end],
+            partition_key: key_str(buf, done.pk),
+            explicit_hash_key: done.ehk.map(|r| key_str(buf, r)),
+            records: done.records,
+        })
+    }
+
+    /// Gives the buffer back.
+    pub fn into_inner(self) -> B {
+        self.buf
+    }
+}
+
+impl<B, const KEYS: usize> fmt::Debug for Aggregator<B, KEYS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("limit", &self.core.limit)
+            .field("records", &self.core.count)
+            .field("encoded_len", &self.core.encoded_len())
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The alloc aggregator
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "alloc")]
+pub use self::owned::{Aggregate, RecordAggregator};
+
+#[cfg(feature = "alloc")]
+mod owned {
+    use super::*;
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+
+    /// A completed aggregate that owns its bytes.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct Aggregate {
+        buf: Vec<u8>,
+        done: Done,
+    }
+
+    impl Aggregate {
+        /// The Kinesis data blob: magic, body, MD5.
+        pub fn data(&self) -> &[u8] {
+            &self.buf[self.done.start..self.done.end]
+        }
+        /// The outer partition key (the first user record's).
+        pub fn partition_key(&self) -> &str {
+            key_str(&self.buf, self.done.pk)
+        }
+        /// The outer explicit hash key (the first user record's, if any).
+        pub fn explicit_hash_key(&self) -> Option<&str> {
+            self.done.ehk.map(|r| key_str(&self.buf, r))
+        }
+        /// How many user records it holds.
+        pub fn record_count(&self) -> usize {
+            self.done.records
+        }
+        /// The data blob as an owned vector (moves the bytes to the front of
+        /// the buffer it already owns; no allocation).
+        pub fn into_data(mut self) -> Vec<u8> {
+            self.buf.truncate(self.done.end);
+            self.buf.drain(..self.done.start);
+            self.buf
+        }
+    }
+
+    impl fmt::Debug for Aggregate {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Aggregate")
+                .field("partition_key", &self.partition_key())
+                .field("explicit_hash_key", &self.explicit_hash_key())
+                .field("records", &self.record_count())
+                .field("len", &self.data().len())
+                .finish()
+        }
+    }
+
+    type Callback = Box<dyn FnMut(&Aggregate)>;
+
+    /// Aggregates into buffers it owns, in the manner of the Python
+    /// module's `RecordAggregator`.
+    ///
+    /// Each aggregate gets a buffer as long as the limit (allocated zeroed,
+    /// so untouched pages cost no memory); hand finished aggregates back
+    /// with [`recycle`](Self::recycle) and no further buffer is allocated.
+    /// The key index grows to the largest number of keys seen and is
+    /// reused, so after warm-up adding a record allocates nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::RecordAggregator;
+    /// let mut agg = RecordAggregator::with_limit(200).unwrap();
+    /// let mut done = Vec::new();
+    /// for i in 0..10u8 {
+    ///     if let Some(full) = agg.add("key", &[i; 40], None).unwrap() {
+    ///         done.push(full);
+    ///     }
+    /// }
+    /// done.extend(agg.flush());
+    /// assert!(done.iter().all(|a| a.data().len() + a.partition_key().len() <= 200));
+    /// assert_eq!(done.iter().map(|a| a.record_count()).sum::<usize>(), 10);
+    /// ```
+    pub struct RecordAggregator {
+        buf: Vec<u8>,
+        slots: Vec<Slot>,
+        core: Core,
+        spare: Vec<Vec<u8>>,
+        callbacks: Vec<Callback>,
+    }
+
+    impl Default for RecordAggregator {
+        fn default() -> Self {
+            RecordAggregator::new()
+        }
+    }
+
+    impl fmt::Debug for RecordAggregator {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RecordAggregator")
+                .field("limit", &self.core.limit)
+                .field("records", &self.core.count)
+                .field("encoded_len", &self.core.encoded_len())
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl RecordAggregator {
+        /// An aggregator with the default limit of 1 MiB.
+        pub fn new() -> Self {
+            RecordAggregator {
+                buf: Vec::new(),
+                slots: Vec::new(),
+                core: Core::unchecked(DEFAULT_LIMIT),
+                spare: Vec::new(),
+                callbacks: Vec::new(),
+            }
+        }
+
+        /// An aggregator with a size limit (data blob plus outer partition
+        /// key, [`MIN_LIMIT`]..=[`MAX_LIMIT`]).
+        ///
+        /// # Errors
+        /// [`Error::InvalidLimit`] outside that range.
+        pub fn with_limit(limit: usize) -> Result<Self, Error> {
+            let core = Core::new(limit)?;
+            Ok(RecordAggregator {
+                buf: Vec::new(),
+                slots: Vec::new(),
+                core,
+                spare: Vec::new(),
+                callbacks: Vec::new(),
+            })
+        }
+
+        /// The configured limit.
+        pub fn limit(&self) -> usize {
+            self.core.limit
+        }
+
+        /// Registers a callback run (on the caller's thread) with every
+        /// aggregate this aggregator completes, from [`add`](Self::add) and
+        /// from [`flush`](Self::flush), before it is returned.
+        pub fn on_complete(&mut self, callback: impl FnMut(&Aggregate) + 'static) {
+            self.callbacks.push(Box::new(callback));
+        }
+
+        fn ensure_buf(&mut self) {
+            if self.buf.is_empty() {
+                self.buf = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| alloc::vec![0u8; self.core.limit]);
+            }
+        }
+
+        /// Adds a record. When the current aggregate cannot take it, that
+        /// aggregate is completed and returned, and the record starts the
+        /// next one.
+        ///
+        /// # Errors
+        /// Invalid keys, or a record too large to fit even alone; nothing
+        /// changes then.
+        pub fn add(
+            &mut self,
+            partition_key: &str,
+            data: &[u8],
+            explicit_hash_key: Option<&str>,
+        ) -> Result<Option<Aggregate>, Error> {
+            let record = Record {
+                partition_key,
+                explicit_hash_key,
+                data,
+            };
+            match self.try_add(record) {
+                Ok(()) => Ok(None),
+                Err(Refused {
+                    error: Error::Full, ..
+                }) => {
+                    let done = self.flush();
+                    self.try_add(record).map_err(|r| r.error)?;
+                    Ok(done)
+                }
+                Err(r) => Err(r.error),
+            }
+        }
+
+        /// Adds a record to the current aggregate or hands it back, as
+        /// [`Aggregator::add`] does.
+        ///
+        /// # Errors
+        /// As [`Aggregator::add`].
+        pub fn try_add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
+            self.ensure_buf();
+            self.core
+                .add(&mut self.buf, &mut self.slots, &record)
+                .map_err(|error| Refused { record, error })
+        }
+
+        /// Exact size of the blob the current aggregate would be (0 when
+        /// empty).
+        pub fn encoded_len(&self) -> usize {
+            self.core.encoded_len()
+        }
+
+        /// What [`encoded_len`](Self::encoded_len) would be after adding
+        /// `record`, without adding it.
+        ///
+        /// # Errors
+        /// Invalid keys.
+        pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
+            self.core.size_with(&self.buf, &self.slots, record)
+        }
+
+        /// Number of user records in the current aggregate.
+        pub fn record_count(&self) -> usize {
+            self.core.count
+        }
+
+        /// Completes and returns the current aggregate (`None` when empty).
+        pub fn flush(&mut self) -> Option<Aggregate> {
+            let done = self.core.finish(&mut self.buf, &mut self.slots)?;
+            let agg = Aggregate {
+                buf: core::mem::take(&mut self.buf),
+                done,
+            };
+            for cb in &mut self.callbacks {
+                cb(&agg);
+            }
+            Some(agg)
+        }
+
+        /// Takes back a finished aggregate's buffer for reuse, so that no
+        /// new buffer is allocated for the next aggregate.
+        pub fn recycle(&mut self, aggregate: Aggregate) {
+            let buf = aggregate.buf;
+            if buf.len() == self.core.limit && self.spare.len() < 2 {
+                self.spare.push(buf);
+            }
+        }
+    }
+}

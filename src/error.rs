@@ -1,0 +1,263 @@
+//! The crate's one error type.
+
+use core::fmt;
+
+/// Which key table an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// `partition_key_table` (field 1 of `AggregatedRecord`).
+    PartitionKey,
+    /// `explicit_hash_key_table` (field 2 of `AggregatedRecord`).
+    ExplicitHashKey,
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Table::PartitionKey => "partition key",
+            Table::ExplicitHashKey => "explicit hash key",
+        })
+    }
+}
+
+/// A required protobuf field that was absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Required {
+    /// `Record.partition_key_index` (field 1).
+    PartitionKeyIndex,
+    /// `Record.data` (field 3).
+    Data,
+    /// `Tag.key` (field 1).
+    TagKey,
+}
+
+impl fmt::Display for Required {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Required::PartitionKeyIndex => "Record.partition_key_index",
+            Required::Data => "Record.data",
+            Required::TagKey => "Tag.key",
+        })
+    }
+}
+
+/// Everything that can go wrong, in every feature set.
+///
+/// The error is `Copy`, allocates nothing, and says where and what.
+/// Offsets count from the first byte of the Kinesis data blob (the first
+/// magic byte), so they point into exactly the bytes the caller passed.
+///
+/// A blob that is not aggregated is *not* an error: it is
+/// [`Deaggregated::Plain`](crate::Deaggregated::Plain).
+/// A record refused because the aggregate is full is not an error either:
+/// it comes back in a [`Refused`](crate::Refused) with [`Error::Full`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Error {
+    // ---- deaggregation: the protobuf body ----
+    /// Input ended inside a varint, a fixed-width value or a group.
+    Truncated {
+        /// Where the value that ran past the end starts.
+        offset: usize,
+    },
+    /// A length prefix points past the end of its enclosing message.
+    LengthPastEnd {
+        /// Offset of the length prefix.
+        offset: usize,
+    },
+    /// A varint longer than 10 bytes.
+    VarintTooLong {
+        /// Offset of the varint's first byte.
+        offset: usize,
+    },
+    /// A field tag with field number 0 or above 2^29-1.
+    InvalidTag {
+        /// Offset of the tag.
+        offset: usize,
+    },
+    /// Wire type 6 or 7, which protobuf does not define.
+    InvalidWireType {
+        /// Offset of the tag.
+        offset: usize,
+        /// The wire type found.
+        wire_type: u8,
+    },
+    /// An end-group tag with no matching start-group tag.
+    UnexpectedEndGroup {
+        /// Offset of the end-group tag.
+        offset: usize,
+    },
+    /// Groups nested deeper than [`MAX_NESTING`](crate::MAX_NESTING).
+    NestingTooDeep {
+        /// Offset of the group that went too deep.
+        offset: usize,
+    },
+    /// A required field is missing.
+    MissingField {
+        /// Offset of the message that lacks it.
+        offset: usize,
+        /// Which field.
+        field: Required,
+    },
+    /// A record's index points outside its key table.
+    IndexOutOfRange {
+        /// Offset of the record.
+        offset: usize,
+        /// Which table.
+        table: Table,
+        /// The index found.
+        index: u64,
+        /// How many entries the table has.
+        len: usize,
+    },
+    /// A key table entry, tag key or tag value that is not UTF-8.
+    InvalidUtf8 {
+        /// Offset of the string's first byte.
+        offset: usize,
+    },
+    /// More distinct keys than the caller's fixed table capacity.
+    TableFull {
+        /// Offset of the key that did not fit.
+        offset: usize,
+        /// Which table.
+        table: Table,
+        /// The capacity.
+        capacity: usize,
+    },
+    /// Strict mode: the blob starts with the magic but its MD5 trailer is wrong.
+    ChecksumMismatch,
+
+    // ---- aggregation ----
+    /// A partition key that is empty or longer than 256 UTF-16 code units.
+    InvalidPartitionKey {
+        /// Its length in UTF-16 code units.
+        utf16_len: usize,
+    },
+    /// An explicit hash key that is not a decimal integer in 0..=2^128-1
+    /// written without leading zeros.
+    InvalidExplicitHashKey {
+        /// Offset in the key string of the first offending byte (its length
+        /// when the key is empty or its value too large).
+        offset: usize,
+    },
+    /// The aggregate cannot take this record now; finish it and add again.
+    Full,
+    /// The record cannot fit in any aggregate under this limit.
+    RecordTooLarge {
+        /// Bytes an aggregate holding only this record would count against
+        /// the limit (data blob plus outer partition key).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A size limit outside what the aggregator supports.
+    InvalidLimit {
+        /// The limit asked for.
+        limit: usize,
+    },
+}
+
+impl Error {
+    /// The byte offset the error points at, when it has one.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::Error;
+    /// assert_eq!(Error::Truncated { offset: 9 }.offset(), Some(9));
+    /// assert_eq!(Error::Full.offset(), None);
+    /// ```
+    pub fn offset(&self) -> Option<usize> {
+        match *self {
+            Error::Truncated { offset }
+            | Error::LengthPastEnd { offset }
+            | Error::VarintTooLong { offset }
+            | Error::InvalidTag { offset }
+            | Error::InvalidWireType { offset, .. }
+            | Error::UnexpectedEndGroup { offset }
+            | Error::NestingTooDeep { offset }
+            | Error::MissingField { offset, .. }
+            | Error::IndexOutOfRange { offset, .. }
+            | Error::InvalidUtf8 { offset }
+            | Error::TableFull { offset, .. }
+            | Error::InvalidExplicitHashKey { offset } => Some(offset),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::Truncated { offset } => {
+                write!(f, "input ends inside the value at byte {offset}")
+            }
+            Error::LengthPastEnd { offset } => {
+                write!(f, "length at byte {offset} runs past the end of its message")
+            }
+            Error::VarintTooLong { offset } => {
+                write!(f, "varint at byte {offset} is longer than 10 bytes")
+            }
+            Error::InvalidTag { offset } => {
+                write!(f, "invalid field number in the tag at byte {offset}")
+            }
+            Error::InvalidWireType { offset, wire_type } => {
+                write!(f, "invalid wire type {wire_type} at byte {offset}")
+            }
+            Error::UnexpectedEndGroup { offset } => {
+                write!(f, "end-group tag at byte {offset} closes no open group")
+            }
+            Error::NestingTooDeep { offset } => write!(
+                f,
+                "group at byte {offset} nests deeper than {}",
+                crate::MAX_NESTING
+            ),
+            Error::MissingField { offset, field } => {
+                write!(f, "message at byte {offset} lacks required field {field}")
+            }
+            Error::IndexOutOfRange {
+                offset,
+                table,
+                index,
+                len,
+            } => write!(
+                f,
+                "record at byte {offset} uses {table} index {index} but the table has {len} entries"
+            ),
+            Error::InvalidUtf8 { offset } => {
+                write!(f, "string at byte {offset} is not valid UTF-8")
+            }
+            Error::TableFull {
+                offset,
+                table,
+                capacity,
+            } => write!(
+                f,
+                "{table} table entry at byte {offset} exceeds the capacity of {capacity} keys"
+            ),
+            Error::ChecksumMismatch => {
+                f.write_str("blob starts with the aggregation magic but its MD5 checksum is wrong")
+            }
+            Error::InvalidPartitionKey { utf16_len } => write!(
+                f,
+                "partition key must be 1 to 256 UTF-16 code units, not {utf16_len}"
+            ),
+            Error::InvalidExplicitHashKey { offset } => write!(
+                f,
+                "explicit hash key must be a decimal integer from 0 to 2^128-1 without leading zeros (bad at character {offset})"
+            ),
+            Error::Full => f.write_str("the aggregate is full; finish it and add the record again"),
+            Error::RecordTooLarge { size, limit } => write!(
+                f,
+                "record needs {size} bytes alone, more than the limit of {limit}"
+            ),
+            Error::InvalidLimit { limit } => write!(
+                f,
+                "size limit {limit} is outside {}..={}",
+                crate::MIN_LIMIT,
+                crate::MAX_LIMIT
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}

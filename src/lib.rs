@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod decode;
+mod encode;
+mod error;
+mod hash;
+mod wire;
+
+pub use decode::{
+    AggregatedRecord, Deaggregated, Envelope, FixedTable, KeyTable, Options, PlainReason, Records, Tag, Tags,
+    UserRecord, deaggregate_fixed,
+};
+#[cfg(feature = "alloc")]
+pub use decode::{VecTable, deaggregate};
+#[cfg(feature = "alloc")]
+pub use encode::{Aggregate, RecordAggregator};
+pub use encode::{
+    Aggregator, DEFAULT_LIMIT, Finished, MAX_LIMIT, MAX_PARTITION_KEY_UNITS, MIN_LIMIT, Record, Refused,
+    check_explicit_hash_key, check_partition_key,
+};
+pub use error::{Error, Required, Table};
+pub use hash::parse_hash_key;
+pub use wire::{DIGEST_LEN, MAGIC, MAX_NESTING, varint_len};
