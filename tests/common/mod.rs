@@ -1,0 +1,126 @@
+//! Test support: a prost-derive model of the KPL schema (no protoc), and
+//! helpers that wrap a body into a Kinesis data blob.
+#![allow(dead_code)]
+
+use md5::{Digest, Md5};
+
+/// `aws.kinesis.protobuf.AggregatedRecord`, as prost derives it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbAggregatedRecord {
+    #[prost(string, repeated, tag = "1")]
+    pub partition_key_table: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    pub explicit_hash_key_table: Vec<String>,
+    #[prost(message, repeated, tag = "3")]
+    pub records: Vec<PbRecord>,
+}
+
+/// `Record`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbRecord {
+    #[prost(uint64, required, tag = "1")]
+    pub partition_key_index: u64,
+    #[prost(uint64, optional, tag = "2")]
+    pub explicit_hash_key_index: Option<u64>,
+    #[prost(bytes = "vec", required, tag = "3")]
+    pub data: Vec<u8>,
+    #[prost(message, repeated, tag = "4")]
+    pub tags: Vec<PbTag>,
+}
+
+/// `Tag`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbTag {
+    #[prost(string, required, tag = "1")]
+    pub key: String,
+    #[prost(string, optional, tag = "2")]
+    pub value: Option<String>,
+}
+
+/// magic + body + MD5(body).
+pub fn wrap(body: &[u8]) -> Vec<u8> {
+    let mut out = kinesis_agg::MAGIC.to_vec();
+    out.extend_from_slice(body);
+    out.extend_from_slice(&Md5::digest(body));
+    out
+}
+
+/// An owned user record, for comparisons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owned {
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Vec<u8>,
+    pub tags: Vec<(String, Option<String>)>,
+}
+
+/// The user records prost reads from a model, resolving indices (panics
+/// on an index outside its table: callers check first).
+pub fn resolve(m: &PbAggregatedRecord) -> Vec<Owned> {
+    m.records
+        .iter()
+        .map(|r| Owned {
+            partition_key: m.partition_key_table[r.partition_key_index as usize].clone(),
+            explicit_hash_key: r
+                .explicit_hash_key_index
+                .map(|i| m.explicit_hash_key_table[i as usize].clone()),
+            data: r.data.clone(),
+            tags: r.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
+        })
+        .collect()
+}
+
+/// Our reader's user records, owned.
+pub fn ours(blob: &[u8]) -> Result<Option<Vec<Owned>>, kinesis_agg::Error> {
+    match kinesis_agg::deaggregate(blob)? {
+        kinesis_agg::Deaggregated::Plain { .. } => Ok(None),
+        kinesis_agg::Deaggregated::Aggregated(a) => {
+            let mut out = Vec::new();
+            for (i, r) in a.records().enumerate() {
+                assert_eq!(r.sub_sequence_number, i as u64);
+                out.push(Owned {
+                    partition_key: r.partition_key.to_owned(),
+                    explicit_hash_key: r.explicit_hash_key.map(str::to_owned),
+                    data: r.data.to_vec(),
+                    tags: r
+                        .tags
+                        .map(|t| (t.key.to_owned(), t.value.map(str::to_owned)))
+                        .collect(),
+                });
+            }
+            assert_eq!(out.len(), a.len());
+            Ok(Some(out))
+        }
+    }
+}
+
+/// The canonical message for a list of user records: tables of distinct
+/// keys in order of first use, field 2 only where a record has an EHK.
+pub fn canonical(records: &[(String, Option<String>, Vec<u8>)]) -> PbAggregatedRecord {
+    let mut m = PbAggregatedRecord::default();
+    for (pk, ehk, data) in records {
+        let pi = match m.partition_key_table.iter().position(|k| k == pk) {
+            Some(i) => i,
+            None => {
+                m.partition_key_table.push(pk.clone());
+                m.partition_key_table.len() - 1
+            }
+        };
+        let ei = ehk
+            .as_ref()
+            .map(|e| match m.explicit_hash_key_table.iter().position(|k| k == e) {
+                Some(i) => i,
+                None => {
+                    m.explicit_hash_key_table.push(e.clone());
+                    m.explicit_hash_key_table.len() - 1
+                }
+            });
+        m.records.push(PbRecord {
+            partition_key_index: pi as u64,
+            explicit_hash_key_index: ei.map(|i| i as u64),
+            data: data.clone(),
+            tags: vec![],
+        });
+    }
+    m
+}

@@ -1,0 +1,265 @@
+//! Property tests: our reader against the prost model, and the aggregators'
+//! exact size accounting, limits and canonical bytes.
+
+mod common;
+
+use common::*;
+use kinesis_agg::{Aggregator, Deaggregated, Error, Record, RecordAggregator};
+use proptest::prelude::*;
+use prost::Message;
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9]{1,12}",
+        "\\PC{1,40}",
+        // Up to 256 UTF-16 code units of four-byte characters.
+        (1usize..=128).prop_map(|n| "😀".repeat(n)),
+        (200usize..=256).prop_map(|n| "k".repeat(n)),
+    ]
+}
+
+fn ehk() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0".to_owned()),
+        "[1-9][0-9]{0,37}",
+        Just(u128::MAX.to_string()),
+        any::<u128>().prop_map(|v| v.to_string()),
+    ]
+}
+
+fn tag() -> impl Strategy<Value = PbTag> {
+    ("\\PC{0,8}", proptest::option::of("\\PC{0,8}")).prop_map(|(key, value)| PbTag { key, value })
+}
+
+/// An arbitrary message, indices mostly inside the tables.
+fn message() -> impl Strategy<Value = PbAggregatedRecord> {
+    (
+        proptest::collection::vec("\\PC{0,20}", 0..6),
+        proptest::collection::vec("[0-9]{0,5}", 0..4),
+        proptest::collection::vec(
+            (
+                0u64..7,
+                proptest::option::of(0u64..5),
+                proptest::collection::vec(any::<u8>(), 0..300),
+                proptest::collection::vec(tag(), 0..3),
+            ),
+            0..12,
+        ),
+        prop_oneof![9 => Just(0u64), 1 => any::<u64>()],
+    )
+        .prop_map(|(pks, ehks, recs, wild)| PbAggregatedRecord {
+            partition_key_table: pks,
+            explicit_hash_key_table: ehks,
+            records: recs
+                .into_iter()
+                .map(|(p, e, data, tags)| PbRecord {
+                    partition_key_index: p.wrapping_add(wild),
+                    explicit_hash_key_index: e,
+                    data,
+                    tags,
+                })
+                .collect(),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// Whatever prost encodes, we read exactly what prost reads back, or,
+    /// when an index lies outside its table, refuse with that error.
+    #[test]
+    fn reader_agrees_with_prost(m in message()) {
+        let body = m.encode_to_vec();
+        let blob = wrap(&body);
+        let back = PbAggregatedRecord::decode(&body[..]).unwrap();
+        prop_assert_eq!(&back, &m);
+        let bad = m.records.iter().position(|r| {
+            r.partition_key_index >= m.partition_key_table.len() as u64
+                || r.explicit_hash_key_index.is_some_and(|e| e >= m.explicit_hash_key_table.len() as u64)
+        });
+        let got = ours(&blob);
+        if blob.len() <= 20 {
+            prop_assert_eq!(got, Ok(None));
+        } else if let Some(_i) = bad {
+            prop_assert!(matches!(got, Err(Error::IndexOutOfRange { .. })), "{:?}", got);
+        } else {
+            prop_assert_eq!(got, Ok(Some(resolve(&m))));
+        }
+    }
+
+    /// Arbitrary bytes, wrapped with a valid checksum or not, never panic,
+    /// and every accepted body yields exactly its count of records.
+    #[test]
+    fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+        for blob in [wrap(&body), body.clone()] {
+            if let Ok(Deaggregated::Aggregated(a)) = kinesis_agg::deaggregate(&blob) {
+                prop_assert_eq!(a.records().count(), a.len());
+                for r in a.records() {
+                    let _ = r.tags.count();
+                }
+            }
+            let _ = kinesis_agg::deaggregate_fixed::<2>(&blob);
+        }
+    }
+
+    /// Every add keeps the reported size exact; every aggregate decodes to
+    /// exactly its records and equals prost's canonical encoding byte for
+    /// byte; no aggregate exceeds its limit; each closed aggregate really
+    /// could not take the next record; nothing is lost.
+    #[test]
+    fn aggregation_is_exact_and_canonical(
+        pool in proptest::collection::vec(key(), 1..8),
+        ehks in proptest::collection::vec(ehk(), 1..5),
+        recs in proptest::collection::vec(
+            (any::<prop::sample::Index>(), proptest::option::of(any::<prop::sample::Index>()), 0usize..700),
+            1..40,
+        ),
+        limit in prop_oneof![Just(kinesis_agg::MIN_LIMIT), 30usize..3000, Just(kinesis_agg::DEFAULT_LIMIT)],
+        buf_len in prop_oneof![Just(usize::MAX), 60usize..4000],
+    ) {
+        let input: Vec<(String, Option<String>, Vec<u8>)> = recs
+            .iter()
+            .enumerate()
+            .map(|(n, (p, e, len))| {
+                (pool[p.index(pool.len())].clone(), e.map(|e| ehks[e.index(ehks.len())].clone()), vec![n as u8; *len])
+            })
+            .collect();
+        let mut buf = vec![0u8; buf_len.min(limit)];
+        let mut agg = Aggregator::<_, 8>::with_limit(&mut buf[..], limit).unwrap();
+        let mut out: Vec<(Vec<u8>, String, Option<String>, usize)> = Vec::new();
+        let mut current: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
+        let mut accepted = Vec::new();
+        for (pk, e, data) in &input {
+            let rec = Record { partition_key: pk, explicit_hash_key: e.as_deref(), data };
+            let predicted = agg.encoded_len_with(&rec).unwrap();
+            match agg.add(rec) {
+                Ok(()) => {
+                    prop_assert_eq!(agg.encoded_len(), predicted);
+                    current.push((pk.clone(), e.clone(), data.clone()));
+                    accepted.push(current.last().unwrap().clone());
+                }
+                Err(refused) => {
+                    prop_assert_eq!(refused.record, rec);
+                    match refused.error {
+                        Error::Full => {
+                            // It really would not fit now.
+                            let outer = current[0].0.len();
+                            let mut keys: Vec<(bool, &str)> = current.iter().map(|c| (false, c.0.as_str())).collect();
+                            keys.extend(current.iter().filter_map(|c| c.1.as_deref()).map(|e| (true, e)));
+                            keys.push((false, pk.as_str()));
+                            keys.extend(e.as_deref().map(|e| (true, e)));
+                            keys.sort();
+                            keys.dedup();
+                            // Capacity of an 8-slot index: 7 keys.
+                            prop_assert!(predicted + outer > limit || predicted > buf_len.min(limit) || keys.len() > 7);
+                            let size = agg.encoded_len();
+                            let done = agg.finish().unwrap();
+                            prop_assert_eq!(done.data.len(), size);
+                            out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.records));
+                            check(&out.last().unwrap().0, &current, limit)?;
+                            current.clear();
+                            let again = agg.encoded_len_with(&rec).unwrap();
+                            match agg.add(rec) {
+                                Ok(()) => {
+                                    prop_assert_eq!(agg.encoded_len(), again);
+                                    current.push((pk.clone(), e.clone(), data.clone()));
+                                    accepted.push(current.last().unwrap().clone());
+                                }
+                                Err(r) => prop_assert!(false, "refused after finish: {:?}", r.error),
+                            }
+                        }
+                        Error::RecordTooLarge { size, .. } => {
+                            prop_assert!(size > limit || size - pk.len() > buf_len.min(limit));
+                        }
+                        other => prop_assert!(false, "unexpected {:?}", other),
+                    }
+                }
+            }
+        }
+        if let Some(done) = agg.finish() {
+            out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.records));
+            check(&out.last().unwrap().0, &current, limit)?;
+        }
+        prop_assert!(agg.finish().is_none());
+        // Nothing lost, order kept.
+        let mut all = Vec::new();
+        for (blob, pk, e, n) in &out {
+            let recs = ours(blob).unwrap().unwrap();
+            prop_assert_eq!(recs.len(), *n);
+            prop_assert_eq!(pk, &recs[0].partition_key);
+            prop_assert_eq!(e, &recs[0].explicit_hash_key);
+            prop_assert!(blob.len() + pk.len() <= limit);
+            all.extend(recs.into_iter().map(|r| (r.partition_key, r.explicit_hash_key, r.data)));
+        }
+        prop_assert_eq!(all, accepted);
+    }
+
+    /// The alloc aggregator splits greedily and loses nothing.
+    #[test]
+    fn record_aggregator_is_greedy_and_lossless(
+        lens in proptest::collection::vec(0usize..400, 1..60),
+        limit in 60usize..2000,
+    ) {
+        let mut agg = RecordAggregator::with_limit(limit).unwrap();
+        let mut out = Vec::new();
+        let mut accepted = Vec::new();
+        for (i, len) in lens.iter().enumerate() {
+            let pk = format!("pk{}", i % 3);
+            let data = vec![i as u8; *len];
+            let before = agg.encoded_len_with(&Record::new(&pk, &data)).unwrap();
+            let outer = pk.len();
+            match agg.add(&pk, &data, None) {
+                Ok(Some(done)) => {
+                    // Greedy: closed only because this record did not fit.
+                    prop_assert!(before + done.partition_key().len() > limit);
+                    out.push(done);
+                    accepted.push((pk, data));
+                }
+                Ok(None) => accepted.push((pk, data)),
+                Err(Error::RecordTooLarge { size, .. }) => prop_assert!(size > limit && size >= outer),
+                Err(e) => prop_assert!(false, "{:?}", e),
+            }
+        }
+        out.extend(agg.flush());
+        let mut all = Vec::new();
+        for a in &out {
+            prop_assert!(a.data().len() + a.partition_key().len() <= limit);
+            let recs = ours(a.data()).unwrap().unwrap();
+            prop_assert_eq!(recs.len(), a.record_count());
+            all.extend(recs.into_iter().map(|r| (r.partition_key, r.data)));
+        }
+        prop_assert_eq!(all, accepted);
+    }
+}
+
+/// One aggregate: decodes to exactly `records`, and equals the canonical
+/// encoding prost produces for them, byte for byte.
+fn check(
+    blob: &[u8],
+    records: &[(String, Option<String>, Vec<u8>)],
+    limit: usize,
+) -> Result<(), TestCaseError> {
+    let model = canonical(records);
+    let expected = wrap(&model.encode_to_vec());
+    prop_assert_eq!(blob, &expected[..]);
+    prop_assert!(blob.len() + records[0].0.len() <= limit);
+    let got = ours(blob).unwrap().unwrap();
+    let want: Vec<Owned> = records
+        .iter()
+        .map(|(p, e, d)| Owned {
+            partition_key: p.clone(),
+            explicit_hash_key: e.clone(),
+            data: d.clone(),
+            tags: vec![],
+        })
+        .collect();
+    prop_assert_eq!(got, want);
+    Ok(())
+}
