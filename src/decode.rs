@@ -493,22 +493,23 @@ struct RecordFields<'a> {
 fn parse_record(bytes: &[u8], base: usize, check_tags: bool) -> Result<RecordFields<'_>, Error> {
     // Fast path for the canonical layout every producer writes: one-byte
     // tags and indices, data running exactly to the end of the record.
-    if let [0x08, pk, rest @ ..] = bytes {
-        if *pk < 0x80 {
-            let (ehk, rest) = match rest {
-                [0x10, e, rest @ ..] if *e < 0x80 => (Some(u64::from(*e)), rest),
-                _ => (None, rest),
-            };
-            if let [0x1A, len, data @ ..] = rest {
-                if *len < 0x80 && usize::from(*len) == data.len() {
-                    return Ok(RecordFields {
-                        pk: u64::from(*pk),
-                        ehk,
-                        data,
-                        has_tags: false,
-                    });
-                }
-            }
+    if let [0x08, pk, rest @ ..] = bytes
+        && *pk < 0x80
+    {
+        let (ehk, rest) = match rest {
+            [0x10, e, rest @ ..] if *e < 0x80 => (Some(u64::from(*e)), rest),
+            _ => (None, rest),
+        };
+        if let [0x1A, len, data @ ..] = rest
+            && *len < 0x80
+            && usize::from(*len) == data.len()
+        {
+            return Ok(RecordFields {
+                pk: u64::from(*pk),
+                ehk,
+                data,
+                has_tags: false,
+            });
         }
     }
     parse_record_general(bytes, base, check_tags)

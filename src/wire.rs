@@ -45,7 +45,7 @@ pub const MAX_NESTING: usize = 100;
 pub const fn varint_len(v: u64) -> usize {
     // 1 + floor(bits / 7), with bits = 0 counted as one byte.
     let bits = 64 - (v | 1).leading_zeros() as usize;
-    (bits + 6) / 7
+    bits.div_ceil(7)
 }
 
 /// Writes the minimal varint of `v` at `out[pos..]` and returns the new
@@ -128,15 +128,16 @@ impl<'a> Reader<'a> {
     pub(crate) fn field(&mut self) -> Result<Field, Error> {
         let offset = self.offset();
         // Fast path: one-byte tag.
-        if let Some(&b) = self.buf.get(self.pos) {
-            if b < 0x80 && b >= 8 && (b & 7) < 6 {
-                self.pos += 1;
-                return Ok(Field {
-                    number: u64::from(b >> 3),
-                    wire_type: b & 7,
-                    offset,
-                });
-            }
+        if let Some(&b) = self.buf.get(self.pos)
+            && (8..0x80).contains(&b)
+            && (b & 7) < 6
+        {
+            self.pos += 1;
+            return Ok(Field {
+                number: u64::from(b >> 3),
+                wire_type: b & 7,
+                offset,
+            });
         }
         let tag = self.varint()?;
         let number = tag >> 3;
@@ -191,9 +192,9 @@ impl<'a> Reader<'a> {
     pub(crate) fn skip(&mut self, field: Field, depth: usize) -> Result<(), Error> {
         match field.wire_type {
             WT_VARINT => self.varint().map(|_| ()),
-            WT_I64 => self.advance(8, field.offset),
+            WT_I64 => self.advance(8, self.offset()),
             WT_LEN => self.bytes().map(|_| ()),
-            WT_I32 => self.advance(4, field.offset),
+            WT_I32 => self.advance(4, self.offset()),
             WT_SGROUP => self.skip_group(field, depth),
             // An end-group tag with no group open.
             _ => Err(Error::UnexpectedEndGroup { offset: field.offset }),
@@ -381,8 +382,8 @@ mod tests {
             0x08, 0x96, 0x01, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1A, 0x01, 0xAA, 0x25, 1, 2, 3, 4,
         ];
         assert_eq!(skip_all(&buf), Ok(()));
-        assert_eq!(skip_all(&buf[..18]), Err(Error::Truncated { offset: 15 }));
-        assert_eq!(skip_all(&buf[..8]), Err(Error::Truncated { offset: 3 }));
+        assert_eq!(skip_all(&buf[..18]), Err(Error::Truncated { offset: 16 }));
+        assert_eq!(skip_all(&buf[..8]), Err(Error::Truncated { offset: 4 }));
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Every committed fixture decodes to its expected records (Google
+//! protobuf's parse), and every broken one gives its documented error.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kinesis_agg::{Deaggregated, Options, PlainReason};
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+fn manifest() -> Vec<Value> {
+    let text = std::fs::read_to_string("tests/fixtures/deagg/manifest.json").unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn blob(name: &str) -> Vec<u8> {
+    std::fs::read(format!("tests/fixtures/deagg/{name}.bin")).unwrap()
+}
+
+fn variant<T: std::fmt::Debug>(v: &T) -> String {
+    let s = format!("{v:?}");
+    s.split([' ', '{', '(']).next().unwrap().to_owned()
+}
+
+fn check_records(name: &str, got: &Deaggregated<'_, Vec<&str>>, want: &[Value]) {
+    let Deaggregated::Aggregated(agg) = got else {
+        panic!("{name}: expected aggregated, got {got:?}");
+    };
+    assert_eq!(agg.len(), want.len(), "{name}: record count");
+    assert_eq!(agg.records().len(), want.len(), "{name}: exact size");
+    for (i, (r, w)) in agg.records().zip(want).enumerate() {
+        assert_eq!(r.sub_sequence_number, i as u64, "{name}");
+        assert_eq!(
+            r.partition_key,
+            w["partition_key"].as_str().unwrap(),
+            "{name} #{i}"
+        );
+        assert_eq!(
+            r.explicit_hash_key,
+            w["explicit_hash_key"].as_str(),
+            "{name} #{i}"
+        );
+        if let Some(d) = w["data"].as_str() {
+            assert_eq!(r.data, STANDARD.decode(d).unwrap(), "{name} #{i}");
+        } else {
+            assert_eq!(
+                r.data.len() as u64,
+                w["data_len"].as_u64().unwrap(),
+                "{name} #{i}"
+            );
+            let md5 = Md5::digest(r.data);
+            let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, w["data_md5"].as_str().unwrap(), "{name} #{i}");
+        }
+        let tags: Vec<(String, Option<String>)> = r
+            .tags
+            .map(|t| (t.key.to_owned(), t.value.map(str::to_owned)))
+            .collect();
+        let want_tags: Vec<(String, Option<String>)> = w["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t[0].as_str().unwrap().to_owned(),
+                    t[1].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(tags, want_tags, "{name} #{i}");
+    }
+}
+
+#[test]
+fn every_fixture_decodes_as_documented() {
+    let cases = manifest();
+    assert!(cases.len() >= 50, "manifest has {} cases", cases.len());
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let blob = blob(name);
+        assert_eq!(blob.len() as u64, case["len"].as_u64().unwrap(), "{name}");
+        let got = kinesis_agg::deaggregate(&blob);
+        match case["expect"].as_str().unwrap() {
+            "aggregated" => {
+                let got = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+                check_records(name, &got, case["records"].as_array().unwrap());
+                // The no-heap reader gives the same records when the tables fit.
+                if let Deaggregated::Aggregated(heap) = &got {
+                    let fixed = Options::new().deaggregate_fixed::<512>(&blob).unwrap();
+                    let Deaggregated::Aggregated(fixed) = fixed else {
+                        panic!("{name}")
+                    };
+                    assert!(heap.records().eq(fixed.records()), "{name}: fixed tables differ");
+                }
+            }
+            "plain" => {
+                let got = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+                let Deaggregated::Plain { data, reason } = got else {
+                    panic!("{name}: expected plain, got {got:?}");
+                };
+                assert_eq!(data, &blob[..], "{name}: passed through unchanged");
+                assert_eq!(variant(&reason), case["reason"].as_str().unwrap(), "{name}");
+            }
+            "error" => {
+                let err = got.expect_err(name);
+                assert_eq!(variant(&err), case["error"].as_str().unwrap(), "{name}: {err}");
+                assert_eq!(
+                    err.offset(),
+                    case["offset"].as_u64().map(|o| o as usize),
+                    "{name}: {err}"
+                );
+                // Display names the offset.
+                let text = err.to_string();
+                assert!(
+                    text.contains(&err.offset().unwrap().to_string()),
+                    "{name}: {text}"
+                );
+            }
+            other => panic!("{name}: unknown expectation {other}"),
+        }
+    }
+}
+
+#[test]
+fn options_change_only_what_they_say() {
+    for case in manifest() {
+        let name = case["name"].as_str().unwrap();
+        let blob = blob(name);
+        let strict = Options::new().strict(true).deaggregate(&blob);
+        let unverified = Options::new().skip_checksum(true).deaggregate(&blob);
+        let both = Options::new().skip_checksum(true).strict(true).deaggregate(&blob);
+        match (case["expect"].as_str().unwrap(), case["reason"].as_str()) {
+            ("plain", Some("ChecksumMismatch")) => {
+                assert_eq!(
+                    strict.unwrap_err(),
+                    kinesis_agg::Error::ChecksumMismatch,
+                    "{name}"
+                );
+                // Unverified: aggregated if the body parses, else plain with the reason.
+                match unverified.unwrap() {
+                    Deaggregated::Aggregated(a) => assert!(both.is_ok() && a.records().count() == a.len()),
+                    Deaggregated::Plain { reason, .. } => {
+                        let PlainReason::Unparsable(e) = reason else {
+                            panic!("{name}: {reason:?}")
+                        };
+                        assert_eq!(both.unwrap_err(), e, "{name}");
+                    }
+                }
+            }
+            ("plain", _) => {
+                assert!(matches!(strict, Ok(Deaggregated::Plain { .. })), "{name}");
+                assert!(matches!(unverified, Ok(Deaggregated::Plain { .. })), "{name}");
+            }
+            ("aggregated", _) => {
+                let n = |d: Result<Deaggregated<'_, Vec<&str>>, _>| match d {
+                    Ok(Deaggregated::Aggregated(a)) => a.len(),
+                    other => panic!("{name}: {other:?}"),
+                };
+                let want = case["records"].as_array().unwrap().len();
+                assert_eq!(n(strict), want);
+                assert_eq!(n(unverified), want);
+                assert_eq!(n(both), want);
+            }
+            ("error", _) => {
+                let e = kinesis_agg::deaggregate(&blob).unwrap_err();
+                assert_eq!(strict.unwrap_err(), e);
+                assert_eq!(both.unwrap_err(), e);
+                // Unverified, a body that does not parse is passed through.
+                assert!(
+                    matches!(unverified, Ok(Deaggregated::Plain { reason: PlainReason::Unparsable(u), .. }) if u == e),
+                    "{name}"
+                );
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[test]
+fn fixed_tables_refuse_more_keys_than_their_capacity() {
+    let blob = blob("py_300_keys_two_byte_indices");
+    let err = Options::new().deaggregate_fixed::<299>(&blob).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            kinesis_agg::Error::TableFull {
+                capacity: 299,
+                table: kinesis_agg::Table::PartitionKey,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("299"));
+    assert!(matches!(
+        Options::new().deaggregate_fixed::<300>(&blob),
+        Ok(Deaggregated::Aggregated(_))
+    ));
+}
+
+#[test]
+fn records_borrow_the_input_without_copying() {
+    let blob = blob("py_mixed_keys");
+    let Deaggregated::Aggregated(agg) = kinesis_agg::deaggregate(&blob).unwrap() else {
+        panic!()
+    };
+    let range = blob.as_ptr_range();
+    for r in agg.records() {
+        assert!(range.contains(&r.data.as_ptr()));
+        assert!(range.contains(&r.partition_key.as_ptr()));
+        if let Some(e) = r.explicit_hash_key {
+            assert!(range.contains(&e.as_ptr()));
+        }
+    }
+    // Items outlive the iterator and the aggregate's tables.
+    let first = {
+        let mut it = agg.records();
+        it.next().unwrap()
+    };
+    drop(agg);
+    assert_eq!(first.partition_key, "alpha");
+    let mut it = kinesis_agg::deaggregate_fixed::<8>(&blob).unwrap();
+    if let Deaggregated::Aggregated(a) = &mut it {
+        let mut recs = a.records();
+        assert_eq!(recs.len(), 6);
+        recs.by_ref().for_each(drop);
+        assert_eq!(recs.next(), None);
+        assert_eq!(recs.next(), None);
+        assert_eq!(recs.size_hint(), (0, Some(0)));
+    }
+}
