@@ -86,7 +86,7 @@ fn no_heap_aggregation_and_deaggregation_allocate_nothing() {
 fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
     let mut agg = RecordAggregator::with_limit(51_200).unwrap();
     let data = [7u8; 100];
-    let mut run = |agg: &mut RecordAggregator, records: u32| {
+    let run = |agg: &mut RecordAggregator, records: u32| {
         let mut completed = 0;
         for i in 0..records {
             if let Some(done) = agg.add(KEYS[i as usize % 5], &data, None).unwrap() {

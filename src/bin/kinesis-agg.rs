@@ -159,11 +159,11 @@ fn main() -> ExitCode {
             2
         }
     };
-    if let Err(e) = flushed {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("kinesis-agg: cannot write output: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = flushed
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("kinesis-agg: cannot write output: {e}");
+        return ExitCode::from(2);
     }
     ExitCode::from(code)
 }
