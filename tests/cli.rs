@@ -1,0 +1,340 @@
+//! End-to-end tests of the `kinesis-agg` binary (feature `cli`).
+#![cfg(feature = "cli")]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("tests/fixtures/deagg/{name}.bin")).unwrap()
+}
+
+fn b64(b: &[u8]) -> String {
+    STANDARD.encode(b)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn deagg_prints_exactly_the_contract() {
+    let input = format!(
+        "{}\n\n{}\r\n   \n{}\n{}\n",
+        b64(&fixture("real_aws_lambda_fanout_2_records")),
+        b64(b"plain data"),
+        b64(&fixture("missing_data")),
+        b64(&fixture("py_mixed_keys")),
+    );
+    let out = run(&["deagg"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let got = lines(&out);
+    let expected_first = json!({
+        "record": 0, "aggregated": true, "sub_sequence_number": 0, "partition_key": "key-0",
+        "explicit_hash_key": null, "data": b64(b"Testing KPL Aggregated Record 2-0"),
+    });
+    assert_eq!(got[0], expected_first);
+    assert_eq!(got[1]["partition_key"], "key-1");
+    assert_eq!(got[1]["sub_sequence_number"], 1);
+    assert_eq!(
+        got[2],
+        json!({
+            "record": 1, "aggregated": false, "sub_sequence_number": null, "partition_key": null,
+            "explicit_hash_key": null, "data": b64(b"plain data"),
+        })
+    );
+    // Record 2 is broken: nothing printed for it; record 3 follows.
+    assert!(got[3..].iter().all(|l| l["record"] == 3));
+    assert_eq!(got.len(), 3 + 6);
+    assert_eq!(got[4]["explicit_hash_key"], "12345");
+    for l in &got {
+        let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "aggregated",
+                "data",
+                "explicit_hash_key",
+                "partition_key",
+                "record",
+                "sub_sequence_number"
+            ]
+        );
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("record 2") && err.contains("line 5") && err.contains("byte 10"),
+        "{err}"
+    );
+    assert!(err.contains("Record.data"), "{err}");
+}
+
+#[test]
+fn deagg_passthrough_of_invalid_records_exits_0() {
+    let broken = fixture("partition_key_index_outside_table");
+    let out = run(
+        &["deagg", "--on-invalid", "passthrough"],
+        format!("{}\n", b64(&broken)).as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let got = lines(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["aggregated"], false);
+    assert_eq!(got[0]["data"], b64(&broken));
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn deagg_raw_input_is_one_record() {
+    let blob = fixture("py_utf8_keys");
+    let out = run(&["deagg", "--input", "raw"], &blob);
+    assert_eq!(out.status.code(), Some(0));
+    let got = lines(&out);
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|l| l["record"] == 0));
+    assert_eq!(got[2]["partition_key"], "🔑 key");
+    // Raw bytes that are not aggregated, newlines included, pass through whole.
+    let out = run(&["deagg", "--input", "raw"], b"line one\nline two\n");
+    assert_eq!(
+        lines(&out),
+        vec![
+            json!({"record": 0, "aggregated": false, "sub_sequence_number": null,
+        "partition_key": null, "explicit_hash_key": null, "data": b64(b"line one\nline two\n")})
+        ]
+    );
+    // Empty raw input is one empty plain record.
+    let out = run(&["deagg", "--input", "raw"], b"");
+    assert_eq!(lines(&out)[0]["data"], "");
+}
+
+#[test]
+fn deagg_reads_a_file_argument() {
+    let path = std::env::temp_dir().join(format!("kinesis-agg-cli-{}.txt", std::process::id()));
+    std::fs::write(&path, format!("{}\n", b64(&fixture("py_empty_data")))).unwrap();
+    let out = run(&["deagg", path.to_str().unwrap()], b"");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lines(&out).len(), 2);
+}
+
+#[test]
+fn deagg_unreadable_input_exits_2() {
+    let good = b64(&fixture("py_empty_data"));
+    let out = run(&["deagg"], format!("{good}\nnot*base64\n{good}\n").as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(lines(&out).len(), 2, "lines before the bad one are printed");
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    let out = run(&["deagg", "/nonexistent/file"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/file"));
+    for args in [
+        &["deagg", "--input", "xml"][..],
+        &["deagg", "--on-invalid", "ignore"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let out = run(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+fn user_line(pk: &str, ehk: Option<&str>, data: &[u8]) -> String {
+    json!({"partition_key": pk, "explicit_hash_key": ehk, "data": b64(data)}).to_string()
+}
+
+#[test]
+fn agg_output_contract_and_round_trip() {
+    let input = [
+        user_line("a", None, b"one"),
+        user_line("b", Some("42"), b"two"),
+        // explicit_hash_key may be absent.
+        json!({"partition_key": "a", "data": b64(b"three")}).to_string(),
+    ]
+    .join("\n");
+    let out = run(&["agg"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = lines(&out);
+    assert_eq!(got.len(), 1);
+    let keys: Vec<&String> = got[0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["data", "explicit_hash_key", "partition_key", "user_records"]
+    );
+    assert_eq!(got[0]["partition_key"], "a");
+    assert_eq!(got[0]["explicit_hash_key"], Value::Null);
+    assert_eq!(got[0]["user_records"], 3);
+    let back = run(
+        &["deagg"],
+        format!("{}\n", got[0]["data"].as_str().unwrap()).as_bytes(),
+    );
+    let recs = lines(&back);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[1]["explicit_hash_key"], "42");
+    assert_eq!(recs[2]["data"], b64(b"three"));
+    // Outer EHK is the first record's.
+    let out = run(&["agg"], user_line("x", Some("7"), b"d").as_bytes());
+    assert_eq!(lines(&out)[0]["explicit_hash_key"], "7");
+}
+
+#[test]
+fn agg_rebuilds_real_kpl_output_from_deagg_output() {
+    for name in [
+        "real_aws_lambda_fanout_2_records",
+        "real_qldb_stream_2_records",
+        "py_300_keys_two_byte_indices",
+    ] {
+        let blob = fixture(name);
+        let users = run(&["deagg"], format!("{}\n", b64(&blob)).as_bytes());
+        let out = run(&["agg"], &users.stdout);
+        let got = lines(&out);
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0]["data"], b64(&blob), "{name}");
+    }
+}
+
+#[test]
+fn agg_splits_greedily_exactly_and_losslessly_at_small_limits() {
+    let records: Vec<(String, Option<String>, Vec<u8>)> = (0..300u32)
+        .map(|i| {
+            let ehk = (i % 7 == 0).then(|| (u128::from(i) * 1_000_003).to_string());
+            (
+                format!("key-{}", i % 13),
+                ehk,
+                vec![i as u8; (i as usize * 37) % 120],
+            )
+        })
+        .collect();
+    let input: String = records
+        .iter()
+        .map(|(p, e, d)| user_line(p, e.as_deref(), d) + "\n")
+        .collect();
+    for limit in [200usize, 257, 1000, 4096] {
+        let out = run(&["agg", "--max-size", &limit.to_string()], input.as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let aggs = lines(&out);
+        let mut next = 0;
+        for (i, a) in aggs.iter().enumerate() {
+            let blob = STANDARD.decode(a["data"].as_str().unwrap()).unwrap();
+            let pk = a["partition_key"].as_str().unwrap();
+            assert!(blob.len() + pk.len() <= limit, "limit {limit}");
+            let n = a["user_records"].as_u64().unwrap() as usize;
+            // Rebuild the same run with the library: identical bytes.
+            let mut agg = kinesis_agg::RecordAggregator::with_limit(limit).unwrap();
+            for (p, e, d) in &records[next..next + n] {
+                agg.try_add(kinesis_agg::Record {
+                    partition_key: p,
+                    explicit_hash_key: e.as_deref(),
+                    data: d,
+                })
+                .unwrap();
+            }
+            // Greedy: the next record would not have fitted.
+            if i + 1 < aggs.len() {
+                let (p, e, d) = &records[next + n];
+                let with = agg
+                    .encoded_len_with(&kinesis_agg::Record {
+                        partition_key: p,
+                        explicit_hash_key: e.as_deref(),
+                        data: d,
+                    })
+                    .unwrap();
+                assert!(
+                    with + pk.len() > limit,
+                    "limit {limit}: aggregate {i} closed early"
+                );
+            }
+            assert_eq!(agg.flush().unwrap().data(), &blob[..]);
+            next += n;
+        }
+        assert_eq!(next, records.len(), "limit {limit}: records lost");
+    }
+}
+
+#[test]
+fn agg_bad_line_writes_earlier_aggregates_then_exits_1() {
+    let big = vec![0u8; 200];
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "not a JSON user record"),
+        (json!({"data": "AA=="}).to_string(), "partition_key is missing"),
+        (json!({"partition_key": "k"}).to_string(), "data is missing"),
+        (json!({"partition_key": "k", "data": "%%%"}).to_string(), "base64"),
+        (
+            json!({"partition_key": "", "data": ""}).to_string(),
+            "partition key",
+        ),
+        (
+            json!({"partition_key": "k".repeat(257), "data": ""}).to_string(),
+            "partition key",
+        ),
+        (
+            json!({"partition_key": "k", "explicit_hash_key": "-1", "data": ""}).to_string(),
+            "explicit hash key",
+        ),
+        (user_line("k", None, &big), "too large"),
+    ];
+    for (bad, reason) in cases {
+        let input = format!(
+            "{}\n{}\n\n{bad}\n{}\n",
+            user_line("a", None, b"1"),
+            user_line("b", None, b"2"),
+            user_line("c", None, b"3")
+        );
+        let out = run(&["agg", "--max-size", "150"], input.as_bytes());
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let got = lines(&out);
+        assert_eq!(
+            got.iter()
+                .map(|a| a["user_records"].as_u64().unwrap())
+                .sum::<u64>(),
+            2,
+            "{bad}"
+        );
+        let err = stderr(&out);
+        assert!(err.contains("line 4") && err.contains(reason), "{bad}: {err}");
+    }
+    for limit in ["29", "10485761", "abc"] {
+        assert_eq!(run(&["agg", "--max-size", limit], b"").status.code(), Some(2));
+    }
+}
+
+#[test]
+fn every_subcommand_help_has_an_example() {
+    for cmd in ["deagg", "agg"] {
+        let out = run(&[cmd, "--help"], b"");
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("Example:") && text.contains(&format!("kinesis-agg {cmd}")),
+            "{text}"
+        );
+    }
+}
