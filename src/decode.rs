@@ -313,10 +313,8 @@ impl<'a, T: KeyTable<'a>> AggregatedRecord<'a, T> {
     /// The user records, in order, borrowing from the input.
     pub fn records(&self) -> Records<'a, '_> {
         Records {
-            reader: Reader::new(
-                self.body.get(self.first..).unwrap_or(&[]),
-                MAGIC.len() + self.first,
-            ),
+            body: self.body,
+            pos: self.first,
             pks: self.partition_keys.as_slice(),
             ehks: self.explicit_hash_keys.as_slice(),
             next: 0,
@@ -359,7 +357,8 @@ pub struct UserRecord<'a> {
 /// iterator or the tables (`'t`).
 #[derive(Clone, Debug)]
 pub struct Records<'a, 't> {
-    reader: Reader<'a>,
+    body: &'a [u8],
+    pos: usize,
     pks: &'t [&'a str],
     ehks: &'t [&'a str],
     next: u64,
@@ -395,11 +394,29 @@ impl<'a> Iterator for Records<'a, '_> {
 }
 
 impl<'a> Records<'a, '_> {
+    #[inline]
     fn next_record(&mut self) -> Option<UserRecord<'a>> {
         loop {
-            let field = self.reader.field().ok()?;
+            if let Some(c) = canonical_at(self.body, self.pos) {
+                self.pos = c.end;
+                let partition_key = *self.pks.get(c.pk)?;
+                let explicit_hash_key = match c.ehk {
+                    Some(i) => Some(*self.ehks.get(i)?),
+                    None => None,
+                };
+                return Some(UserRecord {
+                    partition_key,
+                    explicit_hash_key,
+                    data: self.body.get(c.data_start..c.data_start + c.data_len)?,
+                    sub_sequence_number: self.next,
+                    tags: Tags { rest: &[], base: 0 },
+                });
+            }
+            let mut reader = Reader::at(self.body, self.pos, MAGIC.len());
+            let field = reader.field().ok()?;
             if field.number == 3 && field.wire_type == WT_LEN {
-                let (bytes, base) = self.reader.bytes().ok()?;
+                let (bytes, base) = reader.bytes().ok()?;
+                self.pos = reader.pos();
                 let r = parse_record(bytes, base, false).ok()?;
                 let partition_key = *self.pks.get(usize::try_from(r.pk).ok()?)?;
                 let explicit_hash_key = match r.ehk {
@@ -417,9 +434,79 @@ impl<'a> Records<'a, '_> {
                     },
                 });
             }
-            self.reader.skip(field, 0).ok()?;
+            reader.skip(field, 0).ok()?;
+            self.pos = reader.pos();
         }
     }
+}
+
+/// A record entry in the canonical layout every producer writes: tag 0x1A,
+/// then fields 1, (2,) 3 in order with short varints, data running exactly
+/// to the end of the record. Such a record is complete and valid as it
+/// stands, so both passes read it without the general field loop.
+#[derive(Clone, Copy, Debug)]
+struct Canonical {
+    pk: usize,
+    ehk: Option<usize>,
+    data_start: usize,
+    data_len: usize,
+    /// Body position after the record.
+    end: usize,
+}
+
+/// A varint of 1 to 3 bytes (values below 2^21), as `usize`.
+#[inline(always)]
+fn short_varint(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    let b0 = *b.get(i)?;
+    if b0 < 0x80 {
+        return Some((usize::from(b0), i + 1));
+    }
+    let b1 = *b.get(i + 1)?;
+    if b1 < 0x80 {
+        return Some((usize::from(b0 & 0x7F) | usize::from(b1) << 7, i + 2));
+    }
+    let b2 = *b.get(i + 2)?;
+    if b2 < 0x80 {
+        return Some((
+            usize::from(b0 & 0x7F) | usize::from(b1 & 0x7F) << 7 | usize::from(b2) << 14,
+            i + 3,
+        ));
+    }
+    None
+}
+
+#[inline(always)]
+fn canonical_at(body: &[u8], pos: usize) -> Option<Canonical> {
+    if *body.get(pos)? != 0x1A {
+        return None;
+    }
+    let (len, start) = short_varint(body, pos + 1)?;
+    let end = start + len;
+    let rec = body.get(start..end)?;
+    if *rec.first()? != 0x08 {
+        return None;
+    }
+    let (pk, mut i) = short_varint(rec, 1)?;
+    let mut ehk = None;
+    if rec.get(i) == Some(&0x10) {
+        let (e, j) = short_varint(rec, i + 1)?;
+        ehk = Some(e);
+        i = j;
+    }
+    if rec.get(i) != Some(&0x1A) {
+        return None;
+    }
+    let (data_len, ds) = short_varint(rec, i + 1)?;
+    if ds + data_len != rec.len() {
+        return None;
+    }
+    Some(Canonical {
+        pk,
+        ehk,
+        data_start: start + ds,
+        data_len,
+        end,
+    })
 }
 
 impl ExactSizeIterator for Records<'_, '_> {}
@@ -594,12 +681,25 @@ fn parse_body<'a, T: KeyTable<'a>>(
     ehks: &mut T,
 ) -> Result<(usize, usize), Error> {
     let base = MAGIC.len();
-    let mut r = Reader::new(body, base);
+    let mut pos = 0;
     let mut count = 0usize;
     let mut first = body.len();
     let mut max_pk = 0u64;
     let mut max_ehk: Option<u64> = None;
-    while !r.is_empty() {
+    while pos < body.len() {
+        if let Some(c) = canonical_at(body, pos) {
+            if count == 0 {
+                first = pos;
+            }
+            count += 1;
+            max_pk = max_pk.max(c.pk as u64);
+            if let Some(e) = c.ehk {
+                max_ehk = Some(max_ehk.map_or(e as u64, |m| m.max(e as u64)));
+            }
+            pos = c.end;
+            continue;
+        }
+        let mut r = Reader::at(body, pos, base);
         let f: Field = r.field()?;
         match (f.number, f.wire_type) {
             (1, WT_LEN) | (2, WT_LEN) => {
@@ -622,7 +722,7 @@ fn parse_body<'a, T: KeyTable<'a>>(
                 let (b, at) = r.bytes()?;
                 let rec = parse_record(b, at, true)?;
                 if count == 0 {
-                    first = f.offset - base;
+                    first = pos;
                 }
                 count += 1;
                 max_pk = max_pk.max(rec.pk);
@@ -632,6 +732,7 @@ fn parse_body<'a, T: KeyTable<'a>>(
             }
             _ => r.skip(f, 0)?,
         }
+        pos = r.pos();
     }
     let pk_len = pks.as_slice().len();
     let ehk_len = ehks.as_slice().len();

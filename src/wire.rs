@@ -50,7 +50,7 @@ pub const fn varint_len(v: u64) -> usize {
 
 /// Writes the minimal varint of `v` at `out[pos..]` and returns the new
 /// position. The caller guarantees room (sizes are computed beforehand).
-#[inline]
+#[inline(always)]
 pub(crate) fn put_varint(out: &mut [u8], mut pos: usize, mut v: u64) -> usize {
     while v >= 0x80 {
         out[pos] = (v as u8) | 0x80;
@@ -86,6 +86,18 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, base }
     }
 
+    /// A reader over `buf` positioned at `pos`.
+    #[inline]
+    pub(crate) fn at(buf: &'a [u8], pos: usize, base: usize) -> Self {
+        Reader { buf, pos, base }
+    }
+
+    /// Position of the next unread byte in `buf`.
+    #[inline]
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
@@ -101,6 +113,12 @@ impl<'a> Reader<'a> {
     #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, Error> {
         let start = self.pos;
+        if let Some(&b) = self.buf.get(start)
+            && b < 0x80
+        {
+            self.pos = start + 1;
+            return Ok(u64::from(b));
+        }
         let mut value: u64 = 0;
         let mut i = 0;
         while i < 10 {
