@@ -15,7 +15,6 @@ use md5::{Digest, Md5};
 use prost::Message;
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 use common::{PbAggregatedRecord, PbRecord};
 

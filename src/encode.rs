@@ -284,6 +284,21 @@ fn hash_key(key: &[u8], seed: u64) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// Key equality that rejects most mismatches on their first and last
+/// eight bytes before comparing the rest.
+#[inline(always)]
+fn same_key(stored: Option<&[u8]>, key: &[u8]) -> bool {
+    let Some(stored) = stored else { return false };
+    let n = key.len();
+    if stored.len() != n {
+        return false;
+    }
+    if n >= 8 && (read8(stored, 0) != read8(key, 0) || read8(stored, n - 8) != read8(key, n - 8)) {
+        return false;
+    }
+    stored == key
+}
+
 #[inline(always)]
 fn mix(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
@@ -430,7 +445,7 @@ impl Core {
                 } else {
                     s.pos as usize
                 };
-                if buf.get(at..at + key.len()) == Some(key) {
+                if same_key(buf.get(at..at + key.len()), key) {
                     return Some((s.meta & !EHK_BIT, s.pos));
                 }
             }
@@ -451,7 +466,7 @@ impl Core {
     fn lookup_pk(&self, buf: &[u8], slots: &[Slot], pk: &str) -> Result<Lookup, Error> {
         if let Some((idx, pos, len)) = self.last_pk {
             let (at, len) = (pos as usize, len as usize);
-            if len == pk.len() && buf.get(at..at + len) == Some(pk.as_bytes()) {
+            if len == pk.len() && same_key(buf.get(at..at + len), pk.as_bytes()) {
                 return Ok(Lookup::Found(idx, pos));
             }
         }

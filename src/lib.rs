@@ -13,6 +13,8 @@ mod decode;
 mod encode;
 mod error;
 mod hash;
+#[cfg(feature = "alloc")]
+mod owned;
 mod wire;
 
 pub use decode::{
@@ -29,4 +31,11 @@ pub use encode::{
 };
 pub use error::{Error, Required, Table};
 pub use hash::parse_hash_key;
+#[cfg(feature = "alloc")]
+pub use owned::OwnedRecord;
 pub use wire::{DIGEST_LEN, MAGIC, MAX_NESTING, varint_len};
+
+/// What the library and the CLI do with every class of bad input; where
+/// we deliberately differ from prost; how much memory each type needs.
+#[doc = include_str!("../docs/robustness.md")]
+pub mod robustness {}

@@ -1,0 +1,92 @@
+//! Structured user records and a limit through both aggregators and back:
+//! records equal, every size exact, every limit respected, no record lost.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use kinesis_agg::{Aggregator, Deaggregated, Error, OwnedRecord, RecordAggregator};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    records: Vec<OwnedRecord>,
+    limit: u16,
+    buffer: u16,
+}
+
+fn decode(blob: &[u8]) -> Vec<OwnedRecord> {
+    match kinesis_agg::deaggregate(blob).expect("our output decodes") {
+        Deaggregated::Aggregated(a) => a.records().map(OwnedRecord::from).collect(),
+        Deaggregated::Plain { .. } => panic!("our output is not aggregated"),
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let limit = kinesis_agg::MIN_LIMIT + usize::from(input.limit);
+    let mut owned = RecordAggregator::with_limit(limit).unwrap();
+    let mut buf = vec![0u8; 32 + usize::from(input.buffer) % 4096];
+    let cap = buf.len();
+    let mut fixed = Aggregator::<_, 8>::with_limit(&mut buf[..], limit).unwrap();
+
+    let mut current: Vec<OwnedRecord> = Vec::new();
+    let mut accepted: Vec<OwnedRecord> = Vec::new();
+    let mut out: Vec<OwnedRecord> = Vec::new();
+    let check = |blob: &[u8], pk: &str, recs: &[OwnedRecord], out: &mut Vec<OwnedRecord>| {
+        assert!(blob.len() + pk.len() <= limit);
+        let back = decode(blob);
+        assert_eq!(back, recs);
+        assert_eq!(pk, recs[0].partition_key);
+        out.extend(back);
+    };
+    for rec in &input.records {
+        let r = rec.as_record();
+        let predicted = owned.encoded_len_with(&r).unwrap();
+        match owned.try_add(r) {
+            Ok(()) => {
+                assert_eq!(owned.encoded_len(), predicted);
+                current.push(rec.clone());
+                accepted.push(rec.clone());
+            }
+            Err(refused) if refused.error == Error::Full => {
+                assert!(predicted + current[0].partition_key.len() > limit);
+                let done = owned.flush().unwrap();
+                check(done.data(), done.partition_key(), &current, &mut out);
+                current.clear();
+                owned.try_add(r).unwrap();
+                current.push(rec.clone());
+                accepted.push(rec.clone());
+            }
+            Err(refused) => {
+                let Error::RecordTooLarge { size, .. } = refused.error else { panic!("{refused:?}") };
+                assert!(size > limit);
+            }
+        }
+        // The no-heap aggregator over a small buffer: refusals are Full
+        // or RecordTooLarge, and what it emits decodes.
+        let before = fixed.encoded_len();
+        match fixed.add(r) {
+            Ok(()) => assert!(fixed.encoded_len() <= cap),
+            Err(refused) => {
+                assert_eq!(fixed.encoded_len(), before);
+                match refused.error {
+                    Error::Full => {
+                        let n = fixed.record_count();
+                        let done = fixed.finish().unwrap();
+                        assert_eq!(done.records, n);
+                        assert!(done.data.len() <= cap && done.data.len() + done.partition_key.len() <= limit);
+                        assert_eq!(decode(done.data).len(), n);
+                        let _ = fixed.add(r);
+                    }
+                    Error::RecordTooLarge { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    if let Some(done) = owned.flush() {
+        check(done.data(), done.partition_key(), &current, &mut out);
+    }
+    assert_eq!(out, accepted, "records lost or reordered");
+    if let Some(done) = fixed.finish() {
+        assert!(done.data.len() <= cap);
+    }
+});

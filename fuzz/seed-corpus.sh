@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Seeds each fuzz target's corpus from tests/fixtures/ (run from anywhere).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+fixtures="$here/../tests/fixtures/deagg"
+for t in deaggregate deaggregate_body differential roundtrip; do mkdir -p "$here/corpus/$t"; done
+for f in "$fixtures"/*.bin; do
+    name="$(basename "$f" .bin)"
+    cp "$f" "$here/corpus/deaggregate/$name"
+    size=$(stat -c %s "$f")
+    # Bodies: the bytes between the magic and the MD5 trailer, for blobs
+    # that have them; small ones only, to keep the fuzzer fast.
+    if [ "$size" -gt 20 ] && [ "$size" -lt 65536 ]; then
+        tail -c +5 "$f" | head -c $((size - 20)) > "$here/corpus/deaggregate_body/$name"
+        cp "$here/corpus/deaggregate_body/$name" "$here/corpus/differential/$name"
+    fi
+    # Arbitrary-driven input for the round trip: any bytes will do.
+    if [ "$size" -lt 4096 ]; then cp "$f" "$here/corpus/roundtrip/$name"; fi
+done
+echo "seeded $(ls "$here"/corpus/* | wc -l) corpus entries"
