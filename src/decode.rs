@@ -7,6 +7,7 @@ use core::iter::FusedIterator;
 use md5::{Digest, Md5};
 
 use crate::error::{Error, Required, Table};
+use crate::hash::{HashKeyRange, parse_hash_key, partition_key_hash};
 use crate::wire::{DIGEST_LEN, Field, MAGIC, MAX_NESTING, Reader, WT_LEN, WT_VARINT};
 
 /// Storage for one key table while a body is read.
@@ -322,6 +323,56 @@ impl<'a, T: KeyTable<'a>> AggregatedRecord<'a, T> {
         }
     }
 
+    /// The KCL's rule for an aggregate read from a shard: every user
+    /// record's effective hash key must lie in the shard's range, or the
+    /// KCL discards the whole aggregate. Here the discard is reported: the
+    /// first record outside the range, with its hash key.
+    ///
+    /// # Errors
+    /// The first user record outside `range`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Deaggregated, HashKeyRange, RecordAggregator};
+    /// let mut agg = RecordAggregator::new();
+    /// agg.add("k", b"in", Some("10")).unwrap();
+    /// agg.add("k", b"out", Some("99")).unwrap();
+    /// let blob = agg.flush().unwrap().into_data();
+    /// let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else { panic!() };
+    /// let shard = HashKeyRange::new(0, 50).unwrap();
+    /// let err = a.check_range(shard).unwrap_err();
+    /// assert_eq!((err.sub_sequence_number, err.hash_key), (1, Some(99)));
+    /// // Lenient: keep what lies in the range, count the rest.
+    /// let mut kept = a.records_in_range(shard);
+    /// assert_eq!(kept.next().unwrap().data, b"in");
+    /// assert!(kept.next().is_none());
+    /// assert_eq!(kept.outside(), 1);
+    /// ```
+    pub fn check_range(&self, range: HashKeyRange) -> Result<(), OutOfRange> {
+        let mut last: Option<(&str, u128)> = None;
+        for r in self.records() {
+            let key = r.hash_key_cached(&mut last);
+            if !key.is_some_and(|k| range.contains(k)) {
+                return Err(OutOfRange {
+                    sub_sequence_number: r.sub_sequence_number,
+                    hash_key: key,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The user records whose effective hash key lies in `range`, counting
+    /// the others ([`InRange::outside`]).
+    pub fn records_in_range(&self, range: HashKeyRange) -> InRange<'a, '_> {
+        InRange {
+            records: self.records(),
+            range,
+            outside: 0,
+            last: None,
+        }
+    }
+
     /// Gives the key tables back, to reuse their storage.
     pub fn into_tables(self) -> (T, T) {
         (self.partition_keys, self.explicit_hash_keys)
@@ -350,6 +401,98 @@ pub struct UserRecord<'a> {
     /// Its tags (producers seldom write any).
     pub tags: Tags<'a>,
 }
+
+impl<'a> UserRecord<'a> {
+    /// The record's effective hash key: its explicit hash key if it has
+    /// one, else the MD5 of its partition key. `None` when its explicit
+    /// hash key is not a valid hash key (a producer other than this crate
+    /// wrote it).
+    pub fn hash_key(&self) -> Option<u128> {
+        match self.explicit_hash_key {
+            Some(e) => parse_hash_key(e).ok(),
+            None => Some(partition_key_hash(self.partition_key)),
+        }
+    }
+
+    /// `hash_key`, remembering the last partition key's hash.
+    fn hash_key_cached(&self, last: &mut Option<(&'a str, u128)>) -> Option<u128> {
+        if self.explicit_hash_key.is_some() {
+            return self.hash_key();
+        }
+        if let Some((k, h)) = *last
+            && core::ptr::eq(k, self.partition_key)
+        {
+            return Some(h);
+        }
+        let h = partition_key_hash(self.partition_key);
+        *last = Some((self.partition_key, h));
+        Some(h)
+    }
+}
+
+/// The first user record outside a shard's range (see
+/// [`AggregatedRecord::check_range`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// Its sub-sequence number.
+    pub sub_sequence_number: u64,
+    /// Its effective hash key; `None` when its explicit hash key is not a
+    /// valid hash key.
+    pub hash_key: Option<u128>,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.hash_key {
+            Some(k) => write!(
+                f,
+                "user record {} has hash key {k}, outside the shard's range",
+                self.sub_sequence_number
+            ),
+            None => write!(
+                f,
+                "user record {} has an explicit hash key that is not a hash key",
+                self.sub_sequence_number
+            ),
+        }
+    }
+}
+
+impl core::error::Error for OutOfRange {}
+
+/// The user records of an aggregate that lie in a hash key range.
+#[derive(Clone, Debug)]
+pub struct InRange<'a, 't> {
+    records: Records<'a, 't>,
+    range: HashKeyRange,
+    outside: usize,
+    last: Option<(&'a str, u128)>,
+}
+
+impl<'a> InRange<'a, '_> {
+    /// How many records so far lay outside the range (all of them once the
+    /// iterator is exhausted).
+    pub fn outside(&self) -> usize {
+        self.outside
+    }
+}
+
+impl<'a> Iterator for InRange<'a, '_> {
+    type Item = UserRecord<'a>;
+    fn next(&mut self) -> Option<UserRecord<'a>> {
+        loop {
+            let r = self.records.next()?;
+            if r.hash_key_cached(&mut self.last)
+                .is_some_and(|k| self.range.contains(k))
+            {
+                return Some(r);
+            }
+            self.outside += 1;
+        }
+    }
+}
+
+impl FusedIterator for InRange<'_, '_> {}
 
 /// Iterator over the user records of an [`AggregatedRecord`].
 ///

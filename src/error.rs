@@ -155,6 +155,28 @@ pub enum Error {
         /// The limit asked for.
         limit: usize,
     },
+
+    // ---- hash keys and shards ----
+    /// A hash key range whose bounds are not hash keys, or whose start
+    /// exceeds its end.
+    InvalidHashKeyRange,
+    /// A shard map whose open shards overlap.
+    ShardsOverlap {
+        /// Index (in the sorted map) of the shard that overlaps the one before it.
+        shard: usize,
+    },
+    /// A record whose hash key no shard of the map owns (a map with gaps).
+    NoShardForHashKey {
+        /// The hash key.
+        hash_key: u128,
+    },
+    /// ListShards JSON that could not be read.
+    InvalidShardList {
+        /// Line of the problem (1-based; 0 when not a syntax error).
+        line: usize,
+        /// Column of the problem.
+        column: usize,
+    },
 }
 
 impl Error {
@@ -249,6 +271,19 @@ impl fmt::Display for Error {
             Error::RecordTooLarge { size, limit } => write!(
                 f,
                 "record needs {size} bytes alone, more than the limit of {limit}"
+            ),
+            Error::InvalidHashKeyRange => f.write_str(
+                "hash key range must be START:END, decimal hash keys from 0 to 2^128-1, START <= END",
+            ),
+            Error::ShardsOverlap { shard } => {
+                write!(f, "shard {shard} of the map overlaps the shard before it")
+            }
+            Error::NoShardForHashKey { hash_key } => {
+                write!(f, "no shard of the map owns hash key {hash_key}")
+            }
+            Error::InvalidShardList { line, column } => write!(
+                f,
+                "not ListShards JSON (shards with ShardId and HashKeyRange) at line {line}, column {column}"
             ),
             Error::InvalidLimit { limit } => write!(
                 f,

@@ -15,11 +15,13 @@ mod error;
 mod hash;
 #[cfg(feature = "alloc")]
 mod owned;
+#[cfg(feature = "alloc")]
+pub mod shard;
 mod wire;
 
 pub use decode::{
-    AggregatedRecord, Deaggregated, Envelope, FixedTable, KeyTable, Options, PlainReason, Records, Tag, Tags,
-    UserRecord, deaggregate_fixed,
+    AggregatedRecord, Deaggregated, Envelope, FixedTable, InRange, KeyTable, Options, OutOfRange,
+    PlainReason, Records, Tag, Tags, UserRecord, deaggregate_fixed,
 };
 #[cfg(feature = "alloc")]
 pub use decode::{VecTable, deaggregate};
@@ -30,9 +32,14 @@ pub use encode::{
     check_explicit_hash_key, check_partition_key,
 };
 pub use error::{Error, Required, Table};
-pub use hash::parse_hash_key;
+pub use hash::{
+    HASH_KEY_MAX_DIGITS, HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route,
+    write_hash_key,
+};
 #[cfg(feature = "alloc")]
 pub use owned::OwnedRecord;
+#[cfg(feature = "alloc")]
+pub use shard::{Shard, ShardAggregate, ShardMap, ShardedAggregator};
 pub use wire::{DIGEST_LEN, MAGIC, MAX_NESTING, varint_len};
 
 /// What the library and the CLI do with every class of bad input; where

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kinesis-agg` binary (feature `cli`).
 #![cfg(feature = "cli")]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -336,5 +337,150 @@ fn every_subcommand_help_has_an_example() {
             text.contains("Example:") && text.contains(&format!("kinesis-agg {cmd}")),
             "{text}"
         );
+    }
+}
+
+fn list_shards(ranges: &[(u128, u128)], closed: bool) -> String {
+    let mut shards: Vec<Value> = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, (s, e))| {
+            json!({"ShardId": format!("shardId-{i:012}"),
+                   "HashKeyRange": {"StartingHashKey": s.to_string(), "EndingHashKey": e.to_string()},
+                   "SequenceNumberRange": {"StartingSequenceNumber": "1"}})
+        })
+        .collect();
+    if closed {
+        shards.push(json!({"ShardId": "shardId-closed",
+            "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": u128::MAX.to_string()},
+            "SequenceNumberRange": {"StartingSequenceNumber": "0", "EndingSequenceNumber": "1"}}));
+    }
+    json!({"Shards": shards}).to_string()
+}
+
+#[test]
+fn agg_with_shards_then_deagg_with_each_shard_range_loses_nothing() {
+    let q = u128::MAX / 4;
+    let ranges = [
+        (0, q),
+        (q + 1, 2 * q),
+        (2 * q + 1, 2 * q + 5),
+        (2 * q + 6, u128::MAX),
+    ];
+    let path = std::env::temp_dir().join(format!("kinesis-agg-shards-{}.json", std::process::id()));
+    std::fs::write(&path, list_shards(&ranges, true)).unwrap();
+    let records: Vec<(String, Option<String>, Vec<u8>)> = (0..400u32)
+        .map(|i| {
+            let ehk = match i % 9 {
+                0 => Some((2 * q + 3).to_string()),
+                1 => Some(u128::from(i).to_string()),
+                _ => None,
+            };
+            (
+                format!("device-{}", i % 37),
+                ehk,
+                vec![i as u8; (i as usize * 13) % 90],
+            )
+        })
+        .collect();
+    let input: String = records
+        .iter()
+        .map(|(p, e, d)| user_line(p, e.as_deref(), d) + "\n")
+        .collect();
+    let out = run(
+        &["agg", "--max-size", "1500", "--shards", path.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let aggs = lines(&out);
+    assert!(aggs.len() >= 4);
+    let mut got = Vec::new();
+    for a in &aggs {
+        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "data",
+                "explicit_hash_key",
+                "partition_key",
+                "shard_id",
+                "user_records"
+            ]
+        );
+        let id = a["shard_id"].as_str().unwrap();
+        assert_ne!(id, "shardId-closed");
+        let i: usize = id.trim_start_matches("shardId-").parse().unwrap();
+        let (s, e) = ranges[i];
+        let ehk: u128 = a["explicit_hash_key"].as_str().unwrap().parse().unwrap();
+        assert!(s <= ehk && ehk <= e);
+        let range = format!("{s}:{e}");
+        let back = run(
+            &["deagg", "--shard-range", &range],
+            format!("{}\n", a["data"].as_str().unwrap()).as_bytes(),
+        );
+        assert_eq!(back.status.code(), Some(0), "{}", stderr(&back));
+        let recs = lines(&back);
+        assert_eq!(recs.len() as u64, a["user_records"].as_u64().unwrap());
+        got.extend(recs);
+    }
+    // Every record exactly once; the records of each (partition key,
+    // explicit hash key) in order.
+    let mut want: HashMap<(String, Option<String>), Vec<String>> = HashMap::new();
+    for (p, e, d) in &records {
+        want.entry((p.clone(), e.clone())).or_default().push(b64(d));
+    }
+    let mut have: HashMap<(String, Option<String>), Vec<String>> = HashMap::new();
+    for r in &got {
+        let key = (
+            r["partition_key"].as_str().unwrap().to_owned(),
+            r["explicit_hash_key"].as_str().map(str::to_owned),
+        );
+        have.entry(key)
+            .or_default()
+            .push(r["data"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got.len(), records.len());
+    assert!(have == want, "records lost, duplicated or reordered");
+}
+
+#[test]
+fn deagg_shard_range_applies_the_kcl_rule_or_keeps_in_range_records() {
+    let mixed = {
+        let mut agg = kinesis_agg::RecordAggregator::new();
+        agg.add("a", b"in", Some("10")).unwrap();
+        agg.add("b", b"out", Some("1000")).unwrap();
+        agg.add("c", b"in too", Some("20")).unwrap();
+        agg.flush().unwrap().into_data()
+    };
+    let input = format!("{}\n{}\n", b64(&mixed), b64(b"plain"));
+    let out = run(&["deagg", "--shard-range", "0:100"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let got = lines(&out);
+    assert_eq!(got.len(), 1, "only the plain record");
+    assert_eq!(got[0]["aggregated"], false);
+    let err = stderr(&out);
+    assert!(
+        err.contains("record 0") && err.contains("discarded") && err.contains("1000"),
+        "{err}"
+    );
+    let out = run(
+        &["deagg", "--shard-range", "0:100", "--lenient"],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let got = lines(&out);
+    assert_eq!(got.iter().filter(|l| l["aggregated"] == true).count(), 2);
+    assert_eq!(got[1]["sub_sequence_number"], 2);
+    assert!(stderr(&out).contains("1 outside"), "{}", stderr(&out));
+    // Bounds are inclusive.
+    let out = run(&["deagg", "--shard-range", "10:1000"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(0));
+    for bad in [
+        &["deagg", "--shard-range", "5"][..],
+        &["deagg", "--shard-range", "9:1"],
+        &["deagg", "--lenient"],
+    ] {
+        assert_eq!(run(bad, b"").status.code(), Some(2), "{bad:?}");
     }
 }

@@ -56,6 +56,16 @@ Example:
         /// is broken: report it (exit status 1), or print it as a pass-through.
         #[arg(long, value_enum, default_value_t = OnInvalid::Error)]
         on_invalid: OnInvalid,
+        /// The hash key range of the shard the records were read from
+        /// (START:END, decimal). Applies the KCL's rule: an aggregate with any
+        /// user record outside the range is discarded whole, reported on
+        /// stderr, and the exit status is 1.
+        #[arg(long, value_name = "START:END")]
+        shard_range: Option<kinesis_agg::HashKeyRange>,
+        /// With --shard-range: keep the user records inside the range instead
+        /// of discarding the aggregate, and report how many were outside.
+        #[arg(long, requires = "shard_range")]
+        lenient: bool,
         /// Input file (standard input when absent).
         file: Option<PathBuf>,
     },
@@ -78,6 +88,12 @@ Example:
         /// as Kinesis does (30 to 10485760).
         #[arg(long, default_value_t = kinesis_agg::DEFAULT_LIMIT, value_parser = parse_limit)]
         max_size: usize,
+        /// Aggregate per shard, with the stream's shards as `aws kinesis
+        /// list-shards` prints them (closed shards are ignored). Every
+        /// aggregate then holds only records of one shard, gains `shard_id`,
+        /// and carries its first record's hash key as explicit_hash_key.
+        #[arg(long, value_name = "LIST_SHARDS_JSON")]
+        shards: Option<PathBuf>,
         /// Input file (standard input when absent).
         file: Option<PathBuf>,
     },
@@ -143,9 +159,26 @@ fn main() -> ExitCode {
         Command::Deagg {
             input,
             on_invalid,
+            shard_range,
+            lenient,
             file,
-        } => deagg(input, on_invalid, &file, &mut out),
-        Command::Agg { max_size, file } => agg(max_size, &file, &mut out),
+        } => deagg(
+            input,
+            on_invalid,
+            shard_range.map(|r| (r, lenient)),
+            &file,
+            &mut out,
+        ),
+        Command::Agg {
+            max_size,
+            shards: Some(shards),
+            file,
+        } => agg_sharded(max_size, &shards, &file, &mut out),
+        Command::Agg {
+            max_size,
+            shards: None,
+            file,
+        } => agg(max_size, &file, &mut out),
     };
     let flushed = out.flush();
     let code = match result {
@@ -178,10 +211,12 @@ struct UserLine<'a> {
     data: &'a str,
 }
 
-/// Returns `Ok(true)` when some record was reported as invalid.
+/// Returns `Ok(true)` when some record was reported as invalid or
+/// discarded.
 fn deagg(
     input: Input,
     on_invalid: OnInvalid,
+    shard: Option<(kinesis_agg::HashKeyRange, bool)>,
     file: &Option<PathBuf>,
     out: &mut impl Write,
 ) -> Result<bool, Stop> {
@@ -191,7 +226,7 @@ fn deagg(
     let mut emit = |index: u64, where_: &str, blob: &[u8], out: &mut dyn Write| -> Result<(), Stop> {
         match kinesis_agg::deaggregate(blob) {
             Ok(Deaggregated::Aggregated(agg)) => {
-                for r in agg.records() {
+                let mut print = |r: kinesis_agg::UserRecord<'_>| -> Result<(), Stop> {
                     scratch.clear();
                     B64.encode_string(r.data, &mut scratch);
                     write_line(
@@ -204,7 +239,31 @@ fn deagg(
                             explicit_hash_key: r.explicit_hash_key,
                             data: &scratch,
                         },
-                    )?;
+                    )
+                };
+                match shard {
+                    None => agg.records().try_for_each(&mut print)?,
+                    Some((range, false)) => match agg.check_range(range) {
+                        Ok(()) => agg.records().try_for_each(&mut print)?,
+                        Err(o) => {
+                            any_invalid = true;
+                            eprintln!(
+                                "kinesis-agg: record {index}{where_}: aggregate of {} user records discarded by the KCL rule: {o} ({range})",
+                                agg.len()
+                            );
+                        }
+                    },
+                    Some((range, true)) => {
+                        let mut kept = agg.records_in_range(range);
+                        kept.by_ref().try_for_each(&mut print)?;
+                        if kept.outside() > 0 {
+                            eprintln!(
+                                "kinesis-agg: record {index}{where_}: kept {} user records, {} outside the shard's range ({range})",
+                                agg.len() - kept.outside(),
+                                kept.outside()
+                            );
+                        }
+                    }
                 }
             }
             Ok(Deaggregated::Plain { data, .. }) => passthrough(out, index, data, &mut scratch)?,
@@ -327,6 +386,87 @@ fn agg(max_size: usize, file: &Option<PathBuf>, out: &mut impl Write) -> Result<
     }
     if let Some(done) = aggregator.flush() {
         print_aggregate(out, &done, &mut scratch)?;
+    }
+    match failure {
+        Some(msg) => Err(Stop::Data(msg)),
+        None => Ok(false),
+    }
+}
+
+#[derive(Serialize)]
+struct ShardLine<'a> {
+    shard_id: &'a str,
+    partition_key: &'a str,
+    explicit_hash_key: &'a str,
+    data: &'a str,
+    user_records: usize,
+}
+
+fn agg_sharded(
+    max_size: usize,
+    shards: &PathBuf,
+    file: &Option<PathBuf>,
+    out: &mut impl Write,
+) -> Result<bool, Stop> {
+    let json = std::fs::read_to_string(shards)
+        .map_err(|e| Stop::Input(format!("cannot read {}: {e}", shards.display())))?;
+    let map = kinesis_agg::ShardMap::from_list_shards_json(&json)
+        .map_err(|e| Stop::Input(format!("{}: {e}", shards.display())))?;
+    if map.shards().is_empty() {
+        return Err(Stop::Input(format!("{}: no open shards", shards.display())));
+    }
+    let mut reader = open(file)?;
+    let mut aggregator = kinesis_agg::ShardedAggregator::with_limit(map, max_size)
+        .map_err(|e| Stop::Input(format!("--max-size: {e}")))?;
+    let mut scratch = String::new();
+    let mut line = Vec::new();
+    let mut data = Vec::new();
+    let mut line_no = 0u64;
+    let mut failure = None;
+    let print = |out: &mut dyn Write, a: &kinesis_agg::ShardAggregate, scratch: &mut String| {
+        scratch.clear();
+        B64.encode_string(a.aggregate.data(), scratch);
+        write_line(
+            out,
+            &ShardLine {
+                shard_id: &a.shard_id,
+                partition_key: a.aggregate.partition_key(),
+                explicit_hash_key: &a.explicit_hash_key,
+                data: scratch,
+                user_records: a.aggregate.record_count(),
+            },
+        )
+    };
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match parse_user_record(text, &mut data) {
+            Err(msg) => {
+                failure = Some(format!("line {line_no}: {msg}"));
+                break;
+            }
+            Ok(rec) => match aggregator.add(&rec.0, &data, rec.1.as_deref()) {
+                Ok(done) => {
+                    for a in &done {
+                        print(out, a, &mut scratch)?;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(format!("line {line_no}: {}", describe(e)));
+                    break;
+                }
+            },
+        }
+    }
+    for a in aggregator.flush_all() {
+        print(out, &a, &mut scratch)?;
     }
     match failure {
         Some(msg) => Err(Stop::Data(msg)),

@@ -1,0 +1,419 @@
+//! Shard-aware aggregation (feature `alloc`): one aggregator per shard, so
+//! that every aggregate holds only user records of the shard it is routed
+//! to, and KCL consumers keep every record.
+//!
+//! # When the shard map changes
+//!
+//! After a split or a merge, the open shards change. Aggregates still
+//! buffered for a closed shard must not be sent as they are: Kinesis would
+//! route each by its outer explicit hash key to *one* child, whose KCL
+//! consumers would discard the records that belong to the other child.
+//! Call [`ShardedAggregator::reshard`] with the new map (from ListShards):
+//! it takes every buffered aggregate apart and routes its records again,
+//! oldest aggregate first, so nothing is lost and each key's records keep
+//! their order. Aggregates already handed out before the split are fine:
+//! they reached the parent shard while it was open.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::decode::Deaggregated;
+use crate::encode::{Aggregate, DEFAULT_LIMIT, Record, RecordAggregator, Refused};
+use crate::error::Error;
+use crate::hash::{HashKeyRange, effective_hash_key, route};
+
+/// One shard: its id and the hash keys it owns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Shard {
+    /// The shard id, such as `shardId-000000000001`.
+    pub id: String,
+    /// Its hash key range.
+    pub range: HashKeyRange,
+}
+
+/// The open shards of a stream, sorted by hash key, without overlaps.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{HashKeyRange, Shard, ShardMap};
+/// let half = 1u128 << 127;
+/// let map = ShardMap::new([
+///     Shard { id: "shardId-1".into(), range: HashKeyRange::new(half, u128::MAX).unwrap() },
+///     Shard { id: "shardId-0".into(), range: HashKeyRange::new(0, half - 1).unwrap() },
+/// ])
+/// .unwrap();
+/// assert_eq!(map.route(3).unwrap().id, "shardId-0");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardMap {
+    shards: Vec<Shard>,
+    ranges: Vec<HashKeyRange>,
+}
+
+impl ShardMap {
+    /// A map of these shards (any order).
+    ///
+    /// # Errors
+    /// [`Error::ShardsOverlap`] when two ranges share a hash key. Gaps are
+    /// allowed: a record in a gap is refused on add.
+    pub fn new(shards: impl IntoIterator<Item = Shard>) -> Result<Self, Error> {
+        let mut shards: Vec<Shard> = shards.into_iter().collect();
+        shards.sort_by_key(|s| s.range);
+        for (i, w) in shards.windows(2).enumerate() {
+            if w[1].range.start <= w[0].range.end {
+                return Err(Error::ShardsOverlap { shard: i + 1 });
+            }
+        }
+        let ranges = shards.iter().map(|s| s.range).collect();
+        Ok(ShardMap { shards, ranges })
+    }
+
+    /// A one-shard map owning every hash key.
+    pub fn single(id: impl Into<String>) -> Self {
+        let shard = Shard {
+            id: id.into(),
+            range: HashKeyRange::FULL,
+        };
+        ShardMap {
+            ranges: alloc::vec![shard.range],
+            shards: alloc::vec![shard],
+        }
+    }
+
+    /// The shards, sorted by hash key.
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// The index of the shard owning `hash_key`.
+    pub fn route_index(&self, hash_key: u128) -> Option<usize> {
+        route(&self.ranges, hash_key)
+    }
+
+    /// The shard owning `hash_key`.
+    pub fn route(&self, hash_key: u128) -> Option<&Shard> {
+        self.route_index(hash_key).map(|i| &self.shards[i])
+    }
+
+    /// Reads the JSON that `aws kinesis list-shards` prints (or a
+    /// ListShards API response): `{"Shards": [{"ShardId", "HashKeyRange":
+    /// {"StartingHashKey", "EndingHashKey"}, "SequenceNumberRange": {...}}]}`.
+    /// Closed shards (those whose `SequenceNumberRange` has an
+    /// `EndingSequenceNumber`) are left out: records go to open shards only.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShardList`] for JSON of another shape,
+    /// [`Error::InvalidHashKeyRange`] for bad hash keys,
+    /// [`Error::ShardsOverlap`] when open shards overlap.
+    #[cfg(feature = "json")]
+    pub fn from_list_shards_json(json: &str) -> Result<Self, Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct List {
+            shards: Vec<JsonShard>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct JsonShard {
+            shard_id: String,
+            hash_key_range: JsonRange,
+            #[serde(default)]
+            sequence_number_range: Option<JsonSeq>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct JsonRange {
+            starting_hash_key: String,
+            ending_hash_key: String,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct JsonSeq {
+            #[serde(default)]
+            ending_sequence_number: Option<String>,
+        }
+        let list: List = serde_json::from_str(json).map_err(|e| Error::InvalidShardList {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let mut open = Vec::new();
+        for s in list.shards {
+            if s.sequence_number_range
+                .is_some_and(|r| r.ending_sequence_number.is_some())
+            {
+                continue;
+            }
+            open.push(Shard {
+                id: s.shard_id,
+                range: HashKeyRange::from_decimal(
+                    &s.hash_key_range.starting_hash_key,
+                    &s.hash_key_range.ending_hash_key,
+                )?,
+            });
+        }
+        ShardMap::new(open)
+    }
+}
+
+/// A completed aggregate for one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardAggregate {
+    /// The shard it belongs to.
+    pub shard_id: String,
+    /// The outer explicit hash key to put it with: the first user record's
+    /// effective hash key, inside the shard's range (what the KPL does).
+    pub explicit_hash_key: String,
+    /// The aggregate: data, outer partition key (the first record's),
+    /// record count.
+    pub aggregate: Aggregate,
+}
+
+struct PerShard {
+    agg: RecordAggregator,
+    /// Effective hash key of the current aggregate's first record.
+    first: u128,
+    /// When the current aggregate was started (add counter).
+    started: u64,
+}
+
+/// One [`RecordAggregator`] per shard of a [`ShardMap`].
+///
+/// Every aggregate it emits holds only user records whose effective hash
+/// key lies in its shard, and carries an outer explicit hash key inside
+/// that shard, so Kinesis routes it there and the KCL keeps all of it.
+/// Records keep their order within a shard: the records of one partition
+/// key (routed by that key) or of one explicit hash key stay in order.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{HashKeyRange, Shard, ShardMap, ShardedAggregator};
+/// let half = 1u128 << 127;
+/// let map = ShardMap::new([
+///     Shard { id: "s0".into(), range: HashKeyRange::new(0, half - 1).unwrap() },
+///     Shard { id: "s1".into(), range: HashKeyRange::new(half, u128::MAX).unwrap() },
+/// ]).unwrap();
+/// let mut agg = ShardedAggregator::new(map);
+/// for i in 0..100 {
+///     let done = agg.add(&format!("key-{i}"), b"reading", None).unwrap();
+///     assert!(done.is_empty()); // nothing full yet
+/// }
+/// let out = agg.flush_all();
+/// assert_eq!(out.len(), 2);
+/// assert_eq!(out.iter().map(|a| a.aggregate.record_count()).sum::<usize>(), 100);
+/// ```
+pub struct ShardedAggregator {
+    map: ShardMap,
+    shards: Vec<PerShard>,
+    limit: usize,
+    cap: Option<usize>,
+    clock: u64,
+}
+
+impl core::fmt::Debug for ShardedAggregator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ShardedAggregator")
+            .field("shards", &self.map.shards.len())
+            .field("limit", &self.limit)
+            .field("buffered_bytes", &self.buffered_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardedAggregator {
+    /// Aggregates per shard with the default 1 MiB limit.
+    pub fn new(map: ShardMap) -> Self {
+        let shards = Self::per_shard(&map, DEFAULT_LIMIT);
+        ShardedAggregator {
+            map,
+            shards,
+            limit: DEFAULT_LIMIT,
+            cap: None,
+            clock: 0,
+        }
+    }
+
+    /// Aggregates per shard with a limit per aggregate.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`].
+    pub fn with_limit(map: ShardMap, limit: usize) -> Result<Self, Error> {
+        RecordAggregator::with_limit(limit)?;
+        let shards = Self::per_shard(&map, limit);
+        Ok(ShardedAggregator {
+            map,
+            shards,
+            limit,
+            cap: None,
+            clock: 0,
+        })
+    }
+
+    /// Caps the bytes buffered over all shards: when an add takes the total
+    /// past `bytes`, the largest buffered aggregates are completed and
+    /// returned with that add until the total is within the cap again.
+    pub fn with_buffer_cap(mut self, bytes: usize) -> Self {
+        self.cap = Some(bytes);
+        self
+    }
+
+    fn per_shard(map: &ShardMap, limit: usize) -> Vec<PerShard> {
+        map.shards
+            .iter()
+            .map(|_| PerShard {
+                agg: RecordAggregator::with_limit(limit).unwrap_or_default(),
+                first: 0,
+                started: 0,
+            })
+            .collect()
+    }
+
+    /// The current map.
+    pub fn shard_map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// Bytes buffered over all shards (exact encoded sizes).
+    pub fn buffered_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.agg.encoded_len()).sum()
+    }
+
+    /// User records buffered over all shards.
+    pub fn buffered_records(&self) -> usize {
+        self.shards.iter().map(|s| s.agg.record_count()).sum()
+    }
+
+    fn complete(&mut self, i: usize) -> Option<ShardAggregate> {
+        let s = &mut self.shards[i];
+        let aggregate = s.agg.flush()?;
+        Some(ShardAggregate {
+            shard_id: self.map.shards[i].id.clone(),
+            explicit_hash_key: s.first.to_string(),
+            aggregate,
+        })
+    }
+
+    /// Adds a user record to its shard's aggregate. Returns the aggregates
+    /// this completed: the shard's previous one when the record did not
+    /// fit, and the largest buffered one when the buffer cap was passed.
+    ///
+    /// # Errors
+    /// Invalid keys, a record too large even alone, or a hash key no shard
+    /// owns; nothing changes then.
+    pub fn add(
+        &mut self,
+        partition_key: &str,
+        data: &[u8],
+        explicit_hash_key: Option<&str>,
+    ) -> Result<Vec<ShardAggregate>, Error> {
+        let hash_key = effective_hash_key(partition_key, explicit_hash_key)?;
+        let i = self
+            .map
+            .route_index(hash_key)
+            .ok_or(Error::NoShardForHashKey { hash_key })?;
+        let record = Record {
+            partition_key,
+            explicit_hash_key,
+            data,
+        };
+        let mut out = Vec::new();
+        self.clock += 1;
+        match self.shards[i].agg.try_add(record) {
+            Ok(()) => {}
+            Err(Refused {
+                error: Error::Full, ..
+            }) => {
+                out.extend(self.complete(i));
+                self.shards[i].agg.try_add(record).map_err(|r| r.error)?;
+            }
+            Err(r) => return Err(r.error),
+        }
+        let s = &mut self.shards[i];
+        if s.agg.record_count() == 1 {
+            s.first = hash_key;
+            s.started = self.clock;
+        }
+        if let Some(cap) = self.cap {
+            while self.buffered_bytes() > cap {
+                let largest = (0..self.shards.len()).max_by_key(|&j| self.shards[j].agg.encoded_len());
+                match largest.and_then(|j| self.complete(j)) {
+                    Some(a) => out.push(a),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Completes the aggregate that was started first, if any.
+    pub fn flush_oldest(&mut self) -> Option<ShardAggregate> {
+        let i = (0..self.shards.len())
+            .filter(|&i| self.shards[i].agg.record_count() > 0)
+            .min_by_key(|&i| self.shards[i].started)?;
+        self.complete(i)
+    }
+
+    /// Completes every buffered aggregate, oldest first.
+    pub fn flush_all(&mut self) -> Vec<ShardAggregate> {
+        let mut out = Vec::new();
+        while let Some(a) = self.flush_oldest() {
+            out.push(a);
+        }
+        out
+    }
+
+    /// Switches to a new shard map (after a split or merge), routing every
+    /// buffered record again under it. Returns the aggregates completed
+    /// while doing so. See the module docs.
+    ///
+    /// # Errors
+    /// [`Error::NoShardForHashKey`] when the new map leaves a buffered
+    /// record without a shard; the aggregator then keeps the old map and
+    /// its records.
+    pub fn reshard(&mut self, map: ShardMap) -> Result<Vec<ShardAggregate>, Error> {
+        let buffered = self.flush_all();
+        if let Err(e) = Self::routable(&buffered, &map) {
+            // Put the records back as they were: the same records into the
+            // same shards under the same limit form the same aggregates,
+            // so nothing completes here.
+            let cap = self.cap.take();
+            for a in &buffered {
+                let done = self.readd(a)?;
+                debug_assert!(done.is_empty());
+            }
+            self.cap = cap;
+            return Err(e);
+        }
+        let mut next = ShardedAggregator::with_limit(map, self.limit)?;
+        next.cap = self.cap;
+        next.clock = self.clock;
+        let mut out = Vec::new();
+        for a in &buffered {
+            out.extend(next.readd(a)?);
+        }
+        *self = next;
+        Ok(out)
+    }
+
+    fn routable(buffered: &[ShardAggregate], map: &ShardMap) -> Result<(), Error> {
+        for a in buffered {
+            if let Ok(Deaggregated::Aggregated(recs)) = crate::decode::deaggregate(a.aggregate.data()) {
+                for r in recs.records() {
+                    let hash_key = effective_hash_key(r.partition_key, r.explicit_hash_key)?;
+                    map.route_index(hash_key)
+                        .ok_or(Error::NoShardForHashKey { hash_key })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn readd(&mut self, a: &ShardAggregate) -> Result<Vec<ShardAggregate>, Error> {
+        let mut out = Vec::new();
+        if let Ok(Deaggregated::Aggregated(recs)) = crate::decode::deaggregate(a.aggregate.data()) {
+            for r in recs.records() {
+                out.extend(self.add(r.partition_key, r.data, r.explicit_hash_key)?);
+            }
+        }
+        Ok(out)
+    }
+}
