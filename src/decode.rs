@@ -620,6 +620,7 @@ fn short_varint(b: &[u8], i: usize) -> Option<(usize, usize)> {
 
 #[inline(always)]
 fn canonical_at(body: &[u8], pos: usize) -> Option<Canonical> {
+    crate::wire::tick();
     if *body.get(pos)? != 0x1A {
         return None;
     }
@@ -931,3 +932,180 @@ fn first_bad_index(body: &[u8], pk_len: usize, ehk_len: usize) -> Error {
 }
 
 const _: () = assert!(MAX_NESTING >= 3);
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    //! Deaggregation does work linear in its input for every shape: the
+    //! steps counted (field headers, varints, fixed-width skips, records)
+    //! stay within a small constant per input byte, and doubling an input
+    //! doubles the work.
+    use alloc::vec::Vec;
+
+    use md5::{Digest, Md5};
+
+    use super::*;
+    use crate::wire::work;
+
+    fn wrap(body: &[u8]) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(body);
+        b.extend_from_slice(&Md5::digest(body));
+        b
+    }
+
+    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = alloc::vec![field << 3 | 2];
+        let mut n = payload.len();
+        while n >= 0x80 {
+            v.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        v.push(n as u8);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Steps to classify, validate and fully iterate (tags included).
+    fn steps(body: &[u8]) -> (u64, usize) {
+        let blob = wrap(body);
+        work::take();
+        let mut yielded = 0;
+        match Options::new().deaggregate(&blob) {
+            Ok(Deaggregated::Aggregated(a)) => {
+                for r in a.records() {
+                    yielded += 1 + r.tags.count();
+                }
+            }
+            Ok(Deaggregated::Plain { .. }) | Err(_) => {}
+        }
+        (work::take(), yielded)
+    }
+
+    fn assert_linear(name: &str, make: impl Fn(usize) -> Vec<u8>, n: usize) {
+        let small = make(n);
+        let large = make(2 * n);
+        let (a, ya) = steps(&small);
+        let (b, yb) = steps(&large);
+        let per_byte = b as f64 / large.len() as f64;
+        assert!(per_byte <= 2.0, "{name}: {per_byte:.2} steps per byte");
+        let ratio = b as f64 / a as f64;
+        let size_ratio = large.len() as f64 / small.len() as f64;
+        assert!(
+            ratio <= size_ratio * 1.05,
+            "{name}: work grew {ratio:.2}x for {size_ratio:.2}x the input"
+        );
+        assert!(yb >= ya, "{name}");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn millions_of_tiny_unknown_fields() {
+        // Field 9, varint 0: two bytes each.
+        assert_linear("tiny fields", |n| [0x48u8, 0x00].repeat(n), 1_000_000);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn tiny_records() {
+        let make = |n: usize| {
+            let mut b = ld(1, b"k");
+            for _ in 0..n {
+                b.extend_from_slice(&[0x1A, 0x04, 0x08, 0x00, 0x1A, 0x00]);
+            }
+            b
+        };
+        assert_linear("tiny records", make, 300_000);
+        assert_eq!(steps(&make(1000)).1, 1000);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn tables_of_100k_keys() {
+        let make = |n: usize| {
+            let mut b = Vec::new();
+            for i in 0..n {
+                b.extend_from_slice(&ld(1, alloc::format!("key-{i}").as_bytes()));
+            }
+            b.extend_from_slice(&[0x1A, 0x05, 0x08, 0x00, 0x1A, 0x01, b'x']);
+            b
+        };
+        assert_linear("100k keys", make, 100_000);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn records_with_thousands_of_tags() {
+        let make = |n: usize| {
+            let mut rec = alloc::vec![0x08, 0x00, 0x1A, 0x01, b'x'];
+            for i in 0..n {
+                let key = alloc::format!("t{i}");
+                let tag = [ld(1, key.as_bytes()), ld(2, b"v")].concat();
+                rec.extend_from_slice(&ld(4, &tag));
+            }
+            let mut b = ld(1, b"k");
+            b.extend_from_slice(&ld(3, &rec));
+            b.extend_from_slice(&ld(3, &rec));
+            b
+        };
+        assert_linear("thousands of tags", make, 5_000);
+        assert_eq!(steps(&make(3000)).1, 2 * 3001);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn maximal_varints_everywhere() {
+        let ten = |v: u8| {
+            let mut x = [0x80u8; 10];
+            x[0] = 0x80 | v;
+            x[9] = 0x00;
+            x
+        };
+        let make = |n: usize| {
+            let mut b = ld(1, b"k");
+            for _ in 0..n {
+                let mut rec = alloc::vec![0x08];
+                rec.extend_from_slice(&ten(0));
+                rec.push(0x1A);
+                rec.extend_from_slice(&ten(1));
+                rec.push(b'x');
+                b.push(0x1A);
+                b.push(rec.len() as u8);
+                b.extend_from_slice(&rec);
+                // An unknown field with a maximal varint tag and value.
+                b.extend_from_slice(&[0xF8, 0xFF, 0xFF, 0xFF, 0x0F]);
+                b.extend_from_slice(&ten(5));
+            }
+            b
+        };
+        assert_linear("maximal varints", make, 100_000);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn deep_groups_repeated() {
+        let make = |n: usize| {
+            let mut b = ld(1, b"k");
+            for _ in 0..n {
+                b.extend_from_slice(&[0x2B; 100]);
+                b.extend_from_slice(&[0x2C; 100]);
+            }
+            b
+        };
+        assert_linear("deep groups", make, 10_000);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    fn an_index_error_late_in_a_long_body_is_still_linear() {
+        // The error path rescans the body once to name the first bad record.
+        let make = |n: usize| {
+            let mut b = ld(1, b"k");
+            for _ in 0..n {
+                b.extend_from_slice(&[0x1A, 0x05, 0x08, 0x00, 0x1A, 0x01, b'x']);
+            }
+            b.extend_from_slice(&[0x1A, 0x05, 0x08, 0x07, 0x1A, 0x01, b'x']);
+            b
+        };
+        assert_linear("late index error", make, 200_000);
+    }
+}

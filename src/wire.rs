@@ -61,6 +61,28 @@ pub(crate) fn put_varint(out: &mut [u8], mut pos: usize, mut v: u64) -> usize {
     pos + 1
 }
 
+/// Work counting for the linear-time tests: each field header, varint and
+/// fast-path record read is one step. Compiled into test builds only.
+#[cfg(test)]
+pub(crate) mod work {
+    use core::cell::Cell;
+    std::thread_local! {
+        static STEPS: Cell<u64> = const { Cell::new(0) };
+    }
+    pub(crate) fn tick() {
+        STEPS.with(|s| s.set(s.get() + 1));
+    }
+    pub(crate) fn take() -> u64 {
+        STEPS.with(|s| s.replace(0))
+    }
+}
+
+#[inline(always)]
+pub(crate) fn tick() {
+    #[cfg(test)]
+    work::tick();
+}
+
 /// A bounds-checked reader over one protobuf message body.
 ///
 /// `base` is the absolute offset of `buf[0]` in the caller's blob, so that
@@ -112,6 +134,7 @@ impl<'a> Reader<'a> {
     /// Reads a varint of at most 10 bytes.
     #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, Error> {
+        tick();
         let start = self.pos;
         if let Some(&b) = self.buf.get(start)
             && b < 0x80
@@ -144,6 +167,7 @@ impl<'a> Reader<'a> {
     /// that do not fit 32 bits and wire types 6 and 7 are rejected.
     #[inline]
     pub(crate) fn field(&mut self) -> Result<Field, Error> {
+        tick();
         let offset = self.offset();
         // Fast path: one-byte tag.
         if let Some(&b) = self.buf.get(self.pos)
@@ -192,6 +216,7 @@ impl<'a> Reader<'a> {
     /// Advances `n` bytes, or fails with `Truncated` at `offset`.
     #[inline]
     fn advance(&mut self, n: usize, offset: usize) -> Result<(), Error> {
+        tick();
         match self.pos.checked_add(n) {
             Some(end) if end <= self.buf.len() => {
                 self.pos = end;
