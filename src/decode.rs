@@ -998,14 +998,20 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn millions_of_tiny_unknown_fields() {
         // Field 9, varint 0: two bytes each.
         assert_linear("tiny fields", |n| [0x48u8, 0x00].repeat(n), 1_000_000);
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn tiny_records() {
         let make = |n: usize| {
             let mut b = ld(1, b"k");
@@ -1019,7 +1025,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn tables_of_100k_keys() {
         let make = |n: usize| {
             let mut b = Vec::new();
@@ -1033,7 +1042,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn records_with_thousands_of_tags() {
         let make = |n: usize| {
             let mut rec = alloc::vec![0x08, 0x00, 0x1A, 0x01, b'x'];
@@ -1052,7 +1064,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn maximal_varints_everywhere() {
         let ten = |v: u8| {
             let mut x = [0x80u8; 10];
@@ -1081,7 +1096,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn deep_groups_repeated() {
         let make = |n: usize| {
             let mut b = ld(1, b"k");
@@ -1095,7 +1113,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "millions of steps; the work counts do not depend on the interpreter")]
+    #[cfg_attr(
+        miri,
+        ignore = "millions of steps; the work counts do not depend on the interpreter"
+    )]
     fn an_index_error_late_in_a_long_body_is_still_linear() {
         // The error path rescans the body once to name the first bad record.
         let make = |n: usize| {

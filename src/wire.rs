@@ -234,16 +234,30 @@ impl<'a> Reader<'a> {
     /// open groups are remembered, in a fixed array on the stack.
     pub(crate) fn skip(&mut self, field: Field, depth: usize) -> Result<(), Error> {
         match field.wire_type {
+            WT_SGROUP => self.skip_group(field, depth),
+            _ => self.skip_scalar(field),
+        }
+    }
+
+    /// Skips a value that is not a group.
+    #[inline]
+    fn skip_scalar(&mut self, field: Field) -> Result<(), Error> {
+        match field.wire_type {
             WT_VARINT => self.varint().map(|_| ()),
             WT_I64 => self.advance(8, self.offset()),
             WT_LEN => self.bytes().map(|_| ()),
             WT_I32 => self.advance(4, self.offset()),
-            WT_SGROUP => self.skip_group(field, depth),
-            // An end-group tag with no group open.
+            // An end-group tag with no group open (start-group is handled
+            // by the caller).
             _ => Err(Error::UnexpectedEndGroup { offset: field.offset }),
         }
     }
 
+    /// Skips a group and every group nested in it, without recursion:
+    /// only the field numbers of the open groups are remembered, in a fixed
+    /// array on the stack (kept out of the callers' frames).
+    #[inline(never)]
+    #[cold]
     fn skip_group(&mut self, first: Field, depth: usize) -> Result<(), Error> {
         let mut open = [0u32; MAX_NESTING];
         let mut n = 0usize;
@@ -266,7 +280,7 @@ impl<'a> Reader<'a> {
                     return Ok(());
                 }
             } else {
-                self.skip(next, depth + n)?;
+                self.skip_scalar(next)?;
             }
             if self.is_empty() {
                 return Err(Error::Truncated {

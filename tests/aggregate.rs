@@ -54,9 +54,19 @@ fn output_is_identical_to_the_python_and_node_encoders() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let (records, expected) = load(&path);
-        let mut buf = vec![0u8; kinesis_agg::MAX_LIMIT];
-        let mut fixed = Aggregator::<_, 1024>::with_limit(&mut buf[..], kinesis_agg::MAX_LIMIT).unwrap();
-        let mut owned = RecordAggregator::with_limit(kinesis_agg::MAX_LIMIT).unwrap();
+        // Under Miri, which interprets every instruction, the megabyte
+        // cases are left to the native run.
+        if cfg!(miri) && records.iter().map(|r| r.data.len()).sum::<usize>() > 65_536 {
+            continue;
+        }
+        let limit = if cfg!(miri) {
+            1 << 18
+        } else {
+            kinesis_agg::MAX_LIMIT
+        };
+        let mut buf = vec![0u8; limit];
+        let mut fixed = Aggregator::<_, 1024>::with_limit(&mut buf[..], limit).unwrap();
+        let mut owned = RecordAggregator::with_limit(limit).unwrap();
         for want in &expected {
             let first = want["first"].as_u64().unwrap() as usize;
             let n = want["records"].as_u64().unwrap() as usize;
@@ -112,11 +122,14 @@ fn real_kpl_output_is_rebuilt_byte_for_byte() {
         if !(name.starts_with("real_") || name.starts_with("py_")) {
             continue;
         }
+        if cfg!(miri) && case["len"].as_u64().unwrap() > 65_536 {
+            continue;
+        }
         let blob = std::fs::read(format!("tests/fixtures/deagg/{name}.bin")).unwrap();
         let Deaggregated::Aggregated(agg) = kinesis_agg::deaggregate(&blob).unwrap() else {
             panic!("{name}")
         };
-        let mut out = RecordAggregator::with_limit(kinesis_agg::MAX_LIMIT).unwrap();
+        let mut out = RecordAggregator::with_limit(blob.len() + 1024).unwrap();
         for r in agg.records() {
             out.try_add(Record {
                 partition_key: r.partition_key,
@@ -129,7 +142,7 @@ fn real_kpl_output_is_rebuilt_byte_for_byte() {
         assert!(again.data() == &blob[..], "{name}: rebuilt bytes differ");
         rebuilt += 1;
     }
-    assert!(rebuilt >= 9, "{rebuilt}");
+    assert!(rebuilt >= if cfg!(miri) { 8 } else { 9 }, "{rebuilt}");
 }
 
 #[test]

@@ -50,14 +50,20 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 const KEYS: [&str; 5] = ["sensor-a", "sensor-b", "sensor-c", "sensor-d", "sensor-e"];
 
+/// Record counts scaled down under Miri, which interprets every instruction.
+const fn scale(n: u32) -> u32 {
+    if cfg!(miri) { n / 10 } else { n }
+}
+
 #[test]
 fn no_heap_aggregation_and_deaggregation_allocate_nothing() {
-    let mut buf = vec![0u8; 51_200];
-    let mut out = vec![0u8; 51_200];
+    let limit = if cfg!(miri) { 5_120 } else { 51_200 };
+    let mut buf = vec![0u8; limit];
+    let mut out = vec![0u8; limit];
     let mut out_len = 0;
     let ((), n) = allocations(|| {
-        let mut agg = Aggregator::<_, 64>::with_limit(&mut buf[..], 51_200).unwrap();
-        for i in 0..2_000u32 {
+        let mut agg = Aggregator::<_, 64>::with_limit(&mut buf[..], limit).unwrap();
+        for i in 0..scale(2_000) {
             let data = i.to_le_bytes();
             let rec = Record::new(KEYS[i as usize % 5], &data).with_explicit_hash_key("12345");
             if agg.add(rec).is_err() {
@@ -84,7 +90,7 @@ fn no_heap_aggregation_and_deaggregation_allocate_nothing() {
 
 #[test]
 fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
-    let mut agg = RecordAggregator::with_limit(51_200).unwrap();
+    let mut agg = RecordAggregator::with_limit(if cfg!(miri) { 5_120 } else { 51_200 }).unwrap();
     let data = [7u8; 100];
     let run = |agg: &mut RecordAggregator, records: u32| {
         let mut completed = 0;
@@ -97,17 +103,22 @@ fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
         completed
     };
     // Warm-up: first buffers and the key index.
-    let (c, _) = allocations(|| run(&mut agg, 3_000));
+    let (c, _) = allocations(|| run(&mut agg, scale(3_000)));
     assert!(c >= 2);
-    let (completed, n) = allocations(|| run(&mut agg, 20_000));
+    let (completed, n) = allocations(|| run(&mut agg, scale(20_000)));
     assert!(completed >= 20, "{completed}");
-    assert_eq!(n, 0, "{n} allocations for 20,000 records in steady state");
+    assert_eq!(
+        n,
+        0,
+        "{n} allocations for {} records in steady state",
+        scale(20_000)
+    );
 }
 
 #[test]
 fn heap_deaggregation_allocates_only_its_two_tables() {
     let mut agg = RecordAggregator::new();
-    for i in 0..1_000u32 {
+    for i in 0..scale(1_000) {
         agg.add(KEYS[i as usize % 5], &i.to_le_bytes(), Some("9"))
             .unwrap();
     }
@@ -116,7 +127,7 @@ fn heap_deaggregation_allocates_only_its_two_tables() {
         Deaggregated::Aggregated(a) => a.records().count(),
         Deaggregated::Plain { .. } => 0,
     });
-    assert_eq!(records, 1_000);
+    assert_eq!(records, scale(1_000) as usize);
     // One growing vector per table (5 keys: 2 allocations; 1 key: 1).
     assert!(n <= 3, "{n}");
 }

@@ -18,6 +18,12 @@ fn blob(name: &str) -> Vec<u8> {
     std::fs::read(format!("tests/fixtures/deagg/{name}.bin")).unwrap()
 }
 
+/// Under Miri, which interprets every instruction, the megabyte fixtures
+/// are left to the native run.
+fn too_big_for_miri(case: &Value) -> bool {
+    cfg!(miri) && case["len"].as_u64().unwrap() > 65_536
+}
+
 fn variant<T: std::fmt::Debug>(v: &T) -> String {
     let s = format!("{v:?}");
     s.split([' ', '{', '(']).next().unwrap().to_owned()
@@ -76,7 +82,7 @@ fn check_records(name: &str, got: &Deaggregated<'_, Vec<&str>>, want: &[Value]) 
 fn every_fixture_decodes_as_documented() {
     let cases = manifest();
     assert!(cases.len() >= 50, "manifest has {} cases", cases.len());
-    for case in &cases {
+    for case in cases.iter().filter(|c| !too_big_for_miri(c)) {
         let name = case["name"].as_str().unwrap();
         let blob = blob(name);
         assert_eq!(blob.len() as u64, case["len"].as_u64().unwrap(), "{name}");
@@ -124,7 +130,7 @@ fn every_fixture_decodes_as_documented() {
 
 #[test]
 fn options_change_only_what_they_say() {
-    for case in manifest() {
+    for case in manifest().into_iter().filter(|c| !too_big_for_miri(c)) {
         let name = case["name"].as_str().unwrap();
         let blob = blob(name);
         let strict = Options::new().strict(true).deaggregate(&blob);

@@ -11,7 +11,10 @@ fn keys_of_the_longest_legal_shapes() {
     let astral_128 = "😀".repeat(128); // 256 code units, 512 bytes: the most astral
     let bmp_256 = "鍵".repeat(256); // 256 code units, 768 bytes: the most bytes
     let mut agg = RecordAggregator::with_limit(5000).unwrap();
-    assert_eq!(agg.add(&astral_256, b"x", None), Err(Error::InvalidPartitionKey { utf16_len: 512 }));
+    assert_eq!(
+        agg.add(&astral_256, b"x", None),
+        Err(Error::InvalidPartitionKey { utf16_len: 512 })
+    );
     let mut n = 0;
     for i in 0..200 {
         let pk = if i % 2 == 0 { &astral_128 } else { &bmp_256 };
@@ -25,13 +28,20 @@ fn keys_of_the_longest_legal_shapes() {
             }
         }
     }
-    n += agg.flush().map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
+    n += agg
+        .flush()
+        .map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
     assert_eq!(n, 200);
 }
 
 #[test]
 fn data_of_exactly_the_remaining_room() {
-    for limit in [MIN_LIMIT, 31, 100, 127, 128, 129, 130, 300, 16_400, 70_000] {
+    let limits: &[usize] = if cfg!(miri) {
+        &[MIN_LIMIT, 100, 128, 129, 300]
+    } else {
+        &[MIN_LIMIT, 31, 100, 127, 128, 129, 130, 300, 16_400, 70_000]
+    };
+    for &limit in limits {
         let mut agg = RecordAggregator::with_limit(limit).unwrap();
         let pk = "k";
         let mut added = 0;
@@ -54,15 +64,25 @@ fn data_of_exactly_the_remaining_room() {
                 if fits(&agg, mid) { lo = mid } else { hi = mid - 1 }
             }
             let data = vec![round; lo];
-            assert_eq!(agg.add(pk, &data, None).unwrap(), None, "limit {limit}: exact fit refused");
+            assert_eq!(
+                agg.add(pk, &data, None).unwrap(),
+                None,
+                "limit {limit}: exact fit refused"
+            );
             added += 1;
             let used = agg.encoded_len() + pk.len();
             assert!(used <= limit, "limit {limit}: {used}");
             // Filled to the byte, but for the one or two bytes a longer
             // length varint would have needed.
-            assert!(limit - used <= 2, "limit {limit}: {} bytes left unused", limit - used);
+            assert!(
+                limit - used <= 2,
+                "limit {limit}: {} bytes left unused",
+                limit - used
+            );
         }
-        emitted += agg.flush().map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
+        emitted += agg
+            .flush()
+            .map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
         assert_eq!(emitted, added, "limit {limit}");
         assert!(added >= 3, "limit {limit}");
     }
@@ -81,9 +101,17 @@ fn the_smallest_legal_limit() {
         assert_eq!(done.data.len() + done.partition_key.len(), MIN_LIMIT);
         assert_eq!(common::ours(done.data).unwrap().unwrap().len(), 1);
     }
-    for rec in [Record::new("ab", b""), Record::new("a", b"x"), Record::new("a", b"").with_explicit_hash_key("0")] {
+    for rec in [
+        Record::new("ab", b""),
+        Record::new("a", b"x"),
+        Record::new("a", b"").with_explicit_hash_key("0"),
+    ] {
         let r = agg.add(rec).unwrap_err();
-        assert!(matches!(r.error, Error::RecordTooLarge { limit: MIN_LIMIT, .. }), "{:?}", r.error);
+        assert!(
+            matches!(r.error, Error::RecordTooLarge { limit: MIN_LIMIT, .. }),
+            "{:?}",
+            r.error
+        );
         assert_eq!(r.record, rec);
         assert!(agg.is_empty());
     }

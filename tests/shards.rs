@@ -132,6 +132,7 @@ fn an_explicit_hash_key_that_is_not_a_hash_key_is_out_of_every_range() {
     );
 }
 
+#[cfg(feature = "json")]
 const LIST_SHARDS: &str = r#"{
     "Shards": [
         {
@@ -157,6 +158,7 @@ const LIST_SHARDS: &str = r#"{
     ]
 }"#;
 
+#[cfg(feature = "json")]
 #[test]
 fn list_shards_json_loads_open_shards_only() {
     let map = ShardMap::from_list_shards_json(LIST_SHARDS).unwrap();
