@@ -60,7 +60,7 @@ fn data_of_exactly_the_remaining_room() {
             // The largest data that fits now (sizes grow with the data).
             let (mut lo, mut hi) = (0, limit);
             while lo < hi {
-                let mid = (lo + hi + 1) / 2;
+                let mid = (lo + hi).div_ceil(2);
                 if fits(&agg, mid) { lo = mid } else { hi = mid - 1 }
             }
             let data = vec![round; lo];
