@@ -13,6 +13,8 @@ mod decode;
 mod encode;
 mod error;
 mod hash;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 #[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "alloc")]

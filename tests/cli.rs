@@ -61,7 +61,7 @@ fn deagg_prints_exactly_the_contract() {
     let got = lines(&out);
     let expected_first = json!({
         "record": 0, "aggregated": true, "sub_sequence_number": 0, "partition_key": "key-0",
-        "explicit_hash_key": null, "data": b64(b"Testing KPL Aggregated Record 2-0"),
+        "explicit_hash_key": null, "data": b64(b"Testing KPL Aggregated Record 2-0"), "sequence_number": null,
     });
     assert_eq!(got[0], expected_first);
     assert_eq!(got[1]["partition_key"], "key-1");
@@ -70,7 +70,7 @@ fn deagg_prints_exactly_the_contract() {
         got[2],
         json!({
             "record": 1, "aggregated": false, "sub_sequence_number": null, "partition_key": null,
-            "explicit_hash_key": null, "data": b64(b"plain data"),
+            "explicit_hash_key": null, "data": b64(b"plain data"), "sequence_number": null,
         })
     );
     // Record 2 is broken: nothing printed for it; record 3 follows.
@@ -87,6 +87,7 @@ fn deagg_prints_exactly_the_contract() {
                 "explicit_hash_key",
                 "partition_key",
                 "record",
+                "sequence_number",
                 "sub_sequence_number"
             ]
         );
@@ -129,7 +130,8 @@ fn deagg_raw_input_is_one_record() {
         lines(&out),
         vec![
             json!({"record": 0, "aggregated": false, "sub_sequence_number": null,
-        "partition_key": null, "explicit_hash_key": null, "data": b64(b"line one\nline two\n")})
+        "partition_key": null, "explicit_hash_key": null, "data": b64(b"line one\nline two\n"),
+        "sequence_number": null})
         ]
     );
     // Empty raw input is one empty plain record.
@@ -329,12 +331,12 @@ fn agg_bad_line_writes_earlier_aggregates_then_exits_1() {
 
 #[test]
 fn every_subcommand_help_has_an_example() {
-    for cmd in ["deagg", "agg"] {
+    for cmd in ["deagg", "agg", "inspect"] {
         let out = run(&[cmd, "--help"], b"");
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(
-            text.contains("Example:") && text.contains(&format!("kinesis-agg {cmd}")),
+            text.contains("Example") && text.contains(&format!("kinesis-agg {cmd}")),
             "{text}"
         );
     }

@@ -1,24 +1,30 @@
-//! `kinesis-agg`: deaggregate and aggregate KPL records from a terminal.
+//! `kinesis-agg`: deaggregate, aggregate and inspect KPL records from a
+//! terminal.
 //!
 //! Exit status: 0 on success, 1 when some input data was bad (each case is
 //! reported on stderr), 2 for usage errors and unreadable input.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, Subcommand, ValueEnum};
-use kinesis_agg::{Deaggregated, Error, RecordAggregator};
+use kinesis_agg::{Deaggregated, Envelope, Error, Options, PlainReason, RecordAggregator};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Standard alphabet; padding optional on input, always written on output.
 const B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
+
+/// PutRecords limits: entries per call, and bytes of data plus partition keys.
+const PUT_RECORDS_MAX_ENTRIES: usize = 500;
+const PUT_RECORDS_MAX_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -36,22 +42,22 @@ enum Command {
     /// Deaggregate Kinesis records into user records, one JSON line each.
     #[command(after_help = "\
 Output: one JSON object per user record, in order, with the keys
-  record, aggregated, sub_sequence_number, partition_key, explicit_hash_key, data
-A record that is not aggregated prints one line with aggregated false, null keys and
-its data unchanged.
+  record, aggregated, sub_sequence_number, partition_key, explicit_hash_key, data,
+  sequence_number
+A record that is not aggregated prints one line with aggregated false, its data
+unchanged, and its own partition key (null for base64 and raw input).
 
-Exit status: 0; 1 if any record had a valid checksum but a broken body (each is
-reported on stderr, and the others are still printed); 2 for usage errors and
-unreadable input.
+Exit status: 0; 1 if any record had a valid checksum but a broken body, or was
+discarded by --shard-range (each is reported on stderr, the others are still
+printed); 2 for usage errors and unreadable input.
 
-Example:
+Examples:
   echo 84mawgoFa2V5LTAaJQgAGiFUZXN0aW5nIEtQTCBBZ2dyZWdhdGVkIFJlY29yZCAxLTBlW2Hfd6iL1WkMbznr8jc2 \\
-    | kinesis-agg deagg")]
+    | kinesis-agg deagg
+  aws kinesis get-records --shard-iterator \"$IT\" | kinesis-agg deagg --input get-records")]
     Deagg {
-        /// How the input holds records: one base64 record per line, or the
-        /// whole input as one record's raw bytes.
-        #[arg(long, value_enum, default_value_t = Input::Base64)]
-        input: Input,
+        #[command(flatten)]
+        input: InputArgs,
         /// What to do with a record whose checksum is valid but whose body
         /// is broken: report it (exit status 1), or print it as a pass-through.
         #[arg(long, value_enum, default_value_t = OnInvalid::Error)]
@@ -66,23 +72,24 @@ Example:
         /// of discarding the aggregate, and report how many were outside.
         #[arg(long, requires = "shard_range")]
         lenient: bool,
-        /// Input file (standard input when absent).
-        file: Option<PathBuf>,
     },
     /// Aggregate user records (JSON lines) into aggregated records.
     #[command(after_help = "\
 Input: one JSON object per line:
   {\"partition_key\": \"...\", \"explicit_hash_key\": \"...\" or null (optional), \"data\": \"<base64>\"}
-Output: one JSON object per aggregate, in order, with the keys
-  partition_key, explicit_hash_key, data (base64), user_records
+Output (--output aggregates): one JSON object per aggregate, in order, with the keys
+  partition_key, explicit_hash_key, data (base64), user_records (and shard_id with --shards)
+Output (--output put-records): one `aws kinesis put-records --cli-input-json` request per
+line, each with at most 500 entries and 5 MiB of data plus partition keys.
 An aggregate is closed only when the next record does not fit.
 
 Exit status: 0; 1 at the first bad line (the aggregates of all earlier lines are
 written first); 2 for usage errors and unreadable input.
 
-Example:
+Examples:
   printf '%s\\n' '{\"partition_key\":\"a\",\"data\":\"aGVsbG8=\"}' '{\"partition_key\":\"b\",\"data\":\"d29ybGQ=\"}' \\
-    | kinesis-agg agg --max-size 51200")]
+    | kinesis-agg agg --max-size 51200
+  kinesis-agg agg --shards shards.json --output put-records --stream-name my-stream records.jsonl")]
     Agg {
         /// Largest aggregate, counting its data and its outer partition key
         /// as Kinesis does (30 to 10485760).
@@ -94,17 +101,60 @@ Example:
         /// and carries its first record's hash key as explicit_hash_key.
         #[arg(long, value_name = "LIST_SHARDS_JSON")]
         shards: Option<PathBuf>,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Output::Aggregates)]
+        output: Output,
+        /// The stream to name in put-records requests.
+        #[arg(long, required_if_eq("output", "put-records"))]
+        stream_name: Option<String>,
         /// Input file (standard input when absent).
         file: Option<PathBuf>,
     },
+    /// Describe each input record: aggregated or not and why, tables, sizes,
+    /// errors with their byte offsets.
+    #[command(after_help = "\
+Exit status: 0; 1 if any record had a valid checksum but a broken body; 2 for usage
+errors and unreadable input.
+
+Example:
+  echo 84mawgoFa2V5LTAaJQgAGiFUZXN0aW5nIEtQTCBBZ2dyZWdhdGVkIFJlY29yZCAxLTBlW2Hfd6iL1WkMbznr8jc2 \\
+    | kinesis-agg inspect")]
+    Inspect {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Print one JSON object per record instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(clap::Args)]
+struct InputArgs {
+    /// How the input holds records: one base64 record per line, the whole
+    /// input as one record's raw bytes, a Lambda Kinesis event, a Firehose
+    /// transformation event, `aws kinesis get-records` output, or JSON of any
+    /// of those three (detected by shape). JSON inputs may hold several
+    /// documents one after another.
+    #[arg(long, value_enum, default_value_t = Input::Base64)]
+    input: Input,
+    /// Input file (standard input when absent).
+    file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Input {
     /// One base64-encoded record per non-blank line.
     Base64,
     /// The whole input is one record.
     Raw,
+    /// Lambda Kinesis event: {"Records": [{"kinesis": {...}}]}.
+    Lambda,
+    /// Firehose transformation event: {"records": [{"recordId", "data", "kinesisRecordMetadata"}]}.
+    Firehose,
+    /// What `aws kinesis get-records` prints: {"Records": [{"SequenceNumber", "Data", "PartitionKey"}]}.
+    GetRecords,
+    /// Any of the three JSON shapes, detected per document.
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +163,14 @@ enum OnInvalid {
     Error,
     /// Print it as a pass-through record.
     Passthrough,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// One JSON line per aggregate.
+    Aggregates,
+    /// One put-records request per line.
+    PutRecords,
 }
 
 fn parse_limit(s: &str) -> Result<usize, String> {
@@ -151,6 +209,38 @@ fn open(file: &Option<PathBuf>) -> Result<Box<dyn BufRead>, Stop> {
     }
 }
 
+/// A spinner on stderr when it is a terminal; nothing otherwise.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(what: &'static str) -> Self {
+        if !io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec}, {elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(what);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+    fn inc(&self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = io::stdout().lock();
@@ -161,24 +251,25 @@ fn main() -> ExitCode {
             on_invalid,
             shard_range,
             lenient,
-            file,
-        } => deagg(
-            input,
-            on_invalid,
-            shard_range.map(|r| (r, lenient)),
-            &file,
-            &mut out,
-        ),
+        } => deagg(&input, on_invalid, shard_range.map(|r| (r, lenient)), &mut out),
         Command::Agg {
             max_size,
-            shards: Some(shards),
+            shards,
+            output,
+            stream_name,
             file,
-        } => agg_sharded(max_size, &shards, &file, &mut out),
-        Command::Agg {
-            max_size,
-            shards: None,
-            file,
-        } => agg(max_size, &file, &mut out),
+        } => {
+            let sink = match output {
+                Output::Aggregates => Sink::Lines,
+                Output::PutRecords => Sink::PutRecords {
+                    stream: stream_name.unwrap_or_default(),
+                    entries: Vec::new(),
+                    bytes: 0,
+                },
+            };
+            agg(max_size, shards.as_ref(), sink, &file, &mut out)
+        }
+        Command::Inspect { input, json } => inspect(&input, json, &mut out),
     };
     let flushed = out.flush();
     let code = match result {
@@ -201,6 +292,160 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Stop> {
+    serde_json::to_writer(&mut *out, value).map_err(|e| Stop::Input(format!("cannot write output: {e}")))?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Reading input records
+// ---------------------------------------------------------------------------
+
+/// One Kinesis record from the input, with what the input says about it.
+struct InRecord {
+    blob: Vec<u8>,
+    /// Where it came from, for messages: " (line 3)" or " (document 1)".
+    place: String,
+    partition_key: Option<String>,
+    sequence_number: Option<String>,
+}
+
+/// Calls `each` with every input record, in order, streaming: base64 lines
+/// one at a time, JSON documents one at a time.
+fn for_each_record(args: &InputArgs, mut each: impl FnMut(InRecord) -> Result<(), Stop>) -> Result<(), Stop> {
+    let mut reader = open(&args.file)?;
+    match args.input {
+        Input::Raw => {
+            let mut blob = Vec::new();
+            reader.read_to_end(&mut blob)?;
+            each(InRecord {
+                blob,
+                place: String::new(),
+                partition_key: None,
+                sequence_number: None,
+            })
+        }
+        Input::Base64 => {
+            let mut line = Vec::new();
+            let mut line_no = 0u64;
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                line_no += 1;
+                let text = line.trim_ascii();
+                if text.is_empty() {
+                    continue;
+                }
+                let blob = B64
+                    .decode(text)
+                    .map_err(|e| Stop::Input(format!("line {line_no}: not valid base64: {e}")))?;
+                each(InRecord {
+                    blob,
+                    place: format!(" (line {line_no})"),
+                    partition_key: None,
+                    sequence_number: None,
+                })?;
+            }
+        }
+        shape => {
+            let docs = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
+            for (d, doc) in docs.enumerate() {
+                let doc = doc.map_err(|e| Stop::Input(format!("document {}: not JSON: {e}", d + 1)))?;
+                for r in
+                    records_of(&doc, shape).map_err(|m| Stop::Input(format!("document {}: {m}", d + 1)))?
+                {
+                    each(r)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The records of one JSON document of the given (or detected) shape.
+fn records_of(doc: &Value, shape: Input) -> Result<Vec<InRecord>, String> {
+    let shape = match shape {
+        Input::Json => {
+            detect(doc).ok_or("not a Lambda Kinesis event, a Firehose event or get-records output")?
+        }
+        s => s,
+    };
+    let (list, what) = match shape {
+        Input::Lambda => (doc.get("Records"), "a Lambda Kinesis event needs \"Records\""),
+        Input::GetRecords => (doc.get("Records"), "get-records output needs \"Records\""),
+        _ => (doc.get("records"), "a Firehose event needs \"records\""),
+    };
+    let list = list.and_then(Value::as_array).ok_or(what)?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, r) in list.iter().enumerate() {
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let (data, pk, seq) = match shape {
+            Input::Lambda => {
+                let k = r
+                    .get("kinesis")
+                    .ok_or_else(|| format!("record {i}: no \"kinesis\""))?;
+                (
+                    s(k.get("data")),
+                    s(k.get("partitionKey")),
+                    s(k.get("sequenceNumber")),
+                )
+            }
+            Input::GetRecords => (
+                s(r.get("Data")),
+                s(r.get("PartitionKey")),
+                s(r.get("SequenceNumber")),
+            ),
+            _ => {
+                let m = r.get("kinesisRecordMetadata");
+                (
+                    s(r.get("data")),
+                    s(m.and_then(|m| m.get("partitionKey"))),
+                    s(m.and_then(|m| m.get("sequenceNumber"))),
+                )
+            }
+        };
+        let data = data.ok_or_else(|| format!("record {i}: no data"))?;
+        let blob = B64
+            .decode(data.as_bytes())
+            .map_err(|e| format!("record {i}: data is not valid base64: {e}"))?;
+        out.push(InRecord {
+            blob,
+            place: match &seq {
+                Some(q) => format!(" (sequence number {q})"),
+                None => format!(" (record {i} of its document)"),
+            },
+            partition_key: pk,
+            sequence_number: seq,
+        });
+    }
+    Ok(out)
+}
+
+/// Tells the three JSON shapes apart.
+fn detect(doc: &Value) -> Option<Input> {
+    if let Some(first) = doc.get("Records").and_then(Value::as_array) {
+        return match first.first() {
+            Some(r) if r.get("kinesis").is_some() => Some(Input::Lambda),
+            Some(r) if r.get("Data").is_some() || r.get("SequenceNumber").is_some() => {
+                Some(Input::GetRecords)
+            }
+            // An empty batch: no records either way.
+            None => Some(Input::GetRecords),
+            Some(_) => None,
+        };
+    }
+    doc.get("records")
+        .and_then(Value::as_array)
+        .map(|_| Input::Firehose)
+}
+
+// ---------------------------------------------------------------------------
+// deagg
+// ---------------------------------------------------------------------------
+
 #[derive(Serialize)]
 struct UserLine<'a> {
     record: u64,
@@ -209,35 +454,58 @@ struct UserLine<'a> {
     partition_key: Option<&'a str>,
     explicit_hash_key: Option<&'a str>,
     data: &'a str,
+    sequence_number: Option<&'a str>,
 }
 
 /// Returns `Ok(true)` when some record was reported as invalid or
 /// discarded.
 fn deagg(
-    input: Input,
+    args: &InputArgs,
     on_invalid: OnInvalid,
     shard: Option<(kinesis_agg::HashKeyRange, bool)>,
-    file: &Option<PathBuf>,
     out: &mut impl Write,
 ) -> Result<bool, Stop> {
-    let mut reader = open(file)?;
     let mut any_invalid = false;
     let mut scratch = String::new();
-    let mut emit = |index: u64, where_: &str, blob: &[u8], out: &mut dyn Write| -> Result<(), Stop> {
-        match kinesis_agg::deaggregate(blob) {
+    let mut index = 0u64;
+    let progress = Progress::new("records");
+    for_each_record(args, |rec| {
+        let i = index;
+        index += 1;
+        progress.inc();
+        let seq = rec.sequence_number.as_deref();
+        let mut passthrough = |out: &mut dyn Write, data: &[u8]| -> Result<(), Stop> {
+            scratch.clear();
+            B64.encode_string(data, &mut scratch);
+            write_line(
+                out,
+                &UserLine {
+                    record: i,
+                    aggregated: false,
+                    sub_sequence_number: None,
+                    partition_key: rec.partition_key.as_deref(),
+                    explicit_hash_key: None,
+                    data: &scratch,
+                    sequence_number: seq,
+                },
+            )
+        };
+        match kinesis_agg::deaggregate(&rec.blob) {
             Ok(Deaggregated::Aggregated(agg)) => {
+                let mut text = String::new();
                 let mut print = |r: kinesis_agg::UserRecord<'_>| -> Result<(), Stop> {
-                    scratch.clear();
-                    B64.encode_string(r.data, &mut scratch);
+                    text.clear();
+                    B64.encode_string(r.data, &mut text);
                     write_line(
                         out,
                         &UserLine {
-                            record: index,
+                            record: i,
                             aggregated: true,
                             sub_sequence_number: Some(r.sub_sequence_number),
                             partition_key: Some(r.partition_key),
                             explicit_hash_key: r.explicit_hash_key,
-                            data: &scratch,
+                            data: &text,
+                            sequence_number: seq,
                         },
                     )
                 };
@@ -248,7 +516,8 @@ fn deagg(
                         Err(o) => {
                             any_invalid = true;
                             eprintln!(
-                                "kinesis-agg: record {index}{where_}: aggregate of {} user records discarded by the KCL rule: {o} ({range})",
+                                "kinesis-agg: record {i}{}: aggregate of {} user records discarded by the KCL rule: {o} ({range})",
+                                rec.place,
                                 agg.len()
                             );
                         }
@@ -258,7 +527,8 @@ fn deagg(
                         kept.by_ref().try_for_each(&mut print)?;
                         if kept.outside() > 0 {
                             eprintln!(
-                                "kinesis-agg: record {index}{where_}: kept {} user records, {} outside the shard's range ({range})",
+                                "kinesis-agg: record {i}{}: kept {} user records, {} outside the shard's range ({range})",
+                                rec.place,
                                 agg.len() - kept.outside(),
                                 kept.outside()
                             );
@@ -266,73 +536,156 @@ fn deagg(
                     }
                 }
             }
-            Ok(Deaggregated::Plain { data, .. }) => passthrough(out, index, data, &mut scratch)?,
+            Ok(Deaggregated::Plain { data, .. }) => passthrough(out, data)?,
             Err(e) => match on_invalid {
                 OnInvalid::Error => {
                     any_invalid = true;
-                    eprintln!("kinesis-agg: record {index}{where_}: invalid aggregated record: {e}");
+                    eprintln!(
+                        "kinesis-agg: record {i}{}: invalid aggregated record: {e}",
+                        rec.place
+                    );
                 }
-                OnInvalid::Passthrough => passthrough(out, index, blob, &mut scratch)?,
+                OnInvalid::Passthrough => passthrough(out, &rec.blob)?,
             },
         }
         Ok(())
-    };
-    match input {
-        Input::Raw => {
-            let mut blob = Vec::new();
-            reader.read_to_end(&mut blob)?;
-            emit(0, "", &blob, out)?;
-        }
-        Input::Base64 => {
-            let mut line = Vec::new();
-            let mut blob = Vec::new();
-            let mut line_no = 0u64;
-            let mut index = 0u64;
-            loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line)? == 0 {
-                    break;
-                }
-                line_no += 1;
-                let text = line.trim_ascii();
-                if text.is_empty() {
-                    continue;
-                }
-                blob.clear();
-                B64.decode_vec(text, &mut blob)
-                    .map_err(|e| Stop::Input(format!("line {line_no}: not valid base64: {e}")))?;
-                emit(index, &format!(" (line {line_no})"), &blob, out)?;
-                index += 1;
-            }
-        }
-    }
+    })?;
     Ok(any_invalid)
 }
 
-fn passthrough(out: &mut dyn Write, index: u64, data: &[u8], scratch: &mut String) -> Result<(), Stop> {
-    scratch.clear();
-    B64.encode_string(data, scratch);
-    write_line(
-        out,
-        &UserLine {
-            record: index,
-            aggregated: false,
-            sub_sequence_number: None,
-            partition_key: None,
-            explicit_hash_key: None,
-            data: scratch,
-        },
-    )
+// ---------------------------------------------------------------------------
+// inspect
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize, Default)]
+struct Inspection<'a> {
+    record: u64,
+    sequence_number: Option<&'a str>,
+    length: usize,
+    aggregated: bool,
+    /// Why not aggregated: "no magic", "too short", "checksum mismatch".
+    reason: Option<&'static str>,
+    magic: bool,
+    checksum: Option<&'static str>,
+    partition_keys: Option<usize>,
+    explicit_hash_keys: Option<usize>,
+    user_records: Option<usize>,
+    data_min: Option<usize>,
+    data_max: Option<usize>,
+    data_total: Option<usize>,
+    overhead: Option<usize>,
+    error: Option<String>,
+    error_offset: Option<usize>,
 }
 
-fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Stop> {
-    serde_json::to_writer(&mut *out, value).map_err(|e| Stop::Input(format!("cannot write output: {e}")))?;
-    out.write_all(b"\n")?;
-    Ok(())
+fn inspect(args: &InputArgs, json: bool, out: &mut impl Write) -> Result<bool, Stop> {
+    let mut any_invalid = false;
+    let mut index = 0u64;
+    let progress = Progress::new("records");
+    for_each_record(args, |rec| {
+        progress.inc();
+        let blob = &rec.blob;
+        let mut ins = Inspection {
+            record: index,
+            sequence_number: rec.sequence_number.as_deref(),
+            length: blob.len(),
+            magic: blob.starts_with(&kinesis_agg::MAGIC),
+            ..Inspection::default()
+        };
+        index += 1;
+        match Options::new().envelope(blob) {
+            Ok(Envelope::Plain(reason)) => {
+                ins.reason = Some(match reason {
+                    PlainReason::NoMagic => "no magic",
+                    PlainReason::TooShort => "too short (20 bytes or fewer)",
+                    _ => "checksum mismatch",
+                });
+                ins.checksum = matches!(reason, PlainReason::ChecksumMismatch).then_some("mismatch");
+            }
+            Ok(Envelope::Aggregated { .. }) | Err(_) => {
+                ins.checksum = Some("ok");
+                match kinesis_agg::deaggregate(blob) {
+                    Ok(Deaggregated::Aggregated(a)) => {
+                        ins.aggregated = true;
+                        ins.partition_keys = Some(a.partition_keys().len());
+                        ins.explicit_hash_keys = Some(a.explicit_hash_keys().len());
+                        ins.user_records = Some(a.len());
+                        let sizes = a.records().map(|r| r.data.len());
+                        ins.data_min = sizes.clone().min();
+                        ins.data_max = sizes.clone().max();
+                        let total: usize = sizes.sum();
+                        ins.data_total = Some(total);
+                        ins.overhead = Some(blob.len() - total);
+                    }
+                    Ok(Deaggregated::Plain { .. }) => {}
+                    Err(e) => {
+                        any_invalid = true;
+                        ins.error = Some(e.to_string());
+                        ins.error_offset = e.offset();
+                    }
+                }
+            }
+        }
+        if json {
+            write_line(out, &ins)
+        } else {
+            describe_record(out, &ins, &rec.place).map_err(Stop::from)
+        }
+    })?;
+    Ok(any_invalid)
 }
+
+fn describe_record(out: &mut dyn Write, i: &Inspection<'_>, place: &str) -> io::Result<()> {
+    let seq = i
+        .sequence_number
+        .map(|s| format!(", sequence number {s}"))
+        .unwrap_or_default();
+    match (&i.error, i.aggregated) {
+        (Some(e), _) => writeln!(
+            out,
+            "record {}{place}: BROKEN aggregated record, {} bytes{seq}: magic ok, checksum ok, body invalid: {e}",
+            i.record, i.length
+        ),
+        (None, true) => {
+            writeln!(
+                out,
+                "record {}{place}: aggregated, {} bytes{seq}: magic ok, length ok, checksum ok",
+                i.record, i.length
+            )?;
+            writeln!(
+                out,
+                "  tables: {} partition keys, {} explicit hash keys; {} user records",
+                i.partition_keys.unwrap_or(0),
+                i.explicit_hash_keys.unwrap_or(0),
+                i.user_records.unwrap_or(0)
+            )?;
+            let overhead = i.overhead.unwrap_or(0);
+            writeln!(
+                out,
+                "  data: smallest {}, largest {}, total {} bytes; overhead {} bytes ({:.1}%)",
+                i.data_min.map_or("-".into(), |v| v.to_string()),
+                i.data_max.map_or("-".into(), |v| v.to_string()),
+                i.data_total.unwrap_or(0),
+                overhead,
+                100.0 * overhead as f64 / i.length.max(1) as f64
+            )
+        }
+        (None, false) => writeln!(
+            out,
+            "record {}{place}: not aggregated, {} bytes{seq}: {}",
+            i.record,
+            i.length,
+            i.reason.unwrap_or("")
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// agg
+// ---------------------------------------------------------------------------
 
 #[derive(Deserialize)]
-struct InRecord {
+struct JsonUserRecord {
     partition_key: Option<String>,
     #[serde(default)]
     explicit_hash_key: Option<String>,
@@ -341,102 +694,137 @@ struct InRecord {
 
 #[derive(Serialize)]
 struct AggLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_id: Option<&'a str>,
     partition_key: &'a str,
     explicit_hash_key: Option<&'a str>,
     data: &'a str,
     user_records: usize,
 }
 
-fn agg(max_size: usize, file: &Option<PathBuf>, out: &mut impl Write) -> Result<bool, Stop> {
-    let mut reader = open(file)?;
-    let mut aggregator =
-        RecordAggregator::with_limit(max_size).map_err(|e| Stop::Input(format!("--max-size: {e}")))?;
-    let mut scratch = String::new();
-    let mut line = Vec::new();
-    let mut data = Vec::new();
-    let mut line_no = 0u64;
-    let mut failure = None;
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        line_no += 1;
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
-        match parse_user_record(text, &mut data) {
-            Err(msg) => {
-                failure = Some(format!("line {line_no}: {msg}"));
-                break;
-            }
-            Ok(rec) => match aggregator.add(&rec.0, &data, rec.1.as_deref()) {
-                Ok(Some(done)) => {
-                    print_aggregate(out, &done, &mut scratch)?;
-                    aggregator.recycle(done);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    failure = Some(format!("line {line_no}: {}", describe(e)));
-                    break;
-                }
-            },
-        }
-    }
-    if let Some(done) = aggregator.flush() {
-        print_aggregate(out, &done, &mut scratch)?;
-    }
-    match failure {
-        Some(msg) => Err(Stop::Data(msg)),
-        None => Ok(false),
-    }
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutEntry {
+    data: String,
+    partition_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explicit_hash_key: Option<String>,
 }
 
 #[derive(Serialize)]
-struct ShardLine<'a> {
-    shard_id: &'a str,
-    partition_key: &'a str,
-    explicit_hash_key: &'a str,
-    data: &'a str,
-    user_records: usize,
+#[serde(rename_all = "PascalCase")]
+struct PutRequest<'a> {
+    stream_name: &'a str,
+    records: &'a [PutEntry],
 }
 
-fn agg_sharded(
+/// Where finished aggregates go.
+enum Sink {
+    Lines,
+    PutRecords {
+        stream: String,
+        entries: Vec<PutEntry>,
+        bytes: usize,
+    },
+}
+
+impl Sink {
+    fn emit(
+        &mut self,
+        out: &mut dyn Write,
+        shard_id: Option<&str>,
+        a: &kinesis_agg::Aggregate,
+        ehk: Option<&str>,
+    ) -> Result<(), Stop> {
+        let data = B64.encode(a.data());
+        match self {
+            Sink::Lines => write_line(
+                out,
+                &AggLine {
+                    shard_id,
+                    partition_key: a.partition_key(),
+                    explicit_hash_key: ehk,
+                    data: &data,
+                    user_records: a.record_count(),
+                },
+            ),
+            Sink::PutRecords { entries, bytes, .. } => {
+                let size = a.data().len() + a.partition_key().len();
+                if entries.len() == PUT_RECORDS_MAX_ENTRIES || *bytes + size > PUT_RECORDS_MAX_BYTES {
+                    self.flush(out)?;
+                }
+                if let Sink::PutRecords { entries, bytes, .. } = self {
+                    entries.push(PutEntry {
+                        data,
+                        partition_key: a.partition_key().to_owned(),
+                        explicit_hash_key: ehk.map(str::to_owned),
+                    });
+                    *bytes += size;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self, out: &mut dyn Write) -> Result<(), Stop> {
+        if let Sink::PutRecords {
+            stream,
+            entries,
+            bytes,
+        } = self
+            && !entries.is_empty()
+        {
+            write_line(
+                out,
+                &PutRequest {
+                    stream_name: stream,
+                    records: entries,
+                },
+            )?;
+            entries.clear();
+            *bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Either aggregator, behind one interface.
+enum Aggregators {
+    Plain(RecordAggregator),
+    Sharded(Box<kinesis_agg::ShardedAggregator>),
+}
+
+fn agg(
     max_size: usize,
-    shards: &PathBuf,
+    shards: Option<&PathBuf>,
+    mut sink: Sink,
     file: &Option<PathBuf>,
     out: &mut impl Write,
 ) -> Result<bool, Stop> {
-    let json = std::fs::read_to_string(shards)
-        .map_err(|e| Stop::Input(format!("cannot read {}: {e}", shards.display())))?;
-    let map = kinesis_agg::ShardMap::from_list_shards_json(&json)
-        .map_err(|e| Stop::Input(format!("{}: {e}", shards.display())))?;
-    if map.shards().is_empty() {
-        return Err(Stop::Input(format!("{}: no open shards", shards.display())));
-    }
+    let mut aggregators = match shards {
+        None => Aggregators::Plain(
+            RecordAggregator::with_limit(max_size).map_err(|e| Stop::Input(format!("--max-size: {e}")))?,
+        ),
+        Some(path) => {
+            let json = std::fs::read_to_string(path)
+                .map_err(|e| Stop::Input(format!("cannot read {}: {e}", path.display())))?;
+            let map = kinesis_agg::ShardMap::from_list_shards_json(&json)
+                .map_err(|e| Stop::Input(format!("{}: {e}", path.display())))?;
+            if map.shards().is_empty() {
+                return Err(Stop::Input(format!("{}: no open shards", path.display())));
+            }
+            Aggregators::Sharded(Box::new(
+                kinesis_agg::ShardedAggregator::with_limit(map, max_size)
+                    .map_err(|e| Stop::Input(format!("--max-size: {e}")))?,
+            ))
+        }
+    };
     let mut reader = open(file)?;
-    let mut aggregator = kinesis_agg::ShardedAggregator::with_limit(map, max_size)
-        .map_err(|e| Stop::Input(format!("--max-size: {e}")))?;
-    let mut scratch = String::new();
     let mut line = Vec::new();
     let mut data = Vec::new();
     let mut line_no = 0u64;
     let mut failure = None;
-    let print = |out: &mut dyn Write, a: &kinesis_agg::ShardAggregate, scratch: &mut String| {
-        scratch.clear();
-        B64.encode_string(a.aggregate.data(), scratch);
-        write_line(
-            out,
-            &ShardLine {
-                shard_id: &a.shard_id,
-                partition_key: a.aggregate.partition_key(),
-                explicit_hash_key: &a.explicit_hash_key,
-                data: scratch,
-                user_records: a.aggregate.record_count(),
-            },
-        )
-    };
+    let progress = Progress::new("user records");
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -447,27 +835,52 @@ fn agg_sharded(
         if text.is_empty() {
             continue;
         }
-        match parse_user_record(text, &mut data) {
+        progress.inc();
+        let (pk, ehk) = match parse_user_record(text, &mut data) {
+            Ok(r) => r,
             Err(msg) => {
                 failure = Some(format!("line {line_no}: {msg}"));
                 break;
             }
-            Ok(rec) => match aggregator.add(&rec.0, &data, rec.1.as_deref()) {
-                Ok(done) => {
-                    for a in &done {
-                        print(out, a, &mut scratch)?;
-                    }
+        };
+        let added = match &mut aggregators {
+            Aggregators::Plain(a) => a.add(&pk, &data, ehk.as_deref()).map(|done| {
+                if let Some(done) = done {
+                    let ehk = done.explicit_hash_key().map(str::to_owned);
+                    sink.emit(out, None, &done, ehk.as_deref())?;
+                    a.recycle(done);
                 }
-                Err(e) => {
-                    failure = Some(format!("line {line_no}: {}", describe(e)));
-                    break;
+                Ok::<(), Stop>(())
+            }),
+            Aggregators::Sharded(s) => s.add(&pk, &data, ehk.as_deref()).map(|done| {
+                for d in &done {
+                    sink.emit(out, Some(&d.shard_id), &d.aggregate, Some(&d.explicit_hash_key))?;
                 }
-            },
+                Ok::<(), Stop>(())
+            }),
+        };
+        match added {
+            Ok(written) => written?,
+            Err(e) => {
+                failure = Some(format!("line {line_no}: {}", describe(e)));
+                break;
+            }
         }
     }
-    for a in aggregator.flush_all() {
-        print(out, &a, &mut scratch)?;
+    match &mut aggregators {
+        Aggregators::Plain(a) => {
+            if let Some(done) = a.flush() {
+                let ehk = done.explicit_hash_key().map(str::to_owned);
+                sink.emit(out, None, &done, ehk.as_deref())?;
+            }
+        }
+        Aggregators::Sharded(s) => {
+            for d in s.flush_all() {
+                sink.emit(out, Some(&d.shard_id), &d.aggregate, Some(&d.explicit_hash_key))?;
+            }
+        }
     }
+    sink.flush(out)?;
     match failure {
         Some(msg) => Err(Stop::Data(msg)),
         None => Ok(false),
@@ -486,7 +899,8 @@ fn describe(e: Error) -> String {
 }
 
 fn parse_user_record(text: &[u8], data: &mut Vec<u8>) -> Result<(String, Option<String>), String> {
-    let rec: InRecord = serde_json::from_slice(text).map_err(|e| format!("not a JSON user record: {e}"))?;
+    let rec: JsonUserRecord =
+        serde_json::from_slice(text).map_err(|e| format!("not a JSON user record: {e}"))?;
     let pk = rec.partition_key.ok_or("partition_key is missing")?;
     let b64 = rec.data.ok_or("data is missing")?;
     data.clear();
@@ -497,22 +911,4 @@ fn parse_user_record(text: &[u8], data: &mut Vec<u8>) -> Result<(String, Option<
         kinesis_agg::check_explicit_hash_key(e).map_err(|e| e.to_string())?;
     }
     Ok((pk, rec.explicit_hash_key))
-}
-
-fn print_aggregate(
-    out: &mut impl Write,
-    a: &kinesis_agg::Aggregate,
-    scratch: &mut String,
-) -> Result<(), Stop> {
-    scratch.clear();
-    B64.encode_string(a.data(), scratch);
-    write_line(
-        out,
-        &AggLine {
-            partition_key: a.partition_key(),
-            explicit_hash_key: a.explicit_hash_key(),
-            data: scratch,
-            user_records: a.record_count(),
-        },
-    )
 }
