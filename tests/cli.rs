@@ -486,3 +486,235 @@ fn deagg_shard_range_applies_the_kcl_rule_or_keeps_in_range_records() {
         assert_eq!(run(bad, b"").status.code(), Some(2), "{bad:?}");
     }
 }
+
+fn event(name: &str) -> Vec<u8> {
+    std::fs::read(format!("tests/fixtures/events/{name}.json")).unwrap()
+}
+
+/// The blobs an event carries, in order, with outer partition keys and
+/// sequence numbers.
+fn event_blobs(doc: &Value) -> Vec<(String, Option<String>, Option<String>)> {
+    let (list, data, pk, seq): (&str, &[&str], &[&str], &[&str]) = if doc.get("records").is_some() {
+        (
+            "records",
+            &["data"],
+            &["kinesisRecordMetadata", "partitionKey"],
+            &["kinesisRecordMetadata", "sequenceNumber"],
+        )
+    } else if doc["Records"][0].get("kinesis").is_some() {
+        (
+            "Records",
+            &["kinesis", "data"],
+            &["kinesis", "partitionKey"],
+            &["kinesis", "sequenceNumber"],
+        )
+    } else {
+        ("Records", &["Data"], &["PartitionKey"], &["SequenceNumber"])
+    };
+    let get = |v: &Value, path: &[&str]| {
+        path.iter()
+            .fold(v.clone(), |v, k| v[k].clone())
+            .as_str()
+            .map(str::to_owned)
+    };
+    doc[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (get(r, data).unwrap(), get(r, pk), get(r, seq)))
+        .collect()
+}
+
+#[test]
+fn every_input_shape_gives_the_records_of_base64_input_plus_metadata() {
+    for (name, shape) in [
+        ("lambda_kinesis", "lambda"),
+        ("firehose_kinesis", "firehose"),
+        ("get_records", "get-records"),
+        ("lambda_fanout_mixed", "lambda"),
+    ] {
+        let doc: Value = serde_json::from_slice(&event(name)).unwrap();
+        let blobs = event_blobs(&doc);
+        let b64_input: String = blobs.iter().map(|(d, _, _)| format!("{d}\n")).collect();
+        let plain = run(&["deagg", "--on-invalid", "passthrough"], b64_input.as_bytes());
+        let want = lines(&plain);
+        for input in [shape, "json"] {
+            let out = run(
+                &["deagg", "--on-invalid", "passthrough", "--input", input],
+                &event(name),
+            );
+            assert_eq!(out.status.code(), Some(0), "{name} {input}: {}", stderr(&out));
+            let got = lines(&out);
+            assert_eq!(got.len(), want.len(), "{name} {input}");
+            for (g, w) in got.iter().zip(&want) {
+                let i = g["record"].as_u64().unwrap() as usize;
+                let (_, outer_pk, seq) = &blobs[i];
+                for key in [
+                    "record",
+                    "aggregated",
+                    "sub_sequence_number",
+                    "explicit_hash_key",
+                    "data",
+                ] {
+                    assert_eq!(g[key], w[key], "{name} {input}: {key}");
+                }
+                assert_eq!(g["sequence_number"].as_str(), seq.as_deref(), "{name}");
+                assert_eq!(w["sequence_number"], Value::Null);
+                if g["aggregated"] == true {
+                    assert_eq!(g["partition_key"], w["partition_key"]);
+                } else {
+                    // A pass-through carries the outer record's own key.
+                    assert_eq!(g["partition_key"].as_str(), outer_pk.as_deref(), "{name}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn json_inputs_report_broken_records_by_sequence_number() {
+    let out = run(&["deagg", "--input", "lambda"], &event("lambda_kinesis"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("record 3") && err.contains("49590338271490256608559692538361571095921575989136588901"),
+        "{err}"
+    );
+    assert!(lines(&out).iter().all(|l| l["record"] != 3));
+    // Several documents in one input, and the wrong shape.
+    let two = [event("get_records"), event("get_records")].concat();
+    let out = run(
+        &["deagg", "--input", "get-records", "--on-invalid", "passthrough"],
+        &two,
+    );
+    let got = lines(&out);
+    assert_eq!(got.last().unwrap()["record"], 9);
+    let out = run(&["deagg", "--input", "firehose"], &event("get_records"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("document 1"), "{}", stderr(&out));
+    let out = run(
+        &["deagg", "--input", "json"],
+        br#"{"Records": [{"kinesis": {"data": "!!", "sequenceNumber": "5"}}]}"#,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("base64"));
+    let out = run(&["deagg", "--input", "json"], b"{\"Something\": 1}");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["deagg", "--input", "lambda"], b"{ not json");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn put_records_requests_respect_both_limits_and_pack_greedily() {
+    // 1,001 aggregates of one record each: 500, 500, 1 entries.
+    let input: String = (0..1001)
+        .map(|i| user_line(&format!("k{i}"), None, &[7u8; 10]) + "\n")
+        .collect();
+    let out = run(
+        &[
+            "agg",
+            "--max-size",
+            "60",
+            "--output",
+            "put-records",
+            "--stream-name",
+            "s1",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reqs = lines(&out);
+    let counts: Vec<usize> = reqs
+        .iter()
+        .map(|r| r["Records"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(counts, [500, 500, 1]);
+    assert_eq!(reqs[0]["StreamName"], "s1");
+    let first = &reqs[0]["Records"][0];
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["Data", "PartitionKey"]);
+    // Near-1 MiB aggregates: at most 5 MiB of data plus keys per request.
+    let big = vec![1u8; 1_000_000];
+    let input: String = (0..11)
+        .map(|i| user_line(&format!("key-{i}"), Some("42"), &big) + "\n")
+        .collect();
+    let out = run(
+        &["agg", "--output", "put-records", "--stream-name", "s2"],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reqs = lines(&out);
+    let mut total = 0;
+    for (i, r) in reqs.iter().enumerate() {
+        let entries = r["Records"].as_array().unwrap();
+        let size = |e: &Value| {
+            STANDARD.decode(e["Data"].as_str().unwrap()).unwrap().len()
+                + e["PartitionKey"].as_str().unwrap().len()
+        };
+        let bytes: usize = entries.iter().map(size).sum();
+        assert!(bytes <= 5 * 1024 * 1024, "request {i}: {bytes}");
+        assert_eq!(entries[0]["ExplicitHashKey"], "42");
+        if let Some(next) = reqs.get(i + 1) {
+            assert!(
+                bytes + size(&next["Records"][0]) > 5 * 1024 * 1024,
+                "request {i} closed early"
+            );
+        }
+        total += entries.len();
+    }
+    assert_eq!(total, 11);
+    assert_eq!(reqs.len(), 3);
+    // The stream name is required.
+    assert_eq!(
+        run(&["agg", "--output", "put-records"], b"").status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn inspect_describes_every_record() {
+    let input = format!(
+        "{}\n{}\n{}\n{}\n",
+        b64(&fixture("py_mixed_keys")),
+        b64(b"plain"),
+        b64(&fixture("wrong_checksum")),
+        b64(&fixture("missing_data"))
+    );
+    let out = run(&["inspect"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("record 0 (line 1): aggregated"), "{text}");
+    assert!(
+        text.contains("4 partition keys, 3 explicit hash keys; 6 user records"),
+        "{text}"
+    );
+    assert!(text.contains("smallest 3, largest 5, total 22 bytes"), "{text}");
+    assert!(
+        text.contains("record 1 (line 2): not aggregated, 5 bytes: no magic"),
+        "{text}"
+    );
+    assert!(
+        text.contains("record 2 (line 3): not aggregated") && text.contains("checksum mismatch"),
+        "{text}"
+    );
+    assert!(
+        text.contains("record 3 (line 4): BROKEN") && text.contains("byte 10"),
+        "{text}"
+    );
+    let out = run(&["inspect", "--json"], input.as_bytes());
+    let got = lines(&out);
+    assert_eq!(got[0]["user_records"], 6);
+    assert_eq!(got[0]["overhead"], got[0]["length"].as_u64().unwrap() - 22);
+    assert_eq!(got[1]["reason"], "no magic");
+    assert_eq!(got[2]["checksum"], "mismatch");
+    assert_eq!(got[3]["error_offset"], 10);
+    assert_eq!(got[3]["aggregated"], false);
+    let out = run(
+        &["inspect", "--input", "lambda", "--json"],
+        &event("lambda_kinesis"),
+    );
+    assert_eq!(
+        lines(&out)[0]["sequence_number"],
+        "49590338271490256608559692538361571095921575989136588898"
+    );
+}
