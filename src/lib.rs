@@ -17,6 +17,8 @@ mod hash;
 pub mod lambda;
 #[cfg(feature = "alloc")]
 mod owned;
+#[cfg(feature = "aws-sdk")]
+pub mod sdk;
 #[cfg(feature = "alloc")]
 pub mod shard;
 mod wire;

@@ -52,12 +52,12 @@ const KEYS: [&str; 5] = ["sensor-a", "sensor-b", "sensor-c", "sensor-d", "sensor
 
 /// Record counts scaled down under Miri, which interprets every instruction.
 const fn scale(n: u32) -> u32 {
-    if cfg!(miri) { n / 10 } else { n }
+    if cfg!(miri) { n / 40 } else { n }
 }
 
 #[test]
 fn no_heap_aggregation_and_deaggregation_allocate_nothing() {
-    let limit = if cfg!(miri) { 5_120 } else { 51_200 };
+    let limit = if cfg!(miri) { 1_024 } else { 51_200 };
     let mut buf = vec![0u8; limit];
     let mut out = vec![0u8; limit];
     let mut out_len = 0;
@@ -90,7 +90,7 @@ fn no_heap_aggregation_and_deaggregation_allocate_nothing() {
 
 #[test]
 fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
-    let mut agg = RecordAggregator::with_limit(if cfg!(miri) { 5_120 } else { 51_200 }).unwrap();
+    let mut agg = RecordAggregator::with_limit(if cfg!(miri) { 1_024 } else { 51_200 }).unwrap();
     let data = [7u8; 100];
     let run = |agg: &mut RecordAggregator, records: u32| {
         let mut completed = 0;

@@ -21,7 +21,7 @@ fn blob(name: &str) -> Vec<u8> {
 /// Under Miri, which interprets every instruction, the megabyte fixtures
 /// are left to the native run.
 fn too_big_for_miri(case: &Value) -> bool {
-    cfg!(miri) && case["len"].as_u64().unwrap() > 65_536
+    cfg!(miri) && case["len"].as_u64().unwrap() > 8_192
 }
 
 fn variant<T: std::fmt::Debug>(v: &T) -> String {

@@ -262,7 +262,7 @@ proptest! {
     #[test]
     fn every_aggregate_lies_in_its_shard_and_nothing_is_lost(
         cuts in cuts(),
-        keys in proptest::collection::vec((0u32..40, proptest::option::weighted(0.2, any::<u128>()), 0usize..120), 1..300),
+        keys in proptest::collection::vec((0u32..40, proptest::option::weighted(0.2, any::<u128>()), 0usize..120), 1..if cfg!(miri) { 30 } else { 300 }),
         cap in proptest::option::of(500usize..5000),
     ) {
         let map = map_from_cuts(cuts);
@@ -289,7 +289,7 @@ proptest! {
 
     #[test]
     fn resharding_re_routes_buffered_records_without_loss(
-        keys in proptest::collection::vec((0u32..60, 0usize..80), 1..200),
+        keys in proptest::collection::vec((0u32..60, 0usize..80), 1..if cfg!(miri) { 30 } else { 200 }),
         split_at in 0usize..200,
         cut in any::<u128>(),
     ) {

@@ -1,0 +1,346 @@
+//! The official Rust SDK's Kinesis types (feature `aws-sdk`): aggregates
+//! into `PutRecordsRequestEntry`s, GetRecords `Record`s into user records,
+//! a shard map from ListShards, and a small helper that sends entries with
+//! PutRecords within its limits and re-sends only the entries that failed.
+//!
+//! The crate stays a codec: no background threads, no timers beyond the
+//! backoff between retries of one call, no delivery policy beyond that.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Record as SdkRecord, Shard as SdkShard};
+
+use crate::decode::{Deaggregated, deaggregate};
+use crate::encode::Aggregate;
+use crate::error::Error;
+use crate::hash::HashKeyRange;
+use crate::shard::{Shard, ShardAggregate, ShardMap};
+
+/// PutRecords accepts at most this many entries per call.
+pub const PUT_RECORDS_MAX_ENTRIES: usize = 500;
+/// PutRecords accepts at most this many bytes (data plus partition keys) per call.
+pub const PUT_RECORDS_MAX_BYTES: usize = 5 * 1024 * 1024;
+
+/// The SDK's builder error (it cannot occur here: data and partition key
+/// are always set, but the SDK's signature says it may).
+pub type BuildError = aws_sdk_kinesis::error::BuildError;
+
+/// An aggregate as a PutRecords entry: its data, outer partition key and
+/// outer explicit hash key.
+///
+/// # Errors
+/// The SDK's builder error, which setting both required fields rules out.
+pub fn put_entry(aggregate: &Aggregate) -> Result<PutRecordsRequestEntry, BuildError> {
+    entry(
+        aggregate.data(),
+        aggregate.partition_key(),
+        aggregate.explicit_hash_key(),
+    )
+}
+
+/// A shard's aggregate as a PutRecords entry, with the explicit hash key
+/// that routes it to its shard.
+///
+/// # Errors
+/// As [`put_entry`].
+pub fn shard_put_entry(aggregate: &ShardAggregate) -> Result<PutRecordsRequestEntry, BuildError> {
+    entry(
+        aggregate.aggregate.data(),
+        aggregate.aggregate.partition_key(),
+        Some(&aggregate.explicit_hash_key),
+    )
+}
+
+fn entry(
+    data: &[u8],
+    partition_key: &str,
+    explicit_hash_key: Option<&str>,
+) -> Result<PutRecordsRequestEntry, BuildError> {
+    PutRecordsRequestEntry::builder()
+        .data(Blob::new(data))
+        .partition_key(partition_key)
+        .set_explicit_hash_key(explicit_hash_key.map(str::to_string))
+        .build()
+}
+
+/// One user record read with GetRecords, with the outer record's sequence
+/// number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SdkUserRecord<'a> {
+    /// Whether it came out of an aggregated record.
+    pub aggregated: bool,
+    /// Its partition key (a non-aggregated record's own).
+    pub partition_key: &'a str,
+    /// Its explicit hash key, when it has one.
+    pub explicit_hash_key: Option<&'a str>,
+    /// Its data.
+    pub data: &'a [u8],
+    /// The Kinesis record's sequence number.
+    pub sequence_number: &'a str,
+    /// Its position in the aggregate; `None` for a non-aggregated record.
+    pub sub_sequence_number: Option<u64>,
+}
+
+/// What happened to one GetRecords record read with a shard's range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardRead<'a> {
+    /// Every user record, in order.
+    Records(Vec<SdkUserRecord<'a>>),
+    /// The KCL would discard this aggregate: a user record lies outside the
+    /// shard. Nothing is yielded; the caller is told.
+    Discarded {
+        /// The Kinesis record's sequence number.
+        sequence_number: &'a str,
+        /// The first user record outside the range.
+        out_of_range: crate::decode::OutOfRange,
+    },
+}
+
+/// The user records of one GetRecords record, in order.
+///
+/// # Errors
+/// A record with a valid checksum and a broken body.
+pub fn user_records(record: &SdkRecord) -> Result<Vec<SdkUserRecord<'_>>, Error> {
+    let blob = record.data().as_ref();
+    let seq = record.sequence_number();
+    Ok(match deaggregate(blob)? {
+        Deaggregated::Aggregated(a) => a
+            .records()
+            .map(|r| SdkUserRecord {
+                aggregated: true,
+                partition_key: r.partition_key,
+                explicit_hash_key: r.explicit_hash_key,
+                data: r.data,
+                sequence_number: seq,
+                sub_sequence_number: Some(r.sub_sequence_number),
+            })
+            .collect(),
+        Deaggregated::Plain { data, .. } => alloc::vec![SdkUserRecord {
+            aggregated: false,
+            partition_key: record.partition_key(),
+            explicit_hash_key: None,
+            data,
+            sequence_number: seq,
+            sub_sequence_number: None,
+        }],
+    })
+}
+
+/// The user records of one GetRecords record read from a shard, with the
+/// KCL's rule applied and reported (see
+/// [`AggregatedRecord::check_range`](crate::AggregatedRecord::check_range)).
+///
+/// # Errors
+/// A record with a valid checksum and a broken body.
+pub fn user_records_in_shard(record: &SdkRecord, range: HashKeyRange) -> Result<ShardRead<'_>, Error> {
+    if let Deaggregated::Aggregated(a) = deaggregate(record.data().as_ref())?
+        && let Err(out_of_range) = a.check_range(range)
+    {
+        return Ok(ShardRead::Discarded {
+            sequence_number: record.sequence_number(),
+            out_of_range,
+        });
+    }
+    user_records(record).map(ShardRead::Records)
+}
+
+/// The user records of a batch of GetRecords records, in order.
+///
+/// # Errors
+/// The first record with a broken body, with its position in the batch.
+pub fn batch_user_records(records: &[SdkRecord]) -> Result<Vec<SdkUserRecord<'_>>, (usize, Error)> {
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        out.extend(user_records(r).map_err(|e| (i, e))?);
+    }
+    Ok(out)
+}
+
+/// A shard map of the open shards in ListShards output (shards whose
+/// sequence number range has no end).
+///
+/// # Errors
+/// Bad hash keys, or open shards that overlap.
+pub fn shard_map(shards: &[SdkShard]) -> Result<ShardMap, Error> {
+    let mut open = Vec::new();
+    for s in shards {
+        if s.sequence_number_range()
+            .is_some_and(|r| r.ending_sequence_number().is_some())
+        {
+            continue;
+        }
+        let range = s.hash_key_range().ok_or(Error::InvalidHashKeyRange)?;
+        open.push(Shard {
+            id: s.shard_id().to_string(),
+            range: HashKeyRange::from_decimal(range.starting_hash_key(), range.ending_hash_key())?,
+        });
+    }
+    ShardMap::new(open)
+}
+
+/// The hash key range of one shard of ListShards output.
+///
+/// # Errors
+/// Missing or bad hash keys.
+pub fn shard_range(shard: &SdkShard) -> Result<HashKeyRange, Error> {
+    let r = shard.hash_key_range().ok_or(Error::InvalidHashKeyRange)?;
+    HashKeyRange::from_decimal(r.starting_hash_key(), r.ending_hash_key())
+}
+
+/// How [`put_all`] retries entries that PutRecords rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts per call, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled each time.
+    pub first_backoff: Duration,
+    /// Longest wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 8,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What [`put_all`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutStats {
+    /// PutRecords calls made, retries included.
+    pub calls: usize,
+    /// Entries accepted.
+    pub entries: usize,
+    /// Bytes accepted (data plus partition keys).
+    pub bytes: usize,
+    /// Entries sent again after PutRecords rejected them.
+    pub retried: usize,
+}
+
+/// Why [`put_all`] stopped.
+#[derive(Debug)]
+pub enum PutError {
+    /// A PutRecords call failed as a whole.
+    Sdk(aws_sdk_kinesis::Error),
+    /// Some entries were still rejected after every attempt.
+    GaveUp {
+        /// How many.
+        failed: usize,
+        /// The last error code Kinesis gave for one of them.
+        error_code: Option<String>,
+        /// What had been accepted before.
+        stats: PutStats,
+    },
+}
+
+impl fmt::Display for PutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Sdk(e) => write!(f, "PutRecords failed: {e}"),
+            PutError::GaveUp {
+                failed, error_code, ..
+            } => write!(
+                f,
+                "{failed} entries still rejected after every retry (last error code {})",
+                error_code.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PutError {}
+
+fn entry_size(e: &PutRecordsRequestEntry) -> usize {
+    e.data().as_ref().len() + e.partition_key().len()
+}
+
+/// Sends `entries` to `stream` with PutRecords, in order, at most 500
+/// entries and 5 MiB per call. When a call rejects some entries
+/// (throttling, internal errors), only those are sent again, with
+/// exponential backoff, before the next call: entries are not reordered
+/// across calls, though a rejected entry lands after the accepted ones of
+/// its own call (use one entry per shard per call where strict order
+/// matters).
+///
+/// # Errors
+/// A call failing as a whole, or entries still rejected after
+/// `retry.attempts`.
+pub async fn put_all(
+    client: &Client,
+    stream: &str,
+    entries: Vec<PutRecordsRequestEntry>,
+    retry: Retry,
+) -> Result<PutStats, PutError> {
+    let mut stats = PutStats::default();
+    let mut batch: Vec<PutRecordsRequestEntry> = Vec::new();
+    let mut batch_bytes = 0;
+    for e in entries {
+        let size = entry_size(&e);
+        if !batch.is_empty()
+            && (batch.len() == PUT_RECORDS_MAX_ENTRIES || batch_bytes + size > PUT_RECORDS_MAX_BYTES)
+        {
+            send(client, stream, core::mem::take(&mut batch), retry, &mut stats).await?;
+            batch_bytes = 0;
+        }
+        batch_bytes += size;
+        batch.push(e);
+    }
+    if !batch.is_empty() {
+        send(client, stream, batch, retry, &mut stats).await?;
+    }
+    Ok(stats)
+}
+
+async fn send(
+    client: &Client,
+    stream: &str,
+    mut batch: Vec<PutRecordsRequestEntry>,
+    retry: Retry,
+    stats: &mut PutStats,
+) -> Result<(), PutError> {
+    let mut backoff = retry.first_backoff;
+    let mut last_code = None;
+    for attempt in 0..retry.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(retry.max_backoff);
+            stats.retried += batch.len();
+        }
+        stats.calls += 1;
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(batch.clone()))
+            .send()
+            .await
+            .map_err(|e| PutError::Sdk(e.into()))?;
+        let mut failed = Vec::new();
+        for (entry, result) in batch.into_iter().zip(out.records()) {
+            if let Some(code) = result.error_code() {
+                last_code = Some(code.to_string());
+                failed.push(entry);
+            } else {
+                stats.entries += 1;
+                stats.bytes += entry_size(&entry);
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        batch = failed;
+    }
+    Err(PutError::GaveUp {
+        failed: batch.len(),
+        error_code: last_code,
+        stats: *stats,
+    })
+}

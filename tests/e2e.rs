@@ -1,0 +1,224 @@
+//! End to end against a Kinesis API server (feature `aws-sdk`): aggregate
+//! per shard, put with the batching helper, split a shard mid-stream, read
+//! every shard back from TRIM_HORIZON, deaggregate with each shard's range
+//! under the KCL's rule. Every user record must arrive exactly once, in
+//! order per key, and nothing may be discarded.
+//!
+//! Needs `KINESIS_ENDPOINT` (e.g. `http://127.0.0.1:4567`); `.ci/run` starts
+//! a local server on loopback and sets it. Without it the test is skipped.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::types::{Shard, ShardIteratorType, StreamStatus};
+use kinesis_agg::sdk::{self, PutStats, Retry, ShardRead};
+use kinesis_agg::{HashKeyRange, ShardedAggregator};
+
+type Key = (String, Option<String>);
+
+fn client(endpoint: &str) -> Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDKINESISAGG",
+            "test-secret",
+            None,
+            None,
+            "e2e",
+        ))
+        .build();
+    Client::from_conf(conf)
+}
+
+async fn wait_active(client: &Client, stream: &str) {
+    for _ in 0..200 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {stream} never became active");
+}
+
+async fn list_shards(client: &Client, stream: &str) -> Vec<Shard> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await.unwrap();
+        shards.extend(out.shards().iter().cloned());
+        match out.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return shards,
+        }
+    }
+}
+
+/// 100,000 user records over 1,000 partition keys; one key in ten also
+/// carries an explicit hash key. Each record's data names it.
+fn workload() -> Vec<(Key, Vec<u8>)> {
+    (0..100_000u32)
+        .map(|i| {
+            let k = i % 1000;
+            let ehk = (k % 10 == 0)
+                .then(|| (u128::from(k) * 340_282_366_920_938_463_463_374_607_431_768_211).to_string());
+            let mut data = format!("key-{k:04} record {i:06} ").into_bytes();
+            data.resize(60 + (i as usize % 80), b'.');
+            ((format!("key-{k:04}"), ehk), data)
+        })
+        .collect()
+}
+
+async fn put(client: &Client, stream: &str, done: Vec<kinesis_agg::ShardAggregate>, stats: &mut PutStats) {
+    let entries = done.iter().map(|a| sdk::shard_put_entry(a).unwrap()).collect();
+    let s = sdk::put_all(client, stream, entries, Retry::default())
+        .await
+        .unwrap();
+    stats.calls += s.calls;
+    stats.entries += s.entries;
+    stats.bytes += s.bytes;
+    stats.retried += s.retried;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
+    let Ok(endpoint) = std::env::var("KINESIS_ENDPOINT") else {
+        eprintln!(
+            "KINESIS_ENDPOINT is not set: end-to-end test skipped (bash .ci/run starts a local Kinesis API)"
+        );
+        return;
+    };
+    let client = client(&endpoint);
+    let stream = format!("kinesis-agg-e2e-{}", std::process::id());
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(4)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, &stream).await;
+    let map = sdk::shard_map(&list_shards(&client, &stream).await).unwrap();
+    assert_eq!(map.shards().len(), 4);
+
+    let records = workload();
+    let mut agg = ShardedAggregator::new(map);
+    let mut stats = PutStats::default();
+    let half = records.len() / 2;
+    for ((pk, ehk), data) in &records[..half] {
+        let done = agg.add(pk, data, ehk.as_deref()).unwrap();
+        put(&client, &stream, done, &mut stats).await;
+    }
+
+    // Split the first shard in the middle of its range while records are
+    // still buffered, then keep producing with the refreshed map.
+    let parent = agg.shard_map().shards()[0].clone();
+    let middle = parent.range.start + (parent.range.end - parent.range.start) / 2 + 1;
+    client
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&parent.id)
+        .new_starting_hash_key(middle.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&client, &stream).await;
+    let after = sdk::shard_map(&list_shards(&client, &stream).await).unwrap();
+    assert_eq!(after.shards().len(), 5, "two children replace the parent");
+    let buffered = agg.buffered_records();
+    let done = agg.reshard(after).unwrap();
+    put(&client, &stream, done, &mut stats).await;
+    assert!(buffered > 0, "the split happens with records buffered");
+
+    for ((pk, ehk), data) in &records[half..] {
+        let done = agg.add(pk, data, ehk.as_deref()).unwrap();
+        put(&client, &stream, done, &mut stats).await;
+    }
+    let done = agg.flush_all();
+    put(&client, &stream, done, &mut stats).await;
+
+    // Read every shard, parents before children (shard ids grow), from
+    // TRIM_HORIZON until caught up, with its own range.
+    let mut shards = list_shards(&client, &stream).await;
+    shards.sort_by(|a, b| a.shard_id().cmp(b.shard_id()));
+    let mut got: HashMap<Key, Vec<Vec<u8>>> = HashMap::new();
+    let (mut kinesis_records, mut discarded, mut users) = (0usize, 0usize, 0usize);
+    for shard in &shards {
+        let range: HashKeyRange = sdk::shard_range(shard).unwrap();
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(&stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(it) = iterator {
+            let out = client
+                .get_records()
+                .shard_iterator(it)
+                .limit(10_000)
+                .send()
+                .await
+                .unwrap();
+            for r in out.records() {
+                kinesis_records += 1;
+                match sdk::user_records_in_shard(r, range).unwrap() {
+                    ShardRead::Records(v) => {
+                        for u in v {
+                            users += 1;
+                            let key = (u.partition_key.to_owned(), u.explicit_hash_key.map(str::to_owned));
+                            got.entry(key).or_default().push(u.data.to_vec());
+                        }
+                    }
+                    ShardRead::Discarded { .. } => discarded += 1,
+                }
+            }
+            let caught_up = out.records().is_empty() && out.millis_behind_latest() == Some(0);
+            iterator = if caught_up {
+                None
+            } else {
+                out.next_shard_iterator().map(str::to_owned)
+            };
+        }
+    }
+    client.delete_stream().stream_name(&stream).send().await.unwrap();
+
+    assert_eq!(discarded, 0, "the KCL would have discarded aggregates");
+    assert_eq!(users, records.len(), "every user record exactly once");
+    let mut want: HashMap<Key, Vec<Vec<u8>>> = HashMap::new();
+    for (k, d) in records {
+        want.entry(k).or_default().push(d);
+    }
+    assert!(got == want, "records lost, duplicated or out of order per key");
+
+    let raw_bytes: usize = want
+        .iter()
+        .map(|((pk, _), v)| v.iter().map(|d| d.len() + pk.len()).sum::<usize>())
+        .sum();
+    println!(
+        "e2e: {users} user records in {} Kinesis records ({kinesis_records} read back), {} PutRecords calls, {} bytes sent; \
+         one record per entry would take {} Kinesis records, {} calls, {raw_bytes} bytes",
+        stats.entries,
+        stats.calls,
+        stats.bytes,
+        users,
+        users.div_ceil(500),
+    );
+    assert_eq!(stats.entries, kinesis_records);
+}
