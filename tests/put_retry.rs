@@ -182,3 +182,120 @@ async fn gives_up_after_the_attempts_and_says_so() {
     assert_eq!(calls.lock().unwrap().len(), 4);
     assert!(err.to_string().contains("ProvisionedThroughputExceededException"));
 }
+
+#[test]
+fn conversions_between_sdk_types_and_ours() {
+    use aws_sdk_kinesis::types::{HashKeyRange as SdkRange, Record as SdkRecord, SequenceNumberRange, Shard};
+    use kinesis_agg::sdk::{self, ShardRead};
+    let mut agg = kinesis_agg::RecordAggregator::new();
+    agg.add("a", b"one", None).unwrap();
+    agg.add("b", b"two", Some("7")).unwrap();
+    let done = agg.flush().unwrap();
+    let entry = sdk::put_entry(&done).unwrap();
+    assert_eq!(entry.data().as_ref(), done.data());
+    assert_eq!((entry.partition_key(), entry.explicit_hash_key()), ("a", None));
+    let rec = |seq: &str, data: &[u8], pk: &str| {
+        SdkRecord::builder()
+            .sequence_number(seq)
+            .data(Blob::new(data))
+            .partition_key(pk)
+            .build()
+            .unwrap()
+    };
+    let batch = [rec("1", done.data(), "a"), rec("2", b"plain", "outer")];
+    let users = sdk::batch_user_records(&batch).unwrap();
+    let seen: Vec<_> = users
+        .iter()
+        .map(|u| {
+            (
+                u.partition_key,
+                u.sequence_number,
+                u.sub_sequence_number,
+                u.aggregated,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", "1", Some(0), true),
+            ("b", "1", Some(1), true),
+            ("outer", "2", None, false)
+        ]
+    );
+    // The KCL rule: "b" is routed by EHK 7, "a" by its MD5.
+    let narrow = kinesis_agg::HashKeyRange::new(0, 10).unwrap();
+    match sdk::user_records_in_shard(&batch[0], narrow).unwrap() {
+        ShardRead::Discarded {
+            sequence_number,
+            out_of_range,
+        } => {
+            assert_eq!(sequence_number, "1");
+            assert_eq!(out_of_range.hash_key, Some(kinesis_agg::partition_key_hash("a")));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A broken body names the record's position in the batch.
+    let mut broken = done.data().to_vec();
+    broken.truncate(4);
+    broken.extend_from_slice(&[0x1A, 0x00]);
+    let md5 = md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&broken[4..]));
+    broken.extend_from_slice(&md5);
+    let bad = [rec("1", b"ok", "k"), rec("2", &broken, "k")];
+    assert!(matches!(
+        sdk::batch_user_records(&bad),
+        Err((1, kinesis_agg::Error::MissingField { .. }))
+    ));
+    // ListShards: closed shards are left out.
+    let shard = |id: &str, s: &str, e: &str, closed: bool| {
+        let mut range = SequenceNumberRange::builder().starting_sequence_number("0");
+        if closed {
+            range = range.ending_sequence_number("9");
+        }
+        Shard::builder()
+            .shard_id(id)
+            .hash_key_range(
+                SdkRange::builder()
+                    .starting_hash_key(s)
+                    .ending_hash_key(e)
+                    .build()
+                    .unwrap(),
+            )
+            .sequence_number_range(range.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let max = u128::MAX.to_string();
+    let shards = [shard("parent", "0", &max, true), shard("child", "0", &max, false)];
+    let map = sdk::shard_map(&shards).unwrap();
+    assert_eq!(map.shards().len(), 1);
+    assert_eq!(map.shards()[0].id, "child");
+    assert_eq!(
+        sdk::shard_range(&shards[0]).unwrap(),
+        kinesis_agg::HashKeyRange::FULL
+    );
+    let bad = [shard("x", "5", "1", false)];
+    assert_eq!(sdk::shard_map(&bad), Err(kinesis_agg::Error::InvalidHashKeyRange));
+}
+
+#[tokio::test]
+async fn a_call_failing_as_a_whole_is_reported() {
+    // Nothing listens on this port once the listener is dropped.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = Client::from_conf(
+        aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let err = put_all(&client, "s", entries(3, 10), FAST).await.unwrap_err();
+    assert!(matches!(err, PutError::Sdk(_)), "{err:?}");
+    assert!(err.to_string().starts_with("PutRecords failed"), "{err}");
+}

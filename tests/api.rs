@@ -1,0 +1,234 @@
+//! The public API's smaller surfaces: messages, defaults, conversions,
+//! accessors. Each assertion checks what a caller relies on.
+
+use kinesis_agg::{
+    Aggregator, Deaggregated, Error, HashKeyRange, KeyTable, Options, OutOfRange, OwnedRecord, PlainReason,
+    Record, RecordAggregator, Required, ShardMap, Table,
+};
+
+#[test]
+fn every_error_says_what_and_where() {
+    let all = [
+        Error::Truncated { offset: 11 },
+        Error::LengthPastEnd { offset: 12 },
+        Error::VarintTooLong { offset: 13 },
+        Error::InvalidTag { offset: 14 },
+        Error::InvalidWireType {
+            offset: 15,
+            wire_type: 7,
+        },
+        Error::UnexpectedEndGroup { offset: 16 },
+        Error::NestingTooDeep { offset: 17 },
+        Error::MissingField {
+            offset: 18,
+            field: Required::TagKey,
+        },
+        Error::MissingField {
+            offset: 18,
+            field: Required::Data,
+        },
+        Error::MissingField {
+            offset: 18,
+            field: Required::PartitionKeyIndex,
+        },
+        Error::IndexOutOfRange {
+            offset: 19,
+            table: Table::ExplicitHashKey,
+            index: 9,
+            len: 2,
+        },
+        Error::InvalidUtf8 { offset: 20 },
+        Error::TableFull {
+            offset: 21,
+            table: Table::PartitionKey,
+            capacity: 8,
+        },
+        Error::InvalidExplicitHashKey { offset: 22 },
+        Error::ChecksumMismatch,
+        Error::InvalidPartitionKey { utf16_len: 300 },
+        Error::Full,
+        Error::RecordTooLarge {
+            size: 2000,
+            limit: 1000,
+        },
+        Error::InvalidLimit { limit: 3 },
+        Error::InvalidHashKeyRange,
+        Error::ShardsOverlap { shard: 4 },
+        Error::NoShardForHashKey { hash_key: 77 },
+        Error::InvalidShardList { line: 3, column: 9 },
+    ];
+    let mut texts = std::collections::HashSet::new();
+    for e in all {
+        let text = e.to_string();
+        assert!(texts.insert(text.clone()), "two errors read the same: {text}");
+        if let Some(off) = e.offset() {
+            assert!(text.contains(&off.to_string()), "{text}");
+        }
+        // Copy, and an std::error::Error.
+        let copy = e;
+        let _: &dyn std::error::Error = &copy;
+    }
+    assert!(
+        Error::MissingField {
+            offset: 1,
+            field: Required::TagKey
+        }
+        .to_string()
+        .contains("Tag.key")
+    );
+    assert!(
+        Error::IndexOutOfRange {
+            offset: 1,
+            table: Table::ExplicitHashKey,
+            index: 9,
+            len: 2
+        }
+        .to_string()
+        .contains("explicit hash key index 9")
+    );
+    assert!(
+        Error::RecordTooLarge {
+            size: 2000,
+            limit: 1000
+        }
+        .to_string()
+        .contains("2000")
+    );
+    assert!(Error::InvalidLimit { limit: 3 }.to_string().contains("10485760"));
+}
+
+#[test]
+fn plain_reasons_and_out_of_range_read_well() {
+    let reasons = [
+        PlainReason::NoMagic,
+        PlainReason::TooShort,
+        PlainReason::ChecksumMismatch,
+        PlainReason::Unparsable(Error::Truncated { offset: 5 }),
+    ];
+    let texts: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    assert!(texts[0].contains("magic") && texts[1].contains("20 bytes") && texts[2].contains("MD5"));
+    assert!(texts[3].contains("byte 5"));
+    let o = OutOfRange {
+        sub_sequence_number: 3,
+        hash_key: None,
+    };
+    assert!(o.to_string().contains("user record 3") && o.to_string().contains("not a hash key"));
+    let o = OutOfRange {
+        sub_sequence_number: 4,
+        hash_key: Some(99),
+    };
+    assert!(o.to_string().contains("99"));
+}
+
+#[test]
+fn aggregated_record_accessors() {
+    assert_eq!(Options::default(), Options::new());
+    let mut agg = RecordAggregator::default();
+    assert_eq!(agg.limit(), kinesis_agg::DEFAULT_LIMIT);
+    agg.add("k1", b"one", None).unwrap();
+    agg.add("k2", b"two", Some("5")).unwrap();
+    assert!(format!("{agg:?}").contains("records: 2"));
+    let done = agg.flush().unwrap();
+    assert!(format!("{done:?}").contains("k1"));
+    let blob = done.into_data();
+    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else {
+        panic!()
+    };
+    assert!(!a.is_empty());
+    assert_eq!(a.body(), &blob[4..blob.len() - 16]);
+    assert_eq!(a.partition_keys(), ["k1", "k2"]);
+    assert_eq!(a.explicit_hash_keys(), ["5"]);
+    let via_into_iter: Vec<_> = (&a).into_iter().map(|r| r.data).collect();
+    assert_eq!(via_into_iter, [&b"one"[..], b"two"]);
+    let (pks, ehks) = a.into_tables();
+    assert_eq!((pks.len(), ehks.len()), (2, 1));
+    assert_eq!(KeyTable::capacity(&pks), usize::MAX);
+    // A body with tables and no records is valid and empty.
+    let body = vec![0x0A, 1, b'k'];
+    let blob = [
+        &kinesis_agg::MAGIC[..],
+        &body,
+        &md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&body)),
+    ]
+    .concat();
+    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else {
+        panic!()
+    };
+    assert!(a.is_empty() && a.records().next().is_none());
+}
+
+#[test]
+fn no_heap_aggregator_accessors() {
+    let mut buf = [0u8; 256];
+    let mut agg = Aggregator::<_, 8>::with_limit(&mut buf[..], 200).unwrap();
+    assert_eq!(agg.limit(), 200);
+    assert!(agg.is_empty());
+    agg.add(Record::new("k", b"v")).unwrap();
+    assert!(format!("{agg:?}").contains("records: 1"));
+    assert_eq!(agg.finish().unwrap().records, 1);
+    let buf = agg.into_inner();
+    assert_eq!(buf.len(), 256);
+    // Owned storage works as well.
+    let mut owned = Aggregator::<[u8; 64], 4>::new([0u8; 64]);
+    owned.add(Record::new("k", b"v")).unwrap();
+    // magic 4 + key entry 3 + record 7 + MD5 16
+    assert_eq!(owned.finish().unwrap().data.len(), 30);
+    assert_eq!(owned.into_inner().len(), 64);
+}
+
+#[test]
+fn owned_records_convert_both_ways() {
+    let r = Record::new("key", b"data").with_explicit_hash_key("12");
+    let owned = OwnedRecord::from(r);
+    assert_eq!(owned.as_record(), r);
+    let mut agg = RecordAggregator::new();
+    agg.try_add(owned.as_record()).unwrap();
+    let blob = agg.flush().unwrap().into_data();
+    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else {
+        panic!()
+    };
+    let back: Vec<OwnedRecord> = a.records().map(OwnedRecord::from).collect();
+    assert_eq!(back, [owned]);
+}
+
+#[cfg(feature = "arbitrary")]
+#[test]
+fn arbitrary_records_are_always_accepted() {
+    use arbitrary::{Arbitrary, Unstructured};
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut accepted = 0;
+    for _ in 0..500 {
+        let bytes: Vec<u8> = (0..600)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let mut u = Unstructured::new(&bytes);
+        let Ok(records) = Vec::<OwnedRecord>::arbitrary(&mut u) else {
+            continue;
+        };
+        let mut agg = RecordAggregator::new();
+        for r in &records {
+            agg.try_add(r.as_record()).unwrap();
+            accepted += 1;
+        }
+    }
+    assert!(accepted > 100, "{accepted}");
+    // Even from no input at all.
+    let r = OwnedRecord::arbitrary(&mut Unstructured::new(&[])).unwrap();
+    assert_eq!(r.partition_key, "k");
+}
+
+#[test]
+fn shard_helpers() {
+    let map = ShardMap::single("only");
+    assert_eq!(map.route(0).unwrap().id, "only");
+    assert_eq!(map.route(u128::MAX).unwrap().id, "only");
+    assert_eq!(HashKeyRange::FULL.to_string(), format!("0:{}", u128::MAX));
+    let agg = kinesis_agg::ShardedAggregator::new(map);
+    assert!(format!("{agg:?}").contains("shards: 1"));
+    assert!(kinesis_agg::ShardedAggregator::with_limit(ShardMap::single("x"), 5).is_err());
+}
