@@ -236,3 +236,30 @@ fn records_borrow_the_input_without_copying() {
         assert_eq!(recs.size_hint(), (0, Some(0)));
     }
 }
+
+/// Regression (found by the `deaggregate` fuzz target): with fixed tables
+/// a table may fill up before the reader meets a structural error further
+/// on, so the two readers report different, equally correct errors. Both
+/// refuse the body; neither yields a record.
+#[test]
+fn fixed_tables_may_fill_before_a_later_structural_error() {
+    let mut body = Vec::new();
+    for k in [b"a", b"b", b"c", b"d", b"e"] {
+        body.extend_from_slice(&[0x0A, 1, k[0]]);
+    }
+    // A record whose length runs past the end.
+    body.extend_from_slice(&[0x1A, 0x40, 0x08, 0x00]);
+    let blob = common::wrap(&body);
+    assert_eq!(
+        Options::new().deaggregate_fixed::<4>(&blob).unwrap_err(),
+        kinesis_agg::Error::TableFull {
+            offset: 16,
+            table: kinesis_agg::Table::PartitionKey,
+            capacity: 4
+        }
+    );
+    assert_eq!(
+        kinesis_agg::deaggregate(&blob).unwrap_err(),
+        kinesis_agg::Error::LengthPastEnd { offset: 20 }
+    );
+}
