@@ -30,7 +30,13 @@ fuzz_target!(|blob: &[u8]| {
             // A fixed table may fill up before the heap reader meets
             // another error further on.
             (Err(kinesis_agg::Error::TableFull { .. }), _) => {}
-            (Ok(Deaggregated::Plain { reason: kinesis_agg::PlainReason::Unparsable(kinesis_agg::Error::TableFull { .. }), .. }), _) => {}
+            (
+                Ok(Deaggregated::Plain {
+                    reason: kinesis_agg::PlainReason::Unparsable(kinesis_agg::Error::TableFull { .. }),
+                    ..
+                }),
+                _,
+            ) => {}
             (Ok(Deaggregated::Plain { data, reason }), Ok(Deaggregated::Plain { data: d2, reason: r2 })) => {
                 assert_eq!(data, *d2);
                 assert_eq!(reason, *r2);

@@ -13,7 +13,10 @@ fuzz_target!(|body: &[u8]| {
     match kinesis_agg::deaggregate(&blob) {
         Ok(Deaggregated::Aggregated(a)) => {
             assert!(!body.is_empty());
-            let n = a.records().inspect(|r| assert!(r.tags.count() < body.len())).count();
+            let n = a
+                .records()
+                .inspect(|r| assert!(r.tags.count() < body.len()))
+                .count();
             assert_eq!(n, a.len());
         }
         Ok(Deaggregated::Plain { .. }) => assert!(body.is_empty()),

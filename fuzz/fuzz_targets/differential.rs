@@ -58,7 +58,9 @@ fn resolve(m: &PbAggregatedRecord) -> Option<Vec<Flat>> {
         .iter()
         .map(|r| {
             Some((
-                m.partition_key_table.get(usize::try_from(r.partition_key_index).ok()?)?.clone(),
+                m.partition_key_table
+                    .get(usize::try_from(r.partition_key_index).ok()?)?
+                    .clone(),
                 match r.explicit_hash_key_index {
                     Some(i) => Some(m.explicit_hash_key_table.get(usize::try_from(i).ok()?)?.clone()),
                     None => None,
@@ -88,23 +90,35 @@ fuzz_target!(|body: &[u8]| {
                         r.partition_key.to_owned(),
                         r.explicit_hash_key.map(str::to_owned),
                         r.data.to_vec(),
-                        r.tags.map(|t| (t.key.to_owned(), t.value.map(str::to_owned))).collect(),
+                        r.tags
+                            .map(|t| (t.key.to_owned(), t.value.map(str::to_owned)))
+                            .collect(),
                     )
                 })
                 .collect();
             assert_eq!(Some(got), resolve(&m), "accepted by both, decoded differently");
-            assert_eq!(a.partition_keys(), m.partition_key_table.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(
+                a.partition_keys(),
+                m.partition_key_table
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+            );
         }
         (Ok(Deaggregated::Aggregated(_)), Err(e)) => {
             let why = e.to_string();
             assert!(
-                why.contains("invalid wire type") || why.contains("invalid varint") || why.contains("recursion limit"),
+                why.contains("invalid wire type")
+                    || why.contains("invalid varint")
+                    || why.contains("recursion limit"),
                 "we accept what prost rejects for an undocumented reason: {why}"
             );
         }
         (Err(e), Ok(m)) => match e {
             Error::MissingField { .. } => {}
-            Error::IndexOutOfRange { .. } => assert!(resolve(&m).is_none(), "index error but prost's indices fit"),
+            Error::IndexOutOfRange { .. } => {
+                assert!(resolve(&m).is_none(), "index error but prost's indices fit")
+            }
             Error::NestingTooDeep { .. } => {}
             other => panic!("we reject what prost accepts: {other:?}"),
         },

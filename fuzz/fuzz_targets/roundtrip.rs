@@ -56,7 +56,9 @@ fuzz_target!(|input: Input| {
                 accepted.push(rec.clone());
             }
             Err(refused) => {
-                let Error::RecordTooLarge { size, .. } = refused.error else { panic!("{refused:?}") };
+                let Error::RecordTooLarge { size, .. } = refused.error else {
+                    panic!("{refused:?}")
+                };
                 assert!(size > limit);
             }
         }
@@ -72,7 +74,9 @@ fuzz_target!(|input: Input| {
                         let n = fixed.record_count();
                         let done = fixed.finish().unwrap();
                         assert_eq!(done.records, n);
-                        assert!(done.data.len() <= cap && done.data.len() + done.partition_key.len() <= limit);
+                        assert!(
+                            done.data.len() <= cap && done.data.len() + done.partition_key.len() <= limit
+                        );
                         assert_eq!(decode(done.data).len(), n);
                         let _ = fixed.add(r);
                     }
