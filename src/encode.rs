@@ -39,7 +39,7 @@ use core::fmt;
 use md5::{Digest, Md5};
 
 use crate::error::Error;
-use crate::wire::{DIGEST_LEN, MAGIC, put_varint, varint_len};
+use crate::wire::{DIGEST_LEN, MAGIC, Reader, put_varint, varint_len};
 
 /// The size limit used unless another is asked for: 1 MiB, what a Kinesis
 /// record may hold by default (data blob plus outer partition key).
@@ -696,18 +696,7 @@ impl Core {
         let block = &mut buf[r - e..r];
         let mut i = 0;
         while i < block.len() {
-            let mut len = 0usize;
-            let mut shift = 0;
-            let mut j = i + 1;
-            while let Some(&b) = block.get(j) {
-                len |= usize::from(b & 0x7F) << shift;
-                shift += 7;
-                j += 1;
-                if b < 0x80 {
-                    break;
-                }
-            }
-            let end = (j + len).min(block.len());
+            let end = key_range(block, i).1.min(block.len());
             block[i..end].reverse();
             i = end;
         }
@@ -748,18 +737,11 @@ impl Core {
 
 /// The key bytes of the table entry starting at `at` (tag, length, key).
 fn key_range(buf: &[u8], at: usize) -> (usize, usize) {
-    let mut len = 0usize;
-    let mut shift = 0;
-    let mut j = at + 1;
-    while let Some(&b) = buf.get(j) {
-        len |= usize::from(b & 0x7F) << shift;
-        shift += 7;
-        j += 1;
-        if b < 0x80 {
-            break;
-        }
-    }
-    (j, j + len)
+    // The entry was written by this aggregator; a length that does not
+    // read (never the case) makes an empty key rather than a panic.
+    let mut r = Reader::at(buf, at + 1, 0);
+    let len = r.varint().map_or(0, |l| l as usize);
+    (r.pos(), r.pos() + len)
 }
 
 fn key_str(buf: &[u8], (a, b): (usize, usize)) -> &str {

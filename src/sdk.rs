@@ -106,9 +106,16 @@ pub enum ShardRead<'a> {
 /// # Errors
 /// A record with a valid checksum and a broken body.
 pub fn user_records(record: &SdkRecord) -> Result<Vec<SdkUserRecord<'_>>, Error> {
-    let blob = record.data().as_ref();
+    Ok(flatten(record, deaggregate(record.data().as_ref())?))
+}
+
+/// The user records of a record already deaggregated.
+fn flatten<'a>(
+    record: &'a SdkRecord,
+    read: Deaggregated<'a, crate::decode::VecTable<'a>>,
+) -> Vec<SdkUserRecord<'a>> {
     let seq = record.sequence_number();
-    Ok(match deaggregate(blob)? {
+    match read {
         Deaggregated::Aggregated(a) => a
             .records()
             .map(|r| SdkUserRecord {
@@ -128,7 +135,7 @@ pub fn user_records(record: &SdkRecord) -> Result<Vec<SdkUserRecord<'_>>, Error>
             sequence_number: seq,
             sub_sequence_number: None,
         }],
-    })
+    }
 }
 
 /// The user records of one GetRecords record read from a shard, with the
@@ -138,7 +145,8 @@ pub fn user_records(record: &SdkRecord) -> Result<Vec<SdkUserRecord<'_>>, Error>
 /// # Errors
 /// A record with a valid checksum and a broken body.
 pub fn user_records_in_shard(record: &SdkRecord, range: HashKeyRange) -> Result<ShardRead<'_>, Error> {
-    if let Deaggregated::Aggregated(a) = deaggregate(record.data().as_ref())?
+    let read = deaggregate(record.data().as_ref())?;
+    if let Deaggregated::Aggregated(a) = &read
         && let Err(out_of_range) = a.check_range(range)
     {
         return Ok(ShardRead::Discarded {
@@ -146,7 +154,7 @@ pub fn user_records_in_shard(record: &SdkRecord, range: HashKeyRange) -> Result<
             out_of_range,
         });
     }
-    user_records(record).map(ShardRead::Records)
+    Ok(ShardRead::Records(flatten(record, read)))
 }
 
 /// The user records of a batch of GetRecords records, in order.

@@ -207,6 +207,8 @@ pub struct ShardedAggregator {
     limit: usize,
     cap: Option<usize>,
     clock: u64,
+    /// Sum of the shards' encoded sizes, kept as they change.
+    buffered: usize,
 }
 
 impl core::fmt::Debug for ShardedAggregator {
@@ -222,14 +224,7 @@ impl core::fmt::Debug for ShardedAggregator {
 impl ShardedAggregator {
     /// Aggregates per shard with the default 1 MiB limit.
     pub fn new(map: ShardMap) -> Self {
-        let shards = Self::per_shard(&map, DEFAULT_LIMIT);
-        ShardedAggregator {
-            map,
-            shards,
-            limit: DEFAULT_LIMIT,
-            cap: None,
-            clock: 0,
-        }
+        Self::build(map, DEFAULT_LIMIT)
     }
 
     /// Aggregates per shard with a limit per aggregate.
@@ -238,14 +233,28 @@ impl ShardedAggregator {
     /// [`Error::InvalidLimit`].
     pub fn with_limit(map: ShardMap, limit: usize) -> Result<Self, Error> {
         RecordAggregator::with_limit(limit)?;
-        let shards = Self::per_shard(&map, limit);
-        Ok(ShardedAggregator {
+        Ok(Self::build(map, limit))
+    }
+
+    /// An empty aggregator for a limit already checked.
+    fn build(map: ShardMap, limit: usize) -> Self {
+        let shards = map
+            .shards
+            .iter()
+            .map(|_| PerShard {
+                agg: RecordAggregator::with_limit(limit).unwrap_or_default(),
+                first: 0,
+                started: 0,
+            })
+            .collect();
+        ShardedAggregator {
             map,
             shards,
             limit,
             cap: None,
             clock: 0,
-        })
+            buffered: 0,
+        }
     }
 
     /// Caps the bytes buffered over all shards: when an add takes the total
@@ -256,17 +265,6 @@ impl ShardedAggregator {
         self
     }
 
-    fn per_shard(map: &ShardMap, limit: usize) -> Vec<PerShard> {
-        map.shards
-            .iter()
-            .map(|_| PerShard {
-                agg: RecordAggregator::with_limit(limit).unwrap_or_default(),
-                first: 0,
-                started: 0,
-            })
-            .collect()
-    }
-
     /// The current map.
     pub fn shard_map(&self) -> &ShardMap {
         &self.map
@@ -274,7 +272,11 @@ impl ShardedAggregator {
 
     /// Bytes buffered over all shards (exact encoded sizes).
     pub fn buffered_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.agg.encoded_len()).sum()
+        debug_assert_eq!(
+            self.buffered,
+            self.shards.iter().map(|s| s.agg.encoded_len()).sum::<usize>()
+        );
+        self.buffered
     }
 
     /// User records buffered over all shards.
@@ -284,6 +286,7 @@ impl ShardedAggregator {
 
     fn complete(&mut self, i: usize) -> Option<ShardAggregate> {
         let s = &mut self.shards[i];
+        self.buffered -= s.agg.encoded_len();
         let aggregate = s.agg.flush()?;
         Some(ShardAggregate {
             shard_id: self.map.shards[i].id.clone(),
@@ -317,13 +320,17 @@ impl ShardedAggregator {
         };
         let mut out = Vec::new();
         self.clock += 1;
+        let before = self.shards[i].agg.encoded_len();
         match self.shards[i].agg.try_add(record) {
-            Ok(()) => {}
+            Ok(()) => self.buffered += self.shards[i].agg.encoded_len() - before,
             Err(Refused {
                 error: Error::Full, ..
             }) => {
+                // The record fits an empty aggregate (else it would be
+                // RecordTooLarge), so the retry succeeds.
                 out.extend(self.complete(i));
                 self.shards[i].agg.try_add(record).map_err(|r| r.error)?;
+                self.buffered += self.shards[i].agg.encoded_len();
             }
             Err(r) => return Err(r.error),
         }

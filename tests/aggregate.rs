@@ -6,7 +6,6 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kinesis_agg::{Aggregator, Deaggregated, Error, Record, RecordAggregator};
-use md5::{Digest, Md5};
 use serde_json::Value;
 
 struct Input {
@@ -40,8 +39,7 @@ fn matches_expected(name: &str, got: &[u8], want: &Value) {
         Some(d) => assert!(got == STANDARD.decode(d).unwrap(), "{name}: bytes differ"),
         None => {
             assert_eq!(got.len() as u64, want["len"].as_u64().unwrap(), "{name}");
-            let hex: String = Md5::digest(got).iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(hex, want["md5"].as_str().unwrap(), "{name}");
+            assert_eq!(common::md5_hex(got), want["md5"].as_str().unwrap(), "{name}");
         }
     }
 }

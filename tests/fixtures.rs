@@ -6,7 +6,6 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kinesis_agg::{Deaggregated, Options, PlainReason};
-use md5::{Digest, Md5};
 use serde_json::Value;
 
 fn manifest() -> Vec<Value> {
@@ -55,9 +54,11 @@ fn check_records(name: &str, got: &Deaggregated<'_, Vec<&str>>, want: &[Value]) 
                 w["data_len"].as_u64().unwrap(),
                 "{name} #{i}"
             );
-            let md5 = Md5::digest(r.data);
-            let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(hex, w["data_md5"].as_str().unwrap(), "{name} #{i}");
+            assert_eq!(
+                common::md5_hex(r.data),
+                w["data_md5"].as_str().unwrap(),
+                "{name} #{i}"
+            );
         }
         let tags: Vec<(String, Option<String>)> = r
             .tags

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, Subcommand, ValueEnum};
-use kinesis_agg::{Deaggregated, Envelope, Error, Options, PlainReason, RecordAggregator};
+use kinesis_agg::{Deaggregated, Error, PlainReason, RecordAggregator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -593,8 +593,9 @@ fn inspect(args: &InputArgs, json: bool, out: &mut impl Write) -> Result<bool, S
             ..Inspection::default()
         };
         index += 1;
-        match Options::new().envelope(blob) {
-            Ok(Envelope::Plain(reason)) => {
+        // One read: the envelope verdict and the body in one pass, one MD5.
+        match kinesis_agg::deaggregate(blob) {
+            Ok(Deaggregated::Plain { reason, .. }) => {
                 ins.reason = Some(match reason {
                     PlainReason::NoMagic => "no magic",
                     PlainReason::TooShort => "too short (20 bytes or fewer)",
@@ -602,28 +603,25 @@ fn inspect(args: &InputArgs, json: bool, out: &mut impl Write) -> Result<bool, S
                 });
                 ins.checksum = matches!(reason, PlainReason::ChecksumMismatch).then_some("mismatch");
             }
-            Ok(Envelope::Aggregated { .. }) | Err(_) => {
+            Ok(Deaggregated::Aggregated(a)) => {
                 ins.checksum = Some("ok");
-                match kinesis_agg::deaggregate(blob) {
-                    Ok(Deaggregated::Aggregated(a)) => {
-                        ins.aggregated = true;
-                        ins.partition_keys = Some(a.partition_keys().len());
-                        ins.explicit_hash_keys = Some(a.explicit_hash_keys().len());
-                        ins.user_records = Some(a.len());
-                        let sizes = a.records().map(|r| r.data.len());
-                        ins.data_min = sizes.clone().min();
-                        ins.data_max = sizes.clone().max();
-                        let total: usize = sizes.sum();
-                        ins.data_total = Some(total);
-                        ins.overhead = Some(blob.len() - total);
-                    }
-                    Ok(Deaggregated::Plain { .. }) => {}
-                    Err(e) => {
-                        any_invalid = true;
-                        ins.error = Some(e.to_string());
-                        ins.error_offset = e.offset();
-                    }
-                }
+                ins.aggregated = true;
+                ins.partition_keys = Some(a.partition_keys().len());
+                ins.explicit_hash_keys = Some(a.explicit_hash_keys().len());
+                ins.user_records = Some(a.len());
+                let sizes = a.records().map(|r| r.data.len());
+                ins.data_min = sizes.clone().min();
+                ins.data_max = sizes.clone().max();
+                let total: usize = sizes.sum();
+                ins.data_total = Some(total);
+                ins.overhead = Some(blob.len() - total);
+            }
+            // Default options: an error means the checksum held and the body did not.
+            Err(e) => {
+                ins.checksum = Some("ok");
+                any_invalid = true;
+                ins.error = Some(e.to_string());
+                ins.error_offset = e.offset();
             }
         }
         if json {

@@ -45,6 +45,11 @@ pub fn wrap(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// MD5 of `bytes` in lowercase hex, as the fixture manifests write it.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An owned user record, for comparisons.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owned {
