@@ -36,7 +36,7 @@ fn main() {
     let names: Vec<String> = (0..SENSORS).map(|i| format!("gw-7/sensor-{i:02}")).collect();
 
     let mut buf = [0u8; LIMIT];
-    let mut agg = Aggregator::<_, 128>::with_limit(&mut buf[..], LIMIT).expect("limit in range");
+    let mut agg = Aggregator::<_, 64>::with_limit(&mut buf[..], LIMIT).expect("limit in range");
     let mut stats = Stats::default();
     let started = Instant::now();
     let mut scratch = [0u8; 24];
@@ -82,7 +82,7 @@ struct Stats {
 }
 
 /// "Sends" the finished aggregate: deaggregates it and checks each reading.
-fn ship(agg: &mut Aggregator<&mut [u8], 128>, names: &[String], stats: &mut Stats) {
+fn ship(agg: &mut Aggregator<&mut [u8], 64>, names: &[String], stats: &mut Stats) {
     let Some(done) = agg.finish() else { return };
     assert!(done.data.len() + done.partition_key.len() <= LIMIT);
     stats.aggregates += 1;

@@ -198,21 +198,21 @@ trait Slots {
     fn reserve(&mut self, used: usize, extra: usize) -> bool;
 }
 
-/// Most keys a table of `n` slots holds (7/8 load, one slot always free).
-const fn max_keys(n: usize) -> usize {
-    let m = n - n / 8;
-    if m >= n { n.saturating_sub(1) } else { m }
-}
+/// Slots per key of capacity. At most a quarter of the slots are in use,
+/// so nearly every key sits in its home slot and a lookup rarely probes a
+/// second one (a mispredicted probe costs more than the hashing).
+const SLOTS_PER_KEY: usize = 4;
 
-impl<const N: usize> Slots for [Slot; N] {
+/// The fixed index: `SLOTS_PER_KEY` slots for each of `N` keys.
+impl<const N: usize> Slots for [[Slot; SLOTS_PER_KEY]; N] {
     fn slots(&self) -> &[Slot] {
-        self
+        self.as_flattened()
     }
     fn slots_mut(&mut self) -> &mut [Slot] {
-        self
+        self.as_flattened_mut()
     }
     fn reserve(&mut self, used: usize, extra: usize) -> bool {
-        used + extra <= max_keys(N)
+        used + extra <= N
     }
 }
 
@@ -225,12 +225,14 @@ impl Slots for alloc::vec::Vec<Slot> {
         self
     }
     fn reserve(&mut self, used: usize, extra: usize) -> bool {
+        // Grows to keep at most half the slots in use: fewer slots per key
+        // than the fixed index, since this one may hold a great many keys.
         let need = used + extra;
-        if need <= max_keys(self.len()) {
+        if need <= self.len() / 2 {
             return true;
         }
         let mut n = self.len().max(64);
-        while need > max_keys(n) {
+        while need > n / 2 {
             n *= 2;
         }
         let old = core::mem::replace(self, alloc::vec![Slot::FREE; n]);
@@ -250,10 +252,14 @@ fn bucket(hash: u32, n: usize) -> usize {
     ((u64::from(hash) * n as u64) >> 32) as usize
 }
 
-/// A fast non-cryptographic hash of key bytes: 16 bytes per step, each
-/// step one 64x64->128 multiply folded (the construction of wyhash). Keys
-/// of one table and the other hash apart by `seed`.
-#[inline(always)]
+/// A fast non-cryptographic hash of key bytes, built on the 64x64->128
+/// multiply folded of wyhash. Keys of up to 48 bytes take one multiply:
+/// their three 16-byte windows (start, middle, end, which cover the key)
+/// are folded together with rotations first. Longer keys take one multiply
+/// per 16 bytes. Keys of one table and the other hash apart by `seed`.
+/// Lookups compare whole keys, so a collision costs a probe, never a wrong
+/// answer.
+#[inline]
 fn hash_key(key: &[u8], seed: u64) -> u32 {
     const P0: u64 = 0xa076_1d64_78bd_642f;
     const P1: u64 = 0xe703_7ed1_a0b4_28db;
@@ -272,6 +278,11 @@ fn hash_key(key: &[u8], seed: u64) -> u32 {
         } else {
             (0, 0)
         }
+    } else if n <= 48 {
+        let m = n / 2 - 8;
+        let lo = read8(key, 0) ^ read8(key, m).rotate_left(21) ^ read8(key, n - 16).rotate_left(42);
+        let hi = read8(key, 8) ^ read8(key, m + 8).rotate_left(21) ^ read8(key, n - 8).rotate_left(42);
+        (lo, hi)
     } else {
         let mut i = 0;
         while i + 16 < n {
@@ -284,19 +295,30 @@ fn hash_key(key: &[u8], seed: u64) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
-/// Key equality that rejects most mismatches on their first and last
-/// eight bytes before comparing the rest.
-#[inline(always)]
+/// Key equality that rejects most mismatches on their first eight bytes.
+/// Keys of 8 to 48 bytes are compared as six overlapping words, with no
+/// loop and no call.
+#[inline]
 fn same_key(stored: Option<&[u8]>, key: &[u8]) -> bool {
-    let Some(stored) = stored else { return false };
-    let n = key.len();
-    if stored.len() != n {
+    let Some(a) = stored else { return false };
+    let b = key;
+    let n = b.len();
+    if a.len() != n {
         return false;
     }
-    if n >= 8 && (read8(stored, 0) != read8(key, 0) || read8(stored, n - 8) != read8(key, n - 8)) {
+    if !(8..=48).contains(&n) {
+        return a == b;
+    }
+    if read8(a, 0) != read8(b, 0) {
         return false;
     }
-    stored == key
+    let w = |i: usize| read8(a, i) ^ read8(b, i);
+    if n < 16 {
+        return w(n - 8) == 0;
+    }
+    // Windows [0, 16), [m, m + 16) and [n - 16, n) cover up to 48 bytes.
+    let m = n / 2 - 8;
+    (w(8) | w(m) | w(m + 8) | w(n - 16) | w(n - 8)) == 0
 }
 
 #[inline(always)]
@@ -343,8 +365,16 @@ struct Core {
     outer_pk_len: usize,
     /// The last partition key used: (index, offset, len).
     last_pk: Option<(u32, u32, u32)>,
+    /// Whether the last two records had the same partition key: only then
+    /// is `last_pk` tried before the index (a stream of varied keys skips
+    /// the comparison).
+    repeat: bool,
     /// Gap to leave before the records of the next aggregate.
     next_gap: usize,
+    /// Bytes a record entry may take without passing the limit or the end
+    /// of the buffer (0 while empty, so the first record takes the full
+    /// path). Kept by every add and by finish.
+    room: usize,
 }
 
 /// Where the parts of a finished aggregate lie in the buffer.
@@ -415,7 +445,9 @@ impl Core {
             first_has_ehk: false,
             outer_pk_len: 0,
             last_pk: None,
+            repeat: false,
             next_gap: 64,
+            room: 0,
         }
     }
 
@@ -439,18 +471,28 @@ impl Core {
             if s.meta == EMPTY {
                 return None;
             }
-            if s.hash == hash && (s.meta & EHK_BIT != 0) == ehk && s.len as usize == key.len() {
-                let at = if ehk {
-                    self.r - s.pos as usize
-                } else {
-                    s.pos as usize
-                };
-                if same_key(buf.get(at..at + key.len()), key) {
-                    return Some((s.meta & !EHK_BIT, s.pos));
-                }
+            if let Some(hit) = self.check(buf, s, key, hash, ehk) {
+                return Some(hit);
             }
             i = if i + 1 == n { 0 } else { i + 1 };
         }
+    }
+
+    /// The slot's table index and position if it holds `key`.
+    #[inline]
+    fn check(&self, buf: &[u8], s: Slot, key: &[u8], hash: u32, ehk: bool) -> Option<(u32, u32)> {
+        if s.hash == hash && s.meta != EMPTY && (s.meta & EHK_BIT != 0) == ehk && s.len as usize == key.len()
+        {
+            let at = if ehk {
+                self.r.wrapping_sub(s.pos as usize)
+            } else {
+                s.pos as usize
+            };
+            if same_key(buf.get(at..at.wrapping_add(key.len())), key) {
+                return Some((s.meta & !EHK_BIT, s.pos));
+            }
+        }
+        None
     }
 
     fn insert(slots: &mut [Slot], slot: Slot) {
@@ -460,6 +502,20 @@ impl Core {
             i = if i + 1 == n { 0 } else { i + 1 };
         }
         slots[i] = slot;
+    }
+
+    /// The partition key's table index and position, if it is in the table.
+    #[inline]
+    fn find_pk(&self, buf: &[u8], slots: &[Slot], pk: &[u8]) -> Option<(u32, u32)> {
+        if self.repeat
+            && let Some((idx, pos, len)) = self.last_pk
+        {
+            let (at, len) = (pos as usize, len as usize);
+            if len == pk.len() && same_key(buf.get(at..at + len), pk) {
+                return Some((idx, pos));
+            }
+        }
+        self.find(buf, slots, pk, hash_key(pk, SEED_PK), false)
     }
 
     #[inline]
@@ -497,22 +553,31 @@ impl Core {
     #[inline]
     fn plan(&self, buf: &[u8], slots: &[Slot], rec: &Record<'_>) -> Result<Plan, Error> {
         let pk = self.lookup_pk(buf, slots, rec.partition_key)?;
+        let ehk = match rec.explicit_hash_key {
+            None => None,
+            Some(e) => Some(self.lookup_ehk(buf, slots, e)?),
+        };
+        Ok(self.plan_with(rec, pk, ehk))
+    }
+
+    /// Sizes what adding `rec` would write, given its key lookups.
+    #[inline]
+    fn plan_with(&self, rec: &Record<'_>, pk: Lookup, ehk: Option<Lookup>) -> Plan {
         let (pk_idx, pk_entry) = match pk {
             Lookup::Found(i, _) => (i, 0),
             Lookup::New(_) => (self.pk_count, entry_len(rec.partition_key.len())),
         };
         let mut inner = 1 + varint_len(u64::from(pk_idx));
-        let (ehk, ehk_entry) = match rec.explicit_hash_key {
-            None => (None, 0),
-            Some(e) => {
-                let l = self.lookup_ehk(buf, slots, e)?;
+        let ehk_entry = match (ehk, rec.explicit_hash_key) {
+            (Some(l), Some(e)) => {
                 let (idx, entry) = match l {
                     Lookup::Found(i, _) => (i, 0),
                     Lookup::New(_) => (self.ehk_count, entry_len(e.len())),
                 };
                 inner += 1 + varint_len(u64::from(idx));
-                (Some(l), entry)
+                entry
             }
+            _ => 0,
         };
         inner += entry_len(rec.data.len());
         let rec_entry = entry_len(inner);
@@ -524,7 +589,7 @@ impl Core {
             + self.rec_bytes
             + rec_entry
             + DIGEST_LEN;
-        Ok(Plan {
+        Plan {
             pk,
             ehk,
             pk_entry,
@@ -532,7 +597,7 @@ impl Core {
             rec_entry,
             inner,
             size,
-        })
+        }
     }
 
     /// Checks a plan against the limit, the buffer and the index.
@@ -632,6 +697,7 @@ impl Core {
             Lookup::Found(_, pos) => pos,
             Lookup::New(_) => (MAGIC.len() + self.pk_bytes - rec.partition_key.len()) as u32,
         };
+        self.repeat = self.last_pk.is_some_and(|(last, _, _)| last == pk_idx);
         self.last_pk = Some((pk_idx, pk_pos, rec.partition_key.len() as u32));
         let ehk_idx = match (plan.ehk, rec.explicit_hash_key) {
             (Some(Lookup::Found(i, _)), _) => Some(i),
@@ -675,10 +741,86 @@ impl Core {
 
     #[inline]
     fn add<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S, rec: &Record<'_>) -> Result<(), Error> {
+        // The common case: both keys already in the tables, and the record
+        // fits after the records already written. One pass, no moves.
+        let s = slots.slots();
+        if let Some((pk_idx, pk_pos)) = self.find_pk(buf, s, rec.partition_key.as_bytes()) {
+            let ehk_idx = match rec.explicit_hash_key {
+                None => Some(None),
+                Some(e) => {
+                    let e = e.as_bytes();
+                    self.find(buf, s, e, hash_key(e, SEED_EHK), true)
+                        .map(|(i, _)| Some(i))
+                }
+            };
+            if let Some(ehk_idx) = ehk_idx
+                && self.append_found(buf, rec.data, pk_idx, ehk_idx)
+            {
+                self.repeat = self.last_pk.is_some_and(|(last, _, _)| last == pk_idx);
+                self.last_pk = Some((pk_idx, pk_pos, rec.partition_key.len() as u32));
+                return Ok(());
+            }
+        }
+        self.add_planned(buf, slots, rec)
+    }
+
+    /// Adds a record with a new key, the first record of an aggregate, or
+    /// one that needs the records moved or does not fit.
+    #[inline(never)]
+    fn add_planned<S: Slots>(
+        &mut self,
+        buf: &mut [u8],
+        slots: &mut S,
+        rec: &Record<'_>,
+    ) -> Result<(), Error> {
         let plan = self.plan(buf, slots.slots(), rec)?;
         self.admit(&plan, rec, buf.len(), slots)?;
         self.commit(buf, slots, rec, &plan);
+        self.update_room(buf.len());
         Ok(())
+    }
+
+    /// Appends a record whose keys are both in the tables, if it fits
+    /// within the limit and after the records already in the buffer;
+    /// `false` (and nothing written) otherwise.
+    #[inline(always)]
+    fn append_found(&mut self, buf: &mut [u8], data: &[u8], pk_idx: u32, ehk_idx: Option<u32>) -> bool {
+        let mut inner = 2 + varint_len(u64::from(pk_idx)) + varint_len(data.len() as u64) + data.len();
+        if let Some(e) = ehk_idx {
+            inner += 1 + varint_len(u64::from(e));
+        }
+        let entry = 1 + varint_len(inner as u64) + inner;
+        if entry > self.room {
+            return false;
+        }
+        let start = self.r + self.rec_bytes;
+        let out = &mut buf[start..start + entry];
+        out[0] = TAG_RECORD;
+        let mut at = put_varint(out, 1, inner as u64);
+        out[at] = TAG_REC_PK;
+        at = put_varint(out, at + 1, u64::from(pk_idx));
+        if let Some(e) = ehk_idx {
+            out[at] = TAG_REC_EHK;
+            at = put_varint(out, at + 1, u64::from(e));
+        }
+        out[at] = TAG_REC_DATA;
+        at = put_varint(out, at + 1, data.len() as u64);
+        out[at..].copy_from_slice(data);
+        self.rec_bytes += entry;
+        self.room -= entry;
+        self.count += 1;
+        true
+    }
+
+    /// Recomputes `room` after the full path or a finish.
+    fn update_room(&mut self, cap: usize) {
+        self.room = if self.count == 0 {
+            0
+        } else {
+            let by_limit = self.limit.saturating_sub(self.outer_pk_len + self.encoded_len());
+            let by_buf = cap.saturating_sub(self.r + self.rec_bytes + DIGEST_LEN);
+            by_limit.min(by_buf)
+        };
     }
 
     fn size_with(&self, buf: &[u8], slots: &[Slot], rec: &Record<'_>) -> Result<usize, Error> {
@@ -730,6 +872,8 @@ impl Core {
         self.first_has_ehk = false;
         self.outer_pk_len = 0;
         self.last_pk = None;
+        self.repeat = false;
+        self.room = 0;
         slots.slots_mut().fill(Slot::FREE);
         Some(done)
     }
@@ -772,10 +916,11 @@ pub struct Finished<'b> {
 ///
 /// `B` is the output buffer (`&mut [u8]`, `[u8; N]`, a full
 /// `heapless::Vec<u8, N>`, `Vec<u8>`: anything `AsMut<[u8]>`); an aggregate
-/// never exceeds its length. `KEYS` is the number of slots of the key index
-/// (default 256); an aggregate takes at most `KEYS - KEYS/8` distinct keys
-/// (partition keys and explicit hash keys together), and refuses the next
-/// new key with [`Error::Full`]. Memory: the buffer plus 16 bytes per slot.
+/// never exceeds its length. `KEYS` (default 64) is the most distinct keys
+/// (partition keys and explicit hash keys together) one aggregate takes;
+/// the next new key is refused with [`Error::Full`]. The key index keeps
+/// four 16-byte slots per key, so that lookups rarely probe: memory is the
+/// buffer plus `64 * KEYS` bytes.
 ///
 /// # Examples
 /// ```
@@ -790,21 +935,23 @@ pub struct Finished<'b> {
 /// assert_eq!(done.data.len(), size);
 /// assert_eq!(done.partition_key, "sensor-1");
 /// ```
-pub struct Aggregator<B, const KEYS: usize = 256> {
+pub struct Aggregator<B, const KEYS: usize = 64> {
     buf: B,
-    slots: [Slot; KEYS],
+    slots: [[Slot; SLOTS_PER_KEY]; KEYS],
     core: Core,
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
-    const CHECK_KEYS: () = assert!(KEYS >= 4 && KEYS < (1 << 31), "KEYS must be at least 4");
+    // Two keys, so that any first record (partition key and explicit hash
+    // key) fits; slot indices stay below the explicit-hash-key bit.
+    const CHECK_KEYS: () = assert!(KEYS >= 2 && KEYS < (1 << 28), "KEYS must be at least 2");
 
     /// An aggregator with the default 1 MiB limit over `buf`.
     pub fn new(buf: B) -> Self {
         let () = Self::CHECK_KEYS;
         Aggregator {
             buf,
-            slots: [Slot::FREE; KEYS],
+            slots: [[Slot::FREE; SLOTS_PER_KEY]; KEYS],
             core: Core::unchecked(DEFAULT_LIMIT),
         }
     }
@@ -818,7 +965,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
         let () = Self::CHECK_KEYS;
         Ok(Aggregator {
             buf,
-            slots: [Slot::FREE; KEYS],
+            slots: [[Slot::FREE; SLOTS_PER_KEY]; KEYS],
             core: Core::new(limit)?,
         })
     }
@@ -835,6 +982,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     /// [`Error::RecordTooLarge`] when it cannot fit even alone;
     /// [`Error::InvalidPartitionKey`] or [`Error::InvalidExplicitHashKey`]
     /// for keys the API would refuse. The aggregator is unchanged.
+    #[inline]
     pub fn add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
         self.core
             .add(self.buf.as_mut(), &mut self.slots, &record)
@@ -854,7 +1002,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     /// # Errors
     /// Invalid keys, as [`add`](Self::add).
     pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
-        self.core.size_with(self.buf.as_ref(), &self.slots, record)
+        self.core
+            .size_with(self.buf.as_ref(), self.slots.as_flattened(), record)
     }
 
     /// Number of user records in the current aggregate.
@@ -1087,6 +1236,7 @@ mod owned {
         ///
         /// # Errors
         /// As [`Aggregator::add`].
+        #[inline]
         pub fn try_add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
             self.ensure_buf();
             self.core

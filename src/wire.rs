@@ -43,9 +43,16 @@ pub const MAX_NESTING: usize = 100;
 /// ```
 #[inline]
 pub const fn varint_len(v: u64) -> usize {
-    // 1 + floor(bits / 7), with bits = 0 counted as one byte.
-    let bits = 64 - (v | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    // Lengths, indices and counts are almost always below 2^14: two
+    // comparisons decide them. Otherwise 1 + floor(bits / 7).
+    if v < 1 << 7 {
+        1
+    } else if v < 1 << 14 {
+        2
+    } else {
+        let bits = 64 - v.leading_zeros() as usize;
+        bits.div_ceil(7)
+    }
 }
 
 /// Writes the minimal varint of `v` at `out[pos..]` and returns the new

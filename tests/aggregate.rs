@@ -296,20 +296,43 @@ fn a_small_caller_buffer_caps_the_aggregate() {
 #[test]
 fn the_key_index_capacity_refuses_new_keys_with_full() {
     let mut buf = [0u8; 4096];
-    // 8 slots take 7 keys.
+    // KEYS = 8: eight distinct keys, partition and explicit hash keys
+    // together.
     let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
     let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
-    for k in &keys[..7] {
+    for k in &keys[..5] {
         agg.add(Record::new(k, b"v")).unwrap();
     }
-    // A known key still fits; a new one does not.
-    agg.add(Record::new(&keys[3], b"v")).unwrap();
+    agg.add(Record::new(&keys[5], b"v").with_explicit_hash_key("7"))
+        .unwrap();
+    // Seven keys so far; both keys known: still fits.
+    agg.add(Record::new(&keys[5], b"v").with_explicit_hash_key("7"))
+        .unwrap();
+    // Two new keys (the eighth and ninth) do not fit; nothing changes.
+    let before = agg.encoded_len();
+    assert_eq!(
+        agg.add(Record::new(&keys[6], b"v").with_explicit_hash_key("8"))
+            .unwrap_err()
+            .error,
+        Error::Full
+    );
+    assert_eq!(agg.encoded_len(), before);
+    // One new key (the eighth) fits; then no more new keys.
+    agg.add(Record::new(&keys[6], b"v")).unwrap();
+    agg.add(Record::new(&keys[3], b"v").with_explicit_hash_key("7"))
+        .unwrap();
     assert_eq!(
         agg.add(Record::new(&keys[7], b"v")).unwrap_err().error,
         Error::Full
     );
+    assert_eq!(
+        agg.add(Record::new(&keys[0], b"v").with_explicit_hash_key("9"))
+            .unwrap_err()
+            .error,
+        Error::Full
+    );
     let done = agg.finish().unwrap();
-    assert_eq!(done.records, 8);
+    assert_eq!(done.records, 9);
     agg.add(Record::new(&keys[7], b"v")).unwrap();
 }
 

@@ -76,7 +76,7 @@ fn deaggregate(input: &[u8]) -> u32 {
 #[inline(never)]
 fn aggregate(reading: &[u8; 8], out: &mut [u8]) -> u32 {
     const SENSORS: [&str; 4] = ["node-7/t0", "node-7/t1", "node-7/t2", "node-7/t3"];
-    let mut agg = kinesis_agg::Aggregator::<_, 16>::new(out);
+    let mut agg = kinesis_agg::Aggregator::<_, 4>::new(out);
     let mut total = 0u32;
     for i in 0..32 {
         let rec = kinesis_agg::Record::new(SENSORS[i % 4], reading);
