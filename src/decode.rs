@@ -511,10 +511,45 @@ pub struct Records<'a, 't> {
 impl<'a> Iterator for Records<'a, '_> {
     type Item = UserRecord<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<UserRecord<'a>> {
         if self.remaining == 0 {
             return None;
         }
+        // The canonical layout inline; everything else out of line.
+        if let Some(c) = canonical_at(self.body, self.pos)
+            && let Some(&partition_key) = self.pks.get(c.pk)
+            && let Some(data) = self.body.get(c.data_start..c.data_start + c.data_len)
+        {
+            let explicit_hash_key = match c.ehk {
+                None => None,
+                Some(i) => self.ehks.get(i).copied(),
+            };
+            if explicit_hash_key.is_some() == c.ehk.is_some() {
+                self.pos = c.end;
+                self.remaining -= 1;
+                self.next += 1;
+                return Some(UserRecord {
+                    partition_key,
+                    explicit_hash_key,
+                    data,
+                    sub_sequence_number: self.next - 1,
+                    tags: Tags { rest: &[], base: 0 },
+                });
+            }
+        }
+        self.next_general()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<'a> Records<'a, '_> {
+    /// The next record through the general field loop.
+    #[inline(never)]
+    fn next_general(&mut self) -> Option<UserRecord<'a>> {
         // The body was validated in full, so none of the failures below can
         // happen; they end the iteration rather than panic.
         let rec = self.next_record();
@@ -531,13 +566,6 @@ impl<'a> Iterator for Records<'a, '_> {
         }
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl<'a> Records<'a, '_> {
-    #[inline]
     fn next_record(&mut self) -> Option<UserRecord<'a>> {
         loop {
             if let Some(c) = canonical_at(self.body, self.pos) {
@@ -829,18 +857,26 @@ fn parse_body<'a, T: KeyTable<'a>>(
     let mut count = 0usize;
     let mut first = body.len();
     let mut max_pk = 0u64;
-    let mut max_ehk: Option<u64> = None;
+    // One more than the largest explicit-hash-key index (0: none seen).
+    let mut ehk_end = 0u64;
     while pos < body.len() {
-        if let Some(c) = canonical_at(body, pos) {
+        if let Some(mut c) = canonical_at(body, pos) {
             if count == 0 {
                 first = pos;
             }
-            count += 1;
-            max_pk = max_pk.max(c.pk as u64);
-            if let Some(e) = c.ehk {
-                max_ehk = Some(max_ehk.map_or(e as u64, |m| m.max(e as u64)));
+            // A run of canonical records, as producers write them.
+            loop {
+                count += 1;
+                max_pk = max_pk.max(c.pk as u64);
+                if let Some(e) = c.ehk {
+                    ehk_end = ehk_end.max(e as u64 + 1);
+                }
+                pos = c.end;
+                match canonical_at(body, pos) {
+                    Some(next) => c = next,
+                    None => break,
+                }
             }
-            pos = c.end;
             continue;
         }
         let mut r = Reader::at(body, pos, base);
@@ -871,7 +907,7 @@ fn parse_body<'a, T: KeyTable<'a>>(
                 count += 1;
                 max_pk = max_pk.max(rec.pk);
                 if let Some(e) = rec.ehk {
-                    max_ehk = Some(max_ehk.map_or(e, |m| m.max(e)));
+                    ehk_end = ehk_end.max(e.saturating_add(1));
                 }
             }
             _ => r.skip(f, 0)?,
@@ -881,7 +917,7 @@ fn parse_body<'a, T: KeyTable<'a>>(
     let pk_len = pks.as_slice().len();
     let ehk_len = ehks.as_slice().len();
     let pk_bad = count > 0 && !fits(max_pk, pk_len);
-    let ehk_bad = max_ehk.is_some_and(|m| !fits(m, ehk_len));
+    let ehk_bad = ehk_end > 0 && !fits(ehk_end - 1, ehk_len);
     if pk_bad || ehk_bad {
         return Err(first_bad_index(body, pk_len, ehk_len));
     }
