@@ -567,22 +567,9 @@ impl<'a> Records<'a, '_> {
     }
 
     fn next_record(&mut self) -> Option<UserRecord<'a>> {
+        // Canonical records are read by `next`; this loop reads any record
+        // (canonical ones too) and skips the fields between records.
         loop {
-            if let Some(c) = canonical_at(self.body, self.pos) {
-                self.pos = c.end;
-                let partition_key = *self.pks.get(c.pk)?;
-                let explicit_hash_key = match c.ehk {
-                    Some(i) => Some(*self.ehks.get(i)?),
-                    None => None,
-                };
-                return Some(UserRecord {
-                    partition_key,
-                    explicit_hash_key,
-                    data: self.body.get(c.data_start..c.data_start + c.data_len)?,
-                    sub_sequence_number: self.next,
-                    tags: Tags { rest: &[], base: 0 },
-                });
-            }
             let mut reader = Reader::at(self.body, self.pos, MAGIC.len());
             let field = reader.field().ok()?;
             if field.number == 3 && field.wire_type == WT_LEN {
@@ -860,24 +847,20 @@ fn parse_body<'a, T: KeyTable<'a>>(
     // One more than the largest explicit-hash-key index (0: none seen).
     let mut ehk_end = 0u64;
     while pos < body.len() {
-        if let Some(mut c) = canonical_at(body, pos) {
+        // A run of canonical records, as producers write them.
+        while let Some(c) = canonical_at(body, pos) {
             if count == 0 {
                 first = pos;
             }
-            // A run of canonical records, as producers write them.
-            loop {
-                count += 1;
-                max_pk = max_pk.max(c.pk as u64);
-                if let Some(e) = c.ehk {
-                    ehk_end = ehk_end.max(e as u64 + 1);
-                }
-                pos = c.end;
-                match canonical_at(body, pos) {
-                    Some(next) => c = next,
-                    None => break,
-                }
+            count += 1;
+            max_pk = max_pk.max(c.pk as u64);
+            if let Some(e) = c.ehk {
+                ehk_end = ehk_end.max(e as u64 + 1);
             }
-            continue;
+            pos = c.end;
+        }
+        if pos >= body.len() {
+            break;
         }
         let mut r = Reader::at(body, pos, base);
         let f: Field = r.field()?;
