@@ -412,6 +412,23 @@ const fn entry_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
+/// Writes a record entry (tag, length, fields 1, 2 and 3) into `out`, which
+/// is exactly as long as the entry; `inner` is the length of its fields.
+#[inline(always)]
+fn write_record(out: &mut [u8], inner: usize, pk_idx: u32, ehk_idx: Option<u32>, data: &[u8]) {
+    out[0] = TAG_RECORD;
+    let mut at = put_varint(out, 1, inner as u64);
+    out[at] = TAG_REC_PK;
+    at = put_varint(out, at + 1, u64::from(pk_idx));
+    if let Some(e) = ehk_idx {
+        out[at] = TAG_REC_EHK;
+        at = put_varint(out, at + 1, u64::from(e));
+    }
+    out[at] = TAG_REC_DATA;
+    at = put_varint(out, at + 1, data.len() as u64);
+    out[at..].copy_from_slice(data);
+}
+
 /// Blob size of an aggregate holding only `rec`.
 fn alone_size(rec: &Record<'_>) -> usize {
     let mut inner = 2 + entry_len(rec.data.len());
@@ -723,18 +740,14 @@ impl Core {
             }
             _ => None,
         };
-        let mut at = self.r + self.rec_bytes;
-        buf[at] = TAG_RECORD;
-        at = put_varint(buf, at + 1, plan.inner as u64);
-        buf[at] = TAG_REC_PK;
-        at = put_varint(buf, at + 1, u64::from(pk_idx));
-        if let Some(e) = ehk_idx {
-            buf[at] = TAG_REC_EHK;
-            at = put_varint(buf, at + 1, u64::from(e));
-        }
-        buf[at] = TAG_REC_DATA;
-        at = put_varint(buf, at + 1, rec.data.len() as u64);
-        buf[at..at + rec.data.len()].copy_from_slice(rec.data);
+        let start = self.r + self.rec_bytes;
+        write_record(
+            &mut buf[start..start + plan.rec_entry],
+            plan.inner,
+            pk_idx,
+            ehk_idx,
+            rec.data,
+        );
         self.rec_bytes += plan.rec_entry;
         self.count += 1;
     }
@@ -794,18 +807,7 @@ impl Core {
             return false;
         }
         let start = self.r + self.rec_bytes;
-        let out = &mut buf[start..start + entry];
-        out[0] = TAG_RECORD;
-        let mut at = put_varint(out, 1, inner as u64);
-        out[at] = TAG_REC_PK;
-        at = put_varint(out, at + 1, u64::from(pk_idx));
-        if let Some(e) = ehk_idx {
-            out[at] = TAG_REC_EHK;
-            at = put_varint(out, at + 1, u64::from(e));
-        }
-        out[at] = TAG_REC_DATA;
-        at = put_varint(out, at + 1, data.len() as u64);
-        out[at..].copy_from_slice(data);
+        write_record(&mut buf[start..start + entry], inner, pk_idx, ehk_idx, data);
         self.rec_bytes += entry;
         self.room -= entry;
         self.count += 1;
