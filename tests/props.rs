@@ -158,8 +158,8 @@ proptest! {
                             keys.extend(e.as_deref().map(|e| (true, e)));
                             keys.sort();
                             keys.dedup();
-                            // Capacity of an 8-slot index: 7 keys.
-                            prop_assert!(predicted + outer > limit || predicted > buf_len.min(limit) || keys.len() > 7);
+                            // Aggregator<_, 8> takes 8 distinct keys.
+                            prop_assert!(predicted + outer > limit || predicted > buf_len.min(limit) || keys.len() > 8);
                             let size = agg.encoded_len();
                             let done = agg.finish().unwrap();
                             prop_assert_eq!(done.data.len(), size);
