@@ -520,23 +520,21 @@ impl<'a> Iterator for Records<'a, '_> {
         if let Some(c) = canonical_at(self.body, self.pos)
             && let Some(&partition_key) = self.pks.get(c.pk)
             && let Some(data) = self.body.get(c.data_start..c.data_start + c.data_len)
-        {
-            let explicit_hash_key = match c.ehk {
-                None => None,
-                Some(i) => self.ehks.get(i).copied(),
-            };
-            if explicit_hash_key.is_some() == c.ehk.is_some() {
-                self.pos = c.end;
-                self.remaining -= 1;
-                self.next += 1;
-                return Some(UserRecord {
-                    partition_key,
-                    explicit_hash_key,
-                    data,
-                    sub_sequence_number: self.next - 1,
-                    tags: Tags { rest: &[], base: 0 },
-                });
+            && let Some(explicit_hash_key) = match c.ehk {
+                None => Some(None),
+                Some(i) => self.ehks.get(i).copied().map(Some),
             }
+        {
+            self.pos = c.end;
+            self.remaining -= 1;
+            self.next += 1;
+            return Some(UserRecord {
+                partition_key,
+                explicit_hash_key,
+                data,
+                sub_sequence_number: self.next - 1,
+                tags: Tags { rest: &[], base: 0 },
+            });
         }
         self.next_general()
     }

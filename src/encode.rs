@@ -296,8 +296,8 @@ fn hash_key(key: &[u8], seed: u64) -> u32 {
 }
 
 /// Key equality that rejects most mismatches on their first eight bytes.
-/// Keys of 8 to 48 bytes are compared as six overlapping words, with no
-/// loop and no call.
+/// Keys of 8 to 48 bytes are compared as overlapping words (two below 16
+/// bytes, six from 16), with no loop and no call.
 #[inline]
 fn same_key(stored: Option<&[u8]>, key: &[u8]) -> bool {
     let Some(a) = stored else { return false };
@@ -488,28 +488,18 @@ impl Core {
             if s.meta == EMPTY {
                 return None;
             }
-            if let Some(hit) = self.check(buf, s, key, hash, ehk) {
-                return Some(hit);
+            if s.hash == hash && (s.meta & EHK_BIT != 0) == ehk && s.len as usize == key.len() {
+                let at = if ehk {
+                    self.r - s.pos as usize
+                } else {
+                    s.pos as usize
+                };
+                if same_key(buf.get(at..at + key.len()), key) {
+                    return Some((s.meta & !EHK_BIT, s.pos));
+                }
             }
             i = if i + 1 == n { 0 } else { i + 1 };
         }
-    }
-
-    /// The slot's table index and position if it holds `key`.
-    #[inline]
-    fn check(&self, buf: &[u8], s: Slot, key: &[u8], hash: u32, ehk: bool) -> Option<(u32, u32)> {
-        if s.hash == hash && s.meta != EMPTY && (s.meta & EHK_BIT != 0) == ehk && s.len as usize == key.len()
-        {
-            let at = if ehk {
-                self.r.wrapping_sub(s.pos as usize)
-            } else {
-                s.pos as usize
-            };
-            if same_key(buf.get(at..at.wrapping_add(key.len())), key) {
-                return Some((s.meta & !EHK_BIT, s.pos));
-            }
-        }
-        None
     }
 
     fn insert(slots: &mut [Slot], slot: Slot) {
@@ -525,23 +515,29 @@ impl Core {
     #[inline]
     fn find_pk(&self, buf: &[u8], slots: &[Slot], pk: &[u8]) -> Option<(u32, u32)> {
         if self.repeat
-            && let Some((idx, pos, len)) = self.last_pk
+            && let Some(hit) = self.last_pk_is(buf, pk)
         {
+            return Some(hit);
+        }
+        self.find(buf, slots, pk, hash_key(pk, SEED_PK), false)
+    }
+
+    /// The last partition key's table index and position, if `pk` is it.
+    #[inline(always)]
+    fn last_pk_is(&self, buf: &[u8], pk: &[u8]) -> Option<(u32, u32)> {
+        if let Some((idx, pos, len)) = self.last_pk {
             let (at, len) = (pos as usize, len as usize);
             if len == pk.len() && same_key(buf.get(at..at + len), pk) {
                 return Some((idx, pos));
             }
         }
-        self.find(buf, slots, pk, hash_key(pk, SEED_PK), false)
+        None
     }
 
     #[inline]
     fn lookup_pk(&self, buf: &[u8], slots: &[Slot], pk: &str) -> Result<Lookup, Error> {
-        if let Some((idx, pos, len)) = self.last_pk {
-            let (at, len) = (pos as usize, len as usize);
-            if len == pk.len() && same_key(buf.get(at..at + len), pk.as_bytes()) {
-                return Ok(Lookup::Found(idx, pos));
-            }
+        if let Some((idx, pos)) = self.last_pk_is(buf, pk.as_bytes()) {
+            return Ok(Lookup::Found(idx, pos));
         }
         let hash = hash_key(pk.as_bytes(), SEED_PK);
         match self.find(buf, slots, pk.as_bytes(), hash, false) {
