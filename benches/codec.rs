@@ -173,17 +173,15 @@ fn bench(c: &mut Criterion) {
         let recs: Vec<Record<'_>> = w
             .records
             .iter()
-            .map(|(p, e, d)| Record {
-                partition_key: p,
-                explicit_hash_key: e.as_deref(),
-                data: &w.arena[d.clone()],
+            .map(|(p, e, d)| {
+                Record::new(p, &w.arena[d.clone()]).with_optional_explicit_hash_key(e.as_deref())
             })
             .collect();
         let blob = prost_aggregate(&w);
         let mut buf = vec![0u8; LIMIT];
         {
             // Sanity: our bytes are prost's bytes.
-            let mut agg = Aggregator::<_, 512>::with_limit(&mut buf[..], LIMIT).unwrap();
+            let mut agg = Aggregator::<_, 256>::with_limit(&mut buf[..], LIMIT).unwrap();
             recs.iter().for_each(|r| agg.add(*r).unwrap());
             assert_eq!(agg.finish().unwrap().data, &blob[..]);
         }
@@ -192,7 +190,7 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("aggregate/{}", w.name));
         g.throughput(Throughput::Bytes(blob.len() as u64));
         g.bench_function("kinesis-agg", |b| {
-            let mut agg = Aggregator::<_, 512>::with_limit(&mut buf[..], LIMIT).unwrap();
+            let mut agg = Aggregator::<_, 256>::with_limit(&mut buf[..], LIMIT).unwrap();
             b.iter(|| {
                 for r in &recs {
                     if agg.add(*r).is_err() {
@@ -211,7 +209,7 @@ fn bench(c: &mut Criterion) {
                         unreachable!();
                     }
                 }
-                let done = agg.flush().unwrap();
+                let done = agg.finish().unwrap();
                 black_box(done.data().len());
                 agg.recycle(done);
             })
@@ -229,7 +227,7 @@ fn bench(c: &mut Criterion) {
 
         let mut g = c.benchmark_group(format!("deaggregate/{}", w.name));
         let verified = Options::new();
-        let unverified = Options::new().skip_checksum(true);
+        let unverified = Options::new().checksum(kinesis_agg::Checksum::Skip);
         g.throughput(Throughput::Bytes(blob.len() as u64));
         g.bench_function("kinesis-agg", |b| {
             b.iter(|| black_box(ours_deaggregate(black_box(&blob), &verified)))

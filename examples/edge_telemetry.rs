@@ -91,7 +91,7 @@ fn ship(agg: &mut Aggregator<&mut [u8], 64>, names: &[String], stats: &mut Stats
     let Ok(Deaggregated::Aggregated(back)) = deaggregate_fixed::<64>(done.data) else {
         panic!("aggregate {} does not deaggregate", stats.aggregates);
     };
-    assert_eq!(back.len(), done.records);
+    assert_eq!(back.len(), done.record_count);
     let mut scratch = [0u8; 24];
     for r in back.records() {
         let seq = u64::from_le_bytes(r.data[..8].try_into().expect("8 bytes"));

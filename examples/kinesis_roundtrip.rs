@@ -17,6 +17,7 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use kinesis_agg::Record;
 use kinesis_agg::ShardedAggregator;
 use kinesis_agg::sdk::{self, Retry, ShardRead};
 
@@ -107,11 +108,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut entries = Vec::new();
     for i in 0..count {
         let data = format!("run {run} reading {i:08}: {:.3}", (i as f64).sin() * 40.0);
-        for done in agg.add(&format!("sensor-{}", i % 200), data.as_bytes(), None)? {
+        for done in agg.add(Record::new(&format!("sensor-{}", i % 200), data.as_bytes()))? {
             entries.push(sdk::shard_put_entry(&done)?);
         }
     }
-    for done in agg.flush_all() {
+    for done in agg.finish_all() {
         entries.push(sdk::shard_put_entry(&done)?);
     }
     let stats = sdk::put_all(&client, &stream, entries, Retry::default()).await?;

@@ -12,9 +12,11 @@ use crate::wire::{DIGEST_LEN, Field, MAGIC, MAX_NESTING, Reader, WT_LEN, WT_VARI
 
 /// Storage for one key table while a body is read.
 ///
-/// Implemented for `alloc::vec::Vec<&str>` (any number of keys, with the
-/// `alloc` feature) and for `heapless::Vec<&str, N>` (at most `N` keys, no
-/// heap; more is [`Error::TableFull`]). Lookups are by index, O(1).
+/// Implemented for [`FixedTable`] (at most `N` keys, no heap; more is
+/// [`Error::TableFull`]) and, with the `alloc` feature, for
+/// `Vec<&str>` ([`VecTable`], any number of keys). Lookups are by index,
+/// O(1). Implement it for other storage (an arena, a reused buffer) when
+/// neither fits.
 pub trait KeyTable<'a> {
     /// Empties the table.
     fn clear(&mut self);
@@ -43,42 +45,97 @@ impl<'a> KeyTable<'a> for alloc::vec::Vec<&'a str> {
     }
 }
 
-impl<'a, const N: usize> KeyTable<'a> for heapless::Vec<&'a str, N> {
+/// A key table of at most `N` keys, stored inline: no heap.
+///
+/// [`deaggregate_fixed::<N>`](deaggregate_fixed) reads with two of them,
+/// one per table, so it takes `N` partition keys and `N` explicit hash keys
+/// (as [`Aggregator<_, N>`](crate::Aggregator) writes at most `N` of
+/// each); a body with more is [`Error::TableFull`]. Each costs `N` string
+/// references (16 bytes each on 64-bit targets, 8 on 32-bit ones).
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{FixedTable, KeyTable};
+/// let mut t = FixedTable::<1>::new();
+/// assert!(t.try_push("a"));
+/// assert!(!t.try_push("b"));
+/// assert_eq!(t.as_slice(), ["a"]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FixedTable<'a, const N: usize> {
+    keys: heapless::Vec<&'a str, N>,
+}
+
+impl<const N: usize> FixedTable<'_, N> {
+    /// An empty table.
+    pub const fn new() -> Self {
+        FixedTable {
+            keys: heapless::Vec::new(),
+        }
+    }
+}
+
+impl<const N: usize> Default for FixedTable<'_, N> {
+    fn default() -> Self {
+        FixedTable::new()
+    }
+}
+
+impl<'a, const N: usize> KeyTable<'a> for FixedTable<'a, N> {
     fn clear(&mut self) {
-        heapless::Vec::clear(self)
+        self.keys.clear()
     }
     fn try_push(&mut self, key: &'a str) -> bool {
-        self.push(key).is_ok()
+        self.keys.push(key).is_ok()
     }
     fn as_slice(&self) -> &[&'a str] {
-        self
+        &self.keys
     }
     fn capacity(&self) -> usize {
         N
     }
 }
 
-/// How to read blobs. The default verifies the checksum and passes
-/// anything that is not a valid aggregated record through as plain.
+/// What to do with the MD5 trailer of a magic-prefixed blob.
+///
+/// | policy | checksum wrong | checksum right, body broken | not checked, body broken |
+/// |---|---|---|---|
+/// | `Verify` (default) | plain ([`PlainReason::ChecksumMismatch`]) | error | - |
+/// | `Strict` | [`Error::ChecksumMismatch`] | error | - |
+/// | `Skip` | - | - | plain ([`PlainReason::Unparsable`]) |
+///
+/// Blobs without the magic, or of 20 bytes or fewer, are plain under every
+/// policy, as the KCL has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Checksum {
+    /// Check it; a wrong one makes the blob a plain record, as the KCL
+    /// reads it.
+    #[default]
+    Verify,
+    /// Check it; a wrong one is [`Error::ChecksumMismatch`] (a reader that
+    /// knows every record on its stream is aggregated).
+    Strict,
+    /// Do not check it (trusted input, to save the MD5): a body that parses
+    /// is aggregated, one that does not is a plain record
+    /// ([`PlainReason::Unparsable`], with the parse error), since nothing
+    /// then says it was meant to be aggregated.
+    Skip,
+}
+
+/// How to read blobs: the [`Checksum`] policy. The default verifies the
+/// checksum and passes a blob whose checksum is wrong through as plain.
 ///
 /// # Examples
 /// ```
-/// use kinesis_agg::{Deaggregated, Options};
-/// let opts = Options::new().strict(true);
+/// use kinesis_agg::{Checksum, Deaggregated, Options};
+/// let opts = Options::new().checksum(Checksum::Strict);
 /// // Not magic-prefixed: plain, even in strict mode.
 /// let out = opts.deaggregate_fixed::<4>(b"hello").unwrap();
 /// assert!(matches!(out, Deaggregated::Plain { data: b"hello", .. }));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Options {
-    verify_checksum: bool,
-    strict: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options::new()
-    }
+    checksum: Checksum,
 }
 
 /// Why a blob was passed through as a plain record.
@@ -91,8 +148,8 @@ pub enum PlainReason {
     TooShort,
     /// It has the magic but its last 16 bytes are not the MD5 of the body.
     ChecksumMismatch,
-    /// The checksum was not verified ([`Options::skip_checksum`]) and the
-    /// body does not parse; the error says why.
+    /// The checksum was not verified ([`Checksum::Skip`]) and the body
+    /// does not parse; the error says why.
     Unparsable(Error),
 }
 
@@ -120,31 +177,22 @@ pub enum Envelope<'a> {
 }
 
 impl Options {
-    /// Verify checksums, not strict.
+    /// [`Checksum::Verify`].
     pub const fn new() -> Self {
         Options {
-            verify_checksum: true,
-            strict: false,
+            checksum: Checksum::Verify,
         }
     }
 
-    /// Skip the MD5 check for trusted input. A magic-prefixed blob longer
-    /// than 20 bytes then counts as aggregated if its body parses, and
-    /// passes through as [`PlainReason::Unparsable`] otherwise (or is an
-    /// error in strict mode).
-    pub const fn skip_checksum(mut self, skip: bool) -> Self {
-        self.verify_checksum = !skip;
+    /// The same options with this checksum policy.
+    pub const fn checksum(mut self, policy: Checksum) -> Self {
+        self.checksum = policy;
         self
     }
 
-    /// Strict mode: a magic-prefixed blob longer than 20 bytes whose
-    /// checksum is wrong is [`Error::ChecksumMismatch`] instead of a plain
-    /// record (with [`skip_checksum`](Self::skip_checksum), a body that does
-    /// not parse is its parse error). Blobs without the magic, or of 20
-    /// bytes or fewer, still pass through.
-    pub const fn strict(mut self, strict: bool) -> Self {
-        self.strict = strict;
-        self
+    /// The checksum policy.
+    pub const fn checksum_policy(&self) -> Checksum {
+        self.checksum
     }
 
     /// Reads only the envelope: magic, length and checksum.
@@ -163,8 +211,8 @@ impl Options {
             return Ok(Envelope::Plain(PlainReason::TooShort));
         }
         let (body, digest) = blob[MAGIC.len()..].split_at(blob.len() - MAGIC.len() - DIGEST_LEN);
-        if self.verify_checksum && Md5::digest(body).as_slice() != digest {
-            if self.strict {
+        if self.checksum != Checksum::Skip && Md5::digest(body).as_slice() != digest {
+            if self.checksum == Checksum::Strict {
                 return Err(Error::ChecksumMismatch);
             }
             return Ok(Envelope::Plain(PlainReason::ChecksumMismatch));
@@ -198,7 +246,7 @@ impl Options {
                 partition_keys,
                 explicit_hash_keys,
             })),
-            Err(e) if !self.verify_checksum && !self.strict => Ok(Deaggregated::Plain {
+            Err(e) if self.checksum == Checksum::Skip => Ok(Deaggregated::Plain {
                 data: blob,
                 reason: PlainReason::Unparsable(e),
             }),
@@ -213,22 +261,19 @@ impl Options {
     }
 
     /// Deaggregates with fixed key tables of `N` entries each, on the stack:
-    /// no heap. A body with more than `N` distinct keys in a table is
+    /// no heap. A body with more than `N` keys in a table is
     /// [`Error::TableFull`].
     pub fn deaggregate_fixed<'a, const N: usize>(
         &self,
         blob: &'a [u8],
     ) -> Result<Deaggregated<'a, FixedTable<'a, N>>, Error> {
-        self.deaggregate_with(blob, heapless::Vec::new(), heapless::Vec::new())
+        self.deaggregate_with(blob, FixedTable::new(), FixedTable::new())
     }
 }
 
 /// Heap key table (feature `alloc`).
 #[cfg(feature = "alloc")]
 pub type VecTable<'a> = alloc::vec::Vec<&'a str>;
-
-/// Fixed-capacity key table of `N` keys.
-pub type FixedTable<'a, const N: usize> = heapless::Vec<&'a str, N>;
 
 /// Deaggregates `blob` with default [`Options`] and heap key tables.
 ///
@@ -246,7 +291,7 @@ pub fn deaggregate(blob: &[u8]) -> Result<Deaggregated<'_, VecTable<'_>>, Error>
 }
 
 /// Deaggregates `blob` with default [`Options`] and fixed key tables of `N`
-/// keys each: no heap.
+/// keys each (`N` partition keys, `N` explicit hash keys): no heap.
 ///
 /// # Examples
 /// ```
@@ -333,11 +378,11 @@ impl<'a, T: KeyTable<'a>> AggregatedRecord<'a, T> {
     ///
     /// # Examples
     /// ```
-    /// use kinesis_agg::{Deaggregated, HashKeyRange, RecordAggregator};
+    /// use kinesis_agg::{Deaggregated, HashKeyRange, Record, RecordAggregator};
     /// let mut agg = RecordAggregator::new();
-    /// agg.add("k", b"in", Some("10")).unwrap();
-    /// agg.add("k", b"out", Some("99")).unwrap();
-    /// let blob = agg.flush().unwrap().into_data();
+    /// agg.add(Record::new("k", b"in").with_explicit_hash_key("10")).unwrap();
+    /// agg.add(Record::new("k", b"out").with_explicit_hash_key("99")).unwrap();
+    /// let blob = agg.finish().unwrap().into_data();
     /// let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else { panic!() };
     /// let shard = HashKeyRange::new(0, 50).unwrap();
     /// let err = a.check_range(shard).unwrap_err();
@@ -669,8 +714,9 @@ fn canonical_at(body: &[u8], pos: usize) -> Option<Canonical> {
 impl ExactSizeIterator for Records<'_, '_> {}
 impl FusedIterator for Records<'_, '_> {}
 
-/// One tag of a user record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One tag of a user record: what [`Tags`] yields and what
+/// [`Record::tags`](crate::Record::tags) holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag<'a> {
     /// The tag's key.
     pub key: &'a str,
@@ -679,7 +725,8 @@ pub struct Tag<'a> {
 }
 
 /// Iterator over a user record's tags (already validated).
-#[derive(Clone, Copy, Debug)]
+/// `Tags::default()` yields none.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Tags<'a> {
     /// The rest of the record's fields, and the offset of their first byte.
     rest: &'a [u8],
@@ -732,34 +779,9 @@ struct RecordFields<'a> {
 }
 
 /// Parses one `Record`. `check_tags` validates every tag (first pass);
-/// iteration passes `false` since the body was validated already.
-#[inline]
+/// iteration passes `false` since the body was validated already. Records
+/// in the canonical layout never get here: [`canonical_at`] reads them.
 fn parse_record(bytes: &[u8], base: usize, check_tags: bool) -> Result<RecordFields<'_>, Error> {
-    // Fast path for the canonical layout every producer writes: one-byte
-    // tags and indices, data running exactly to the end of the record.
-    if let [0x08, pk, rest @ ..] = bytes
-        && *pk < 0x80
-    {
-        let (ehk, rest) = match rest {
-            [0x10, e, rest @ ..] if *e < 0x80 => (Some(u64::from(*e)), rest),
-            _ => (None, rest),
-        };
-        if let [0x1A, len, data @ ..] = rest
-            && *len < 0x80
-            && usize::from(*len) == data.len()
-        {
-            return Ok(RecordFields {
-                pk: u64::from(*pk),
-                ehk,
-                data,
-                has_tags: false,
-            });
-        }
-    }
-    parse_record_general(bytes, base, check_tags)
-}
-
-fn parse_record_general(bytes: &[u8], base: usize, check_tags: bool) -> Result<RecordFields<'_>, Error> {
     let mut r = Reader::new(bytes, base);
     let mut pk = None;
     let mut ehk = None;

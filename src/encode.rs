@@ -30,15 +30,19 @@
 //! already there, and the next aggregate starts with a gap sized from the
 //! last one, so a steady stream of aggregates moves nothing.
 //!
-//! Keys are found through an open-addressing hash table whose slots point
-//! at the key bytes already in the buffer: no key is stored twice, and no
+//! Keys are found through the index of `src/index.rs`, whose slots point at
+//! the key bytes already in the buffer: no key is stored twice, and no
 //! lookup scans a table.
 
 use core::fmt;
 
 use md5::{Digest, Md5};
 
+use crate::decode::Tag;
 use crate::error::Error;
+use crate::index::{
+    EHK_BIT, EMPTY, SEED_EHK, SEED_PK, SLOTS_PER_TABLE_KEY, Slot, Slots, bucket, hash_key, insert, same_key,
+};
 use crate::wire::{DIGEST_LEN, MAGIC, Reader, put_varint, varint_len};
 
 /// The size limit used unless another is asked for: 1 MiB, what a Kinesis
@@ -61,14 +65,24 @@ const TAG_RECORD: u8 = 0x1A;
 const TAG_REC_PK: u8 = 0x08;
 const TAG_REC_EHK: u8 = 0x10;
 const TAG_REC_DATA: u8 = 0x1A;
+const TAG_REC_TAG: u8 = 0x22;
+const TAG_TAG_KEY: u8 = 0x0A;
+const TAG_TAG_VALUE: u8 = 0x12;
 
 /// One user record to aggregate, borrowing its parts.
 ///
+/// Every aggregator takes records as this type. Tags (field 4 of the
+/// protobuf `Record`, which the KPL reads and writes but seldom fills) are
+/// written after the data, each key before its value, as Google protobuf
+/// writes them.
+///
 /// # Examples
 /// ```
-/// use kinesis_agg::Record;
-/// let r = Record::new("sensor-1", b"21.5C").with_explicit_hash_key("42");
+/// use kinesis_agg::{Record, Tag};
+/// let tags = [Tag { key: "unit", value: Some("C") }];
+/// let r = Record::new("sensor-1", b"21.5").with_explicit_hash_key("42").with_tags(&tags);
 /// assert_eq!(r.explicit_hash_key, Some("42"));
+/// assert_eq!(r.tags.len(), 1);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Record<'r> {
@@ -78,21 +92,37 @@ pub struct Record<'r> {
     pub explicit_hash_key: Option<&'r str>,
     /// The data.
     pub data: &'r [u8],
+    /// Tags, in order (usually none).
+    pub tags: &'r [Tag<'r>],
 }
 
 impl<'r> Record<'r> {
-    /// A record without an explicit hash key.
+    /// A record without an explicit hash key or tags.
     pub const fn new(partition_key: &'r str, data: &'r [u8]) -> Self {
         Record {
             partition_key,
             explicit_hash_key: None,
             data,
+            tags: &[],
         }
     }
 
     /// The same record with an explicit hash key.
     pub const fn with_explicit_hash_key(mut self, explicit_hash_key: &'r str) -> Self {
         self.explicit_hash_key = Some(explicit_hash_key);
+        self
+    }
+
+    /// The same record with an explicit hash key when `Some`, none when
+    /// `None`.
+    pub const fn with_optional_explicit_hash_key(mut self, explicit_hash_key: Option<&'r str>) -> Self {
+        self.explicit_hash_key = explicit_hash_key;
+        self
+    }
+
+    /// The same record with these tags.
+    pub const fn with_tags(mut self, tags: &'r [Tag<'r>]) -> Self {
+        self.tags = tags;
         self
     }
 }
@@ -153,196 +183,11 @@ pub fn check_partition_key(key: &str) -> Result<(), Error> {
 /// ```
 /// use kinesis_agg::{check_explicit_hash_key, Error};
 /// assert_eq!(check_explicit_hash_key("123"), Ok(()));
-/// assert_eq!(check_explicit_hash_key("0123"), Err(Error::InvalidExplicitHashKey { offset: 0 }));
+/// assert_eq!(check_explicit_hash_key("0123"), Err(Error::InvalidHashKey { offset: 0 }));
 /// ```
 pub fn check_explicit_hash_key(key: &str) -> Result<(), Error> {
-    crate::hash::parse_hash_key(key)
-        .map(|_| ())
-        .map_err(|offset| Error::InvalidExplicitHashKey { offset })
+    crate::hash::parse_hash_key(key).map(|_| ())
 }
-
-// ---------------------------------------------------------------------------
-// Key index
-// ---------------------------------------------------------------------------
-
-/// One slot of the key index. `meta == EMPTY` marks a free slot.
-#[derive(Clone, Copy, Debug)]
-#[doc(hidden)]
-pub struct Slot {
-    hash: u32,
-    /// Table index, with the top bit set for explicit hash keys.
-    meta: u32,
-    /// Partition keys: absolute offset of the key bytes. Explicit hash
-    /// keys: distance from the key bytes up to `R` (stable across moves).
-    pos: u32,
-    len: u32,
-}
-
-const EMPTY: u32 = u32::MAX;
-const EHK_BIT: u32 = 1 << 31;
-
-impl Slot {
-    const FREE: Slot = Slot {
-        hash: 0,
-        meta: EMPTY,
-        pos: 0,
-        len: 0,
-    };
-}
-
-/// Storage for the key index: fixed (no heap) or growable.
-trait Slots {
-    fn slots(&self) -> &[Slot];
-    fn slots_mut(&mut self) -> &mut [Slot];
-    /// Makes room for `extra` more keys beyond `used`; `false` when it cannot.
-    fn reserve(&mut self, used: usize, extra: usize) -> bool;
-}
-
-/// Slots per key of capacity. At most a quarter of the slots are in use,
-/// so nearly every key sits in its home slot and a lookup rarely probes a
-/// second one (a mispredicted probe costs more than the hashing).
-const SLOTS_PER_KEY: usize = 4;
-
-/// The fixed index: `SLOTS_PER_KEY` slots for each of `N` keys.
-impl<const N: usize> Slots for [[Slot; SLOTS_PER_KEY]; N] {
-    fn slots(&self) -> &[Slot] {
-        self.as_flattened()
-    }
-    fn slots_mut(&mut self) -> &mut [Slot] {
-        self.as_flattened_mut()
-    }
-    fn reserve(&mut self, used: usize, extra: usize) -> bool {
-        used + extra <= N
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl Slots for alloc::vec::Vec<Slot> {
-    fn slots(&self) -> &[Slot] {
-        self
-    }
-    fn slots_mut(&mut self) -> &mut [Slot] {
-        self
-    }
-    fn reserve(&mut self, used: usize, extra: usize) -> bool {
-        // Grows to keep at most half the slots in use: fewer slots per key
-        // than the fixed index, since this one may hold a great many keys.
-        let need = used + extra;
-        if need <= self.len() / 2 {
-            return true;
-        }
-        let mut n = self.len().max(64);
-        while need > n / 2 {
-            n *= 2;
-        }
-        let old = core::mem::replace(self, alloc::vec![Slot::FREE; n]);
-        for s in old.into_iter().filter(|s| s.meta != EMPTY) {
-            let mut i = bucket(s.hash, n);
-            while self[i].meta != EMPTY {
-                i = if i + 1 == n { 0 } else { i + 1 };
-            }
-            self[i] = s;
-        }
-        true
-    }
-}
-
-#[inline]
-fn bucket(hash: u32, n: usize) -> usize {
-    ((u64::from(hash) * n as u64) >> 32) as usize
-}
-
-/// A fast non-cryptographic hash of key bytes, built on the 64x64->128
-/// multiply folded of wyhash. Keys of up to 48 bytes take one multiply:
-/// their three 16-byte windows (start, middle, end, which cover the key)
-/// are folded together with rotations first. Longer keys take one multiply
-/// per 16 bytes. Keys of one table and the other hash apart by `seed`.
-/// Lookups compare whole keys, so a collision costs a probe, never a wrong
-/// answer.
-#[inline]
-fn hash_key(key: &[u8], seed: u64) -> u32 {
-    const P0: u64 = 0xa076_1d64_78bd_642f;
-    const P1: u64 = 0xe703_7ed1_a0b4_28db;
-    let n = key.len();
-    let mut h = seed ^ P0 ^ (n as u64).wrapping_mul(P1);
-    let (a, b) = if n <= 16 {
-        if n >= 8 {
-            (read8(key, 0), read8(key, n - 8))
-        } else if n >= 4 {
-            (u64::from(read4(key, 0)), u64::from(read4(key, n - 4)))
-        } else if n > 0 {
-            (
-                u64::from(key[0]) << 16 | u64::from(key[n / 2]) << 8 | u64::from(key[n - 1]),
-                0,
-            )
-        } else {
-            (0, 0)
-        }
-    } else if n <= 48 {
-        let m = n / 2 - 8;
-        let lo = read8(key, 0) ^ read8(key, m).rotate_left(21) ^ read8(key, n - 16).rotate_left(42);
-        let hi = read8(key, 8) ^ read8(key, m + 8).rotate_left(21) ^ read8(key, n - 8).rotate_left(42);
-        (lo, hi)
-    } else {
-        let mut i = 0;
-        while i + 16 < n {
-            h = mix(read8(key, i) ^ P1, read8(key, i + 8) ^ h);
-            i += 16;
-        }
-        (read8(key, n - 16), read8(key, n - 8))
-    };
-    let h = mix(a ^ P1, b ^ h);
-    (h ^ (h >> 32)) as u32
-}
-
-/// Key equality that rejects most mismatches on their first eight bytes.
-/// Keys of 8 to 48 bytes are compared as overlapping words (two below 16
-/// bytes, six from 16), with no loop and no call.
-#[inline]
-fn same_key(stored: Option<&[u8]>, key: &[u8]) -> bool {
-    let Some(a) = stored else { return false };
-    let b = key;
-    let n = b.len();
-    if a.len() != n {
-        return false;
-    }
-    if !(8..=48).contains(&n) {
-        return a == b;
-    }
-    if read8(a, 0) != read8(b, 0) {
-        return false;
-    }
-    let w = |i: usize| read8(a, i) ^ read8(b, i);
-    if n < 16 {
-        return w(n - 8) == 0;
-    }
-    // Windows [0, 16), [m, m + 16) and [n - 16, n) cover up to 48 bytes.
-    let m = n / 2 - 8;
-    (w(8) | w(m) | w(m + 8) | w(n - 16) | w(n - 8)) == 0
-}
-
-#[inline(always)]
-fn mix(a: u64, b: u64) -> u64 {
-    let r = u128::from(a) * u128::from(b);
-    (r as u64) ^ ((r >> 64) as u64)
-}
-
-#[inline(always)]
-fn read8(k: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&k[i..i + 8]);
-    u64::from_le_bytes(w)
-}
-
-#[inline(always)]
-fn read4(k: &[u8], i: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&k[i..i + 4]);
-    u32::from_le_bytes(w)
-}
-
-const SEED_PK: u64 = 0;
-const SEED_EHK: u64 = 0x5851_F42D_4C95_7F2D;
 
 // ---------------------------------------------------------------------------
 // Core state, shared by the no-heap and the alloc aggregator
@@ -412,10 +257,32 @@ const fn entry_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
-/// Writes a record entry (tag, length, fields 1, 2 and 3) into `out`, which
-/// is exactly as long as the entry; `inner` is the length of its fields.
+/// Length of a `Tag` message's fields.
+const fn tag_inner(tag: &Tag<'_>) -> usize {
+    entry_len(tag.key.len())
+        + match tag.value {
+            Some(v) => entry_len(v.len()),
+            None => 0,
+        }
+}
+
+/// Bytes the tags take inside a record: one entry each.
+fn tags_len(tags: &[Tag<'_>]) -> usize {
+    tags.iter().map(|t| entry_len(tag_inner(t))).sum()
+}
+
+/// Writes a record entry (tag, length, fields 1, 2, 3 and 4) into `out`,
+/// which is exactly as long as the entry; `inner` is the length of its
+/// fields.
 #[inline(always)]
-fn write_record(out: &mut [u8], inner: usize, pk_idx: u32, ehk_idx: Option<u32>, data: &[u8]) {
+fn write_record(
+    out: &mut [u8],
+    inner: usize,
+    pk_idx: u32,
+    ehk_idx: Option<u32>,
+    data: &[u8],
+    tags: &[Tag<'_>],
+) {
     out[0] = TAG_RECORD;
     let mut at = put_varint(out, 1, inner as u64);
     out[at] = TAG_REC_PK;
@@ -426,12 +293,38 @@ fn write_record(out: &mut [u8], inner: usize, pk_idx: u32, ehk_idx: Option<u32>,
     }
     out[at] = TAG_REC_DATA;
     at = put_varint(out, at + 1, data.len() as u64);
-    out[at..].copy_from_slice(data);
+    out[at..at + data.len()].copy_from_slice(data);
+    at += data.len();
+    for tag in tags {
+        at = write_tag(out, at, tag);
+    }
+}
+
+/// Writes one tag entry at `out[at..]` and returns the position after it.
+#[inline(never)]
+fn write_tag(out: &mut [u8], at: usize, tag: &Tag<'_>) -> usize {
+    out[at] = TAG_REC_TAG;
+    let mut at = put_varint(out, at + 1, tag_inner(tag) as u64);
+    at = write_entry(out, at, TAG_TAG_KEY, tag.key.as_bytes());
+    if let Some(v) = tag.value {
+        at = write_entry(out, at, TAG_TAG_VALUE, v.as_bytes());
+    }
+    at
+}
+
+/// Writes `tag`, the length of `bytes` and `bytes` at `out[at..]`; returns
+/// the position after them. Key table entries and tags' fields.
+#[inline(never)]
+fn write_entry(out: &mut [u8], at: usize, tag: u8, bytes: &[u8]) -> usize {
+    out[at] = tag;
+    let at = put_varint(out, at + 1, bytes.len() as u64);
+    out[at..at + bytes.len()].copy_from_slice(bytes);
+    at + bytes.len()
 }
 
 /// Blob size of an aggregate holding only `rec`.
 fn alone_size(rec: &Record<'_>) -> usize {
-    let mut inner = 2 + entry_len(rec.data.len());
+    let mut inner = 2 + entry_len(rec.data.len()) + tags_len(rec.tags);
     let mut tables = entry_len(rec.partition_key.len());
     if let Some(e) = rec.explicit_hash_key {
         inner += 2;
@@ -500,15 +393,6 @@ impl Core {
             }
             i = if i + 1 == n { 0 } else { i + 1 };
         }
-    }
-
-    fn insert(slots: &mut [Slot], slot: Slot) {
-        let n = slots.len();
-        let mut i = bucket(slot.hash, n);
-        while slots[i].meta != EMPTY {
-            i = if i + 1 == n { 0 } else { i + 1 };
-        }
-        slots[i] = slot;
     }
 
     /// The partition key's table index and position, if it is in the table.
@@ -592,7 +476,7 @@ impl Core {
             }
             _ => 0,
         };
-        inner += entry_len(rec.data.len());
+        inner += entry_len(rec.data.len()) + tags_len(rec.tags);
         let rec_entry = entry_len(inner);
         let size = MAGIC.len()
             + self.pk_bytes
@@ -633,13 +517,12 @@ impl Core {
             }
             return Err(Error::Full);
         }
-        let new_keys = usize::from(matches!(plan.pk, Lookup::New(_)))
-            + usize::from(matches!(plan.ehk, Some(Lookup::New(_))));
-        let used = (self.pk_count + self.ehk_count) as usize;
-        if new_keys > 0 && !slots.reserve(used, new_keys) {
-            // A fixed index holds at least two keys, so an empty
-            // aggregate always has room.
-            return Err(Error::Full);
+        let new_pk = usize::from(matches!(plan.pk, Lookup::New(_)));
+        let new_ehk = usize::from(matches!(plan.ehk, Some(Lookup::New(_))));
+        if new_pk + new_ehk > 0 {
+            // A fixed index holds at least one key of each table, so an
+            // empty aggregate always has room.
+            slots.reserve(self.pk_count as usize, new_pk, self.ehk_count as usize, new_ehk)?;
         }
         Ok(())
     }
@@ -687,12 +570,9 @@ impl Core {
             Lookup::Found(i, _) => i,
             Lookup::New(hash) => {
                 let key = rec.partition_key.as_bytes();
-                let mut at = MAGIC.len() + self.pk_bytes;
-                buf[at] = TAG_PK;
-                at = put_varint(buf, at + 1, key.len() as u64);
-                buf[at..at + key.len()].copy_from_slice(key);
+                let at = write_entry(buf, MAGIC.len() + self.pk_bytes, TAG_PK, key) - key.len();
                 let idx = self.pk_count;
-                Core::insert(
+                insert(
                     slots.slots_mut(),
                     Slot {
                         hash,
@@ -717,11 +597,9 @@ impl Core {
             (Some(Lookup::New(hash)), Some(e)) => {
                 let key = e.as_bytes();
                 let start = self.r - self.ehk_bytes - plan.ehk_entry;
-                buf[start] = TAG_EHK;
-                let at = put_varint(buf, start + 1, key.len() as u64);
-                buf[at..at + key.len()].copy_from_slice(key);
+                let at = write_entry(buf, start, TAG_EHK, key) - key.len();
                 let idx = self.ehk_count;
-                Core::insert(
+                insert(
                     slots.slots_mut(),
                     Slot {
                         hash,
@@ -743,6 +621,7 @@ impl Core {
             pk_idx,
             ehk_idx,
             rec.data,
+            rec.tags,
         );
         self.rec_bytes += plan.rec_entry;
         self.count += 1;
@@ -750,10 +629,13 @@ impl Core {
 
     #[inline]
     fn add<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S, rec: &Record<'_>) -> Result<(), Error> {
-        // The common case: both keys already in the tables, and the record
-        // fits after the records already written. One pass, no moves.
+        // The common case: both keys already in the tables, no tags, and
+        // the record fits after the records already written. One pass, no
+        // moves.
         let s = slots.slots();
-        if let Some((pk_idx, pk_pos)) = self.find_pk(buf, s, rec.partition_key.as_bytes()) {
+        if rec.tags.is_empty()
+            && let Some((pk_idx, pk_pos)) = self.find_pk(buf, s, rec.partition_key.as_bytes())
+        {
             let ehk_idx = match rec.explicit_hash_key {
                 None => Some(None),
                 Some(e) => {
@@ -803,7 +685,7 @@ impl Core {
             return false;
         }
         let start = self.r + self.rec_bytes;
-        write_record(&mut buf[start..start + entry], inner, pk_idx, ehk_idx, data);
+        write_record(&mut buf[start..start + entry], inner, pk_idx, ehk_idx, data, &[]);
         self.rec_bytes += entry;
         self.room -= entry;
         self.count += 1;
@@ -907,24 +789,26 @@ pub struct Finished<'b> {
     /// The outer explicit hash key (the first user record's, if it has one).
     pub explicit_hash_key: Option<&'b str>,
     /// How many user records it holds.
-    pub records: usize,
+    pub record_count: usize,
 }
 
 /// Aggregates into storage the caller gives, and never allocates.
 ///
-/// `B` is the output buffer (`&mut [u8]`, `[u8; N]`, a full
-/// `heapless::Vec<u8, N>`, `Vec<u8>`: anything `AsMut<[u8]>`); an aggregate
-/// never exceeds its length. `KEYS` (default 64) is the most distinct keys
-/// (partition keys and explicit hash keys together) one aggregate takes;
-/// the next new key is refused with [`Error::Full`]. The key index keeps
-/// four 16-byte slots per key, so that lookups rarely probe: memory is the
-/// buffer plus `64 * KEYS` bytes.
+/// `B` is the output buffer (`&mut [u8]`, `[u8; N]`, `Vec<u8>`: anything
+/// `AsMut<[u8]> + AsRef<[u8]>`); an aggregate never exceeds its length.
+/// `KEYS` (default 32) is the most distinct keys of each table one
+/// aggregate takes: `KEYS` partition keys and `KEYS` explicit hash keys,
+/// as [`deaggregate_fixed::<KEYS>`](crate::deaggregate_fixed) reads them.
+/// The next new key of a full table is refused with
+/// [`Error::KeyCapacity`]. The key index keeps four 16-byte slots per key,
+/// so that lookups rarely probe: memory is the buffer plus `128 * KEYS`
+/// bytes.
 ///
 /// # Examples
 /// ```
 /// use kinesis_agg::{Aggregator, Record, Error};
 /// let mut buf = [0u8; 512];
-/// let mut agg = Aggregator::<_, 16>::new(&mut buf[..]);
+/// let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
 /// agg.add(Record::new("sensor-1", b"21.5")).unwrap();
 /// agg.add(Record::new("sensor-2", b"19.0")).unwrap();
 /// assert_eq!(agg.record_count(), 2);
@@ -932,24 +816,26 @@ pub struct Finished<'b> {
 /// let done = agg.finish().unwrap();
 /// assert_eq!(done.data.len(), size);
 /// assert_eq!(done.partition_key, "sensor-1");
+/// assert_eq!(done.record_count, 2);
 /// ```
-pub struct Aggregator<B, const KEYS: usize = 64> {
+pub struct Aggregator<B, const KEYS: usize = 32> {
     buf: B,
-    slots: [[Slot; SLOTS_PER_KEY]; KEYS],
+    slots: [[Slot; SLOTS_PER_TABLE_KEY]; KEYS],
     core: Core,
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
-    // Two keys, so that any first record (partition key and explicit hash
-    // key) fits; slot indices stay below the explicit-hash-key bit.
-    const CHECK_KEYS: () = assert!(KEYS >= 2 && KEYS < (1 << 28), "KEYS must be at least 2");
+    // One key of each table, so that any first record (partition key and
+    // explicit hash key) fits; table indices stay below the
+    // explicit-hash-key bit.
+    const CHECK_KEYS: () = assert!(KEYS >= 1 && KEYS < (1 << 28), "KEYS must be at least 1");
 
     /// An aggregator with the default 1 MiB limit over `buf`.
     pub fn new(buf: B) -> Self {
         let () = Self::CHECK_KEYS;
         Aggregator {
             buf,
-            slots: [[Slot::FREE; SLOTS_PER_KEY]; KEYS],
+            slots: [[Slot::FREE; SLOTS_PER_TABLE_KEY]; KEYS],
             core: Core::unchecked(DEFAULT_LIMIT),
         }
     }
@@ -963,7 +849,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
         let () = Self::CHECK_KEYS;
         Ok(Aggregator {
             buf,
-            slots: [[Slot::FREE; SLOTS_PER_KEY]; KEYS],
+            slots: [[Slot::FREE; SLOTS_PER_TABLE_KEY]; KEYS],
             core: Core::new(limit)?,
         })
     }
@@ -976,10 +862,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     /// Adds a record, or hands it back.
     ///
     /// # Errors
-    /// [`Error::Full`] when it does not fit now (finish, then add again);
-    /// [`Error::RecordTooLarge`] when it cannot fit even alone;
-    /// [`Error::InvalidPartitionKey`] or [`Error::InvalidExplicitHashKey`]
-    /// for keys the API would refuse. The aggregator is unchanged.
+    /// [`Error::Full`] when its bytes do not fit now, or
+    /// [`Error::KeyCapacity`] when it brings a key the index has no room
+    /// for (finish, then add again; [`ErrorKind::Full`](crate::ErrorKind)
+    /// covers both); [`Error::RecordTooLarge`] when it cannot fit even
+    /// alone; [`Error::InvalidPartitionKey`] or [`Error::InvalidHashKey`]
+    /// for keys Kinesis would refuse. The aggregator is unchanged.
     #[inline]
     pub fn add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
         self.core
@@ -1023,7 +911,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
             data: &buf[done.start..done.end],
             partition_key: key_str(buf, done.pk),
             explicit_hash_key: done.ehk.map(|r| key_str(buf, r)),
-            records: done.records,
+            record_count: done.records,
         })
     }
 
@@ -1037,7 +925,7 @@ impl<B, const KEYS: usize> fmt::Debug for Aggregator<B, KEYS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Aggregator")
             .field("limit", &self.core.limit)
-            .field("records", &self.core.count)
+            .field("record_count", &self.core.count)
             .field("encoded_len", &self.core.encoded_len())
             .finish_non_exhaustive()
     }
@@ -1057,7 +945,11 @@ mod owned {
     use alloc::vec::Vec;
 
     /// A completed aggregate that owns its bytes.
-    #[derive(Clone, PartialEq, Eq)]
+    ///
+    /// It lives in a buffer as long as the limit, which
+    /// [`RecordAggregator::recycle`] takes back. Comparing, hashing and
+    /// cloning look only at what it holds ([`data`](Self::data) and the
+    /// keys): a clone copies the blob into a buffer of its own size.
     pub struct Aggregate {
         buf: Vec<u8>,
         done: Done,
@@ -1080,6 +972,11 @@ mod owned {
         pub fn record_count(&self) -> usize {
             self.done.records
         }
+        /// What Kinesis counts against a record's size limit: the data
+        /// blob plus the outer partition key's UTF-8 bytes.
+        pub fn counted_len(&self) -> usize {
+            self.data().len() + self.partition_key().len()
+        }
         /// The data blob as an owned vector (moves the bytes to the front of
         /// the buffer it already owns; no allocation).
         pub fn into_data(mut self) -> Vec<u8> {
@@ -1089,18 +986,54 @@ mod owned {
         }
     }
 
+    impl Clone for Aggregate {
+        fn clone(&self) -> Self {
+            let start = self.done.start;
+            let shift = |(a, b): (usize, usize)| (a - start, b - start);
+            Aggregate {
+                buf: self.data().to_vec(),
+                done: Done {
+                    start: 0,
+                    end: self.done.end - start,
+                    pk: shift(self.done.pk),
+                    ehk: self.done.ehk.map(shift),
+                    records: self.done.records,
+                },
+            }
+        }
+    }
+
+    impl PartialEq for Aggregate {
+        fn eq(&self, other: &Self) -> bool {
+            // The blob holds the tables, so equal blobs have equal
+            // partition keys; the outer explicit hash key is compared
+            // since the blob says only which entry it is, not whether the
+            // first record has one.
+            self.data() == other.data() && self.explicit_hash_key() == other.explicit_hash_key()
+        }
+    }
+
+    impl Eq for Aggregate {}
+
+    impl core::hash::Hash for Aggregate {
+        fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+            self.data().hash(state);
+            self.explicit_hash_key().hash(state);
+        }
+    }
+
     impl fmt::Debug for Aggregate {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("Aggregate")
                 .field("partition_key", &self.partition_key())
                 .field("explicit_hash_key", &self.explicit_hash_key())
-                .field("records", &self.record_count())
+                .field("record_count", &self.record_count())
                 .field("len", &self.data().len())
                 .finish()
         }
     }
 
-    type Callback = Box<dyn FnMut(&Aggregate)>;
+    type Callback = Box<dyn FnMut(&Aggregate) + Send>;
 
     /// Aggregates into buffers it owns, in the manner of the Python
     /// module's `RecordAggregator`.
@@ -1109,20 +1042,21 @@ mod owned {
     /// so untouched pages cost no memory); hand finished aggregates back
     /// with [`recycle`](Self::recycle) and no further buffer is allocated.
     /// The key index grows to the largest number of keys seen and is
-    /// reused, so after warm-up adding a record allocates nothing.
+    /// reused, so after warm-up adding a record allocates nothing. It is
+    /// `Send` (callbacks must be), so it can live in a spawned task.
     ///
     /// # Examples
     /// ```
-    /// use kinesis_agg::RecordAggregator;
+    /// use kinesis_agg::{Record, RecordAggregator};
     /// let mut agg = RecordAggregator::with_limit(200).unwrap();
     /// let mut done = Vec::new();
     /// for i in 0..10u8 {
-    ///     if let Some(full) = agg.add("key", &[i; 40], None).unwrap() {
+    ///     if let Some(full) = agg.add(Record::new("key", &[i; 40])).unwrap() {
     ///         done.push(full);
     ///     }
     /// }
-    /// done.extend(agg.flush());
-    /// assert!(done.iter().all(|a| a.data().len() + a.partition_key().len() <= 200));
+    /// done.extend(agg.finish());
+    /// assert!(done.iter().all(|a| a.counted_len() <= 200));
     /// assert_eq!(done.iter().map(|a| a.record_count()).sum::<usize>(), 10);
     /// ```
     pub struct RecordAggregator {
@@ -1143,7 +1077,7 @@ mod owned {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("RecordAggregator")
                 .field("limit", &self.core.limit)
-                .field("records", &self.core.count)
+                .field("record_count", &self.core.count)
                 .field("encoded_len", &self.core.encoded_len())
                 .finish_non_exhaustive()
         }
@@ -1169,11 +1103,8 @@ mod owned {
         pub fn with_limit(limit: usize) -> Result<Self, Error> {
             let core = Core::new(limit)?;
             Ok(RecordAggregator {
-                buf: Vec::new(),
-                slots: Vec::new(),
                 core,
-                spare: Vec::new(),
-                callbacks: Vec::new(),
+                ..RecordAggregator::new()
             })
         }
 
@@ -1184,9 +1115,14 @@ mod owned {
 
         /// Registers a callback run (on the caller's thread) with every
         /// aggregate this aggregator completes, from [`add`](Self::add) and
-        /// from [`flush`](Self::flush), before it is returned.
-        pub fn on_complete(&mut self, callback: impl FnMut(&Aggregate) + 'static) {
+        /// from [`finish`](Self::finish), before it is returned.
+        pub fn on_complete(&mut self, callback: impl FnMut(&Aggregate) + Send + 'static) {
             self.callbacks.push(Box::new(callback));
+        }
+
+        /// Removes every callback.
+        pub fn clear_callbacks(&mut self) {
+            self.callbacks.clear();
         }
 
         fn ensure_buf(&mut self) {
@@ -1203,25 +1139,13 @@ mod owned {
         /// next one.
         ///
         /// # Errors
-        /// Invalid keys, or a record too large to fit even alone; nothing
-        /// changes then.
-        pub fn add(
-            &mut self,
-            partition_key: &str,
-            data: &[u8],
-            explicit_hash_key: Option<&str>,
-        ) -> Result<Option<Aggregate>, Error> {
-            let record = Record {
-                partition_key,
-                explicit_hash_key,
-                data,
-            };
+        /// Invalid keys ([`ErrorKind::InvalidRecord`](crate::ErrorKind)),
+        /// or a record too large to fit even alone; nothing changes then.
+        pub fn add(&mut self, record: Record<'_>) -> Result<Option<Aggregate>, Error> {
             match self.try_add(record) {
                 Ok(()) => Ok(None),
-                Err(Refused {
-                    error: Error::Full, ..
-                }) => {
-                    let done = self.flush();
+                Err(Refused { error, .. }) if error.kind() == crate::ErrorKind::Full => {
+                    let done = self.finish();
                     self.try_add(record).map_err(|r| r.error)?;
                     Ok(done)
                 }
@@ -1230,7 +1154,8 @@ mod owned {
         }
 
         /// Adds a record to the current aggregate or hands it back, as
-        /// [`Aggregator::add`] does.
+        /// [`Aggregator::add`] does (the growable key index never refuses a
+        /// key, so the only refusal for room is [`Error::Full`]).
         ///
         /// # Errors
         /// As [`Aggregator::add`].
@@ -1262,8 +1187,13 @@ mod owned {
             self.core.count
         }
 
+        /// `true` when no record has been added since the last finish.
+        pub fn is_empty(&self) -> bool {
+            self.core.count == 0
+        }
+
         /// Completes and returns the current aggregate (`None` when empty).
-        pub fn flush(&mut self) -> Option<Aggregate> {
+        pub fn finish(&mut self) -> Option<Aggregate> {
             let done = self.core.finish(&mut self.buf, &mut self.slots)?;
             let agg = Aggregate {
                 buf: core::mem::take(&mut self.buf),
@@ -1276,7 +1206,9 @@ mod owned {
         }
 
         /// Takes back a finished aggregate's buffer for reuse, so that no
-        /// new buffer is allocated for the next aggregate.
+        /// new buffer is allocated for the next aggregate. At most two
+        /// buffers are kept; a buffer of another aggregator's limit is
+        /// dropped.
         pub fn recycle(&mut self, aggregate: Aggregate) {
             let buf = aggregate.buf;
             if buf.len() == self.core.limit && self.spare.len() < 2 {

@@ -49,8 +49,24 @@ impl fmt::Display for Required {
 ///
 /// A blob that is not aggregated is *not* an error: it is
 /// [`Deaggregated::Plain`](crate::Deaggregated::Plain).
-/// A record refused because the aggregate is full is not an error either:
-/// it comes back in a [`Refused`](crate::Refused) with [`Error::Full`].
+/// A record an aggregator refuses comes back in a
+/// [`Refused`](crate::Refused) with the reason; [`Error::kind`] sorts every
+/// variant into "full: finish and add again", "this record is invalid",
+/// "the data read is broken" and "the configuration is wrong", so that a
+/// caller decides with one `match`.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{Aggregator, Error, ErrorKind, Record};
+/// let mut buf = [0u8; 64];
+/// let mut agg = Aggregator::<_, 1>::new(&mut buf[..]);
+/// agg.add(Record::new("a", b"1")).unwrap();
+/// let refused = agg.add(Record::new("b", b"2")).unwrap_err();
+/// assert_eq!(refused.error, Error::KeyCapacity { table: kinesis_agg::Table::PartitionKey, capacity: 1 });
+/// assert_eq!(refused.error.kind(), ErrorKind::Full);
+/// let bad = agg.add(Record::new("", b"3")).unwrap_err();
+/// assert_eq!(bad.error.kind(), ErrorKind::InvalidRecord);
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Error {
@@ -115,7 +131,8 @@ pub enum Error {
         /// Offset of the string's first byte.
         offset: usize,
     },
-    /// More distinct keys than the caller's fixed table capacity.
+    /// More distinct keys in a table of the body than the caller's fixed
+    /// key table holds (see [`FixedTable`](crate::FixedTable)).
     TableFull {
         /// Offset of the key that did not fit.
         offset: usize,
@@ -133,15 +150,26 @@ pub enum Error {
         /// Its length in UTF-16 code units.
         utf16_len: usize,
     },
-    /// An explicit hash key that is not a decimal integer in 0..=2^128-1
-    /// written without leading zeros.
-    InvalidExplicitHashKey {
-        /// Offset in the key string of the first offending byte (its length
-        /// when the key is empty or its value too large).
+    /// A hash key (an explicit hash key, or a bound of a range) that is not
+    /// a decimal integer in 0..=2^128-1 written without leading zeros.
+    InvalidHashKey {
+        /// Offset in the key string of the first offending byte: a
+        /// non-digit, a leading zero, or the digit that takes the value past
+        /// 2^128-1; 0 for an empty string.
         offset: usize,
     },
-    /// The aggregate cannot take this record now; finish it and add again.
+    /// The aggregate has no room for this record's bytes now (under the
+    /// limit or in the buffer); finish it and add the record again.
     Full,
+    /// The aggregate's key index has no room for another key of this table
+    /// (a no-heap [`Aggregator`](crate::Aggregator) takes `KEYS` keys per
+    /// table); finish it and add the record again.
+    KeyCapacity {
+        /// The table that is full.
+        table: Table,
+        /// How many keys of that table one aggregate takes.
+        capacity: usize,
+    },
     /// The record cannot fit in any aggregate under this limit.
     RecordTooLarge {
         /// Bytes an aggregate holding only this record would count against
@@ -179,7 +207,61 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is, to decide what to do next.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An aggregator refused a valid record for lack of room ([`Error::Full`],
+    /// [`Error::KeyCapacity`]): finish the aggregate and add it again.
+    Full,
+    /// A record (or key) that no aggregate can take: an invalid key, or a
+    /// record too large even alone. Adding it again will fail again.
+    InvalidRecord,
+    /// Data read was broken: an aggregated body that breaks a rule (with
+    /// its byte offset), a checksum mismatch in strict mode, a shard list
+    /// of the wrong shape or with overlapping shards or bad ranges, a hash
+    /// key no shard of the map owns.
+    InvalidData,
+    /// A setting or caller-chosen capacity is wrong: a size limit out of
+    /// range, or a fixed key table too small for the body read.
+    InvalidConfig,
+}
+
 impl Error {
+    /// Which kind of failure this is.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Error, ErrorKind};
+    /// assert_eq!(Error::Full.kind(), ErrorKind::Full);
+    /// assert_eq!(Error::Truncated { offset: 4 }.kind(), ErrorKind::InvalidData);
+    /// assert_eq!(Error::InvalidLimit { limit: 1 }.kind(), ErrorKind::InvalidConfig);
+    /// ```
+    pub const fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Full | Error::KeyCapacity { .. } => ErrorKind::Full,
+            Error::InvalidPartitionKey { .. }
+            | Error::InvalidHashKey { .. }
+            | Error::RecordTooLarge { .. } => ErrorKind::InvalidRecord,
+            Error::InvalidLimit { .. } | Error::TableFull { .. } => ErrorKind::InvalidConfig,
+            Error::Truncated { .. }
+            | Error::LengthPastEnd { .. }
+            | Error::VarintTooLong { .. }
+            | Error::InvalidTag { .. }
+            | Error::InvalidWireType { .. }
+            | Error::UnexpectedEndGroup { .. }
+            | Error::NestingTooDeep { .. }
+            | Error::MissingField { .. }
+            | Error::IndexOutOfRange { .. }
+            | Error::InvalidUtf8 { .. }
+            | Error::ChecksumMismatch
+            | Error::NoShardForHashKey { .. }
+            | Error::ShardsOverlap { .. }
+            | Error::InvalidHashKeyRange
+            | Error::InvalidShardList { .. } => ErrorKind::InvalidData,
+        }
+    }
+
     /// The byte offset the error points at, when it has one.
     ///
     /// # Examples
@@ -201,7 +283,7 @@ impl Error {
             | Error::IndexOutOfRange { offset, .. }
             | Error::InvalidUtf8 { offset }
             | Error::TableFull { offset, .. }
-            | Error::InvalidExplicitHashKey { offset } => Some(offset),
+            | Error::InvalidHashKey { offset } => Some(offset),
             _ => None,
         }
     }
@@ -263,11 +345,15 @@ impl fmt::Display for Error {
                 f,
                 "partition key must be 1 to 256 UTF-16 code units, not {utf16_len}"
             ),
-            Error::InvalidExplicitHashKey { offset } => write!(
+            Error::InvalidHashKey { offset } => write!(
                 f,
-                "explicit hash key must be a decimal integer from 0 to 2^128-1 without leading zeros (bad at character {offset})"
+                "hash key must be a decimal integer from 0 to 2^128-1 without leading zeros (bad at character {offset})"
             ),
             Error::Full => f.write_str("the aggregate is full; finish it and add the record again"),
+            Error::KeyCapacity { table, capacity } => write!(
+                f,
+                "the aggregate already holds {capacity} {table} keys, all it takes; finish it and add the record again"
+            ),
             Error::RecordTooLarge { size, limit } => write!(
                 f,
                 "record needs {size} bytes alone, more than the limit of {limit}"

@@ -1,25 +1,34 @@
 //! Hash keys: the 128-bit decimal strings Kinesis routes by.
 
+use md5::{Digest, Md5};
+
+use crate::error::Error;
+
 /// Parses an explicit hash key the way the Kinesis API accepts it: a
 /// decimal integer matching `0|[1-9][0-9]{0,38}` whose value is at most
 /// 2^128-1.
 ///
 /// # Errors
-/// The offset of the first offending character: a non-digit, a leading
-/// zero, or the digit that makes the value too large; the length for an
-/// empty string.
+/// [`Error::InvalidHashKey`] with the offset of the first offending
+/// character: a non-digit, a leading zero, or the digit that takes the
+/// value past 2^128-1; 0 for an empty string.
 ///
 /// # Examples
 /// ```
-/// use kinesis_agg::parse_hash_key;
+/// use kinesis_agg::{parse_hash_key, Error};
+/// let bad = |offset| Err(Error::InvalidHashKey { offset });
 /// assert_eq!(parse_hash_key("0"), Ok(0));
 /// assert_eq!(parse_hash_key("340282366920938463463374607431768211455"), Ok(u128::MAX));
-/// assert_eq!(parse_hash_key("340282366920938463463374607431768211456"), Err(38));
-/// assert_eq!(parse_hash_key("007"), Err(0));
-/// assert_eq!(parse_hash_key("12a"), Err(2));
-/// assert_eq!(parse_hash_key(""), Err(0));
+/// assert_eq!(parse_hash_key("340282366920938463463374607431768211456"), bad(38));
+/// assert_eq!(parse_hash_key("007"), bad(0));
+/// assert_eq!(parse_hash_key("12a"), bad(2));
+/// assert_eq!(parse_hash_key(""), bad(0));
 /// ```
-pub fn parse_hash_key(s: &str) -> Result<u128, usize> {
+pub fn parse_hash_key(s: &str) -> Result<u128, Error> {
+    parse_digits(s).map_err(|offset| Error::InvalidHashKey { offset })
+}
+
+fn parse_digits(s: &str) -> Result<u128, usize> {
     let bytes = s.as_bytes();
     match bytes {
         [] => return Err(0),
@@ -40,10 +49,6 @@ pub fn parse_hash_key(s: &str) -> Result<u128, usize> {
     Ok(value)
 }
 
-use md5::{Digest, Md5};
-
-use crate::error::Error;
-
 /// The hash key Kinesis computes for a partition key: the MD5 of its UTF-8
 /// bytes read as a big-endian unsigned 128-bit integer.
 ///
@@ -63,8 +68,8 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
 /// one, else the MD5 of its partition key.
 ///
 /// # Errors
-/// [`Error::InvalidExplicitHashKey`] when the explicit hash key is not a
-/// valid one.
+/// [`Error::InvalidHashKey`] when the explicit hash key is not a valid
+/// hash key.
 ///
 /// # Examples
 /// ```
@@ -74,7 +79,7 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
 /// ```
 pub fn effective_hash_key(partition_key: &str, explicit_hash_key: Option<&str>) -> Result<u128, Error> {
     match explicit_hash_key {
-        Some(e) => parse_hash_key(e).map_err(|offset| Error::InvalidExplicitHashKey { offset }),
+        Some(e) => parse_hash_key(e),
         None => Ok(partition_key_hash(partition_key)),
     }
 }
@@ -171,7 +176,10 @@ impl core::fmt::Display for HashKeyRange {
 }
 
 /// The index of the range holding `key`, by binary search over `ranges`
-/// sorted by start and disjoint (as a stream's open shards are).
+/// sorted by start and disjoint (as a stream's open shards are). No heap:
+/// the table may be a `static` array. With the `alloc` feature,
+/// [`ShardMap::route`](crate::ShardMap::route) does this over a map it
+/// keeps sorted and checked.
 ///
 /// # Examples
 /// ```
@@ -230,6 +238,7 @@ mod tests {
 
     #[test]
     fn accepts_exactly_the_api_grammar() {
+        let parse_hash_key = parse_digits;
         assert_eq!(parse_hash_key("1"), Ok(1));
         assert_eq!(parse_hash_key("9"), Ok(9));
         assert_eq!(parse_hash_key("10"), Ok(10));

@@ -13,18 +13,20 @@ mod decode;
 mod encode;
 mod error;
 mod hash;
+mod index;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "alloc")]
 mod owned;
+mod put;
 #[cfg(feature = "aws-sdk")]
 pub mod sdk;
 #[cfg(feature = "alloc")]
-pub mod shard;
+mod shard;
 mod wire;
 
 pub use decode::{
-    AggregatedRecord, Deaggregated, Envelope, FixedTable, InRange, KeyTable, Options, OutOfRange,
+    AggregatedRecord, Checksum, Deaggregated, Envelope, FixedTable, InRange, KeyTable, Options, OutOfRange,
     PlainReason, Records, Tag, Tags, UserRecord, deaggregate_fixed,
 };
 #[cfg(feature = "alloc")]
@@ -35,13 +37,14 @@ pub use encode::{
     Aggregator, DEFAULT_LIMIT, Finished, MAX_LIMIT, MAX_PARTITION_KEY_UNITS, MIN_LIMIT, Record, Refused,
     check_explicit_hash_key, check_partition_key,
 };
-pub use error::{Error, Required, Table};
+pub use error::{Error, ErrorKind, Required, Table};
 pub use hash::{
     HASH_KEY_MAX_DIGITS, HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route,
     write_hash_key,
 };
 #[cfg(feature = "alloc")]
 pub use owned::OwnedRecord;
+pub use put::{Batch, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, PutRecordsBatcher};
 #[cfg(feature = "alloc")]
 pub use shard::{Shard, ShardAggregate, ShardMap, ShardedAggregator};
 pub use wire::{DIGEST_LEN, MAGIC, MAX_NESTING, varint_len};

@@ -7,7 +7,12 @@ use alloc::vec::Vec;
 use crate::decode::UserRecord;
 use crate::encode::Record;
 
-/// A user record that owns its parts.
+/// A user record that owns its partition key, explicit hash key and data.
+///
+/// It does not keep tags: a record converted from a tagged
+/// [`UserRecord`] loses them. To rebuild tagged records, collect each
+/// record's [`tags`](UserRecord::tags) beside it and add the borrowed form
+/// with [`Record::with_tags`].
 ///
 /// # Examples
 /// ```
@@ -28,11 +33,8 @@ pub struct OwnedRecord {
 impl OwnedRecord {
     /// A borrowed view, to add to an aggregator.
     pub fn as_record(&self) -> Record<'_> {
-        Record {
-            partition_key: &self.partition_key,
-            explicit_hash_key: self.explicit_hash_key.as_deref(),
-            data: &self.data,
-        }
+        Record::new(&self.partition_key, &self.data)
+            .with_optional_explicit_hash_key(self.explicit_hash_key.as_deref())
     }
 }
 
@@ -72,11 +74,11 @@ impl From<UserRecord<'_>> for OwnedRecord {
 /// let mut agg = RecordAggregator::new();
 /// let mut blobs = Vec::new();
 /// for r in &records {
-///     if let Some(done) = agg.add(&r.partition_key, &r.data, r.explicit_hash_key.as_deref()).unwrap() {
+///     if let Some(done) = agg.add(r.as_record()).unwrap() {
 ///         blobs.push(done.into_data());
 ///     }
 /// }
-/// blobs.extend(agg.flush().map(|a| a.into_data()));
+/// blobs.extend(agg.finish().map(|a| a.into_data()));
 /// // ... hand each blob to the consumer under test.
 /// ```
 #[cfg(feature = "arbitrary")]

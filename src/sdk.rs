@@ -19,12 +19,8 @@ use crate::decode::{Deaggregated, deaggregate};
 use crate::encode::Aggregate;
 use crate::error::Error;
 use crate::hash::HashKeyRange;
+use crate::put::{Batch, PutRecordsBatcher};
 use crate::shard::{Shard, ShardAggregate, ShardMap};
-
-/// PutRecords accepts at most this many entries per call.
-pub const PUT_RECORDS_MAX_ENTRIES: usize = 500;
-/// PutRecords accepts at most this many bytes (data plus partition keys) per call.
-pub const PUT_RECORDS_MAX_BYTES: usize = 5 * 1024 * 1024;
 
 /// The SDK's builder error (it cannot occur here: data and partition key
 /// are always set, but the SDK's signature says it may).
@@ -50,9 +46,9 @@ pub fn put_entry(aggregate: &Aggregate) -> Result<PutRecordsRequestEntry, BuildE
 /// As [`put_entry`].
 pub fn shard_put_entry(aggregate: &ShardAggregate) -> Result<PutRecordsRequestEntry, BuildError> {
     entry(
-        aggregate.aggregate.data(),
-        aggregate.aggregate.partition_key(),
-        Some(&aggregate.explicit_hash_key),
+        aggregate.data(),
+        aggregate.partition_key(),
+        Some(aggregate.explicit_hash_key()),
     )
 }
 
@@ -234,11 +230,23 @@ pub struct PutStats {
     pub retried: usize,
 }
 
-/// Why [`put_all`] stopped.
+/// Why [`put_all`] stopped. Every variant carries what was accepted
+/// before ([`PutStats::entries`] counts the entries accepted in order
+/// from the first, except that entries of the failed call may have been
+/// accepted too: see [`PutError::pending`]).
 #[derive(Debug)]
 pub enum PutError {
     /// A PutRecords call failed as a whole.
-    Sdk(aws_sdk_kinesis::Error),
+    Sdk {
+        /// The SDK's error.
+        error: aws_sdk_kinesis::Error,
+        /// What had been accepted before.
+        stats: PutStats,
+        /// The entries of the failed call not known to be accepted, in
+        /// order: send these again to resume (an entry an earlier attempt
+        /// of the call did get in is not among them).
+        pending: Vec<PutRecordsRequestEntry>,
+    },
     /// Some entries were still rejected after every attempt.
     GaveUp {
         /// How many.
@@ -247,13 +255,57 @@ pub enum PutError {
         error_code: Option<String>,
         /// What had been accepted before.
         stats: PutStats,
+        /// The rejected entries, in order.
+        pending: Vec<PutRecordsRequestEntry>,
     },
+    /// Kinesis answered a call with a different number of results than
+    /// entries sent, so which entries it took is unknown.
+    ShortResponse {
+        /// Entries sent in the call.
+        sent: usize,
+        /// Results received.
+        received: usize,
+        /// What had been accepted before the call.
+        stats: PutStats,
+        /// The entries of that call, in order.
+        pending: Vec<PutRecordsRequestEntry>,
+    },
+}
+
+impl PutError {
+    /// What had been accepted before the failure.
+    pub fn stats(&self) -> PutStats {
+        match self {
+            PutError::Sdk { stats, .. }
+            | PutError::GaveUp { stats, .. }
+            | PutError::ShortResponse { stats, .. } => *stats,
+        }
+    }
+
+    /// The entries of the failed call that are not known to be accepted.
+    /// The entries after that call were never sent; resume with these,
+    /// then the rest.
+    pub fn pending(&self) -> &[PutRecordsRequestEntry] {
+        match self {
+            PutError::Sdk { pending, .. }
+            | PutError::GaveUp { pending, .. }
+            | PutError::ShortResponse { pending, .. } => pending,
+        }
+    }
 }
 
 impl fmt::Display for PutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PutError::Sdk(e) => write!(f, "PutRecords failed: {e}"),
+            PutError::Sdk { error, stats, .. } => write!(
+                f,
+                "PutRecords failed after {} entries were accepted: {error}",
+                stats.entries
+            ),
+            PutError::ShortResponse { sent, received, .. } => write!(
+                f,
+                "PutRecords answered {received} results for {sent} entries; which were accepted is unknown"
+            ),
             PutError::GaveUp {
                 failed, error_code, ..
             } => write!(
@@ -280,8 +332,11 @@ fn entry_size(e: &PutRecordsRequestEntry) -> usize {
 /// matters).
 ///
 /// # Errors
-/// A call failing as a whole, or entries still rejected after
-/// `retry.attempts`.
+/// A call failing as a whole, a response that does not match its call, or
+/// entries still rejected after `retry.attempts`. The error says what was
+/// accepted and which entries of the failed call are pending, so that a
+/// caller can resume without sending duplicates; the entries after that
+/// call were not sent.
 pub async fn put_all(
     client: &Client,
     stream: &str,
@@ -290,16 +345,11 @@ pub async fn put_all(
 ) -> Result<PutStats, PutError> {
     let mut stats = PutStats::default();
     let mut batch: Vec<PutRecordsRequestEntry> = Vec::new();
-    let mut batch_bytes = 0;
+    let mut batcher = PutRecordsBatcher::new();
     for e in entries {
-        let size = entry_size(&e);
-        if !batch.is_empty()
-            && (batch.len() == PUT_RECORDS_MAX_ENTRIES || batch_bytes + size > PUT_RECORDS_MAX_BYTES)
-        {
+        if batcher.push(entry_size(&e)) == Batch::SendFirst {
             send(client, stream, core::mem::take(&mut batch), retry, &mut stats).await?;
-            batch_bytes = 0;
         }
-        batch_bytes += size;
         batch.push(e);
     }
     if !batch.is_empty() {
@@ -324,13 +374,30 @@ async fn send(
             stats.retried += batch.len();
         }
         stats.calls += 1;
-        let out = client
+        let out = match client
             .put_records()
             .stream_name(stream)
             .set_records(Some(batch.clone()))
             .send()
             .await
-            .map_err(|e| PutError::Sdk(e.into()))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                return Err(PutError::Sdk {
+                    error: e.into(),
+                    stats: *stats,
+                    pending: batch,
+                });
+            }
+        };
+        if out.records().len() != batch.len() {
+            return Err(PutError::ShortResponse {
+                sent: batch.len(),
+                received: out.records().len(),
+                stats: *stats,
+                pending: batch,
+            });
+        }
         let mut failed = Vec::new();
         for (entry, result) in batch.into_iter().zip(out.records()) {
             if let Some(code) = result.error_code() {
@@ -350,5 +417,6 @@ async fn send(
         failed: batch.len(),
         error_code: last_code,
         stats: *stats,
+        pending: batch,
     })
 }

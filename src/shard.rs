@@ -14,13 +14,14 @@
 //! their order. Aggregates already handed out before the split are fine:
 //! they reached the parent shard while it was open.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::decode::Deaggregated;
+use crate::decode::{Deaggregated, Tag};
 use crate::encode::{Aggregate, DEFAULT_LIMIT, Record, RecordAggregator, Refused};
-use crate::error::Error;
-use crate::hash::{HashKeyRange, effective_hash_key, route};
+use crate::error::{Error, ErrorKind};
+use crate::hash::{HASH_KEY_MAX_DIGITS, HashKeyRange, effective_hash_key, route, write_hash_key};
 
 /// One shard: its id and the hash keys it owns.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,6 +49,8 @@ pub struct Shard {
 pub struct ShardMap {
     shards: Vec<Shard>,
     ranges: Vec<HashKeyRange>,
+    /// The ids again, shared with the aggregates (no copy per aggregate).
+    ids: Vec<Arc<str>>,
 }
 
 impl ShardMap {
@@ -65,7 +68,8 @@ impl ShardMap {
             }
         }
         let ranges = shards.iter().map(|s| s.range).collect();
-        Ok(ShardMap { shards, ranges })
+        let ids = shards.iter().map(|s| Arc::from(s.id.as_str())).collect();
+        Ok(ShardMap { shards, ranges, ids })
     }
 
     /// A one-shard map owning every hash key.
@@ -76,6 +80,7 @@ impl ShardMap {
         };
         ShardMap {
             ranges: alloc::vec![shard.range],
+            ids: alloc::vec![Arc::from(shard.id.as_str())],
             shards: alloc::vec![shard],
         }
     }
@@ -86,11 +91,12 @@ impl ShardMap {
     }
 
     /// The index of the shard owning `hash_key`.
-    pub fn route_index(&self, hash_key: u128) -> Option<usize> {
+    fn route_index(&self, hash_key: u128) -> Option<usize> {
         route(&self.ranges, hash_key)
     }
 
-    /// The shard owning `hash_key`.
+    /// The shard owning `hash_key` (by binary search, as
+    /// [`route`](crate::route) does over a slice).
     pub fn route(&self, hash_key: u128) -> Option<&Shard> {
         self.route_index(hash_key).map(|i| &self.shards[i])
     }
@@ -156,16 +162,67 @@ impl ShardMap {
 }
 
 /// A completed aggregate for one shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Put it with [`partition_key`](Self::partition_key) and
+/// [`explicit_hash_key`](Self::explicit_hash_key): the latter routes it to
+/// its shard. Hand it back with [`ShardedAggregator::recycle`] once sent.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ShardAggregate {
+    shard_id: Arc<str>,
+    /// Index of the shard in the map it was made under.
+    shard: usize,
+    /// The first user record's effective hash key, in decimal.
+    ehk: [u8; HASH_KEY_MAX_DIGITS],
+    ehk_len: u8,
+    aggregate: Aggregate,
+}
+
+impl ShardAggregate {
     /// The shard it belongs to.
-    pub shard_id: String,
+    pub fn shard_id(&self) -> &str {
+        &self.shard_id
+    }
+
     /// The outer explicit hash key to put it with: the first user record's
     /// effective hash key, inside the shard's range (what the KPL does).
-    pub explicit_hash_key: String,
-    /// The aggregate: data, outer partition key (the first record's),
-    /// record count.
-    pub aggregate: Aggregate,
+    pub fn explicit_hash_key(&self) -> &str {
+        let digits = &self.ehk[HASH_KEY_MAX_DIGITS - usize::from(self.ehk_len)..];
+        // Only ASCII digits were written.
+        core::str::from_utf8(digits).unwrap_or("0")
+    }
+
+    /// The outer partition key: the first user record's.
+    pub fn partition_key(&self) -> &str {
+        self.aggregate.partition_key()
+    }
+
+    /// The Kinesis data blob.
+    pub fn data(&self) -> &[u8] {
+        self.aggregate.data()
+    }
+
+    /// How many user records it holds.
+    pub fn record_count(&self) -> usize {
+        self.aggregate.record_count()
+    }
+
+    /// What Kinesis counts against the size limit: data plus outer
+    /// partition key.
+    pub fn counted_len(&self) -> usize {
+        self.aggregate.counted_len()
+    }
+
+    /// The aggregate itself. Its own
+    /// [`explicit_hash_key`](Aggregate::explicit_hash_key) is the first
+    /// record's explicit hash key, if any: put it with this one's instead.
+    pub fn aggregate(&self) -> &Aggregate {
+        &self.aggregate
+    }
+
+    /// The aggregate, giving up the shard.
+    pub fn into_aggregate(self) -> Aggregate {
+        self.aggregate
+    }
 }
 
 struct PerShard {
@@ -186,7 +243,7 @@ struct PerShard {
 ///
 /// # Examples
 /// ```
-/// use kinesis_agg::{HashKeyRange, Shard, ShardMap, ShardedAggregator};
+/// use kinesis_agg::{HashKeyRange, Record, Shard, ShardMap, ShardedAggregator};
 /// let half = 1u128 << 127;
 /// let map = ShardMap::new([
 ///     Shard { id: "s0".into(), range: HashKeyRange::new(0, half - 1).unwrap() },
@@ -194,12 +251,18 @@ struct PerShard {
 /// ]).unwrap();
 /// let mut agg = ShardedAggregator::new(map);
 /// for i in 0..100 {
-///     let done = agg.add(&format!("key-{i}"), b"reading", None).unwrap();
+///     let key = format!("key-{i}");
+///     let done = agg.add(Record::new(&key, b"reading")).unwrap();
 ///     assert!(done.is_empty()); // nothing full yet
 /// }
-/// let out = agg.flush_all();
+/// assert_eq!(agg.record_count(), 100);
+/// let out = agg.finish_all();
 /// assert_eq!(out.len(), 2);
-/// assert_eq!(out.iter().map(|a| a.aggregate.record_count()).sum::<usize>(), 100);
+/// assert_eq!(out.iter().map(|a| a.record_count()).sum::<usize>(), 100);
+/// for a in out {
+///     // ... put a.data() with a.partition_key() and a.explicit_hash_key(), then:
+///     agg.recycle(a);
+/// }
 /// ```
 pub struct ShardedAggregator {
     map: ShardMap,
@@ -280,19 +343,41 @@ impl ShardedAggregator {
     }
 
     /// User records buffered over all shards.
-    pub fn buffered_records(&self) -> usize {
+    pub fn record_count(&self) -> usize {
         self.shards.iter().map(|s| s.agg.record_count()).sum()
+    }
+
+    /// `true` when no record is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.agg.is_empty())
     }
 
     fn complete(&mut self, i: usize) -> Option<ShardAggregate> {
         let s = &mut self.shards[i];
         self.buffered -= s.agg.encoded_len();
-        let aggregate = s.agg.flush()?;
+        let aggregate = s.agg.finish()?;
+        let mut ehk = [0u8; HASH_KEY_MAX_DIGITS];
+        let ehk_len = write_hash_key(s.first, &mut ehk).len() as u8;
         Some(ShardAggregate {
-            shard_id: self.map.shards[i].id.clone(),
-            explicit_hash_key: s.first.to_string(),
+            shard_id: self.map.ids[i].clone(),
+            shard: i,
+            ehk,
+            ehk_len,
             aggregate,
         })
+    }
+
+    /// Takes back a sent aggregate's buffer, so that the next aggregate of
+    /// any shard reuses it instead of allocating one.
+    pub fn recycle(&mut self, aggregate: ShardAggregate) {
+        let i = if aggregate.shard < self.shards.len() {
+            aggregate.shard
+        } else {
+            0
+        };
+        if let Some(s) = self.shards.get_mut(i) {
+            s.agg.recycle(aggregate.aggregate);
+        }
     }
 
     /// Adds a user record to its shard's aggregate. Returns the aggregates
@@ -302,30 +387,18 @@ impl ShardedAggregator {
     /// # Errors
     /// Invalid keys, a record too large even alone, or a hash key no shard
     /// owns; nothing changes then.
-    pub fn add(
-        &mut self,
-        partition_key: &str,
-        data: &[u8],
-        explicit_hash_key: Option<&str>,
-    ) -> Result<Vec<ShardAggregate>, Error> {
-        let hash_key = effective_hash_key(partition_key, explicit_hash_key)?;
+    pub fn add(&mut self, record: Record<'_>) -> Result<Vec<ShardAggregate>, Error> {
+        let hash_key = effective_hash_key(record.partition_key, record.explicit_hash_key)?;
         let i = self
             .map
             .route_index(hash_key)
             .ok_or(Error::NoShardForHashKey { hash_key })?;
-        let record = Record {
-            partition_key,
-            explicit_hash_key,
-            data,
-        };
         let mut out = Vec::new();
         self.clock += 1;
         let before = self.shards[i].agg.encoded_len();
         match self.shards[i].agg.try_add(record) {
             Ok(()) => self.buffered += self.shards[i].agg.encoded_len() - before,
-            Err(Refused {
-                error: Error::Full, ..
-            }) => {
+            Err(Refused { error, .. }) if error.kind() == ErrorKind::Full => {
                 // The record fits an empty aggregate (else it would be
                 // RecordTooLarge), so the retry succeeds.
                 out.extend(self.complete(i));
@@ -352,7 +425,7 @@ impl ShardedAggregator {
     }
 
     /// Completes the aggregate that was started first, if any.
-    pub fn flush_oldest(&mut self) -> Option<ShardAggregate> {
+    pub fn finish_oldest(&mut self) -> Option<ShardAggregate> {
         let i = (0..self.shards.len())
             .filter(|&i| self.shards[i].agg.record_count() > 0)
             .min_by_key(|&i| self.shards[i].started)?;
@@ -360,9 +433,9 @@ impl ShardedAggregator {
     }
 
     /// Completes every buffered aggregate, oldest first.
-    pub fn flush_all(&mut self) -> Vec<ShardAggregate> {
+    pub fn finish_all(&mut self) -> Vec<ShardAggregate> {
         let mut out = Vec::new();
-        while let Some(a) = self.flush_oldest() {
+        while let Some(a) = self.finish_oldest() {
             out.push(a);
         }
         out
@@ -377,15 +450,16 @@ impl ShardedAggregator {
     /// record without a shard; the aggregator then keeps the old map and
     /// its records.
     pub fn reshard(&mut self, map: ShardMap) -> Result<Vec<ShardAggregate>, Error> {
-        let buffered = self.flush_all();
+        let buffered = self.finish_all();
         if let Err(e) = Self::routable(&buffered, &map) {
             // Put the records back as they were: the same records into the
             // same shards under the same limit form the same aggregates,
             // so nothing completes here.
             let cap = self.cap.take();
-            for a in &buffered {
-                let done = self.readd(a)?;
+            for a in buffered {
+                let done = self.readd(&a)?;
                 debug_assert!(done.is_empty());
+                self.recycle(a);
             }
             self.cap = cap;
             return Err(e);
@@ -394,8 +468,9 @@ impl ShardedAggregator {
         next.cap = self.cap;
         next.clock = self.clock;
         let mut out = Vec::new();
-        for a in &buffered {
-            out.extend(next.readd(a)?);
+        for a in buffered {
+            out.extend(next.readd(&a)?);
+            next.recycle(a);
         }
         *self = next;
         Ok(out)
@@ -403,7 +478,7 @@ impl ShardedAggregator {
 
     fn routable(buffered: &[ShardAggregate], map: &ShardMap) -> Result<(), Error> {
         for a in buffered {
-            if let Ok(Deaggregated::Aggregated(recs)) = crate::decode::deaggregate(a.aggregate.data()) {
+            if let Ok(Deaggregated::Aggregated(recs)) = crate::decode::deaggregate(a.data()) {
                 for r in recs.records() {
                     let hash_key = effective_hash_key(r.partition_key, r.explicit_hash_key)?;
                     map.route_index(hash_key)
@@ -416,9 +491,15 @@ impl ShardedAggregator {
 
     fn readd(&mut self, a: &ShardAggregate) -> Result<Vec<ShardAggregate>, Error> {
         let mut out = Vec::new();
-        if let Ok(Deaggregated::Aggregated(recs)) = crate::decode::deaggregate(a.aggregate.data()) {
+        let mut tags: Vec<Tag<'_>> = Vec::new();
+        if let Ok(Deaggregated::Aggregated(recs)) = crate::decode::deaggregate(a.data()) {
             for r in recs.records() {
-                out.extend(self.add(r.partition_key, r.data, r.explicit_hash_key)?);
+                tags.clear();
+                tags.extend(r.tags);
+                let record = Record::new(r.partition_key, r.data)
+                    .with_optional_explicit_hash_key(r.explicit_hash_key)
+                    .with_tags(&tags);
+                out.extend(self.add(record)?);
             }
         }
         Ok(out)

@@ -5,7 +5,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kinesis_agg::{Aggregator, Deaggregated, Error, Record, RecordAggregator};
+use kinesis_agg::{Aggregator, Deaggregated, Error, ErrorKind, Record, RecordAggregator, Table, Tag};
 use serde_json::Value;
 
 struct Input {
@@ -69,11 +69,7 @@ fn output_is_identical_to_the_python_and_node_encoders() {
             let first = want["first"].as_u64().unwrap() as usize;
             let n = want["records"].as_u64().unwrap() as usize;
             for r in &records[first..first + n] {
-                let rec = Record {
-                    partition_key: &r.pk,
-                    explicit_hash_key: r.ehk.as_deref(),
-                    data: &r.data,
-                };
+                let rec = Record::new(&r.pk, &r.data).with_optional_explicit_hash_key(r.ehk.as_deref());
                 fixed.add(rec).unwrap();
                 owned.try_add(rec).unwrap();
             }
@@ -92,8 +88,8 @@ fn output_is_identical_to_the_python_and_node_encoders() {
                 want["explicit_hash_key"].as_str(),
                 "{name}"
             );
-            assert_eq!(done.records, n);
-            let agg = owned.flush().unwrap();
+            assert_eq!(done.record_count, n);
+            let agg = owned.finish().unwrap();
             matches_expected(&name, agg.data(), want);
             assert_eq!(agg.partition_key(), done.partition_key);
             assert_eq!(agg.explicit_hash_key(), done.explicit_hash_key);
@@ -108,18 +104,20 @@ fn output_is_identical_to_the_python_and_node_encoders() {
     );
 }
 
+/// Every aggregated fixture, deaggregated and aggregated again (tags
+/// included): the same user records come back, and the canonically written
+/// ones (real KPL output, the Python encoder's, the tagged record) come back
+/// byte for byte.
 #[test]
-fn real_kpl_output_is_rebuilt_byte_for_byte() {
+fn every_aggregated_fixture_is_rebuilt_tags_included() {
     let manifest: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string("tests/fixtures/deagg/manifest.json").unwrap())
             .unwrap();
     let mut rebuilt = 0;
+    let mut identical = 0;
+    let mut tagged = 0;
     for case in manifest.iter().filter(|c| c["expect"] == "aggregated") {
         let name = case["name"].as_str().unwrap();
-        // Hand-built bodies are deliberately not canonical.
-        if !(name.starts_with("real_") || name.starts_with("py_")) {
-            continue;
-        }
         if cfg!(miri) && case["len"].as_u64().unwrap() > 65_536 {
             continue;
         }
@@ -128,19 +126,81 @@ fn real_kpl_output_is_rebuilt_byte_for_byte() {
             panic!("{name}")
         };
         let mut out = RecordAggregator::with_limit(blob.len() + 1024).unwrap();
+        if agg.is_empty() {
+            // Nothing to rebuild, and no empty aggregate is ever produced.
+            assert_eq!(out.finish(), None, "{name}");
+            continue;
+        }
         for r in agg.records() {
-            out.try_add(Record {
-                partition_key: r.partition_key,
-                explicit_hash_key: r.explicit_hash_key,
-                data: r.data,
-            })
+            let tags: Vec<Tag<'_>> = r.tags.collect();
+            tagged += usize::from(!tags.is_empty());
+            out.try_add(
+                Record::new(r.partition_key, r.data)
+                    .with_optional_explicit_hash_key(r.explicit_hash_key)
+                    .with_tags(&tags),
+            )
             .unwrap();
         }
-        let again = out.flush().unwrap();
-        assert!(again.data() == &blob[..], "{name}: rebuilt bytes differ");
+        let size = out.encoded_len();
+        let again = out.finish().unwrap();
+        assert_eq!(again.data().len(), size, "{name}: predicted size");
+        let Deaggregated::Aggregated(back) = kinesis_agg::deaggregate(again.data()).unwrap() else {
+            panic!("{name}")
+        };
+        assert!(back.records().eq(agg.records()), "{name}: user records differ");
+        // The tags' own fields, record by record (Tags compares them too).
+        for (x, y) in back.records().zip(agg.records()) {
+            assert_eq!(x.tags.collect::<Vec<_>>(), y.tags.collect::<Vec<_>>(), "{name}");
+        }
+        let canonical =
+            name.starts_with("real_") || name.starts_with("py_") || name == "tags_with_and_without_values";
+        if canonical {
+            assert!(again.data() == &blob[..], "{name}: rebuilt bytes differ");
+            identical += 1;
+        }
         rebuilt += 1;
     }
-    assert!(rebuilt >= if cfg!(miri) { 8 } else { 9 }, "{rebuilt}");
+    assert!(identical >= if cfg!(miri) { 9 } else { 10 }, "{identical}");
+    assert!(rebuilt >= identical + 4, "{rebuilt}");
+    // The tagged fixture and the one with unknown fields inside a tag.
+    assert!(tagged >= 2, "{tagged}");
+}
+
+#[test]
+fn tags_are_written_canonically_and_sized_exactly() {
+    // Google protobuf's encoding of Record {partition_key_index: 0, data:
+    // "d", tags: [{key: "k", value: "v"}, {key: "only"}]}.
+    let tags = [
+        Tag {
+            key: "k",
+            value: Some("v"),
+        },
+        Tag {
+            key: "only",
+            value: None,
+        },
+    ];
+    let mut buf = [0u8; 256];
+    let mut agg = Aggregator::<_, 2>::new(&mut buf[..]);
+    let rec = Record::new("p", b"d").with_tags(&tags);
+    let predicted = agg.encoded_len_with(&rec).unwrap();
+    agg.add(rec).unwrap();
+    // Known keys with tags take the full path; sizes still agree.
+    let again = Record::new("p", b"e").with_tags(&tags[..1]);
+    let predicted2 = agg.encoded_len_with(&again).unwrap();
+    agg.add(again).unwrap();
+    assert_eq!(agg.encoded_len(), predicted2);
+    let done = agg.finish().unwrap();
+    let body = &done.data[4..done.data.len() - 16];
+    let first: &[u8] = &[
+        0x1A, 0x15, 0x08, 0x00, 0x1A, 0x01, b'd', 0x22, 0x06, 0x0A, 0x01, b'k', 0x12, 0x01, b'v', 0x22, 0x06,
+        0x0A, 0x04, b'o', b'n', b'l', b'y',
+    ];
+    let second: &[u8] = &[
+        0x1A, 0x0D, 0x08, 0x00, 0x1A, 0x01, b'e', 0x22, 0x06, 0x0A, 0x01, b'k', 0x12, 0x01, b'v',
+    ];
+    assert_eq!(body, [&[0x0A, 0x01, b'p'][..], first, second].concat());
+    assert_eq!(predicted, 4 + 3 + first.len() + 16);
 }
 
 #[test]
@@ -163,19 +223,19 @@ fn keys_are_validated_on_add_and_the_aggregator_is_unchanged() {
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key(""),
-            Error::InvalidExplicitHashKey { offset: 0 },
+            Error::InvalidHashKey { offset: 0 },
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key("01"),
-            Error::InvalidExplicitHashKey { offset: 0 },
+            Error::InvalidHashKey { offset: 0 },
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key("1x"),
-            Error::InvalidExplicitHashKey { offset: 1 },
+            Error::InvalidHashKey { offset: 1 },
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key("340282366920938463463374607431768211456"),
-            Error::InvalidExplicitHashKey { offset: 38 },
+            Error::InvalidHashKey { offset: 38 },
         ),
     ];
     for (rec, want) in cases {
@@ -195,7 +255,7 @@ fn keys_are_validated_on_add_and_the_aggregator_is_unchanged() {
     agg.add(Record::new("ok", b"").with_explicit_hash_key("0"))
         .unwrap();
     let done = agg.finish().unwrap();
-    assert_eq!(done.records, 5);
+    assert_eq!(done.record_count, 5);
     assert_eq!(common::ours(done.data).unwrap().unwrap().len(), 5);
 }
 
@@ -204,25 +264,25 @@ fn a_record_too_large_alone_is_refused_with_its_own_error_and_nothing_is_emitted
     // 30 bytes: a one-byte key and empty data fit exactly.
     let mut agg = RecordAggregator::with_limit(kinesis_agg::MIN_LIMIT).unwrap();
     assert_eq!(agg.encoded_len_with(&Record::new("a", b"")), Ok(29));
-    assert_eq!(agg.add("a", b"", None).unwrap(), None);
+    assert_eq!(agg.add(Record::new("a", b"")).unwrap(), None);
     // The next identical record needs 6 more bytes: the first aggregate is
     // returned and the record starts the next.
-    let first = agg.add("a", b"", None).unwrap().unwrap();
+    let first = agg.add(Record::new("a", b"")).unwrap().unwrap();
     assert_eq!(first.data().len() + first.partition_key().len(), 30);
     // One more byte of data can never fit: refused, and the pending
     // aggregate stays (no empty or lost aggregate).
     assert_eq!(
-        agg.add("a", b"x", None),
+        agg.add(Record::new("a", b"x")),
         Err(Error::RecordTooLarge { size: 31, limit: 30 })
     );
     assert_eq!(
-        agg.add("ab", b"", None),
+        agg.add(Record::new("ab", b"")),
         Err(Error::RecordTooLarge { size: 32, limit: 30 })
     );
     assert_eq!(agg.record_count(), 1);
-    let second = agg.flush().unwrap();
+    let second = agg.finish().unwrap();
     assert_eq!(second.record_count(), 1);
-    assert!(agg.flush().is_none());
+    assert!(agg.finish().is_none());
     // Limits outside the supported range.
     assert_eq!(
         RecordAggregator::with_limit(29).unwrap_err(),
@@ -250,13 +310,13 @@ fn the_limit_counts_the_outer_partition_key_exactly() {
         agg.encoded_len_with(&Record::new(&key, &data)).unwrap() + key.len(),
         limit
     );
-    agg.add(&key, &data, None).unwrap();
+    agg.add(Record::new(&key, &data)).unwrap();
     let too_big = vec![7u8; n + 1];
     assert!(matches!(
-        agg.add(&key, &too_big, None),
+        agg.add(Record::new(&key, &too_big)),
         Err(Error::RecordTooLarge { .. })
     ));
-    let done = agg.flush().unwrap();
+    let done = agg.finish().unwrap();
     assert_eq!(done.data().len() + done.partition_key().len(), limit);
 }
 
@@ -294,46 +354,70 @@ fn a_small_caller_buffer_caps_the_aggregate() {
 }
 
 #[test]
-fn the_key_index_capacity_refuses_new_keys_with_full() {
+fn the_key_index_takes_keys_per_table_and_refuses_the_next_with_key_capacity() {
     let mut buf = [0u8; 4096];
-    // KEYS = 8: eight distinct keys, partition and explicit hash keys
-    // together.
-    let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
+    // KEYS = 4: four partition keys and four explicit hash keys.
+    let mut agg = Aggregator::<_, 4>::new(&mut buf[..]);
     let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
-    for k in &keys[..5] {
-        agg.add(Record::new(k, b"v")).unwrap();
+    let ehks: Vec<String> = (0..20).map(|i| (i * 1000).to_string()).collect();
+    for (k, e) in keys[..3].iter().zip(&ehks) {
+        agg.add(Record::new(k, b"v").with_explicit_hash_key(e)).unwrap();
     }
-    agg.add(Record::new(&keys[5], b"v").with_explicit_hash_key("7"))
+    // Three of each so far; a fourth of each fits.
+    agg.add(Record::new(&keys[3], b"v").with_explicit_hash_key(&ehks[3]))
         .unwrap();
-    // Seven keys so far; both keys known: still fits.
-    agg.add(Record::new(&keys[5], b"v").with_explicit_hash_key("7"))
+    // Both tables full: known keys still fit, in any combination.
+    agg.add(Record::new(&keys[0], b"v").with_explicit_hash_key(&ehks[3]))
         .unwrap();
-    // Two new keys (the eighth and ninth) do not fit; nothing changes.
+    agg.add(Record::new(&keys[2], b"v")).unwrap();
     let before = agg.encoded_len();
+    let pk_full = Error::KeyCapacity {
+        table: Table::PartitionKey,
+        capacity: 4,
+    };
+    let ehk_full = Error::KeyCapacity {
+        table: Table::ExplicitHashKey,
+        capacity: 4,
+    };
+    // A fifth partition key, with or without a known explicit hash key.
+    assert_eq!(agg.add(Record::new(&keys[4], b"v")).unwrap_err().error, pk_full);
     assert_eq!(
-        agg.add(Record::new(&keys[6], b"v").with_explicit_hash_key("8"))
+        agg.add(Record::new(&keys[4], b"v").with_explicit_hash_key(&ehks[0]))
             .unwrap_err()
             .error,
-        Error::Full
+        pk_full
     );
-    assert_eq!(agg.encoded_len(), before);
-    // One new key (the eighth) fits; then no more new keys.
-    agg.add(Record::new(&keys[6], b"v")).unwrap();
-    agg.add(Record::new(&keys[3], b"v").with_explicit_hash_key("7"))
+    // A fifth explicit hash key with a known partition key.
+    assert_eq!(
+        agg.add(Record::new(&keys[1], b"v").with_explicit_hash_key(&ehks[4]))
+            .unwrap_err()
+            .error,
+        ehk_full
+    );
+    assert_eq!(pk_full.kind(), ErrorKind::Full);
+    assert_eq!(ehk_full.kind(), ErrorKind::Full);
+    assert_eq!(agg.encoded_len(), before, "refusals change nothing");
+    assert_eq!(agg.record_count(), 6);
+    {
+        let done = agg.finish().unwrap();
+        assert_eq!(done.record_count, 6);
+        let Deaggregated::Aggregated(back) = kinesis_agg::deaggregate_fixed::<4>(done.data).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (back.partition_keys().len(), back.explicit_hash_keys().len()),
+            (4, 4)
+        );
+    }
+    // A new aggregate takes new keys again.
+    agg.add(Record::new(&keys[7], b"v").with_explicit_hash_key(&ehks[7]))
         .unwrap();
-    assert_eq!(
-        agg.add(Record::new(&keys[7], b"v")).unwrap_err().error,
-        Error::Full
-    );
-    assert_eq!(
-        agg.add(Record::new(&keys[0], b"v").with_explicit_hash_key("9"))
-            .unwrap_err()
-            .error,
-        Error::Full
-    );
-    let done = agg.finish().unwrap();
-    assert_eq!(done.records, 9);
-    agg.add(Record::new(&keys[7], b"v")).unwrap();
+    // A RecordAggregator never refuses a key: it grows its index.
+    let mut owned = RecordAggregator::new();
+    for k in &keys {
+        assert_eq!(owned.add(Record::new(k, b"v")), Ok(None));
+    }
+    assert_eq!(owned.finish().unwrap().record_count(), 20);
 }
 
 #[test]
@@ -345,11 +429,11 @@ fn callbacks_see_every_completed_aggregate() {
     agg.on_complete(move |a| s.lock().unwrap().push(a.record_count()));
     let mut returned = Vec::new();
     for i in 0..30u8 {
-        if let Some(a) = agg.add("key", &[i; 20], None).unwrap() {
+        if let Some(a) = agg.add(Record::new("key", &[i; 20])).unwrap() {
             returned.push(a.record_count());
         }
     }
-    returned.extend(agg.flush().map(|a| a.record_count()));
+    returned.extend(agg.finish().map(|a| a.record_count()));
     assert_eq!(*seen.lock().unwrap(), returned);
     assert_eq!(returned.iter().sum::<usize>(), 30);
 }
@@ -357,8 +441,9 @@ fn callbacks_see_every_completed_aggregate() {
 #[test]
 fn into_data_gives_exactly_the_blob() {
     let mut agg = RecordAggregator::new();
-    agg.add("k", b"hello", Some("42")).unwrap();
-    let a = agg.flush().unwrap();
+    agg.add(Record::new("k", b"hello").with_explicit_hash_key("42"))
+        .unwrap();
+    let a = agg.finish().unwrap();
     let bytes = a.data().to_vec();
     assert_eq!(a.explicit_hash_key(), Some("42"));
     assert_eq!(a.into_data(), bytes);

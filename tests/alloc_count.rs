@@ -95,7 +95,7 @@ fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
     let run = |agg: &mut RecordAggregator, records: u32| {
         let mut completed = 0;
         for i in 0..records {
-            if let Some(done) = agg.add(KEYS[i as usize % 5], &data, None).unwrap() {
+            if let Some(done) = agg.add(Record::new(KEYS[i as usize % 5], &data)).unwrap() {
                 completed += 1;
                 agg.recycle(done);
             }
@@ -119,10 +119,10 @@ fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
 fn heap_deaggregation_allocates_only_its_two_tables() {
     let mut agg = RecordAggregator::new();
     for i in 0..scale(1_000) {
-        agg.add(KEYS[i as usize % 5], &i.to_le_bytes(), Some("9"))
+        agg.add(Record::new(KEYS[i as usize % 5], &i.to_le_bytes()).with_explicit_hash_key("9"))
             .unwrap();
     }
-    let blob = agg.flush().unwrap().into_data();
+    let blob = agg.finish().unwrap().into_data();
     let (records, n) = allocations(|| match kinesis_agg::deaggregate(&blob).unwrap() {
         Deaggregated::Aggregated(a) => a.records().count(),
         Deaggregated::Plain { .. } => 0,

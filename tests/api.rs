@@ -43,7 +43,7 @@ fn every_error_says_what_and_where() {
             table: Table::PartitionKey,
             capacity: 8,
         },
-        Error::InvalidExplicitHashKey { offset: 22 },
+        Error::InvalidHashKey { offset: 22 },
         Error::ChecksumMismatch,
         Error::InvalidPartitionKey { utf16_len: 300 },
         Error::Full,
@@ -125,10 +125,11 @@ fn aggregated_record_accessors() {
     assert_eq!(Options::default(), Options::new());
     let mut agg = RecordAggregator::default();
     assert_eq!(agg.limit(), kinesis_agg::DEFAULT_LIMIT);
-    agg.add("k1", b"one", None).unwrap();
-    agg.add("k2", b"two", Some("5")).unwrap();
-    assert!(format!("{agg:?}").contains("records: 2"));
-    let done = agg.flush().unwrap();
+    agg.add(Record::new("k1", b"one")).unwrap();
+    agg.add(Record::new("k2", b"two").with_explicit_hash_key("5"))
+        .unwrap();
+    assert!(format!("{agg:?}").contains("record_count: 2"));
+    let done = agg.finish().unwrap();
     assert!(format!("{done:?}").contains("k1"));
     let blob = done.into_data();
     let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else {
@@ -164,8 +165,8 @@ fn no_heap_aggregator_accessors() {
     assert_eq!(agg.limit(), 200);
     assert!(agg.is_empty());
     agg.add(Record::new("k", b"v")).unwrap();
-    assert!(format!("{agg:?}").contains("records: 1"));
-    assert_eq!(agg.finish().unwrap().records, 1);
+    assert!(format!("{agg:?}").contains("record_count: 1"));
+    assert_eq!(agg.finish().unwrap().record_count, 1);
     let buf = agg.into_inner();
     assert_eq!(buf.len(), 256);
     // Owned storage works as well.
@@ -183,7 +184,7 @@ fn owned_records_convert_both_ways() {
     assert_eq!(owned.as_record(), r);
     let mut agg = RecordAggregator::new();
     agg.try_add(owned.as_record()).unwrap();
-    let blob = agg.flush().unwrap().into_data();
+    let blob = agg.finish().unwrap().into_data();
     let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&blob).unwrap() else {
         panic!()
     };

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use kinesis_agg::Record;
 use serde_json::{Value, json};
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
@@ -62,6 +63,7 @@ fn deagg_prints_exactly_the_contract() {
     let expected_first = json!({
         "record": 0, "aggregated": true, "sub_sequence_number": 0, "partition_key": "key-0",
         "explicit_hash_key": null, "data": b64(b"Testing KPL Aggregated Record 2-0"), "sequence_number": null,
+        "tags": [],
     });
     assert_eq!(got[0], expected_first);
     assert_eq!(got[1]["partition_key"], "key-1");
@@ -70,7 +72,7 @@ fn deagg_prints_exactly_the_contract() {
         got[2],
         json!({
             "record": 1, "aggregated": false, "sub_sequence_number": null, "partition_key": null,
-            "explicit_hash_key": null, "data": b64(b"plain data"), "sequence_number": null,
+            "explicit_hash_key": null, "data": b64(b"plain data"), "sequence_number": null, "tags": [],
         })
     );
     // Record 2 is broken: nothing printed for it; record 3 follows.
@@ -88,7 +90,8 @@ fn deagg_prints_exactly_the_contract() {
                 "partition_key",
                 "record",
                 "sequence_number",
-                "sub_sequence_number"
+                "sub_sequence_number",
+                "tags"
             ]
         );
     }
@@ -131,7 +134,7 @@ fn deagg_raw_input_is_one_record() {
         vec![
             json!({"record": 0, "aggregated": false, "sub_sequence_number": null,
         "partition_key": null, "explicit_hash_key": null, "data": b64(b"line one\nline two\n"),
-        "sequence_number": null})
+        "sequence_number": null, "tags": []})
         ]
     );
     // Empty raw input is one empty plain record.
@@ -253,29 +256,23 @@ fn agg_splits_greedily_exactly_and_losslessly_at_small_limits() {
             // Rebuild the same run with the library: identical bytes.
             let mut agg = kinesis_agg::RecordAggregator::with_limit(limit).unwrap();
             for (p, e, d) in &records[next..next + n] {
-                agg.try_add(kinesis_agg::Record {
-                    partition_key: p,
-                    explicit_hash_key: e.as_deref(),
-                    data: d,
-                })
-                .unwrap();
+                agg.try_add(kinesis_agg::Record::new(p, d).with_optional_explicit_hash_key(e.as_deref()))
+                    .unwrap();
             }
             // Greedy: the next record would not have fitted.
             if i + 1 < aggs.len() {
                 let (p, e, d) = &records[next + n];
                 let with = agg
-                    .encoded_len_with(&kinesis_agg::Record {
-                        partition_key: p,
-                        explicit_hash_key: e.as_deref(),
-                        data: d,
-                    })
+                    .encoded_len_with(
+                        &kinesis_agg::Record::new(p, d).with_optional_explicit_hash_key(e.as_deref()),
+                    )
                     .unwrap();
                 assert!(
                     with + pk.len() > limit,
                     "limit {limit}: aggregate {i} closed early"
                 );
             }
-            assert_eq!(agg.flush().unwrap().data(), &blob[..]);
+            assert_eq!(agg.finish().unwrap().data(), &blob[..]);
             next += n;
         }
         assert_eq!(next, records.len(), "limit {limit}: records lost");
@@ -300,7 +297,7 @@ fn agg_bad_line_writes_earlier_aggregates_then_exits_1() {
         ),
         (
             json!({"partition_key": "k", "explicit_hash_key": "-1", "data": ""}).to_string(),
-            "explicit hash key",
+            "explicit_hash_key: hash key must be",
         ),
         (user_line("k", None, &big), "too large"),
     ];
@@ -450,10 +447,13 @@ fn agg_with_shards_then_deagg_with_each_shard_range_loses_nothing() {
 fn deagg_shard_range_applies_the_kcl_rule_or_keeps_in_range_records() {
     let mixed = {
         let mut agg = kinesis_agg::RecordAggregator::new();
-        agg.add("a", b"in", Some("10")).unwrap();
-        agg.add("b", b"out", Some("1000")).unwrap();
-        agg.add("c", b"in too", Some("20")).unwrap();
-        agg.flush().unwrap().into_data()
+        agg.add(Record::new("a", b"in").with_explicit_hash_key("10"))
+            .unwrap();
+        agg.add(Record::new("b", b"out").with_explicit_hash_key("1000"))
+            .unwrap();
+        agg.add(Record::new("c", b"in too").with_explicit_hash_key("20"))
+            .unwrap();
+        agg.finish().unwrap().into_data()
     };
     let input = format!("{}\n{}\n", b64(&mixed), b64(b"plain"));
     let out = run(&["deagg", "--shard-range", "0:100"], input.as_bytes());

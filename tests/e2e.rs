@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::types::{Shard, ShardIteratorType, StreamStatus};
+use kinesis_agg::Record;
 use kinesis_agg::sdk::{self, PutStats, Retry, ShardRead};
 use kinesis_agg::{HashKeyRange, ShardedAggregator};
 
@@ -119,7 +120,9 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
     let mut stats = PutStats::default();
     let half = records.len() / 2;
     for ((pk, ehk), data) in &records[..half] {
-        let done = agg.add(pk, data, ehk.as_deref()).unwrap();
+        let done = agg
+            .add(Record::new(pk, data).with_optional_explicit_hash_key(ehk.as_deref()))
+            .unwrap();
         put(&client, &stream, done, &mut stats).await;
     }
 
@@ -138,16 +141,18 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
     wait_active(&client, &stream).await;
     let after = sdk::shard_map(&list_shards(&client, &stream).await).unwrap();
     assert_eq!(after.shards().len(), 5, "two children replace the parent");
-    let buffered = agg.buffered_records();
+    let buffered = agg.record_count();
     let done = agg.reshard(after).unwrap();
     put(&client, &stream, done, &mut stats).await;
     assert!(buffered > 0, "the split happens with records buffered");
 
     for ((pk, ehk), data) in &records[half..] {
-        let done = agg.add(pk, data, ehk.as_deref()).unwrap();
+        let done = agg
+            .add(Record::new(pk, data).with_optional_explicit_hash_key(ehk.as_deref()))
+            .unwrap();
         put(&client, &stream, done, &mut stats).await;
     }
-    let done = agg.flush_all();
+    let done = agg.finish_all();
     put(&client, &stream, done, &mut stats).await;
 
     // Read every shard, parents before children (shard ids grow), from

@@ -12,7 +12,7 @@ fn keys_of_the_longest_legal_shapes() {
     let bmp_256 = "鍵".repeat(256); // 256 code units, 768 bytes: the most bytes
     let mut agg = RecordAggregator::with_limit(5000).unwrap();
     assert_eq!(
-        agg.add(&astral_256, b"x", None),
+        agg.add(Record::new(&astral_256, b"x")),
         Err(Error::InvalidPartitionKey { utf16_len: 512 })
     );
     let mut n = 0;
@@ -20,7 +20,7 @@ fn keys_of_the_longest_legal_shapes() {
         let pk = if i % 2 == 0 { &astral_128 } else { &bmp_256 };
         let data = vec![i as u8; i * 7 % 300];
         let predicted = agg.encoded_len_with(&Record::new(pk, &data)).unwrap();
-        match agg.add(pk, &data, None).unwrap() {
+        match agg.add(Record::new(pk, &data)).unwrap() {
             None => assert_eq!(agg.encoded_len(), predicted),
             Some(done) => {
                 assert!(done.data().len() + done.partition_key().len() <= 5000);
@@ -29,7 +29,7 @@ fn keys_of_the_longest_legal_shapes() {
         }
     }
     n += agg
-        .flush()
+        .finish()
         .map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
     assert_eq!(n, 200);
 }
@@ -52,7 +52,7 @@ fn data_of_exactly_the_remaining_room() {
             };
             if !fits(&agg, 0) {
                 // Not even empty data fits: only then is the aggregate closed.
-                let done = agg.flush().unwrap();
+                let done = agg.finish().unwrap();
                 assert!(done.data().len() + pk.len() <= limit);
                 emitted += common::ours(done.data()).unwrap().unwrap().len();
                 continue;
@@ -65,7 +65,7 @@ fn data_of_exactly_the_remaining_room() {
             }
             let data = vec![round; lo];
             assert_eq!(
-                agg.add(pk, &data, None).unwrap(),
+                agg.add(Record::new(pk, &data)).unwrap(),
                 None,
                 "limit {limit}: exact fit refused"
             );
@@ -81,7 +81,7 @@ fn data_of_exactly_the_remaining_room() {
             );
         }
         emitted += agg
-            .flush()
+            .finish()
             .map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
         assert_eq!(emitted, added, "limit {limit}");
         assert!(added >= 3, "limit {limit}");

@@ -138,7 +138,7 @@ proptest! {
         let mut current: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
         let mut accepted = Vec::new();
         for (pk, e, data) in &input {
-            let rec = Record { partition_key: pk, explicit_hash_key: e.as_deref(), data };
+            let rec = Record::new(pk, data).with_optional_explicit_hash_key(e.as_deref());
             let predicted = agg.encoded_len_with(&rec).unwrap();
             match agg.add(rec) {
                 Ok(()) => {
@@ -163,7 +163,7 @@ proptest! {
                             let size = agg.encoded_len();
                             let done = agg.finish().unwrap();
                             prop_assert_eq!(done.data.len(), size);
-                            out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.records));
+                            out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.record_count));
                             check(&out.last().unwrap().0, &current, limit)?;
                             current.clear();
                             let again = agg.encoded_len_with(&rec).unwrap();
@@ -185,7 +185,7 @@ proptest! {
             }
         }
         if let Some(done) = agg.finish() {
-            out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.records));
+            out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.record_count));
             check(&out.last().unwrap().0, &current, limit)?;
         }
         prop_assert!(agg.finish().is_none());
@@ -216,7 +216,7 @@ proptest! {
             let data = vec![i as u8; *len];
             let before = agg.encoded_len_with(&Record::new(&pk, &data)).unwrap();
             let outer = pk.len();
-            match agg.add(&pk, &data, None) {
+            match agg.add(Record::new(&pk, &data)) {
                 Ok(Some(done)) => {
                     // Greedy: closed only because this record did not fit.
                     prop_assert!(before + done.partition_key().len() > limit);
@@ -228,7 +228,7 @@ proptest! {
                 Err(e) => prop_assert!(false, "{:?}", e),
             }
         }
-        out.extend(agg.flush());
+        out.extend(agg.finish());
         let mut all = Vec::new();
         for a in &out {
             prop_assert!(a.data().len() + a.partition_key().len() <= limit);

@@ -13,6 +13,7 @@ use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use base64::Engine;
+use kinesis_agg::Record;
 use kinesis_agg::sdk::{PutError, Retry, put_all};
 use serde_json::{Value, json};
 
@@ -22,6 +23,11 @@ type Calls = Arc<Mutex<Vec<Vec<Vec<u8>>>>>;
 /// Serves PutRecords: rejects an entry whose data starts with `reject`
 /// while it has been seen fewer than `times` times.
 fn fake_kinesis(reject: &'static [u8], times: usize) -> (String, Calls) {
+    fake_kinesis_with(reject, times, false)
+}
+
+/// As `fake_kinesis`; with `short`, every answer leaves out its last result.
+fn fake_kinesis_with(reject: &'static [u8], times: usize, short: bool) -> (String, Calls) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let calls: Calls = Arc::default();
@@ -68,6 +74,9 @@ fn fake_kinesis(reject: &'static [u8], times: usize) -> (String, Calls) {
                     this_call.push(data);
                 }
                 log.lock().unwrap().push(this_call);
+                if short {
+                    results.pop();
+                }
                 let resp = json!({"FailedRecordCount": failed, "Records": results}).to_string();
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
@@ -169,11 +178,17 @@ async fn gives_up_after_the_attempts_and_says_so() {
         failed,
         error_code,
         stats,
+        pending,
     } = &err
     else {
         panic!("{err}")
     };
     assert_eq!(*failed, 1);
+    // The one entry rejected every time (entry 3), handed back to resume with.
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].data().as_ref().starts_with(b"reject 00003"));
+    assert_eq!(err.pending().len(), 1);
+    assert_eq!(err.stats(), *stats);
     assert_eq!(
         error_code.as_deref(),
         Some("ProvisionedThroughputExceededException")
@@ -188,9 +203,10 @@ fn conversions_between_sdk_types_and_ours() {
     use aws_sdk_kinesis::types::{HashKeyRange as SdkRange, Record as SdkRecord, SequenceNumberRange, Shard};
     use kinesis_agg::sdk::{self, ShardRead};
     let mut agg = kinesis_agg::RecordAggregator::new();
-    agg.add("a", b"one", None).unwrap();
-    agg.add("b", b"two", Some("7")).unwrap();
-    let done = agg.flush().unwrap();
+    agg.add(Record::new("a", b"one")).unwrap();
+    agg.add(Record::new("b", b"two").with_explicit_hash_key("7"))
+        .unwrap();
+    let done = agg.finish().unwrap();
     let entry = sdk::put_entry(&done).unwrap();
     assert_eq!(entry.data().as_ref(), done.data());
     assert_eq!((entry.partition_key(), entry.explicit_hash_key()), ("a", None));
@@ -296,6 +312,39 @@ async fn a_call_failing_as_a_whole_is_reported() {
             .build(),
     );
     let err = put_all(&client, "s", entries(3, 10), FAST).await.unwrap_err();
-    assert!(matches!(err, PutError::Sdk(_)), "{err:?}");
+    let PutError::Sdk { stats, pending, .. } = &err else {
+        panic!("{err:?}")
+    };
+    // Nothing was accepted, and the whole call is pending, in order.
+    assert_eq!(stats.entries, 0);
+    assert_eq!(stats.calls, 1);
+    let pending: Vec<&[u8]> = pending.iter().map(|e| e.data().as_ref()).collect();
+    let sent = entries(3, 10);
+    let sent: Vec<&[u8]> = sent.iter().map(|e| e.data().as_ref()).collect();
+    assert_eq!(pending, sent);
     assert!(err.to_string().starts_with("PutRecords failed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_response_with_fewer_results_than_entries_is_an_error_not_a_silent_drop() {
+    let (endpoint, calls) = fake_kinesis_with(b"none", 0, true);
+    let err = put_all(&client(&endpoint), "s", entries(700, 10), FAST)
+        .await
+        .unwrap_err();
+    let PutError::ShortResponse {
+        sent,
+        received,
+        stats,
+        pending,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    // The first call (500 entries) came back one result short: nothing is
+    // counted as accepted, all 500 are pending, the other 200 never sent.
+    assert_eq!((*sent, *received), (500, 499));
+    assert_eq!(stats.entries, 0);
+    assert_eq!(pending.len(), 500);
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert!(err.to_string().contains("499 results for 500 entries"), "{err}");
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use kinesis_agg::{
-    Deaggregated, Error, HashKeyRange, OutOfRange, RecordAggregator, Shard, ShardAggregate, ShardMap,
+    Deaggregated, Error, HashKeyRange, OutOfRange, Record, RecordAggregator, Shard, ShardAggregate, ShardMap,
     ShardedAggregator, effective_hash_key, partition_key_hash,
 };
 use proptest::prelude::*;
@@ -28,16 +28,17 @@ fn partition_key_hashes_match_known_answers() {
     }
     assert_eq!(
         effective_hash_key("a", Some("x")),
-        Err(Error::InvalidExplicitHashKey { offset: 0 })
+        Err(Error::InvalidHashKey { offset: 0 })
     );
 }
 
 fn blob(records: &[(&str, Option<&str>)]) -> Vec<u8> {
     let mut agg = RecordAggregator::new();
     for (pk, ehk) in records {
-        agg.add(pk, pk.as_bytes(), *ehk).unwrap();
+        agg.add(Record::new(pk, pk.as_bytes()).with_optional_explicit_hash_key(*ehk))
+            .unwrap();
     }
-    agg.flush().unwrap().into_data()
+    agg.finish().unwrap().into_data()
 }
 
 fn check(b: &[u8], range: HashKeyRange) -> Result<(), OutOfRange> {
@@ -200,12 +201,12 @@ fn verify(out: &[ShardAggregate], map: &ShardMap, seen: &mut Vec<(String, Option
         let shard = map
             .shards()
             .iter()
-            .find(|s| s.id == a.shard_id)
+            .find(|s| s.id == a.shard_id())
             .expect("a shard of the map");
-        let outer: u128 = a.explicit_hash_key.parse().unwrap();
+        let outer: u128 = a.explicit_hash_key().parse().unwrap();
         assert!(shard.range.contains(outer), "outer EHK outside its shard");
-        assert!(a.aggregate.data().len() + a.aggregate.partition_key().len() <= 2000);
-        let Deaggregated::Aggregated(recs) = kinesis_agg::deaggregate(a.aggregate.data()).unwrap() else {
+        assert!(a.aggregate().data().len() + a.aggregate().partition_key().len() <= 2000);
+        let Deaggregated::Aggregated(recs) = kinesis_agg::deaggregate(a.aggregate().data()).unwrap() else {
             panic!()
         };
         assert_eq!(recs.check_range(shard.range), Ok(()), "the KCL would discard it");
@@ -275,13 +276,13 @@ proptest! {
             .collect();
         let mut seen = Vec::new();
         for (p, e, d) in &input {
-            let out = agg.add(p, d, e.as_deref()).unwrap();
+            let out = agg.add(Record::new(p, d).with_optional_explicit_hash_key(e.as_deref())).unwrap();
             verify(&out, &map, &mut seen);
             if let Some(c) = cap { prop_assert!(agg.buffered_bytes() <= c); }
         }
-        let out = agg.flush_all();
+        let out = agg.finish_all();
         verify(&out, &map, &mut seen);
-        prop_assert_eq!(agg.buffered_records(), 0);
+        prop_assert_eq!(agg.record_count(), 0);
         prop_assert_eq!(seen.len(), input.len());
         // Per-key order kept (and so the same records, as multisets).
         prop_assert_eq!(per_key(&seen), per_key(&input));
@@ -305,11 +306,11 @@ proptest! {
                 let out = agg.reshard(after.clone()).unwrap();
                 verify(&out, &after, &mut seen);
             }
-            let out = agg.add(p, d, None).unwrap();
+            let out = agg.add(Record::new(p, d)).unwrap();
             let map = agg.shard_map().clone();
             verify(&out, &map, &mut seen);
         }
-        verify(&agg.flush_all(), &after, &mut seen);
+        verify(&agg.finish_all(), &after, &mut seen);
         prop_assert_eq!(per_key(&seen), per_key(&input));
     }
 }
@@ -319,31 +320,35 @@ fn flush_oldest_goes_by_age_and_the_cap_flushes_the_largest() {
     let map = map_from_cuts(vec![1 << 126, 1 << 127, 3 << 126]);
     let mut agg = ShardedAggregator::new(map.clone()).with_buffer_cap(3000);
     // Explicit hash keys pick the shards: 0, then 2, then 1.
-    assert!(agg.add("a", &[0; 100], Some("5")).unwrap().is_empty());
     assert!(
-        agg.add("b", &[0; 500], Some(&(1u128 << 127).to_string()))
+        agg.add(Record::new("a", &[0; 100]).with_explicit_hash_key("5"))
             .unwrap()
             .is_empty()
     );
     assert!(
-        agg.add("c", &[0; 100], Some(&(1u128 << 126).to_string()))
+        agg.add(Record::new("b", &[0; 500]).with_explicit_hash_key(&(1u128 << 127).to_string()))
             .unwrap()
             .is_empty()
     );
-    let oldest = agg.flush_oldest().unwrap();
-    assert_eq!(oldest.shard_id, map.shards()[0].id);
-    assert_eq!(oldest.explicit_hash_key, "5");
+    assert!(
+        agg.add(Record::new("c", &[0; 100]).with_explicit_hash_key(&(1u128 << 126).to_string()))
+            .unwrap()
+            .is_empty()
+    );
+    let oldest = agg.finish_oldest().unwrap();
+    assert_eq!(oldest.shard_id(), map.shards()[0].id);
+    assert_eq!(oldest.explicit_hash_key(), "5");
     // Past the cap: the largest buffered aggregate (shard 2) comes out.
     let out = agg
-        .add("c", &[0; 2500], Some(&(1u128 << 126).to_string()))
+        .add(Record::new("c", &[0; 2500]).with_explicit_hash_key(&(1u128 << 126).to_string()))
         .unwrap();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].aggregate.record_count(), 2);
-    assert_eq!(out[0].shard_id, map.shards()[1].id);
-    let rest = agg.flush_all();
+    assert_eq!(out[0].aggregate().record_count(), 2);
+    assert_eq!(out[0].shard_id(), map.shards()[1].id);
+    let rest = agg.finish_all();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].shard_id, map.shards()[2].id);
-    assert!(agg.flush_oldest().is_none());
+    assert_eq!(rest[0].shard_id(), map.shards()[2].id);
+    assert!(agg.finish_oldest().is_none());
 }
 
 #[test]
@@ -355,20 +360,22 @@ fn a_map_with_gaps_refuses_unroutable_records_and_reshard_keeps_them() {
     }])
     .unwrap();
     let mut agg = ShardedAggregator::new(ShardMap::single("all"));
-    agg.add("x", b"1", Some("7")).unwrap();
-    agg.add("y", b"2", Some(&half.to_string())).unwrap();
+    agg.add(Record::new("x", b"1").with_explicit_hash_key("7"))
+        .unwrap();
+    agg.add(Record::new("y", b"2").with_explicit_hash_key(&half.to_string()))
+        .unwrap();
     // The new map cannot take the second record: nothing changes.
     assert_eq!(
         agg.reshard(low.clone()),
         Err(Error::NoShardForHashKey { hash_key: half })
     );
-    assert_eq!(agg.buffered_records(), 2);
+    assert_eq!(agg.record_count(), 2);
     assert_eq!(agg.shard_map().shards()[0].id, "all");
     let mut fresh = ShardedAggregator::new(low);
     assert_eq!(
-        fresh.add("y", b"2", Some(&half.to_string())),
+        fresh.add(Record::new("y", b"2").with_explicit_hash_key(&half.to_string())),
         Err(Error::NoShardForHashKey { hash_key: half })
     );
-    let out = agg.flush_all();
-    assert_eq!(out[0].aggregate.record_count(), 2);
+    let out = agg.finish_all();
+    assert_eq!(out[0].aggregate().record_count(), 2);
 }

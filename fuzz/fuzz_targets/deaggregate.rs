@@ -2,15 +2,14 @@
 //! iteration, with heap and fixed tables and every option.
 #![no_main]
 
-use kinesis_agg::{Deaggregated, Options};
+use kinesis_agg::{Checksum, Deaggregated, Options};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|blob: &[u8]| {
     for opts in [
         Options::new(),
-        Options::new().strict(true),
-        Options::new().skip_checksum(true),
-        Options::new().skip_checksum(true).strict(true),
+        Options::new().checksum(Checksum::Strict),
+        Options::new().checksum(Checksum::Skip),
     ] {
         let heap = opts.deaggregate(blob);
         if let Ok(Deaggregated::Aggregated(a)) = &heap {

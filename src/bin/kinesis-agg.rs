@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, Subcommand, ValueEnum};
-use kinesis_agg::{Deaggregated, Error, PlainReason, RecordAggregator};
+use kinesis_agg::{
+    Batch, Deaggregated, Error, PlainReason, PutRecordsBatcher, Record, RecordAggregator, Tag,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,10 +23,6 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// PutRecords limits: entries per call, and bytes of data plus partition keys.
-const PUT_RECORDS_MAX_ENTRIES: usize = 500;
-const PUT_RECORDS_MAX_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +41,8 @@ enum Command {
     #[command(after_help = "\
 Output: one JSON object per user record, in order, with the keys
   record, aggregated, sub_sequence_number, partition_key, explicit_hash_key, data,
-  sequence_number
+  sequence_number, tags
+(tags: a list of {\"key\", \"value\"}, value null when unset; empty for most records).
 A record that is not aggregated prints one line with aggregated false, its data
 unchanged, and its own partition key (null for base64 and raw input).
 
@@ -76,7 +75,10 @@ Examples:
     /// Aggregate user records (JSON lines) into aggregated records.
     #[command(after_help = "\
 Input: one JSON object per line:
-  {\"partition_key\": \"...\", \"explicit_hash_key\": \"...\" or null (optional), \"data\": \"<base64>\"}
+  {\"partition_key\": \"...\", \"explicit_hash_key\": \"...\" or null (optional), \"data\": \"<base64>\",
+   \"tags\": [{\"key\": \"...\", \"value\": \"...\" or null}] (optional)}
+Other keys are ignored, so deagg output is valid input: deagg | agg rebuilds the
+aggregates it read, byte for byte, when they were written canonically.
 Output (--output aggregates): one JSON object per aggregate, in order, with the keys
   partition_key, explicit_hash_key, data (base64), user_records (and shard_id with --shards)
 Output (--output put-records): one `aws kinesis put-records --cli-input-json` request per
@@ -264,7 +266,7 @@ fn main() -> ExitCode {
                 Output::PutRecords => Sink::PutRecords {
                     stream: stream_name.unwrap_or_default(),
                     entries: Vec::new(),
-                    bytes: 0,
+                    batcher: PutRecordsBatcher::new(),
                 },
             };
             agg(max_size, shards.as_ref(), sink, &file, &mut out)
@@ -455,6 +457,25 @@ struct UserLine<'a> {
     explicit_hash_key: Option<&'a str>,
     data: &'a str,
     sequence_number: Option<&'a str>,
+    tags: TagList<'a>,
+}
+
+/// A user record's tags as a JSON list of `{key, value}`.
+struct TagList<'a>(kinesis_agg::Tags<'a>);
+
+impl Serialize for TagList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.map(|t| JsonTag {
+            key: t.key.to_owned(),
+            value: t.value.map(str::to_owned),
+        }))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct JsonTag {
+    key: String,
+    value: Option<String>,
 }
 
 /// Returns `Ok(true)` when some record was reported as invalid or
@@ -487,6 +508,7 @@ fn deagg(
                     explicit_hash_key: None,
                     data: &scratch,
                     sequence_number: seq,
+                    tags: TagList(kinesis_agg::Tags::default()),
                 },
             )
         };
@@ -506,6 +528,7 @@ fn deagg(
                             explicit_hash_key: r.explicit_hash_key,
                             data: &text,
                             sequence_number: seq,
+                            tags: TagList(r.tags),
                         },
                     )
                 };
@@ -688,6 +711,15 @@ struct JsonUserRecord {
     #[serde(default)]
     explicit_hash_key: Option<String>,
     data: Option<String>,
+    #[serde(default)]
+    tags: Vec<JsonTag>,
+}
+
+/// One parsed input line.
+struct InputRecord {
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+    tags: Vec<JsonTag>,
 }
 
 #[derive(Serialize)]
@@ -722,7 +754,7 @@ enum Sink {
     PutRecords {
         stream: String,
         entries: Vec<PutEntry>,
-        bytes: usize,
+        batcher: PutRecordsBatcher,
     },
 }
 
@@ -746,30 +778,34 @@ impl Sink {
                     user_records: a.record_count(),
                 },
             ),
-            Sink::PutRecords { entries, bytes, .. } => {
-                let size = a.data().len() + a.partition_key().len();
-                if entries.len() == PUT_RECORDS_MAX_ENTRIES || *bytes + size > PUT_RECORDS_MAX_BYTES {
+            Sink::PutRecords { batcher, .. } => {
+                if batcher.push(a.counted_len()) == Batch::SendFirst {
                     self.flush(out)?;
                 }
-                if let Sink::PutRecords { entries, bytes, .. } = self {
+                if let Sink::PutRecords { entries, .. } = self {
                     entries.push(PutEntry {
                         data,
                         partition_key: a.partition_key().to_owned(),
                         explicit_hash_key: ehk.map(str::to_owned),
                     });
-                    *bytes += size;
                 }
                 Ok(())
             }
         }
     }
 
+    /// A shard's aggregate, put with the explicit hash key that routes it.
+    fn emit_shard(&mut self, out: &mut dyn Write, d: &kinesis_agg::ShardAggregate) -> Result<(), Stop> {
+        self.emit(
+            out,
+            Some(d.shard_id()),
+            d.aggregate(),
+            Some(d.explicit_hash_key()),
+        )
+    }
+
     fn flush(&mut self, out: &mut dyn Write) -> Result<(), Stop> {
-        if let Sink::PutRecords {
-            stream,
-            entries,
-            bytes,
-        } = self
+        if let Sink::PutRecords { stream, entries, .. } = self
             && !entries.is_empty()
         {
             write_line(
@@ -780,7 +816,6 @@ impl Sink {
                 },
             )?;
             entries.clear();
-            *bytes = 0;
         }
         Ok(())
     }
@@ -834,15 +869,27 @@ fn agg(
             continue;
         }
         progress.inc();
-        let (pk, ehk) = match parse_user_record(text, &mut data) {
+        let input = match parse_user_record(text, &mut data) {
             Ok(r) => r,
             Err(msg) => {
                 failure = Some(format!("line {line_no}: {msg}"));
                 break;
             }
         };
+        // No allocation for the usual record without tags.
+        let tags: Vec<Tag<'_>> = input
+            .tags
+            .iter()
+            .map(|t| Tag {
+                key: &t.key,
+                value: t.value.as_deref(),
+            })
+            .collect();
+        let record = Record::new(&input.partition_key, &data)
+            .with_optional_explicit_hash_key(input.explicit_hash_key.as_deref())
+            .with_tags(&tags);
         let added = match &mut aggregators {
-            Aggregators::Plain(a) => a.add(&pk, &data, ehk.as_deref()).map(|done| {
+            Aggregators::Plain(a) => a.add(record).map(|done| {
                 if let Some(done) = done {
                     let ehk = done.explicit_hash_key().map(str::to_owned);
                     sink.emit(out, None, &done, ehk.as_deref())?;
@@ -850,9 +897,10 @@ fn agg(
                 }
                 Ok::<(), Stop>(())
             }),
-            Aggregators::Sharded(s) => s.add(&pk, &data, ehk.as_deref()).map(|done| {
-                for d in &done {
-                    sink.emit(out, Some(&d.shard_id), &d.aggregate, Some(&d.explicit_hash_key))?;
+            Aggregators::Sharded(s) => s.add(record).map(|done| {
+                for d in done {
+                    sink.emit_shard(out, &d)?;
+                    s.recycle(d);
                 }
                 Ok::<(), Stop>(())
             }),
@@ -867,14 +915,14 @@ fn agg(
     }
     match &mut aggregators {
         Aggregators::Plain(a) => {
-            if let Some(done) = a.flush() {
+            if let Some(done) = a.finish() {
                 let ehk = done.explicit_hash_key().map(str::to_owned);
                 sink.emit(out, None, &done, ehk.as_deref())?;
             }
         }
         Aggregators::Sharded(s) => {
-            for d in s.flush_all() {
-                sink.emit(out, Some(&d.shard_id), &d.aggregate, Some(&d.explicit_hash_key))?;
+            for d in s.finish_all() {
+                sink.emit_shard(out, &d)?;
             }
         }
     }
@@ -896,7 +944,7 @@ fn describe(e: Error) -> String {
     }
 }
 
-fn parse_user_record(text: &[u8], data: &mut Vec<u8>) -> Result<(String, Option<String>), String> {
+fn parse_user_record(text: &[u8], data: &mut Vec<u8>) -> Result<InputRecord, String> {
     let rec: JsonUserRecord =
         serde_json::from_slice(text).map_err(|e| format!("not a JSON user record: {e}"))?;
     let pk = rec.partition_key.ok_or("partition_key is missing")?;
@@ -904,9 +952,13 @@ fn parse_user_record(text: &[u8], data: &mut Vec<u8>) -> Result<(String, Option<
     data.clear();
     B64.decode_vec(b64.as_bytes(), data)
         .map_err(|e| format!("data is not valid base64: {e}"))?;
-    kinesis_agg::check_partition_key(&pk).map_err(|e| e.to_string())?;
+    kinesis_agg::check_partition_key(&pk).map_err(|e| format!("partition_key: {e}"))?;
     if let Some(e) = &rec.explicit_hash_key {
-        kinesis_agg::check_explicit_hash_key(e).map_err(|e| e.to_string())?;
+        kinesis_agg::check_explicit_hash_key(e).map_err(|e| format!("explicit_hash_key: {e}"))?;
     }
-    Ok((pk, rec.explicit_hash_key))
+    Ok(InputRecord {
+        partition_key: pk,
+        explicit_hash_key: rec.explicit_hash_key,
+        tags: rec.tags,
+    })
 }
