@@ -2,8 +2,8 @@
 //! accessors. Each assertion checks what a caller relies on.
 
 use kinesis_agg::{
-    Aggregator, Deaggregated, Error, HashKeyRange, KeyTable, Options, OutOfRange, OwnedRecord, PlainReason,
-    Record, RecordAggregator, Required, ShardMap, Table,
+    Aggregator, Deaggregated, Error, ErrorKind, HashKeyRange, KeyTable, Options, OutOfRange, OwnedRecord,
+    PlainReason, Record, RecordAggregator, Required, ShardMap, Table,
 };
 
 #[test]
@@ -44,6 +44,10 @@ fn every_error_says_what_and_where() {
             capacity: 8,
         },
         Error::InvalidHashKey { offset: 22 },
+        Error::KeyCapacity {
+            table: Table::ExplicitHashKey,
+            capacity: 6,
+        },
         Error::ChecksumMismatch,
         Error::InvalidPartitionKey { utf16_len: 300 },
         Error::Full,
@@ -58,7 +62,9 @@ fn every_error_says_what_and_where() {
         Error::InvalidShardList { line: 3, column: 9 },
     ];
     let mut texts = std::collections::HashSet::new();
+    let mut kinds = std::collections::HashMap::new();
     for e in all {
+        *kinds.entry(e.kind()).or_insert(0) += 1;
         let text = e.to_string();
         assert!(texts.insert(text.clone()), "two errors read the same: {text}");
         if let Some(off) = e.offset() {
@@ -95,6 +101,117 @@ fn every_error_says_what_and_where() {
         .contains("2000")
     );
     assert!(Error::InvalidLimit { limit: 3 }.to_string().contains("10485760"));
+    // Every kind is used; "full" is exactly the two refusals for room.
+    assert_eq!(kinds[&ErrorKind::Full], 2);
+    assert_eq!(kinds[&ErrorKind::InvalidRecord], 3);
+    assert_eq!(kinds[&ErrorKind::InvalidConfig], 2);
+    assert_eq!(kinds.values().sum::<usize>(), all.len());
+    assert!(
+        Error::KeyCapacity {
+            table: Table::PartitionKey,
+            capacity: 6
+        }
+        .to_string()
+        .contains("6 partition key keys")
+    );
+}
+
+/// The owning aggregators, their outputs and the shard map can move into a
+/// spawned task or thread (callbacks must be `Send`).
+#[test]
+fn owning_types_are_send_and_sync_where_they_should_be() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<RecordAggregator>();
+    send::<kinesis_agg::ShardedAggregator>();
+    send::<kinesis_agg::Aggregate>();
+    send::<kinesis_agg::ShardAggregate>();
+    send::<Aggregator<Vec<u8>, 8>>();
+    sync::<kinesis_agg::Aggregate>();
+    sync::<kinesis_agg::ShardAggregate>();
+    sync::<ShardMap>();
+    sync::<Error>();
+    // And for real: an aggregator with a callback, on another thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut agg = RecordAggregator::with_limit(100).unwrap();
+    agg.on_complete(move |a| tx.send(a.record_count()).unwrap());
+    let handle = std::thread::spawn(move || {
+        for i in 0..10u8 {
+            agg.add(Record::new("k", &[i; 30])).unwrap();
+        }
+        agg.finish().map(|a| a.record_count())
+    });
+    let last = handle.join().unwrap().unwrap();
+    let counts: Vec<usize> = rx.iter().collect();
+    assert_eq!(counts.iter().sum::<usize>(), 10);
+    assert_eq!(*counts.last().unwrap(), last);
+}
+
+#[test]
+fn aggregates_compare_hash_and_clone_by_what_they_hold() {
+    use std::hash::{BuildHasher, RandomState};
+    let make = |limit: usize, ehk: Option<&str>| {
+        let mut agg = RecordAggregator::with_limit(limit).unwrap();
+        agg.add(Record::new("k", b"same").with_optional_explicit_hash_key(ehk))
+            .unwrap();
+        agg.finish().unwrap()
+    };
+    // Same records, buffers of different lengths (the limit): equal.
+    let (a, b) = (make(1000, None), make(100_000, None));
+    assert_eq!(a, b);
+    let h = RandomState::new();
+    assert_eq!(h.hash_one(&a), h.hash_one(&b));
+    // A clone holds the blob only, not the limit-sized buffer.
+    let c = b.clone();
+    assert_eq!(c, b);
+    assert_eq!(c.data(), b.data());
+    assert_eq!(c.partition_key(), "k");
+    assert_eq!(c.record_count(), 1);
+    assert_eq!(c.clone().into_data().capacity(), b.data().len());
+    // Different records, or an outer explicit hash key: not equal.
+    assert_ne!(make(1000, Some("5")), a);
+    let mut other = RecordAggregator::new();
+    other.add(Record::new("k", b"diff")).unwrap();
+    assert_ne!(other.finish().unwrap(), a);
+}
+
+#[test]
+fn tags_compare_by_their_contents() {
+    use kinesis_agg::Tag;
+    let tags_of = |tags: &[Tag<'_>]| {
+        let mut agg = RecordAggregator::new();
+        agg.add(Record::new("k", b"d").with_tags(tags)).unwrap();
+        agg.finish().unwrap().into_data()
+    };
+    let one = tags_of(&[Tag {
+        key: "a",
+        value: Some("1"),
+    }]);
+    let two = tags_of(&[Tag {
+        key: "a",
+        value: Some("2"),
+    }]);
+    let none = tags_of(&[]);
+    fn first(blob: &[u8]) -> kinesis_agg::Tags<'_> {
+        let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(blob).unwrap() else {
+            panic!()
+        };
+        // Tags borrow the blob, not the tables.
+        a.records().next().unwrap().tags
+    }
+    let rec = first;
+    assert_eq!(
+        first(&one).collect::<Vec<_>>(),
+        [Tag {
+            key: "a",
+            value: Some("1")
+        }]
+    );
+    assert_eq!(rec(&one), rec(&one));
+    assert_ne!(rec(&one), rec(&two));
+    assert_ne!(rec(&one), rec(&none));
+    assert_ne!(rec(&none), rec(&one));
+    assert_eq!(rec(&none), kinesis_agg::Tags::default());
 }
 
 #[test]
@@ -231,5 +348,8 @@ fn shard_helpers() {
     assert_eq!(HashKeyRange::FULL.to_string(), format!("0:{}", u128::MAX));
     let agg = kinesis_agg::ShardedAggregator::new(map);
     assert!(format!("{agg:?}").contains("shards: 1"));
-    assert!(kinesis_agg::ShardedAggregator::with_limit(ShardMap::single("x"), 5).is_err());
+    assert_eq!(
+        kinesis_agg::ShardedAggregator::with_limit(ShardMap::single("x"), 5).unwrap_err(),
+        Error::InvalidLimit { limit: 5 }
+    );
 }

@@ -4,8 +4,8 @@
 
 use aws_lambda_events::event::firehose::KinesisFirehoseEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use kinesis_agg::Error;
 use kinesis_agg::lambda::{OnInvalid, firehose_event_records, kinesis_event_records};
-use kinesis_agg::{Deaggregated, Error};
 
 fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
     serde_json::from_slice(&std::fs::read(format!("tests/fixtures/events/{name}.json")).unwrap()).unwrap()
@@ -42,22 +42,48 @@ fn a_real_event_with_a_kpl_record_and_a_plain_one() {
 /// A user record: partition key, explicit hash key, data, sub-sequence number.
 type Flat = (String, Option<String>, Vec<u8>, Option<u64>);
 
-/// Each record of an event, deaggregated on its own with the core API.
-fn expected(blob: &[u8]) -> Result<Vec<Flat>, Error> {
-    Ok(match kinesis_agg::deaggregate(blob)? {
-        Deaggregated::Aggregated(a) => a
-            .records()
-            .map(|r| {
+/// What Google protobuf's parser (with field presence) made of each
+/// fixture blob, from the manifest `generate.py` wrote: the records of an
+/// aggregated blob, nothing for a plain one (`Ok(vec![])`), or the name of
+/// the error for a broken one. The events carry only fixture blobs.
+fn expected(blob: &[u8]) -> Result<Vec<Flat>, (String, usize)> {
+    let manifest: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read("tests/fixtures/deagg/manifest.json").unwrap()).unwrap();
+    let case = manifest
+        .iter()
+        .find(|c| {
+            std::fs::read(format!(
+                "tests/fixtures/deagg/{}.bin",
+                c["name"].as_str().unwrap()
+            ))
+            .unwrap()
+                == blob
+        })
+        .expect("every event blob is a fixture");
+    let b64 = |v: &serde_json::Value| {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.as_str().unwrap()).unwrap()
+    };
+    match case["expect"].as_str().unwrap() {
+        "plain" => Ok(vec![]),
+        "error" => Err((
+            case["error"].as_str().unwrap().to_owned(),
+            case["offset"].as_u64().unwrap() as usize,
+        )),
+        _ => Ok(case["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
                 (
-                    r.partition_key.into(),
-                    r.explicit_hash_key.map(Into::into),
-                    r.data.to_vec(),
-                    Some(r.sub_sequence_number),
+                    r["partition_key"].as_str().unwrap().to_owned(),
+                    r["explicit_hash_key"].as_str().map(str::to_owned),
+                    b64(&r["data"]),
+                    Some(i as u64),
                 )
             })
-            .collect(),
-        Deaggregated::Plain { .. } => vec![],
-    })
+            .collect()),
+    }
 }
 
 #[test]
@@ -94,19 +120,39 @@ fn kinesis_event_metadata_and_errors() {
                     i += 1;
                 }
             }
-            Err(e) => {
+            Err((name, offset)) => {
                 let err = got[i].unwrap_err();
-                assert_eq!((err.record, err.error), (n, e));
+                assert_eq!(err.record, n);
+                // The error the manifest names, at its offset.
+                assert!(
+                    format!("{:?}", err.error).starts_with(&name),
+                    "{:?} vs {name}",
+                    err.error
+                );
+                assert_eq!(err.error.offset(), Some(offset));
+                assert_eq!(err.record_id, outer.event_id.as_deref());
                 assert!(err.to_string().contains(outer.event_id.as_deref().unwrap()));
                 i += 1;
             }
         }
     }
     assert_eq!(i, got.len());
-    // Passing broken records through instead.
+    // Passing broken records through instead: each as its outer record,
+    // unchanged, in the error's place.
     let through = kinesis_event_records(&event, OnInvalid::Passthrough);
-    assert!(through.iter().all(Result::is_ok));
     assert_eq!(through.len(), got.len());
+    for (a, b) in through.iter().zip(&got) {
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Ok(a), Err(e)) => {
+                let outer = &event.records[e.record];
+                assert!(!a.aggregated && a.sub_sequence_number.is_none());
+                assert_eq!(a.data, &outer.kinesis.data.0[..]);
+                assert_eq!(a.partition_key, outer.kinesis.partition_key);
+            }
+            (Err(e), _) => panic!("passthrough gave an error: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -121,15 +167,46 @@ fn firehose_event_metadata() {
     let plain = got.iter().map(|r| r.unwrap()).find(|r| !r.aggregated).unwrap();
     assert_eq!(plain.partition_key, "outer-b");
     assert_eq!(plain.sub_sequence_number, None);
-    let n: usize = event
-        .records
-        .iter()
-        .map(|r| expected(&r.data.0).map_or(1, |u| u.len().max(1)))
-        .sum();
-    assert_eq!(got.len(), n);
-    let errors = firehose_event_records(&event, OnInvalid::Error)
+    // Passthrough: one line per user record, and one per plain or broken
+    // outer record, with the values Google's parser gives.
+    let mut i = 0;
+    for (n, outer) in event.records.iter().enumerate() {
+        match expected(&outer.data.0) {
+            Ok(users) if !users.is_empty() => {
+                for (pk, ehk, data, sub) in users {
+                    let r = got[i].unwrap();
+                    assert_eq!(
+                        (
+                            r.partition_key,
+                            r.explicit_hash_key,
+                            r.data,
+                            r.sub_sequence_number
+                        ),
+                        (pk.as_str(), ehk.as_deref(), &data[..], sub)
+                    );
+                    assert_eq!(r.record, n);
+                    assert_eq!(r.record_id, outer.record_id.as_deref());
+                    i += 1;
+                }
+            }
+            _ => {
+                let r = got[i].unwrap();
+                assert!(!r.aggregated);
+                assert_eq!(r.data, &outer.data.0[..]);
+                i += 1;
+            }
+        }
+    }
+    assert_eq!(i, got.len());
+    let errors: Vec<_> = firehose_event_records(&event, OnInvalid::Error)
         .into_iter()
-        .filter(Result::is_err)
-        .count();
-    assert_eq!(errors, 1);
+        .filter_map(Result::err)
+        .collect();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].record_id, Some("record4"));
+    assert!(
+        matches!(errors[0].error, Error::MissingField { .. }),
+        "{:?}",
+        errors[0]
+    );
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kinesis_agg::{Aggregator, Deaggregated, Error, Record, RecordAggregator};
+use kinesis_agg::{Aggregator, Deaggregated, Error, Record, RecordAggregator, Table, Tag};
 use proptest::prelude::*;
 use prost::Message;
 
@@ -87,10 +87,47 @@ proptest! {
         let got = ours(&blob);
         if blob.len() <= 20 {
             prop_assert_eq!(got, Ok(None));
-        } else if let Some(_i) = bad {
-            prop_assert!(matches!(got, Err(Error::IndexOutOfRange { .. })), "{:?}", got);
+        } else if let Some(i) = bad {
+            // The first bad record, by its offset, table and index.
+            let r = &m.records[i];
+            let offset = record_offsets(&m)[i];
+            let want = if r.partition_key_index >= m.partition_key_table.len() as u64 {
+                Error::IndexOutOfRange {
+                    offset,
+                    table: Table::PartitionKey,
+                    index: r.partition_key_index,
+                    len: m.partition_key_table.len(),
+                }
+            } else {
+                Error::IndexOutOfRange {
+                    offset,
+                    table: Table::ExplicitHashKey,
+                    index: r.explicit_hash_key_index.unwrap(),
+                    len: m.explicit_hash_key_table.len(),
+                }
+            };
+            prop_assert_eq!(got, Err(want));
         } else {
             prop_assert_eq!(got, Ok(Some(resolve(&m))));
+        }
+        // Fixed tables of two keys each: the same answer while the tables
+        // fit, TableFull naming the first key past two otherwise.
+        let fixed = kinesis_agg::deaggregate_fixed::<2>(&blob);
+        let heap = kinesis_agg::deaggregate(&blob);
+        let too_many = m.partition_key_table.len() > 2 || m.explicit_hash_key_table.len() > 2;
+        match (&fixed, &heap) {
+            (Ok(Deaggregated::Aggregated(f)), Ok(Deaggregated::Aggregated(h))) => {
+                prop_assert!(!too_many);
+                prop_assert!(f.records().eq(h.records()));
+            }
+            (Ok(Deaggregated::Plain { .. }), Ok(Deaggregated::Plain { .. })) => {}
+            (Err(Error::TableFull { capacity: 2, table, .. }), _) => {
+                prop_assert!(too_many);
+                let which = if m.partition_key_table.len() > 2 { Table::PartitionKey } else { Table::ExplicitHashKey };
+                prop_assert_eq!(*table, which);
+            }
+            (Err(e), Err(h)) => prop_assert_eq!(e, h),
+            (f, h) => prop_assert!(false, "fixed {:?} heap {:?}", f, h),
         }
     }
 
@@ -105,7 +142,18 @@ proptest! {
                     let _ = r.tags.count();
                 }
             }
-            let _ = kinesis_agg::deaggregate_fixed::<2>(&blob);
+            // Fixed tables agree with heap tables unless a table fills.
+            match (kinesis_agg::deaggregate_fixed::<2>(&blob), kinesis_agg::deaggregate(&blob)) {
+                (Ok(Deaggregated::Aggregated(f)), Ok(Deaggregated::Aggregated(h))) => {
+                    prop_assert!(f.records().eq(h.records()));
+                }
+                (Ok(Deaggregated::Plain { data, reason }), Ok(Deaggregated::Plain { data: d, reason: r })) => {
+                    prop_assert_eq!((data, reason), (d, r));
+                }
+                (Err(Error::TableFull { capacity: 2, .. }), _) => {}
+                (Err(e), Err(h)) => prop_assert_eq!(e, h),
+                (f, h) => prop_assert!(false, "fixed {:?} heap {:?}", f, h),
+            }
         }
     }
 
@@ -116,7 +164,7 @@ proptest! {
     #[test]
     fn aggregation_is_exact_and_canonical(
         pool in proptest::collection::vec(key(), 1..8),
-        ehks in proptest::collection::vec(ehk(), 1..5),
+        ehks in proptest::collection::vec(ehk(), 1..7),
         recs in proptest::collection::vec(
             (any::<prop::sample::Index>(), proptest::option::of(any::<prop::sample::Index>()), 0usize..700),
             1..40,
@@ -133,7 +181,7 @@ proptest! {
             })
             .collect();
         let mut buf = vec![0u8; buf_len.min(limit)];
-        let mut agg = Aggregator::<_, 8>::with_limit(&mut buf[..], limit).unwrap();
+        let mut agg = Aggregator::<_, 4>::with_limit(&mut buf[..], limit).unwrap();
         let mut out: Vec<(Vec<u8>, String, Option<String>, usize)> = Vec::new();
         let mut current: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
         let mut accepted = Vec::new();
@@ -148,18 +196,31 @@ proptest! {
                 }
                 Err(refused) => {
                     prop_assert_eq!(refused.record, rec);
+                    // Distinct keys of each table with this record.
+                    let mut pks: Vec<&str> = current.iter().map(|c| c.0.as_str()).collect();
+                    pks.push(pk);
+                    pks.sort_unstable();
+                    pks.dedup();
+                    let mut es: Vec<&str> = current.iter().filter_map(|c| c.1.as_deref()).collect();
+                    es.extend(e.as_deref());
+                    es.sort_unstable();
+                    es.dedup();
                     match refused.error {
-                        Error::Full => {
-                            // It really would not fit now.
+                        Error::Full | Error::KeyCapacity { .. } => {
                             let outer = current[0].0.len();
-                            let mut keys: Vec<(bool, &str)> = current.iter().map(|c| (false, c.0.as_str())).collect();
-                            keys.extend(current.iter().filter_map(|c| c.1.as_deref()).map(|e| (true, e)));
-                            keys.push((false, pk.as_str()));
-                            keys.extend(e.as_deref().map(|e| (true, e)));
-                            keys.sort();
-                            keys.dedup();
-                            // Aggregator<_, 8> takes 8 distinct keys.
-                            prop_assert!(predicted + outer > limit || predicted > buf_len.min(limit) || keys.len() > 8);
+                            let bytes = predicted + outer > limit || predicted > buf_len.min(limit);
+                            // Aggregator<_, 4> takes 4 keys of each table;
+                            // room for bytes is checked first.
+                            match refused.error {
+                                Error::Full => prop_assert!(bytes),
+                                Error::KeyCapacity { table: Table::PartitionKey, capacity: 4 } => {
+                                    prop_assert!(!bytes && pks.len() > 4);
+                                }
+                                Error::KeyCapacity { table: Table::ExplicitHashKey, capacity: 4 } => {
+                                    prop_assert!(!bytes && pks.len() <= 4 && es.len() > 4);
+                                }
+                                other => prop_assert!(false, "{:?}", other),
+                            }
                             let size = agg.encoded_len();
                             let done = agg.finish().unwrap();
                             prop_assert_eq!(done.data.len(), size);
@@ -200,6 +261,40 @@ proptest! {
             all.extend(recs.into_iter().map(|r| (r.partition_key, r.explicit_hash_key, r.data)));
         }
         prop_assert_eq!(all, accepted);
+    }
+
+    /// Records with tags: the aggregate is prost's canonical encoding of
+    /// the same records and tags, byte for byte, and its size was
+    /// predicted exactly before each add.
+    #[test]
+    fn tagged_records_are_canonical_and_sized_exactly(
+        recs in proptest::collection::vec(
+            (key(), proptest::option::of(ehk()), proptest::collection::vec(any::<u8>(), 0..200), proptest::collection::vec(tag(), 0..4)),
+            1..20,
+        ),
+    ) {
+        let mut agg = RecordAggregator::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut fixed = Aggregator::<_, 20>::with_limit(&mut buf[..], 1 << 16).unwrap();
+        for (pk, e, data, tags) in &recs {
+            let tags: Vec<Tag<'_>> = tags.iter().map(|t| Tag { key: &t.key, value: t.value.as_deref() }).collect();
+            let rec = Record::new(pk, data).with_optional_explicit_hash_key(e.as_deref()).with_tags(&tags);
+            let predicted = agg.encoded_len_with(&rec).unwrap();
+            prop_assert_eq!(fixed.encoded_len_with(&rec).unwrap(), predicted);
+            prop_assert_eq!(agg.add(rec).unwrap(), None);
+            prop_assert_eq!(agg.encoded_len(), predicted);
+            fixed.add(rec).unwrap();
+            prop_assert_eq!(fixed.encoded_len(), predicted);
+        }
+        let want = wrap(&canonical_tagged(&recs).encode_to_vec());
+        prop_assert_eq!(fixed.finish().unwrap().data, &want[..]);
+        let done = agg.finish().unwrap();
+        prop_assert_eq!(done.data(), &want[..]);
+        let back = ours(done.data()).unwrap().unwrap();
+        let tags: Vec<Vec<(String, Option<String>)>> = back.into_iter().map(|r| r.tags).collect();
+        let sent: Vec<Vec<(String, Option<String>)>> =
+            recs.iter().map(|r| r.3.iter().map(|t| (t.key.clone(), t.value.clone())).collect()).collect();
+        prop_assert_eq!(tags, sent);
     }
 
     /// The alloc aggregator splits greedily and loses nothing.

@@ -81,8 +81,14 @@ pub fn ours(blob: &[u8]) -> Result<Option<Vec<Owned>>, kinesis_agg::Error> {
         kinesis_agg::Deaggregated::Plain { .. } => Ok(None),
         kinesis_agg::Deaggregated::Aggregated(a) => {
             let mut out = Vec::new();
-            for (i, r) in a.records().enumerate() {
+            let mut it = a.records();
+            // Exact-size at every step, canonical records or not.
+            assert_eq!(it.size_hint(), (a.len(), Some(a.len())));
+            let mut i = 0;
+            while let Some(r) = it.next() {
+                assert_eq!(it.len(), a.len() - i - 1, "size_hint after record {i}");
                 assert_eq!(r.sub_sequence_number, i as u64);
+                i += 1;
                 out.push(Owned {
                     partition_key: r.partition_key.to_owned(),
                     explicit_hash_key: r.explicit_hash_key.map(str::to_owned),
@@ -126,6 +132,42 @@ pub fn canonical(records: &[(String, Option<String>, Vec<u8>)]) -> PbAggregatedR
             data: data.clone(),
             tags: vec![],
         });
+    }
+    m
+}
+
+/// Where each record field of a prost-encoded message starts in the blob
+/// (magic included): prost writes the tables, then the records, in order.
+pub fn record_offsets(m: &PbAggregatedRecord) -> Vec<usize> {
+    use prost::Message;
+    let tables = PbAggregatedRecord {
+        records: vec![],
+        ..m.clone()
+    };
+    let mut at = kinesis_agg::MAGIC.len() + tables.encoded_len();
+    m.records
+        .iter()
+        .map(|r| {
+            let here = at;
+            let len = r.encoded_len();
+            at += 1 + kinesis_agg::varint_len(len as u64) + len;
+            here
+        })
+        .collect()
+}
+
+/// A user record with tags: partition key, explicit hash key, data, tags.
+pub type Tagged = (String, Option<String>, Vec<u8>, Vec<PbTag>);
+
+/// `canonical`, with each record's tags.
+pub fn canonical_tagged(records: &[Tagged]) -> PbAggregatedRecord {
+    let plain: Vec<(String, Option<String>, Vec<u8>)> = records
+        .iter()
+        .map(|(p, e, d, _)| (p.clone(), e.clone(), d.clone()))
+        .collect();
+    let mut m = canonical(&plain);
+    for (r, (_, _, _, tags)) in m.records.iter_mut().zip(records) {
+        r.tags = tags.clone();
     }
     m
 }
