@@ -127,8 +127,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut idle = 0;
         while let Some(i) = it {
             let out = client.get_records().shard_iterator(i).send().await?;
-            for r in out.records() {
-                match sdk::user_records_in_shard(r, range)? {
+            for (n, r) in out.records().iter().enumerate() {
+                match sdk::user_records_in_shard(r, n, range).map_err(|e| e.to_string())? {
                     ShardRead::Records(users) => {
                         for u in users {
                             let text = String::from_utf8_lossy(u.data);

@@ -10,7 +10,8 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
-use kinesis_agg::lambda::{OnInvalid, kinesis_event_records};
+use kinesis_agg::OnInvalid;
+use kinesis_agg::lambda::kinesis_event_records;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 async fn handler(event: LambdaEvent<KinesisEvent>) -> Result<KinesisEventResponse, Error> {
@@ -23,8 +24,8 @@ async fn handler(event: LambdaEvent<KinesisEvent>) -> Result<KinesisEventRespons
                 // Process the user record here.
                 println!(
                     "{} {}:{} {} bytes",
-                    r.partition_key,
-                    r.sequence_number,
+                    r.partition_key.unwrap_or(""),
+                    r.outer.sequence_number.unwrap_or(""),
                     r.sub_sequence_number.map_or(-1, |s| s as i64),
                     r.data.len()
                 );

@@ -10,6 +10,7 @@ extern crate alloc;
 extern crate std;
 
 mod decode;
+mod delivered;
 mod encode;
 mod error;
 mod hash;
@@ -31,6 +32,7 @@ pub use decode::{
 };
 #[cfg(feature = "alloc")]
 pub use decode::{VecTable, deaggregate};
+pub use delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 #[cfg(feature = "alloc")]
 pub use encode::{Aggregate, RecordAggregator};
 pub use encode::{

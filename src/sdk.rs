@@ -16,6 +16,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Record as SdkRecord, Shard as SdkShard};
 
 use crate::decode::{Deaggregated, deaggregate};
+use crate::delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 use crate::encode::Aggregate;
 use crate::error::Error;
 use crate::hash::HashKeyRange;
@@ -64,29 +65,11 @@ fn entry(
         .build()
 }
 
-/// One user record read with GetRecords, with the outer record's sequence
-/// number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SdkUserRecord<'a> {
-    /// Whether it came out of an aggregated record.
-    pub aggregated: bool,
-    /// Its partition key (a non-aggregated record's own).
-    pub partition_key: &'a str,
-    /// Its explicit hash key, when it has one.
-    pub explicit_hash_key: Option<&'a str>,
-    /// Its data.
-    pub data: &'a [u8],
-    /// The Kinesis record's sequence number.
-    pub sequence_number: &'a str,
-    /// Its position in the aggregate; `None` for a non-aggregated record.
-    pub sub_sequence_number: Option<u64>,
-}
-
 /// What happened to one GetRecords record read with a shard's range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShardRead<'a> {
     /// Every user record, in order.
-    Records(Vec<SdkUserRecord<'a>>),
+    Records(Vec<DeliveredRecord<'a>>),
     /// The KCL would discard this aggregate: a user record lies outside the
     /// shard. Nothing is yielded; the caller is told.
     Discarded {
@@ -97,40 +80,54 @@ pub enum ShardRead<'a> {
     },
 }
 
-/// The user records of one GetRecords record, in order.
+/// The SDK record's metadata.
+fn outer(record: &SdkRecord) -> KinesisRecord<'_> {
+    KinesisRecord {
+        partition_key: Some(record.partition_key()),
+        sequence_number: Some(record.sequence_number()),
+        approximate_arrival_millis: record
+            .approximate_arrival_timestamp()
+            .and_then(|t| t.to_millis().ok()),
+        ..KinesisRecord::new(record.data().as_ref())
+    }
+}
+
+/// The user records of one GetRecords record, in order (`record` is its
+/// position in the batch).
 ///
 /// # Errors
 /// A record with a valid checksum and a broken body.
-pub fn user_records(record: &SdkRecord) -> Result<Vec<SdkUserRecord<'_>>, Error> {
-    Ok(flatten(record, deaggregate(record.data().as_ref())?))
+pub fn user_records(record: &SdkRecord, index: usize) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
+    flatten(
+        index,
+        outer(record),
+        deaggregate(record.data().as_ref()),
+        OnInvalid::Error,
+    )
 }
 
 /// The user records of a record already deaggregated.
 fn flatten<'a>(
-    record: &'a SdkRecord,
-    read: Deaggregated<'a, crate::decode::VecTable<'a>>,
-) -> Vec<SdkUserRecord<'a>> {
-    let seq = record.sequence_number();
+    index: usize,
+    outer: KinesisRecord<'a>,
+    read: Result<Deaggregated<'a, crate::decode::VecTable<'a>>, Error>,
+    on_invalid: OnInvalid,
+) -> Result<Vec<DeliveredRecord<'a>>, BrokenRecord<'a>> {
     match read {
-        Deaggregated::Aggregated(a) => a
+        Ok(Deaggregated::Aggregated(a)) => Ok(a
             .records()
-            .map(|r| SdkUserRecord {
-                aggregated: true,
-                partition_key: r.partition_key,
-                explicit_hash_key: r.explicit_hash_key,
-                data: r.data,
-                sequence_number: seq,
-                sub_sequence_number: Some(r.sub_sequence_number),
-            })
-            .collect(),
-        Deaggregated::Plain { data, .. } => alloc::vec![SdkUserRecord {
-            aggregated: false,
-            partition_key: record.partition_key(),
-            explicit_hash_key: None,
-            data,
-            sequence_number: seq,
-            sub_sequence_number: None,
-        }],
+            .map(|r| DeliveredRecord::aggregated(index, outer, r))
+            .collect()),
+        Ok(Deaggregated::Plain { .. }) => Ok(alloc::vec![DeliveredRecord::plain(index, outer)]),
+        Err(_) if on_invalid == OnInvalid::Passthrough => {
+            Ok(alloc::vec![DeliveredRecord::plain(index, outer)])
+        }
+        Err(error) => Err(BrokenRecord {
+            record: index,
+            sequence_number: outer.sequence_number,
+            record_id: None,
+            error,
+        }),
     }
 }
 
@@ -140,9 +137,13 @@ fn flatten<'a>(
 ///
 /// # Errors
 /// A record with a valid checksum and a broken body.
-pub fn user_records_in_shard(record: &SdkRecord, range: HashKeyRange) -> Result<ShardRead<'_>, Error> {
-    let read = deaggregate(record.data().as_ref())?;
-    if let Deaggregated::Aggregated(a) = &read
+pub fn user_records_in_shard(
+    record: &SdkRecord,
+    index: usize,
+    range: HashKeyRange,
+) -> Result<ShardRead<'_>, BrokenRecord<'_>> {
+    let read = deaggregate(record.data().as_ref());
+    if let Ok(Deaggregated::Aggregated(a)) = &read
         && let Err(out_of_range) = a.check_range(range)
     {
         return Ok(ShardRead::Discarded {
@@ -150,17 +151,22 @@ pub fn user_records_in_shard(record: &SdkRecord, range: HashKeyRange) -> Result<
             out_of_range,
         });
     }
-    Ok(ShardRead::Records(flatten(record, read)))
+    flatten(index, outer(record), read, OnInvalid::Error).map(ShardRead::Records)
 }
 
 /// The user records of a batch of GetRecords records, in order.
 ///
 /// # Errors
-/// The first record with a broken body, with its position in the batch.
-pub fn batch_user_records(records: &[SdkRecord]) -> Result<Vec<SdkUserRecord<'_>>, (usize, Error)> {
+/// The first record with a broken body, with its position in the batch
+/// (`OnInvalid::Error`); with `OnInvalid::Passthrough` such a record is
+/// handed on unchanged and this never fails.
+pub fn batch_user_records(
+    records: &[SdkRecord],
+    on_invalid: OnInvalid,
+) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
     let mut out = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        out.extend(user_records(r).map_err(|e| (i, e))?);
+        out.extend(flatten(i, outer(r), deaggregate(r.data().as_ref()), on_invalid)?);
     }
     Ok(out)
 }

@@ -777,3 +777,67 @@ fn inspect_describes_every_record() {
         "49590338271490256608559692538361571095921575989136588898"
     );
 }
+
+#[test]
+fn json_documents_are_read_one_record_at_a_time() {
+    // A get-records document cut off after two records: both are printed
+    // before the error is reported (a reader that parses whole documents
+    // prints nothing).
+    let rec =
+        |seq: &str| json!({"SequenceNumber": seq, "PartitionKey": "k", "Data": b64(b"plain")}).to_string();
+    let doc = format!("{{\"Records\": [{}, {}, {{\"Data\": ", rec("1"), rec("2"));
+    let out = run(&["deagg", "--input", "get-records"], doc.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    let got = lines(&out);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (
+            got[0]["sequence_number"].as_str(),
+            got[1]["sequence_number"].as_str()
+        ),
+        (Some("1"), Some("2"))
+    );
+    assert!(stderr(&out).contains("document 1"), "{}", stderr(&out));
+    // Keys other than the record list are skipped, wherever they are.
+    let doc = format!(
+        "{{\"NextShardIterator\": \"x\", \"Records\": [{}], \"MillisBehindLatest\": 0}}\n{{\"Records\": []}}",
+        rec("3")
+    );
+    let out = run(&["deagg", "--input", "json"], doc.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(lines(&out).len(), 1);
+    // A document of another shape names what it lacks.
+    let out = run(&["deagg", "--input", "lambda"], b"{\"records\": []}");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs \"Records\""), "{}", stderr(&out));
+}
+
+#[test]
+fn inputs_longer_than_the_largest_record_needs_are_refused() {
+    // Raw: at most 10 MiB, the largest Kinesis record.
+    let big = vec![b'x'; kinesis_agg::MAX_LIMIT + 1];
+    let out = run(&["deagg", "--input", "raw"], &big);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("longer than 10485760 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    let ok = vec![b'x'; kinesis_agg::MAX_LIMIT];
+    let out = run(&["deagg", "--input", "raw"], &ok);
+    assert_eq!(out.status.code(), Some(0));
+    // Base64: a line longer than a 10 MiB record's base64, after a good line.
+    let input = format!("{}\n{}\n", b64(b"first"), "A".repeat(14_000_000));
+    let out = run(&["deagg"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(lines(&out).len(), 1);
+    assert!(stderr(&out).contains("line 2 is longer than"), "{}", stderr(&out));
+    // agg: a bad line like any other (exit 1); the aggregates before it
+    // are written.
+    let input = format!("{}\n{}\n", user_line("k", None, b"1"), "A".repeat(16_000_000));
+    let out = run(&["agg"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(lines(&out).len(), 1);
+    assert!(stderr(&out).contains("line 2 is longer than"), "{}", stderr(&out));
+}

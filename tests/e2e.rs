@@ -181,13 +181,16 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
                 .send()
                 .await
                 .unwrap();
-            for r in out.records() {
+            for (i, r) in out.records().iter().enumerate() {
                 kinesis_records += 1;
-                match sdk::user_records_in_shard(r, range).unwrap() {
+                match sdk::user_records_in_shard(r, i, range).unwrap() {
                     ShardRead::Records(v) => {
                         for u in v {
                             users += 1;
-                            let key = (u.partition_key.to_owned(), u.explicit_hash_key.map(str::to_owned));
+                            let key = (
+                                u.partition_key.unwrap().to_owned(),
+                                u.explicit_hash_key.map(str::to_owned),
+                            );
                             got.entry(key).or_default().push(u.data.to_vec());
                         }
                     }

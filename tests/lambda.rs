@@ -5,7 +5,8 @@
 use aws_lambda_events::event::firehose::KinesisFirehoseEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use kinesis_agg::Error;
-use kinesis_agg::lambda::{OnInvalid, firehose_event_records, kinesis_event_records};
+use kinesis_agg::OnInvalid;
+use kinesis_agg::lambda::{firehose_event_records, kinesis_event_records};
 
 fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
     serde_json::from_slice(&std::fs::read(format!("tests/fixtures/events/{name}.json")).unwrap()).unwrap()
@@ -25,18 +26,21 @@ fn a_real_event_with_a_kpl_record_and_a_plain_one() {
         .collect();
     assert_eq!(got.len(), 2);
     assert!(got[0].aggregated);
-    assert_eq!(got[0].partition_key, "key-0");
+    assert_eq!(got[0].partition_key, Some("key-0"));
     assert_eq!(got[0].data, b"Testing KPL Aggregated Record 1-0");
     assert_eq!(
-        (got[0].sequence_number, got[0].sub_sequence_number),
-        ("1", Some(0))
+        (got[0].outer.sequence_number, got[0].sub_sequence_number),
+        (Some("1"), Some(0))
     );
     assert!(!got[1].aggregated);
-    assert_eq!(got[1].partition_key, "shardId-00000000005");
+    assert_eq!(got[1].partition_key, Some("shardId-00000000005"));
     assert_eq!(got[1].data, b"This is test data");
-    assert_eq!((got[1].sequence_number, got[1].sub_sequence_number), ("2", None));
+    assert_eq!(
+        (got[1].outer.sequence_number, got[1].sub_sequence_number),
+        (Some("2"), None)
+    );
     assert_eq!(got[1].record, 1);
-    assert_eq!(got[1].approximate_arrival_millis, 1_500_000_000_000);
+    assert_eq!(got[1].outer.approximate_arrival_millis, Some(1_500_000_000_000));
 }
 
 /// A user record: partition key, explicit hash key, data, sub-sequence number.
@@ -96,7 +100,7 @@ fn kinesis_event_metadata_and_errors() {
             Ok(users) if users.is_empty() => {
                 let r = got[i].unwrap();
                 assert!(!r.aggregated && r.data == &outer.kinesis.data.0[..]);
-                assert_eq!(r.partition_key, outer.kinesis.partition_key);
+                assert_eq!(r.partition_key, Some(outer.kinesis.partition_key.as_str()));
                 i += 1;
             }
             Ok(users) => {
@@ -109,14 +113,21 @@ fn kinesis_event_metadata_and_errors() {
                             r.data,
                             r.sub_sequence_number
                         ),
-                        (pk.as_str(), ehk.as_deref(), &data[..], sub)
+                        (Some(pk.as_str()), ehk.as_deref(), &data[..], sub)
                     );
-                    assert_eq!(r.sequence_number, outer.kinesis.sequence_number);
-                    assert_eq!(r.shard_id, Some("shardId-000000000006"));
-                    assert_eq!(r.event_source, Some("aws:kinesis"));
-                    assert_eq!(r.record_id, outer.event_id.as_deref());
+                    assert_eq!(
+                        r.outer.sequence_number,
+                        Some(outer.kinesis.sequence_number.as_str())
+                    );
+                    assert_eq!(r.outer.partition_key, Some(outer.kinesis.partition_key.as_str()));
+                    assert_eq!(r.outer.shard_id, Some("shardId-000000000006"));
+                    assert_eq!(r.outer.event_source, Some("aws:kinesis"));
+                    assert_eq!(r.outer.record_id, outer.event_id.as_deref());
                     assert_eq!(r.record, n);
-                    assert_eq!(r.approximate_arrival_millis, 1_545_084_650_987 + 1000 * n as i64);
+                    assert_eq!(
+                        r.outer.approximate_arrival_millis,
+                        Some(1_545_084_650_987 + 1000 * n as i64)
+                    );
                     i += 1;
                 }
             }
@@ -148,7 +159,7 @@ fn kinesis_event_metadata_and_errors() {
                 let outer = &event.records[e.record];
                 assert!(!a.aggregated && a.sub_sequence_number.is_none());
                 assert_eq!(a.data, &outer.kinesis.data.0[..]);
-                assert_eq!(a.partition_key, outer.kinesis.partition_key);
+                assert_eq!(a.partition_key, Some(outer.kinesis.partition_key.as_str()));
             }
             (Err(e), _) => panic!("passthrough gave an error: {e}"),
         }
@@ -160,12 +171,12 @@ fn firehose_event_metadata() {
     let event: KinesisFirehoseEvent = load("firehose_kinesis");
     let got = firehose_event_records(&event, OnInvalid::Passthrough);
     let first = got[0].unwrap();
-    assert_eq!(first.record_id, Some("record1"));
-    assert_eq!(first.shard_id, Some("shardId-000000000001"));
-    assert_eq!(first.partition_key, "key-0");
-    assert_eq!(first.approximate_arrival_millis, 1_507_217_624_302);
+    assert_eq!(first.outer.record_id, Some("record1"));
+    assert_eq!(first.outer.shard_id, Some("shardId-000000000001"));
+    assert_eq!(first.partition_key, Some("key-0"));
+    assert_eq!(first.outer.approximate_arrival_millis, Some(1_507_217_624_302));
     let plain = got.iter().map(|r| r.unwrap()).find(|r| !r.aggregated).unwrap();
-    assert_eq!(plain.partition_key, "outer-b");
+    assert_eq!(plain.partition_key, Some("outer-b"));
     assert_eq!(plain.sub_sequence_number, None);
     // Passthrough: one line per user record, and one per plain or broken
     // outer record, with the values Google's parser gives.
@@ -182,10 +193,10 @@ fn firehose_event_metadata() {
                             r.data,
                             r.sub_sequence_number
                         ),
-                        (pk.as_str(), ehk.as_deref(), &data[..], sub)
+                        (Some(pk.as_str()), ehk.as_deref(), &data[..], sub)
                     );
                     assert_eq!(r.record, n);
-                    assert_eq!(r.record_id, outer.record_id.as_deref());
+                    assert_eq!(r.outer.record_id, outer.record_id.as_deref());
                     i += 1;
                 }
             }

@@ -13,8 +13,8 @@ use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use base64::Engine;
-use kinesis_agg::Record;
 use kinesis_agg::sdk::{PutError, Retry, put_all};
+use kinesis_agg::{OnInvalid, Record};
 use serde_json::{Value, json};
 
 /// Every call's entries (their data, decoded), in order.
@@ -219,13 +219,15 @@ fn conversions_between_sdk_types_and_ours() {
             .unwrap()
     };
     let batch = [rec("1", done.data(), "a"), rec("2", b"plain", "outer")];
-    let users = sdk::batch_user_records(&batch).unwrap();
+    let users = sdk::batch_user_records(&batch, OnInvalid::Error).unwrap();
     let seen: Vec<_> = users
         .iter()
         .map(|u| {
             (
+                u.record,
                 u.partition_key,
-                u.sequence_number,
+                u.explicit_hash_key,
+                u.outer.sequence_number,
                 u.sub_sequence_number,
                 u.aggregated,
             )
@@ -234,14 +236,16 @@ fn conversions_between_sdk_types_and_ours() {
     assert_eq!(
         seen,
         [
-            ("a", "1", Some(0), true),
-            ("b", "1", Some(1), true),
-            ("outer", "2", None, false)
+            (0, Some("a"), None, Some("1"), Some(0), true),
+            (0, Some("b"), Some("7"), Some("1"), Some(1), true),
+            (1, Some("outer"), None, Some("2"), None, false)
         ]
     );
+    assert_eq!(users[0].outer.partition_key, Some("a"));
+    assert_eq!(users[2].data, b"plain");
     // The KCL rule: "b" is routed by EHK 7, "a" by its MD5.
     let narrow = kinesis_agg::HashKeyRange::new(0, 10).unwrap();
-    match sdk::user_records_in_shard(&batch[0], narrow).unwrap() {
+    match sdk::user_records_in_shard(&batch[0], 0, narrow).unwrap() {
         ShardRead::Discarded {
             sequence_number,
             out_of_range,
@@ -258,10 +262,22 @@ fn conversions_between_sdk_types_and_ours() {
     let md5 = md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&broken[4..]));
     broken.extend_from_slice(&md5);
     let bad = [rec("1", b"ok", "k"), rec("2", &broken, "k")];
-    assert!(matches!(
-        sdk::batch_user_records(&bad),
-        Err((1, kinesis_agg::Error::MissingField { .. }))
-    ));
+    let err = sdk::batch_user_records(&bad, OnInvalid::Error).unwrap_err();
+    assert_eq!(err.record, 1);
+    assert_eq!(err.sequence_number, Some("2"));
+    assert_eq!(
+        err.error,
+        kinesis_agg::Error::MissingField {
+            // The empty record's body: after the magic, its tag and length.
+            offset: 6,
+            field: kinesis_agg::Required::PartitionKeyIndex
+        }
+    );
+    assert!(err.to_string().contains("sequence number 2"), "{err}");
+    // Passed through instead: the broken record as it is, in its place.
+    let through = sdk::batch_user_records(&bad, OnInvalid::Passthrough).unwrap();
+    assert_eq!(through.len(), 2);
+    assert!(!through[1].aggregated && through[1].data == &broken[..]);
     // ListShards: closed shards are left out.
     let shard = |id: &str, s: &str, e: &str, closed: bool| {
         let mut range = SequenceNumberRange::builder().starting_sequence_number("0");

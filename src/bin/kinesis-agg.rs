@@ -13,10 +13,10 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use kinesis_agg::{
-    Batch, Deaggregated, Error, PlainReason, PutRecordsBatcher, Record, RecordAggregator, Tag,
+    Batch, Deaggregated, DeliveredRecord, Error, KinesisRecord, OnInvalid, Options, PlainReason,
+    PutRecordsBatcher, Record, RecordAggregator, Tag,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Standard alphabet; padding optional on input, always written on output.
 const B64: GeneralPurpose = GeneralPurpose::new(
@@ -59,8 +59,8 @@ Examples:
         input: InputArgs,
         /// What to do with a record whose checksum is valid but whose body
         /// is broken: report it (exit status 1), or print it as a pass-through.
-        #[arg(long, value_enum, default_value_t = OnInvalid::Error)]
-        on_invalid: OnInvalid,
+        #[arg(long, value_enum, default_value_t = InvalidPolicy::Error)]
+        on_invalid: InvalidPolicy,
         /// The hash key range of the shard the records were read from
         /// (START:END, decimal). Applies the KCL's rule: an aggregate with any
         /// user record outside the range is discarded whole, reported on
@@ -159,12 +159,22 @@ enum Input {
     Json,
 }
 
+/// `--on-invalid`: the library's [`OnInvalid`], as clap lists it.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OnInvalid {
+enum InvalidPolicy {
     /// Report on stderr, print nothing for it, exit 1 at the end.
     Error,
     /// Print it as a pass-through record.
     Passthrough,
+}
+
+impl From<InvalidPolicy> for OnInvalid {
+    fn from(p: InvalidPolicy) -> Self {
+        match p {
+            InvalidPolicy::Error => OnInvalid::Error,
+            InvalidPolicy::Passthrough => OnInvalid::Passthrough,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -253,7 +263,12 @@ fn main() -> ExitCode {
             on_invalid,
             shard_range,
             lenient,
-        } => deagg(&input, on_invalid, shard_range.map(|r| (r, lenient)), &mut out),
+        } => deagg(
+            &input,
+            on_invalid.into(),
+            shard_range.map(|r| (r, lenient)),
+            &mut out,
+        ),
         Command::Agg {
             max_size,
             shards,
@@ -313,14 +328,55 @@ struct InRecord {
     sequence_number: Option<String>,
 }
 
+impl InRecord {
+    /// The record as the library's delivered-record metadata.
+    fn outer(&self) -> KinesisRecord<'_> {
+        KinesisRecord {
+            partition_key: self.partition_key.as_deref(),
+            sequence_number: self.sequence_number.as_deref(),
+            ..KinesisRecord::new(&self.blob)
+        }
+    }
+}
+
+/// The largest Kinesis record (10 MiB) in base64, with a CRLF: the longest
+/// base64 input line accepted.
+const MAX_BASE64_LINE: usize = kinesis_agg::MAX_LIMIT.div_ceil(3) * 4 + 2;
+
+/// The longest `agg` input line accepted: a largest record's data in
+/// base64, with room for keys and tags.
+const MAX_JSON_LINE: usize = MAX_BASE64_LINE + (1 << 20);
+
+/// Reads one line (through `\n`) into `line`, at most `max` bytes.
+/// `Ok(false)` at the end of the input.
+fn read_line(reader: &mut dyn BufRead, line: &mut Vec<u8>, max: usize, line_no: u64) -> Result<bool, Stop> {
+    line.clear();
+    let n = reader.take(max as u64 + 1).read_until(b'\n', line)?;
+    if n > max {
+        return Err(Stop::Input(format!(
+            "line {line_no} is longer than {max} bytes, more than the largest Kinesis record needs"
+        )));
+    }
+    Ok(n > 0)
+}
+
 /// Calls `each` with every input record, in order, streaming: base64 lines
-/// one at a time, JSON documents one at a time.
+/// one at a time, JSON documents one record at a time. What is held at
+/// once is one input record (a line, or one element of a JSON document's
+/// record list), never the whole input; lines and raw input longer than the
+/// largest Kinesis record needs are refused.
 fn for_each_record(args: &InputArgs, mut each: impl FnMut(InRecord) -> Result<(), Stop>) -> Result<(), Stop> {
     let mut reader = open(&args.file)?;
     match args.input {
         Input::Raw => {
             let mut blob = Vec::new();
-            reader.read_to_end(&mut blob)?;
+            let limit = kinesis_agg::MAX_LIMIT;
+            reader.take(limit as u64 + 1).read_to_end(&mut blob)?;
+            if blob.len() > limit {
+                return Err(Stop::Input(format!(
+                    "raw input is longer than {limit} bytes, the largest Kinesis record"
+                )));
+            }
             each(InRecord {
                 blob,
                 place: String::new(),
@@ -332,8 +388,7 @@ fn for_each_record(args: &InputArgs, mut each: impl FnMut(InRecord) -> Result<()
             let mut line = Vec::new();
             let mut line_no = 0u64;
             loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line)? == 0 {
+                if !read_line(&mut reader, &mut line, MAX_BASE64_LINE, line_no + 1)? {
                     return Ok(());
                 }
                 line_no += 1;
@@ -352,68 +407,201 @@ fn for_each_record(args: &InputArgs, mut each: impl FnMut(InRecord) -> Result<()
                 })?;
             }
         }
-        shape => {
-            let docs = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
-            for (d, doc) in docs.enumerate() {
-                let doc = doc.map_err(|e| Stop::Input(format!("document {}: not JSON: {e}", d + 1)))?;
-                for r in
-                    records_of(&doc, shape).map_err(|m| Stop::Input(format!("document {}: {m}", d + 1)))?
-                {
-                    each(r)?;
+        shape => json::for_each_record(reader, shape, &mut each),
+    }
+}
+
+/// The three JSON shapes, read one record at a time with serde's visitors
+/// (a document is never held whole).
+mod json {
+    use std::fmt;
+    use std::io::BufRead;
+
+    use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::{B64, Engine, InRecord, Input, Stop};
+
+    /// One element of a record list, in any of the three shapes.
+    #[derive(Deserialize)]
+    #[allow(non_snake_case)]
+    struct Element {
+        /// Lambda Kinesis event.
+        kinesis: Option<Lambda>,
+        /// get-records.
+        Data: Option<String>,
+        PartitionKey: Option<String>,
+        SequenceNumber: Option<String>,
+        /// Firehose.
+        data: Option<String>,
+        #[serde(rename = "kinesisRecordMetadata")]
+        metadata: Option<FirehoseMeta>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Lambda {
+        data: Option<String>,
+        partition_key: Option<String>,
+        sequence_number: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct FirehoseMeta {
+        partition_key: Option<String>,
+        sequence_number: Option<String>,
+    }
+
+    /// Reads every document of the input, calling `each` per record.
+    pub(super) fn for_each_record(
+        reader: Box<dyn BufRead>,
+        shape: Input,
+        each: &mut dyn FnMut(InRecord) -> Result<(), Stop>,
+    ) -> Result<(), Stop> {
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let mut stop = None;
+        for doc in 1.. {
+            // Whitespace, then either the end or another document.
+            if de.end().is_ok() {
+                return Ok(());
+            }
+            let seed = Document {
+                shape,
+                doc,
+                each: &mut *each,
+                stop: &mut stop,
+            };
+            if let Err(e) = seed.deserialize(&mut de) {
+                return Err(stop.take().unwrap_or_else(|| {
+                    let what = if e.is_data() { "" } else { "not JSON: " };
+                    Stop::Input(format!("document {doc}: {what}{e}"))
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    struct Document<'e, 's> {
+        shape: Input,
+        doc: usize,
+        each: &'e mut dyn FnMut(InRecord) -> Result<(), Stop>,
+        stop: &'s mut Option<Stop>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Document<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a Lambda Kinesis event, a Firehose event or get-records output")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = false;
+            let Document {
+                shape,
+                doc,
+                each,
+                stop,
+            } = self;
+            while let Some(key) = map.next_key::<String>()? {
+                let list = matches!(
+                    (key.as_str(), shape),
+                    ("Records", Input::Lambda | Input::GetRecords | Input::Json)
+                        | ("records", Input::Firehose | Input::Json)
+                );
+                if list && !seen {
+                    seen = true;
+                    let firehose = key == "records";
+                    map.next_value_seed(List {
+                        shape,
+                        firehose,
+                        doc,
+                        each: &mut *each,
+                        stop: &mut *stop,
+                    })?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
                 }
+            }
+            if !seen {
+                return Err(de::Error::custom(match shape {
+                    Input::Lambda => "a Lambda Kinesis event needs \"Records\"",
+                    Input::GetRecords => "get-records output needs \"Records\"",
+                    Input::Firehose => "a Firehose event needs \"records\"",
+                    _ => "not a Lambda Kinesis event, a Firehose event or get-records output",
+                }));
             }
             Ok(())
         }
     }
-}
 
-/// The records of one JSON document of the given (or detected) shape.
-fn records_of(doc: &Value, shape: Input) -> Result<Vec<InRecord>, String> {
-    let shape = match shape {
-        Input::Json => {
-            detect(doc).ok_or("not a Lambda Kinesis event, a Firehose event or get-records output")?
+    struct List<'e, 's> {
+        shape: Input,
+        firehose: bool,
+        doc: usize,
+        each: &'e mut dyn FnMut(InRecord) -> Result<(), Stop>,
+        stop: &'s mut Option<Stop>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for List<'_, '_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
         }
-        s => s,
-    };
-    let (list, what) = match shape {
-        Input::Lambda => (doc.get("Records"), "a Lambda Kinesis event needs \"Records\""),
-        Input::GetRecords => (doc.get("Records"), "get-records output needs \"Records\""),
-        _ => (doc.get("records"), "a Firehose event needs \"records\""),
-    };
-    let list = list.and_then(Value::as_array).ok_or(what)?;
-    let mut out = Vec::with_capacity(list.len());
-    for (i, r) in list.iter().enumerate() {
-        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-        let (data, pk, seq) = match shape {
-            Input::Lambda => {
-                let k = r
-                    .get("kinesis")
-                    .ok_or_else(|| format!("record {i}: no \"kinesis\""))?;
-                (
-                    s(k.get("data")),
-                    s(k.get("partitionKey")),
-                    s(k.get("sequenceNumber")),
-                )
+    }
+
+    impl<'de> Visitor<'de> for List<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            while let Some(el) = seq.next_element::<Element>()? {
+                let rec = record(el, self.shape, self.firehose, i).map_err(de::Error::custom)?;
+                if let Err(stop) = (self.each)(rec) {
+                    *self.stop = Some(stop);
+                    return Err(de::Error::custom("stopped"));
+                }
+                i += 1;
             }
-            Input::GetRecords => (
-                s(r.get("Data")),
-                s(r.get("PartitionKey")),
-                s(r.get("SequenceNumber")),
-            ),
-            _ => {
-                let m = r.get("kinesisRecordMetadata");
-                (
-                    s(r.get("data")),
-                    s(m.and_then(|m| m.get("partitionKey"))),
-                    s(m.and_then(|m| m.get("sequenceNumber"))),
-                )
+            let _ = self.doc;
+            Ok(())
+        }
+    }
+
+    /// One element as an input record, checked against the shape asked for
+    /// (`json`: the element's own fields decide).
+    fn record(el: Element, shape: Input, firehose: bool, i: usize) -> Result<InRecord, String> {
+        let (data, pk, seq) = if firehose {
+            let m = el.metadata;
+            let (pk, seq) = m.map_or((None, None), |m| (m.partition_key, m.sequence_number));
+            (el.data, pk, seq)
+        } else if let Some(k) = el.kinesis {
+            if shape == Input::GetRecords {
+                return Err(format!("record {i}: a Lambda event record in get-records output"));
             }
+            (k.data, k.partition_key, k.sequence_number)
+        } else if shape == Input::Lambda {
+            return Err(format!("record {i}: no \"kinesis\""));
+        } else if el.Data.is_some() || el.SequenceNumber.is_some() {
+            (el.Data, el.PartitionKey, el.SequenceNumber)
+        } else {
+            return Err(format!(
+                "record {i}: not a Lambda Kinesis event, a Firehose event or get-records record"
+            ));
         };
         let data = data.ok_or_else(|| format!("record {i}: no data"))?;
         let blob = B64
             .decode(data.as_bytes())
             .map_err(|e| format!("record {i}: data is not valid base64: {e}"))?;
-        out.push(InRecord {
+        Ok(InRecord {
             blob,
             place: match &seq {
                 Some(q) => format!(" (sequence number {q})"),
@@ -421,27 +609,8 @@ fn records_of(doc: &Value, shape: Input) -> Result<Vec<InRecord>, String> {
             },
             partition_key: pk,
             sequence_number: seq,
-        });
+        })
     }
-    Ok(out)
-}
-
-/// Tells the three JSON shapes apart.
-fn detect(doc: &Value) -> Option<Input> {
-    if let Some(first) = doc.get("Records").and_then(Value::as_array) {
-        return match first.first() {
-            Some(r) if r.get("kinesis").is_some() => Some(Input::Lambda),
-            Some(r) if r.get("Data").is_some() || r.get("SequenceNumber").is_some() => {
-                Some(Input::GetRecords)
-            }
-            // An empty batch: no records either way.
-            None => Some(Input::GetRecords),
-            Some(_) => None,
-        };
-    }
-    doc.get("records")
-        .and_then(Value::as_array)
-        .map(|_| Input::Firehose)
 }
 
 // ---------------------------------------------------------------------------
@@ -478,6 +647,26 @@ struct JsonTag {
     value: Option<String>,
 }
 
+/// Prints one user record as its JSON line; `text` is scratch space for
+/// the base64 of its data.
+fn print_user(out: &mut dyn Write, r: &DeliveredRecord<'_>, text: &mut String) -> Result<(), Stop> {
+    text.clear();
+    B64.encode_string(r.data, text);
+    write_line(
+        out,
+        &UserLine {
+            record: r.record as u64,
+            aggregated: r.aggregated,
+            sub_sequence_number: r.sub_sequence_number,
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            data: text,
+            sequence_number: r.outer.sequence_number,
+            tags: TagList(r.tags),
+        },
+    )
+}
+
 /// Returns `Ok(true)` when some record was reported as invalid or
 /// discarded.
 fn deagg(
@@ -487,54 +676,33 @@ fn deagg(
     out: &mut impl Write,
 ) -> Result<bool, Stop> {
     let mut any_invalid = false;
-    let mut scratch = String::new();
-    let mut index = 0u64;
+    let mut text = String::new();
+    let mut index = 0usize;
     let progress = Progress::new("records");
     for_each_record(args, |rec| {
         let i = index;
         index += 1;
         progress.inc();
-        let seq = rec.sequence_number.as_deref();
-        let mut passthrough = |out: &mut dyn Write, data: &[u8]| -> Result<(), Stop> {
-            scratch.clear();
-            B64.encode_string(data, &mut scratch);
-            write_line(
-                out,
-                &UserLine {
-                    record: i,
-                    aggregated: false,
-                    sub_sequence_number: None,
-                    partition_key: rec.partition_key.as_deref(),
-                    explicit_hash_key: None,
-                    data: &scratch,
-                    sequence_number: seq,
-                    tags: TagList(kinesis_agg::Tags::default()),
-                },
-            )
+        let outer = rec.outer();
+        let Some((range, lenient)) = shard else {
+            return outer.try_for_each_user_record(i, Options::new(), on_invalid, |r| match r {
+                Ok(user) => print_user(out, &user, &mut text),
+                Err(broken) => {
+                    any_invalid = true;
+                    eprintln!(
+                        "kinesis-agg: record {i}{}: invalid aggregated record: {}",
+                        rec.place, broken.error
+                    );
+                    Ok(())
+                }
+            });
         };
+        // The KCL's rule for records read from one shard.
         match kinesis_agg::deaggregate(&rec.blob) {
             Ok(Deaggregated::Aggregated(agg)) => {
-                let mut text = String::new();
-                let mut print = |r: kinesis_agg::UserRecord<'_>| -> Result<(), Stop> {
-                    text.clear();
-                    B64.encode_string(r.data, &mut text);
-                    write_line(
-                        out,
-                        &UserLine {
-                            record: i,
-                            aggregated: true,
-                            sub_sequence_number: Some(r.sub_sequence_number),
-                            partition_key: Some(r.partition_key),
-                            explicit_hash_key: r.explicit_hash_key,
-                            data: &text,
-                            sequence_number: seq,
-                            tags: TagList(r.tags),
-                        },
-                    )
-                };
-                match shard {
-                    None => agg.records().try_for_each(&mut print)?,
-                    Some((range, false)) => match agg.check_range(range) {
+                let mut print = |u| print_user(out, &DeliveredRecord::aggregated(i, outer, u), &mut text);
+                if !lenient {
+                    match agg.check_range(range) {
                         Ok(()) => agg.records().try_for_each(&mut print)?,
                         Err(o) => {
                             any_invalid = true;
@@ -544,22 +712,21 @@ fn deagg(
                                 agg.len()
                             );
                         }
-                    },
-                    Some((range, true)) => {
-                        let mut kept = agg.records_in_range(range);
-                        kept.by_ref().try_for_each(&mut print)?;
-                        if kept.outside() > 0 {
-                            eprintln!(
-                                "kinesis-agg: record {i}{}: kept {} user records, {} outside the shard's range ({range})",
-                                rec.place,
-                                agg.len() - kept.outside(),
-                                kept.outside()
-                            );
-                        }
+                    }
+                } else {
+                    let mut kept = agg.records_in_range(range);
+                    kept.by_ref().try_for_each(&mut print)?;
+                    if kept.outside() > 0 {
+                        eprintln!(
+                            "kinesis-agg: record {i}{}: kept {} user records, {} outside the shard's range ({range})",
+                            rec.place,
+                            agg.len() - kept.outside(),
+                            kept.outside()
+                        );
                     }
                 }
             }
-            Ok(Deaggregated::Plain { data, .. }) => passthrough(out, data)?,
+            Ok(Deaggregated::Plain { .. }) => print_user(out, &DeliveredRecord::plain(i, outer), &mut text)?,
             Err(e) => match on_invalid {
                 OnInvalid::Error => {
                     any_invalid = true;
@@ -568,7 +735,7 @@ fn deagg(
                         rec.place
                     );
                 }
-                OnInvalid::Passthrough => passthrough(out, &rec.blob)?,
+                OnInvalid::Passthrough => print_user(out, &DeliveredRecord::plain(i, outer), &mut text)?,
             },
         }
         Ok(())
@@ -859,9 +1026,14 @@ fn agg(
     let mut failure = None;
     let progress = Progress::new("user records");
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
+        match read_line(&mut reader, &mut line, MAX_JSON_LINE, line_no + 1) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(Stop::Input(msg)) => {
+                failure = Some(msg);
+                break;
+            }
+            Err(stop) => return Err(stop),
         }
         line_no += 1;
         let text = line.trim_ascii();
