@@ -1036,6 +1036,76 @@ mod tests {
         assert!(yb >= ya, "{name}");
     }
 
+    /// Canonical records take the one-pass reader in both passes: one step
+    /// each to validate and one to iterate, whatever their key indices,
+    /// explicit hash keys and data lengths (1- to 3-byte varints). Anything
+    /// that sent them to the general field loop would cost at least four
+    /// more steps per record, and this would fail.
+    #[test]
+    fn canonical_records_take_the_one_pass_reader() {
+        let mut tables = Vec::new();
+        for i in 0..200 {
+            tables.extend_from_slice(&ld(1, alloc::format!("k{i}").as_bytes()));
+        }
+        tables.extend_from_slice(&ld(2, b"7"));
+        tables.extend_from_slice(&ld(2, b"8"));
+        let record = |pk: usize, ehk: Option<usize>, len: usize| {
+            let mut inner = alloc::vec![0x08];
+            let mut v = pk;
+            while v >= 0x80 {
+                inner.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            inner.push(v as u8);
+            if let Some(e) = ehk {
+                inner.extend_from_slice(&[0x10, e as u8]);
+            }
+            inner.extend_from_slice(&ld(3, &alloc::vec![b'x'; len]));
+            ld(3, &inner)
+        };
+        let mut body = tables.clone();
+        let shapes = [
+            (0, None, 0),
+            (1, Some(0), 5),
+            (199, Some(1), 127),
+            (150, None, 128),
+            (3, Some(1), 20_000),
+        ];
+        for &(pk, ehk, len) in &shapes {
+            body.extend_from_slice(&record(pk, ehk, len));
+        }
+        let (with, n) = steps(&body);
+        let (without, _) = steps(&tables);
+        assert_eq!(n, shapes.len());
+        // One look per record in each pass, and one more to find the end
+        // of the run.
+        assert_eq!(with - without, 2 * shapes.len() as u64 + 1);
+    }
+
+    /// Records that are not canonical (here: a tag after the data, a
+    /// field out of order) take the general loop and still come out
+    /// right, each counted down exactly once.
+    #[test]
+    fn records_the_one_pass_reader_refuses_are_read_by_the_general_loop() {
+        let mut body = ld(1, b"k");
+        let tagged = [&[0x08, 0x00][..], &ld(3, b"a"), &ld(4, &ld(1, b"t"))].concat();
+        let reordered = [&ld(3, b"b")[..], &[0x08, 0x00]].concat();
+        body.extend_from_slice(&ld(3, &tagged));
+        body.extend_from_slice(&ld(3, &reordered));
+        body.extend_from_slice(&[0x1A, 0x04, 0x08, 0x00, 0x1A, 0x00]);
+        let blob = wrap(&body);
+        let Ok(Deaggregated::Aggregated(a)) = Options::new().deaggregate(&blob) else {
+            panic!()
+        };
+        let mut it = a.records();
+        let mut seen = Vec::new();
+        while let Some(r) = it.next() {
+            seen.push((r.data, r.tags.count(), it.len()));
+        }
+        assert_eq!(seen, [(&b"a"[..], 1, 2), (&b"b"[..], 0, 1), (&b""[..], 0, 0)]);
+        assert!(it.next().is_none());
+    }
+
     #[test]
     #[cfg_attr(
         miri,

@@ -664,6 +664,8 @@ impl Core {
         slots: &mut S,
         rec: &Record<'_>,
     ) -> Result<(), Error> {
+        // Counted in tests: which records took this path.
+        crate::wire::tick();
         let plan = self.plan(buf, slots.slots(), rec)?;
         self.admit(&plan, rec, buf.len(), slots)?;
         self.commit(buf, slots, rec, &plan);
@@ -1215,5 +1217,70 @@ mod owned {
                 self.spare.push(buf);
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    //! Which path records take. The one-pass add is only faster than the
+    //! full one, so a test that looked at the bytes alone would not notice
+    //! it switched off; the step counter does.
+    use super::*;
+    use crate::wire::work;
+    use alloc::vec::Vec;
+
+    /// Full-path adds while adding `records`, in a fresh aggregator.
+    fn full_path_adds(records: &[Record<'_>]) -> u64 {
+        let mut buf = alloc::vec![0u8; 1 << 20];
+        let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
+        work::take();
+        for r in records {
+            agg.add(*r).unwrap();
+        }
+        work::take()
+    }
+
+    #[test]
+    fn records_with_known_keys_take_the_one_pass_add() {
+        let data = [7u8; 300];
+        let keys = ["a", "sensor-0001", "0f8fad5b-d9cb-469f-a165-70867728950e", "k"];
+        let mut records = Vec::new();
+        for i in 0..200 {
+            let pk = keys[i % keys.len()];
+            let r = Record::new(pk, &data[..i % 300]);
+            records.push(if i % 3 == 0 {
+                r.with_explicit_hash_key("12345")
+            } else {
+                r
+            });
+        }
+        // The first record (placing the layout), then one add per new key
+        // record: four partition keys, one explicit hash key (with record 0).
+        assert_eq!(full_path_adds(&records), 4);
+        // The same key repeated: only the first takes the full path.
+        let same = [Record::new("k", b"x"); 50];
+        assert_eq!(full_path_adds(&same), 1);
+    }
+
+    #[test]
+    fn records_with_tags_or_that_need_room_take_the_full_path() {
+        let tags = [Tag {
+            key: "t",
+            value: None,
+        }];
+        let tagged = [Record::new("k", b"x").with_tags(&tags); 10];
+        assert_eq!(full_path_adds(&tagged), 10);
+        // A buffer that the records outgrow: the add that needs the records
+        // moved takes the full path; the aggregate is still exact.
+        let mut buf = alloc::vec![0u8; 400];
+        let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
+        let data = [1u8; 30];
+        let mut n = 0;
+        while agg.add(Record::new("k", &data)).is_ok() {
+            n += 1;
+        }
+        assert!(n > 5);
+        let size = agg.encoded_len();
+        assert_eq!(agg.finish().unwrap().data.len(), size);
     }
 }

@@ -1,21 +1,34 @@
-//! Structured user records and a limit through both aggregators and back:
-//! records equal, every size exact, every limit respected, no record lost.
+//! Structured user records (tags included) and a limit through both
+//! aggregators and back: records equal, every size exact, every limit
+//! respected, no record lost.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use kinesis_agg::{Aggregator, Deaggregated, Error, OwnedRecord, RecordAggregator};
+use kinesis_agg::{Aggregator, Deaggregated, Error, OwnedRecord, RecordAggregator, Tag};
 use libfuzzer_sys::fuzz_target;
+
+/// Tags of one record: (key, value).
+type OwnedTags = Vec<(String, Option<String>)>;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
-    records: Vec<OwnedRecord>,
+    records: Vec<(OwnedRecord, OwnedTags)>,
     limit: u16,
     buffer: u16,
 }
 
-fn decode(blob: &[u8]) -> Vec<OwnedRecord> {
+fn decode(blob: &[u8]) -> Vec<(OwnedRecord, OwnedTags)> {
     match kinesis_agg::deaggregate(blob).expect("our output decodes") {
-        Deaggregated::Aggregated(a) => a.records().map(OwnedRecord::from).collect(),
+        Deaggregated::Aggregated(a) => a
+            .records()
+            .map(|r| {
+                let tags = r
+                    .tags
+                    .map(|t| (t.key.to_owned(), t.value.map(str::to_owned)))
+                    .collect();
+                (OwnedRecord::from(r), tags)
+            })
+            .collect(),
         Deaggregated::Plain { .. } => panic!("our output is not aggregated"),
     }
 }
@@ -27,18 +40,27 @@ fuzz_target!(|input: Input| {
     let cap = buf.len();
     let mut fixed = Aggregator::<_, 8>::with_limit(&mut buf[..], limit).unwrap();
 
-    let mut current: Vec<OwnedRecord> = Vec::new();
-    let mut accepted: Vec<OwnedRecord> = Vec::new();
-    let mut out: Vec<OwnedRecord> = Vec::new();
-    let check = |blob: &[u8], pk: &str, recs: &[OwnedRecord], out: &mut Vec<OwnedRecord>| {
+    type Item = (OwnedRecord, OwnedTags);
+    let mut current: Vec<Item> = Vec::new();
+    let mut accepted: Vec<Item> = Vec::new();
+    let mut out: Vec<Item> = Vec::new();
+    let check = |blob: &[u8], pk: &str, recs: &[Item], out: &mut Vec<Item>| {
         assert!(blob.len() + pk.len() <= limit);
         let back = decode(blob);
         assert_eq!(back, recs);
-        assert_eq!(pk, recs[0].partition_key);
+        assert_eq!(pk, recs[0].0.partition_key);
         out.extend(back);
     };
     for rec in &input.records {
-        let r = rec.as_record();
+        let tags: Vec<Tag<'_>> = rec
+            .1
+            .iter()
+            .map(|(k, v)| Tag {
+                key: k,
+                value: v.as_deref(),
+            })
+            .collect();
+        let r = rec.0.as_record().with_tags(&tags);
         let predicted = owned.encoded_len_with(&r).unwrap();
         match owned.try_add(r) {
             Ok(()) => {
@@ -47,7 +69,7 @@ fuzz_target!(|input: Input| {
                 accepted.push(rec.clone());
             }
             Err(refused) if refused.error == Error::Full => {
-                assert!(predicted + current[0].partition_key.len() > limit);
+                assert!(predicted + current[0].0.partition_key.len() > limit);
                 let done = owned.finish().unwrap();
                 check(done.data(), done.partition_key(), &current, &mut out);
                 current.clear();
