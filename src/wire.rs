@@ -310,6 +310,56 @@ mod tests {
     }
 
     #[test]
+    fn field_numbers_are_valid_from_1_to_2_pow_29_minus_1() {
+        let tag = |number: u64, wire_type: u64| encode(number << 3 | wire_type);
+        for (number, ok) in [
+            (1, true),
+            (15, true),
+            (16, true),
+            (MAX_FIELD, true),
+            (MAX_FIELD + 1, false),
+        ] {
+            let (buf, n) = tag(number, 0);
+            let got = Reader::new(&buf[..n], 7).field();
+            if ok {
+                assert_eq!(
+                    got,
+                    Ok(Field {
+                        number,
+                        wire_type: 0,
+                        offset: 7
+                    }),
+                    "field {number}"
+                );
+            } else {
+                assert_eq!(got, Err(Error::InvalidTag { offset: 7 }), "field {number}");
+            }
+        }
+        // Field 0, in one byte and in a longer varint.
+        assert_eq!(
+            Reader::new(&[0x00], 0).field(),
+            Err(Error::InvalidTag { offset: 0 })
+        );
+        assert_eq!(
+            Reader::new(&[0x80, 0x00], 0).field(),
+            Err(Error::InvalidTag { offset: 0 })
+        );
+        // Wire types 6 and 7, in one byte and beyond.
+        for wt in [6u64, 7] {
+            for number in [1u64, 100] {
+                let (buf, n) = tag(number, wt);
+                assert_eq!(
+                    Reader::new(&buf[..n], 0).field(),
+                    Err(Error::InvalidWireType {
+                        offset: 0,
+                        wire_type: wt as u8
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
     fn varint_round_trips_at_every_7_bit_boundary() {
         for k in 0..64u32 {
             let edge = 1u64 << k;

@@ -353,3 +353,39 @@ fn shard_helpers() {
         Error::InvalidLimit { limit: 5 }
     );
 }
+
+/// Tables handed back by `into_tables` are cleared when reused, heap and
+/// fixed alike: a second blob sees only its own keys.
+#[test]
+fn reused_key_tables_start_empty() {
+    let blob = |keys: &[&str]| {
+        let mut agg = RecordAggregator::new();
+        for k in keys {
+            agg.add(Record::new(k, b"v").with_explicit_hash_key("1")).unwrap();
+        }
+        agg.finish().unwrap().into_data()
+    };
+    let (first, second) = (blob(&["a", "b"]), blob(&["c"]));
+    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&first).unwrap() else {
+        panic!()
+    };
+    let (pks, ehks) = a.into_tables();
+    let Deaggregated::Aggregated(b) = Options::new().deaggregate_with(&second, pks, ehks).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (b.partition_keys(), b.explicit_hash_keys()),
+        (&["c"][..], &["1"][..])
+    );
+    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate_fixed::<2>(&first).unwrap() else {
+        panic!()
+    };
+    let (pks, ehks) = a.into_tables();
+    let Deaggregated::Aggregated(b) = Options::new().deaggregate_with(&second, pks, ehks).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (b.partition_keys(), b.explicit_hash_keys()),
+        (&["c"][..], &["1"][..])
+    );
+}
