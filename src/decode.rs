@@ -1064,11 +1064,13 @@ mod tests {
             ld(3, &inner)
         };
         let mut body = tables.clone();
+        // Lengths 128 and 16,384 put 0x80 bytes in their varints.
         let shapes = [
             (0, None, 0),
             (1, Some(0), 5),
             (199, Some(1), 127),
             (150, None, 128),
+            (4, None, 16_384),
             (3, Some(1), 20_000),
         ];
         for &(pk, ehk, len) in &shapes {

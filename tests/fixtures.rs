@@ -34,7 +34,11 @@ fn check_records(name: &str, got: &Deaggregated<'_, Vec<&str>>, want: &[Value]) 
     };
     assert_eq!(agg.len(), want.len(), "{name}: record count");
     assert_eq!(agg.records().len(), want.len(), "{name}: exact size");
-    for (i, (r, w)) in agg.records().zip(want).enumerate() {
+    // Every record is yielded, not only counted (a zip alone would stop at
+    // the shorter side).
+    let records: Vec<_> = agg.records().collect();
+    assert_eq!(records.len(), want.len(), "{name}: records yielded");
+    for (i, (r, w)) in records.into_iter().zip(want).enumerate() {
         assert_eq!(r.sub_sequence_number, i as u64, "{name}");
         assert_eq!(
             r.partition_key,
