@@ -293,13 +293,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn buckets_spread_hashes_over_the_whole_table() {
+        // The top bits of the hash pick the slot: [0, 2^32) maps onto
+        // [0, n) in order, evenly.
+        for n in [1usize, 64, 100, 4096] {
+            assert_eq!(bucket(0, n), 0);
+            assert_eq!(bucket(u32::MAX, n), n - 1);
+            assert_eq!(bucket(1 << 31, n), n / 2);
+            let mut hits = std::vec![0usize; n];
+            for i in 0..(16 * n as u64) {
+                hits[bucket((i * (1u64 << 32) / (16 * n as u64)) as u32, n)] += 1;
+            }
+            assert!(hits.iter().all(|&h| (15..=17).contains(&h)), "n = {n}: {hits:?}");
+        }
+    }
+
+    /// What the README states: 128 bytes of index per `KEYS`.
+    #[test]
+    fn a_fixed_index_takes_128_bytes_per_key_of_each_table() {
+        assert_eq!(core::mem::size_of::<Slot>(), 16);
+        assert_eq!(core::mem::size_of::<[[Slot; SLOTS_PER_TABLE_KEY]; 1]>(), 128);
+    }
+
     #[cfg(feature = "alloc")]
     #[test]
     fn growable_index_keeps_every_key_findable_when_it_grows() {
         let mut idx: std::vec::Vec<Slot> = std::vec::Vec::new();
         for k in 0..1000u32 {
+            let keys = k as usize + 1;
             Slots::reserve(&mut idx, k as usize, 1, 0, 0).unwrap();
-            assert!(idx.len() >= 2 * (k as usize + 1));
+            // The smallest power of two from 64 with at most half in use.
+            assert_eq!(idx.len(), (2 * keys).next_power_of_two().max(64), "{keys} keys");
             let hash = k.wrapping_mul(0x9E37_79B9);
             insert(
                 &mut idx,
@@ -314,5 +339,13 @@ mod tests {
         let mut found: std::vec::Vec<u32> = idx.iter().filter(|s| s.meta != EMPTY).map(|s| s.meta).collect();
         found.sort_unstable();
         assert_eq!(found, (0..1000).collect::<std::vec::Vec<_>>());
+        // Both tables count: 40 and 40 keys need 160 slots, so 256.
+        let mut idx: std::vec::Vec<Slot> = std::vec::Vec::new();
+        Slots::reserve(&mut idx, 39, 1, 39, 1).unwrap();
+        assert_eq!(idx.len(), 256);
+        Slots::reserve(&mut idx, 64, 0, 64, 0).unwrap();
+        assert_eq!(idx.len(), 256);
+        Slots::reserve(&mut idx, 64, 0, 64, 1).unwrap();
+        assert_eq!(idx.len(), 512);
     }
 }
