@@ -972,7 +972,8 @@ fn first_bad_index(body: &[u8], pk_len: usize, ehk_len: usize) -> Error {
 
 const _: () = assert!(MAX_NESTING >= 3);
 
-#[cfg(all(test, feature = "alloc"))]
+#[cfg(test)]
+#[cfg(feature = "alloc")]
 mod tests {
     //! Deaggregation does work linear in its input for every shape: the
     //! steps counted (field headers, varints, fixed-width skips, records)
@@ -1082,6 +1083,24 @@ mod tests {
         // One look per record in each pass, and one more to find the end
         // of the run.
         assert_eq!(with - without, 2 * shapes.len() as u64 + 1);
+    }
+
+    /// Short varints are 1 to 3 bytes; a fourth byte, or a missing one,
+    /// makes the record take the general loop.
+    #[test]
+    fn short_varints_are_one_to_three_bytes() {
+        let at = |b: &[u8]| short_varint(b, 1);
+        assert_eq!(at(&[0xFF, 0x00]), Some((0, 2)));
+        assert_eq!(at(&[0xFF, 0x7F]), Some((127, 2)));
+        assert_eq!(at(&[0xFF, 0x80, 0x01]), Some((128, 3)));
+        assert_eq!(at(&[0xFF, 0xFF, 0x7F]), Some((16_383, 3)));
+        assert_eq!(at(&[0xFF, 0x80, 0x80, 0x01]), Some((16_384, 4)));
+        assert_eq!(at(&[0xFF, 0xFF, 0xFF, 0x7F]), Some(((1 << 21) - 1, 4)));
+        assert_eq!(at(&[0xFF, 0x80, 0x80, 0x80, 0x01]), None, "2^21 takes four bytes");
+        assert_eq!(at(&[0xFF, 0xFF, 0xFF, 0xFF, 0x7F]), None);
+        assert_eq!(at(&[0xFF, 0x80]), None, "truncated");
+        assert_eq!(at(&[0xFF, 0x80, 0x80]), None, "truncated");
+        assert_eq!(at(&[0xFF]), None);
     }
 
     /// Records that are not canonical (here: a tag after the data, a

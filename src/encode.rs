@@ -1220,7 +1220,8 @@ mod owned {
     }
 }
 
-#[cfg(all(test, feature = "alloc"))]
+#[cfg(test)]
+#[cfg(feature = "alloc")]
 mod tests {
     //! Which path records take. The one-pass add is only faster than the
     //! full one, so a test that looked at the bytes alone would not notice

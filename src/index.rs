@@ -254,6 +254,23 @@ mod tests {
         }
     }
 
+    /// Two bytes changed by the same bits, anywhere: the word comparisons
+    /// of overlapping windows must not cancel out.
+    #[test]
+    fn same_key_tells_every_two_byte_difference() {
+        for n in 8..=49usize {
+            let key: std::vec::Vec<u8> = (0..n).map(|i| (i * 5 + 1) as u8).collect();
+            for p in 0..n {
+                for q in p + 1..n {
+                    let mut other = key.clone();
+                    other[p] ^= 0x40;
+                    other[q] ^= 0x40;
+                    assert!(!same_key(Some(&other), &key), "len {n}, bytes {p} and {q}");
+                }
+            }
+        }
+    }
+
     /// The hash reads every byte of keys up to 48 bytes (their windows
     /// cover them): changing any one byte changes it for nearly every
     /// position, and the two seeds hash apart.

@@ -45,9 +45,9 @@ pub const MAX_NESTING: usize = 100;
 pub const fn varint_len(v: u64) -> usize {
     // Lengths, indices and counts are almost always below 2^14: two
     // comparisons decide them. Otherwise 1 + floor(bits / 7).
-    if v < 1 << 7 {
+    if v < 0x80 {
         1
-    } else if v < 1 << 14 {
+    } else if v < 0x4000 {
         2
     } else {
         let bits = 64 - v.leading_zeros() as usize;
