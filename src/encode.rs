@@ -158,18 +158,13 @@ impl core::error::Error for Refused<'_> {}
 /// assert_eq!(check_partition_key(&"😀".repeat(128)), Ok(()));
 /// ```
 pub fn check_partition_key(key: &str) -> Result<(), Error> {
-    // Every UTF-16 code unit needs at least one UTF-8 byte and at most
-    // three, so short and long keys are decided without counting.
-    let n = key.len();
-    if (1..=MAX_PARTITION_KEY_UNITS).contains(&n) {
+    // Every UTF-16 code unit needs at least one UTF-8 byte, so a key of 1
+    // to 256 bytes is decided without counting; others are counted (and
+    // an invalid one reports its exact length).
+    if (1..=MAX_PARTITION_KEY_UNITS).contains(&key.len()) {
         return Ok(());
     }
-    let units = if n == 0 || n > 4 * MAX_PARTITION_KEY_UNITS {
-        // Reported length for huge keys is a lower bound, counted cheaply.
-        if n == 0 { 0 } else { n.div_ceil(3) }
-    } else {
-        key.encode_utf16().count()
-    };
+    let units = key.encode_utf16().count();
     if (1..=MAX_PARTITION_KEY_UNITS).contains(&units) {
         Ok(())
     } else {

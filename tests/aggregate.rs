@@ -449,3 +449,83 @@ fn into_data_gives_exactly_the_blob() {
     assert_eq!(a.into_data(), bytes);
     assert_eq!(&bytes[..4], &kinesis_agg::MAGIC);
 }
+
+/// The boundary between "full, finish and add again" and "too large even
+/// alone" for records with an explicit hash key and tags: a record whose
+/// lone aggregate is exactly the limit is taken after a finish; one byte
+/// more is refused with its exact size.
+#[test]
+fn the_never_fits_boundary_counts_explicit_hash_keys_and_tags() {
+    let tags = [
+        Tag {
+            key: "unit",
+            value: Some("C"),
+        },
+        Tag {
+            key: "raw",
+            value: None,
+        },
+    ];
+    let limit = 600;
+    for with_tags in [false, true] {
+        for ehk in [None, Some("340282366920938463463374607431768211455")] {
+            let record = |n: usize, data: &'static [u8]| {
+                let r = Record::new("pk", &data[..n]).with_optional_explicit_hash_key(ehk);
+                if with_tags { r.with_tags(&tags) } else { r }
+            };
+            static DATA: [u8; 600] = [9; 600];
+            // What an aggregate of only this record counts (blob + outer key).
+            let alone = |n: usize| {
+                RecordAggregator::new()
+                    .encoded_len_with(&record(n, &DATA))
+                    .unwrap()
+                    + 2
+            };
+            let n = (0..600).rev().find(|&n| alone(n) <= limit).unwrap();
+            assert_eq!(alone(n), limit, "{with_tags} {ehk:?}: lengths step by one here");
+            let mut agg = RecordAggregator::with_limit(limit).unwrap();
+            agg.add(Record::new("pk", b"first")).unwrap();
+            // Fits alone: the pending aggregate is returned, the record kept.
+            let done = agg.add(record(n, &DATA)).unwrap().unwrap();
+            assert_eq!(done.record_count(), 1);
+            assert_eq!(agg.encoded_len() + 2, limit);
+            // One byte more never fits: refused with its size, nothing changes.
+            let before = agg.encoded_len();
+            assert_eq!(
+                agg.add(record(n + 1, &DATA)),
+                Err(Error::RecordTooLarge {
+                    size: limit + 1,
+                    limit
+                })
+            );
+            assert_eq!(agg.encoded_len(), before);
+            let mut buf = [0u8; 600];
+            let mut fixed = Aggregator::<_, 2>::with_limit(&mut buf[..], limit).unwrap();
+            fixed.add(Record::new("pk", b"first")).unwrap();
+            assert_eq!(fixed.add(record(n, &DATA)).unwrap_err().error, Error::Full);
+            assert_eq!(
+                fixed.add(record(n + 1, &DATA)).unwrap_err().error,
+                Error::RecordTooLarge {
+                    size: limit + 1,
+                    limit
+                }
+            );
+        }
+    }
+}
+
+#[test]
+fn an_invalid_partition_key_reports_its_exact_length() {
+    for (key, units) in [
+        ("".to_owned(), 0),
+        ("k".repeat(257), 257),
+        ("😀".repeat(129), 258),
+        ("k".repeat(5000), 5000),
+        ("é".repeat(3000), 3000),
+    ] {
+        assert_eq!(
+            kinesis_agg::check_partition_key(&key),
+            Err(Error::InvalidPartitionKey { utf16_len: units })
+        );
+    }
+}
