@@ -366,6 +366,7 @@ impl Core {
 
     #[inline]
     fn find(&self, buf: &[u8], slots: &[Slot], key: &[u8], hash: u32, ehk: bool) -> Option<(u32, u32)> {
+        crate::wire::lookup();
         let n = slots.len();
         if n == 0 {
             return None;
@@ -1256,6 +1257,33 @@ mod tests {
         // The same key repeated: only the first takes the full path.
         let same = [Record::new("k", b"x"); 50];
         assert_eq!(full_path_adds(&same), 1);
+    }
+
+    /// While a partition key repeats, it is matched against the last one
+    /// without a lookup in the index.
+    #[test]
+    fn a_repeated_partition_key_skips_the_index() {
+        let mut buf = alloc::vec![0u8; 1 << 16];
+        let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
+        let key = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        work::take_lookups();
+        for _ in 0..50 {
+            agg.add(Record::new(key, b"reading")).unwrap();
+        }
+        // The first record looks it up twice (the one-pass try, then the
+        // full path, which adds it); the second finds it; from the third
+        // on the key is known to repeat.
+        assert_eq!(work::take_lookups(), 3);
+        // Another key of the same length breaks the run: two lookups for
+        // it (new), then two for the first key (the run starts again on
+        // the second), then none.
+        let other = "1f8fad5b-d9cb-469f-a165-70867728950e";
+        agg.add(Record::new(other, b"x")).unwrap();
+        for _ in 0..10 {
+            agg.add(Record::new(key, b"y")).unwrap();
+        }
+        assert_eq!(work::take_lookups(), 4);
+        assert_eq!(agg.record_count(), 61);
     }
 
     #[test]

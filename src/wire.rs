@@ -75,6 +75,7 @@ pub(crate) mod work {
     use core::cell::Cell;
     std::thread_local! {
         static STEPS: Cell<u64> = const { Cell::new(0) };
+        static LOOKUPS: Cell<u64> = const { Cell::new(0) };
     }
     pub(crate) fn tick() {
         STEPS.with(|s| s.set(s.get() + 1));
@@ -82,12 +83,26 @@ pub(crate) mod work {
     pub(crate) fn take() -> u64 {
         STEPS.with(|s| s.replace(0))
     }
+    pub(crate) fn lookup() {
+        LOOKUPS.with(|s| s.set(s.get() + 1));
+    }
+    /// Key index lookups since the last call.
+    pub(crate) fn take_lookups() -> u64 {
+        LOOKUPS.with(|s| s.replace(0))
+    }
 }
 
 #[inline(always)]
 pub(crate) fn tick() {
     #[cfg(test)]
     work::tick();
+}
+
+/// Counts a key index lookup (test builds only).
+#[inline(always)]
+pub(crate) fn lookup() {
+    #[cfg(test)]
+    work::lookup();
 }
 
 /// A bounds-checked reader over one protobuf message body.
