@@ -364,5 +364,9 @@ mod tests {
         assert_eq!(idx.len(), 256);
         Slots::reserve(&mut idx, 64, 0, 64, 1).unwrap();
         assert_eq!(idx.len(), 512);
+        // Exactly half in use is allowed, also when growing in one step.
+        let mut idx: std::vec::Vec<Slot> = std::vec::Vec::new();
+        Slots::reserve(&mut idx, 63, 1, 0, 0).unwrap();
+        assert_eq!(idx.len(), 128);
     }
 }

@@ -76,6 +76,7 @@ pub(crate) mod work {
     std::thread_local! {
         static STEPS: Cell<u64> = const { Cell::new(0) };
         static LOOKUPS: Cell<u64> = const { Cell::new(0) };
+        static MOVES: Cell<u64> = const { Cell::new(0) };
     }
     pub(crate) fn tick() {
         STEPS.with(|s| s.set(s.get() + 1));
@@ -90,12 +91,26 @@ pub(crate) mod work {
     pub(crate) fn take_lookups() -> u64 {
         LOOKUPS.with(|s| s.replace(0))
     }
+    pub(crate) fn moved() {
+        MOVES.with(|s| s.set(s.get() + 1));
+    }
+    /// Times an aggregator moved its records since the last call.
+    pub(crate) fn take_moves() -> u64 {
+        MOVES.with(|s| s.replace(0))
+    }
 }
 
 #[inline(always)]
 pub(crate) fn tick() {
     #[cfg(test)]
     work::tick();
+}
+
+/// Counts a move of an aggregate's records (test builds only).
+#[inline(always)]
+pub(crate) fn moved() {
+    #[cfg(test)]
+    work::moved();
 }
 
 /// Counts a key index lookup (test builds only).

@@ -529,3 +529,44 @@ fn an_invalid_partition_key_reports_its_exact_length() {
         );
     }
 }
+
+/// The caller's buffer as the bound: an aggregate may fill it to the last
+/// byte; a record that would fill it alone is `Full` while another record
+/// is pending; one byte more can never fit and says so with the buffer's
+/// bound as the limit.
+#[test]
+fn a_caller_buffer_may_be_filled_exactly() {
+    let data = [5u8; 100];
+    let rec = Record::new("key", &data).with_explicit_hash_key("77");
+    let alone = RecordAggregator::new().encoded_len_with(&rec).unwrap();
+    // Exactly the lone aggregate's size.
+    let mut buf = vec![0u8; alone];
+    let mut agg = Aggregator::<_, 2>::new(&mut buf[..]);
+    agg.add(rec).unwrap();
+    assert_eq!(agg.finish().unwrap().data.len(), alone);
+    // While another record is pending, it does not fit now: Full.
+    agg.add(Record::new("k", b"")).unwrap();
+    assert_eq!(agg.add(rec).unwrap_err().error, Error::Full);
+    agg.finish().unwrap();
+    agg.add(rec).unwrap();
+    agg.finish().unwrap();
+    // One byte short: never fits, the bound named is the buffer's (plus the
+    // outer partition key, as the limit counts it).
+    let mut small = vec![0u8; alone - 1];
+    let mut agg = Aggregator::<_, 2>::new(&mut small[..]);
+    assert_eq!(
+        agg.add(rec).unwrap_err().error,
+        Error::RecordTooLarge {
+            size: alone + 3,
+            limit: alone - 1 + 3
+        }
+    );
+    agg.add(Record::new("k", b"")).unwrap();
+    assert_eq!(
+        agg.add(rec).unwrap_err().error,
+        Error::RecordTooLarge {
+            size: alone + 3,
+            limit: alone - 1 + 3
+        }
+    );
+}
