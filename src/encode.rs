@@ -1285,6 +1285,22 @@ mod tests {
         }
         assert_eq!(work::take_lookups(), 4);
         assert_eq!(agg.record_count(), 61);
+        // Tagged records take the full path, which also tries the last key
+        // first: one lookup for the new key, then none.
+        let tags = [Tag {
+            key: "t",
+            value: None,
+        }];
+        let tagged = "2f8fad5b-d9cb-469f-a165-70867728950e";
+        for _ in 0..10 {
+            agg.add(Record::new(tagged, b"z").with_tags(&tags)).unwrap();
+        }
+        assert_eq!(work::take_lookups(), 1);
+        // And the run goes on for the same key without tags.
+        for _ in 0..10 {
+            agg.add(Record::new(tagged, b"w")).unwrap();
+        }
+        assert_eq!(work::take_lookups(), 0);
     }
 
     /// The layout guess: within an aggregate, records move only when the
