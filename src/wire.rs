@@ -374,6 +374,22 @@ mod tests {
             Reader::new(&[0x80, 0x00], 0).field(),
             Err(Error::InvalidTag { offset: 0 })
         );
+        // Every defined wire type, 5 (fixed32) the last, in one byte and
+        // beyond.
+        for wt in 0u64..=5 {
+            for number in [1u64, 15, 16, 100, MAX_FIELD] {
+                let (buf, n) = tag(number, wt);
+                assert_eq!(
+                    Reader::new(&buf[..n], 0).field(),
+                    Ok(Field {
+                        number,
+                        wire_type: wt as u8,
+                        offset: 0
+                    }),
+                    "field {number}, wire type {wt}"
+                );
+            }
+        }
         // Wire types 6 and 7, in one byte and beyond.
         for wt in [6u64, 7] {
             for number in [1u64, 100] {
