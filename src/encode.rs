@@ -1260,6 +1260,26 @@ mod tests {
         assert_eq!(full_path_adds(&same), 1);
     }
 
+    /// A record of known keys that fills the aggregate to the limit, to
+    /// the byte, still takes the one-pass add.
+    #[test]
+    fn a_record_that_fills_the_limit_exactly_takes_the_one_pass_add() {
+        let limit = 1_000;
+        let mut buf = alloc::vec![0u8; 4096];
+        let mut agg = Aggregator::<_, 2>::with_limit(&mut buf[..], limit).unwrap();
+        agg.add(Record::new("k", b"first")).unwrap();
+        let data = [1u8; 1000];
+        let n = (0..1000)
+            .rev()
+            .find(|&n| agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() + 1 <= limit)
+            .unwrap();
+        work::take();
+        agg.add(Record::new("k", &data[..n])).unwrap();
+        assert_eq!(work::take(), 0, "took the full path");
+        assert_eq!(agg.encoded_len() + 1, limit);
+        assert_eq!(agg.add(Record::new("k", b"")).unwrap_err().error, Error::Full);
+    }
+
     /// While a partition key repeats, it is matched against the last one
     /// without a lookup in the index.
     #[test]
