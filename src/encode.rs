@@ -1280,6 +1280,31 @@ mod tests {
         assert_eq!(agg.add(Record::new("k", b"")).unwrap_err().error, Error::Full);
     }
 
+    /// The same when the caller's buffer is what bounds the aggregate: a
+    /// record that fills the room after the records exactly takes the
+    /// one-pass add.
+    #[test]
+    fn a_record_that_fills_the_buffer_exactly_takes_the_one_pass_add() {
+        let mut buf = alloc::vec![0u8; 600];
+        let mut agg = Aggregator::<_, 2>::new(&mut buf[..]);
+        agg.add(Record::new("k", b"first")).unwrap();
+        let room = agg.core.room;
+        let by_limit = DEFAULT_LIMIT - 1 - agg.encoded_len();
+        assert!(room < by_limit, "the buffer binds");
+        let data = [1u8; 600];
+        let n = (0..600)
+            .find(|&n| {
+                agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() - agg.encoded_len() == room
+            })
+            .unwrap();
+        work::take();
+        agg.add(Record::new("k", &data[..n])).unwrap();
+        assert_eq!(work::take(), 0, "took the full path");
+        assert_eq!(agg.core.room, 0);
+        let size = agg.encoded_len();
+        assert_eq!(agg.finish().unwrap().data.len(), size);
+    }
+
     /// While a partition key repeats, it is matched against the last one
     /// without a lookup in the index.
     #[test]
