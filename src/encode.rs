@@ -1271,7 +1271,7 @@ mod tests {
         let data = [1u8; 1000];
         let n = (0..1000)
             .rev()
-            .find(|&n| agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() + 1 <= limit)
+            .find(|&n| agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() < limit)
             .unwrap();
         work::take();
         agg.add(Record::new("k", &data[..n])).unwrap();
