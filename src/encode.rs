@@ -1268,11 +1268,20 @@ mod tests {
         let mut buf = alloc::vec![0u8; 4096];
         let mut agg = Aggregator::<_, 2>::with_limit(&mut buf[..], limit).unwrap();
         agg.add(Record::new("k", b"first")).unwrap();
+        // The room: the limit less the outer key and the blob so far.
+        assert_eq!(agg.core.room, limit - 1 - agg.encoded_len());
         let data = [1u8; 1000];
         let n = (0..1000)
             .rev()
             .find(|&n| agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() < limit)
             .unwrap();
+        // One byte more does not fit: refused, nothing written.
+        let before = agg.encoded_len();
+        assert_eq!(
+            agg.add(Record::new("k", &data[..n + 1])).unwrap_err().error,
+            Error::Full
+        );
+        assert_eq!(agg.encoded_len(), before);
         work::take();
         agg.add(Record::new("k", &data[..n])).unwrap();
         assert_eq!(work::take(), 0, "took the full path");
@@ -1290,6 +1299,9 @@ mod tests {
         agg.add(Record::new("k", b"first")).unwrap();
         let room = agg.core.room;
         let by_limit = DEFAULT_LIMIT - 1 - agg.encoded_len();
+        // What is left after the records, less the MD5 trailer.
+        let by_buf = 600 - (agg.core.r + agg.core.rec_bytes + DIGEST_LEN);
+        assert_eq!(room, by_buf);
         assert!(room < by_limit, "the buffer binds");
         let data = [1u8; 600];
         let n = (0..600)
