@@ -1,0 +1,124 @@
+"""User records of Lambda Kinesis and Firehose events, with their outer
+record's metadata."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+from ._native import DeaggregationError, UserRecord, deaggregate
+
+Event = Union[Mapping[str, Any], Iterable[Mapping[str, Any]]]
+
+
+def _records(event: Event, key: str) -> Iterable[Mapping[str, Any]]:
+    if isinstance(event, Mapping):
+        return event[key]  # type: ignore[no-any-return]
+    return event
+
+
+def _read(
+    blob: bytes,
+    partition_key: str,
+    sequence_number: Any,
+    record: Mapping[str, Any],
+    on_invalid: str,
+    skip_checksum: bool,
+    strict: bool,
+) -> list[UserRecord]:
+    try:
+        return deaggregate(
+            blob,
+            skip_checksum=skip_checksum,
+            strict=strict,
+            partition_key=partition_key,
+            sequence_number=sequence_number,
+            record=record,
+        )
+    except DeaggregationError as e:
+        if on_invalid == "pass":
+            # The whole blob as one plain record: without the checksum a
+            # broken body is not taken for an aggregate.
+            return deaggregate(
+                blob,
+                skip_checksum=True,
+                partition_key=partition_key,
+                sequence_number=sequence_number,
+                record=record,
+            )
+        e.sequence_number = sequence_number
+        raise
+
+
+def _check(on_invalid: str) -> None:
+    if on_invalid not in ("raise", "pass"):
+        raise ValueError("on_invalid must be 'raise' or 'pass', not %r" % (on_invalid,))
+
+
+def lambda_user_records(
+    event: Event,
+    *,
+    on_invalid: str = "raise",
+    skip_checksum: bool = False,
+    strict: bool = False,
+) -> list[UserRecord]:
+    """The user records of a Lambda Kinesis event (or of its ``Records``
+    list), in order.
+
+    Each :class:`UserRecord` carries its outer record's ``sequence_number``
+    and the outer event record itself as ``record``. A plain record gives
+    one user record with ``aggregated`` False. An aggregated record whose
+    body is broken raises :class:`DeaggregationError` with the record's
+    ``sequence_number`` (report it as a batch item failure); with
+    ``on_invalid="pass"`` it is given as one plain record instead.
+    """
+    _check(on_invalid)
+    out: list[UserRecord] = []
+    for r in _records(event, "Records"):
+        k = r["kinesis"]
+        out.extend(
+            _read(
+                base64.b64decode(k["data"]),
+                k["partitionKey"],
+                k.get("sequenceNumber"),
+                r,
+                on_invalid,
+                skip_checksum,
+                strict,
+            )
+        )
+    return out
+
+
+def firehose_user_records(
+    event: Event,
+    *,
+    on_invalid: str = "raise",
+    skip_checksum: bool = False,
+    strict: bool = False,
+) -> list[UserRecord]:
+    """The user records of a Firehose transformation event whose source is
+    a Kinesis stream (or of its ``records`` list), in order.
+
+    As :func:`lambda_user_records`; the sequence number and partition key
+    come from each record's ``kinesisRecordMetadata``, and ``record`` is
+    the Firehose record (its ``recordId`` is what the transformation
+    answers with).
+    """
+    _check(on_invalid)
+    out: list[UserRecord] = []
+    for r in _records(event, "records"):
+        meta = r.get("kinesisRecordMetadata") or {}
+        out.extend(
+            _read(
+                base64.b64decode(r["data"]),
+                meta.get("partitionKey", ""),
+                meta.get("sequenceNumber"),
+                r,
+                on_invalid,
+                skip_checksum,
+                strict,
+            )
+        )
+    return out

@@ -1,0 +1,140 @@
+"""Deaggregation with the ``aws_kinesis_agg.deaggregator`` API (1.2.3).
+
+The input shapes, the output dictionaries and the pass-through of records
+that are not aggregated are the reference module's. Where the reference is
+wrong this module is right (see the migration table in the package
+README): ``explicitHashKey`` is a user record's own (None when it has
+none; the reference reports the table's first key), and an aggregated
+record whose checksum is right but whose body is broken raises
+:class:`kinesis_agg.DeaggregationError` (the reference prints to stderr and
+loses the rest of the record), or is passed through unchanged with
+``on_invalid="pass"``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Optional, Union
+
+from ._native import DeaggregationError, _lambda_dicts
+
+__all__ = ["deaggregate_records", "iter_deaggregate_records"]
+
+Record = Mapping[str, Any]
+
+
+def _convert_from_ka_format(record: Record) -> dict[str, Any]:
+    """A Kinesis Analytics preprocessor record in the Lambda Kinesis shape."""
+    meta = record["kinesisStreamRecordMetadata"]
+    return {
+        "kinesis": {
+            # Kinesis Analytics does not pass the schema version along.
+            "kinesisSchemaVersion": "1.0",
+            "sequenceNumber": meta["sequenceNumber"],
+            "partitionKey": meta["partitionKey"],
+            "approximateArrivalTimestamp": meta["approximateArrivalTimestamp"],
+            "shardId": meta["shardId"],
+            "data": record["data"],
+            "recordId": record["recordId"],
+        }
+    }
+
+
+def _convert_from_kf_format(record: Record) -> dict[str, Any]:
+    """A Firehose transformation record in the Lambda Kinesis shape."""
+    meta = record["kinesisRecordMetadata"]
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "sequenceNumber": meta["sequenceNumber"],
+            "partitionKey": meta["partitionKey"],
+            "approximateArrivalTimestamp": meta["approximateArrivalTimestamp"],
+            "shardId": meta["shardId"],
+            "data": record["data"],
+            "recordId": record["recordId"],
+        }
+    }
+
+
+def _convert_from_boto3_format(record: Record) -> dict[str, Any]:
+    """A boto3 ``get_records`` record in the Lambda Kinesis shape."""
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "sequenceNumber": record["SequenceNumber"],
+            "partitionKey": record["PartitionKey"],
+            "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"],
+            "data": record["Data"],
+        }
+    }
+
+
+def deaggregate_records(
+    records: Union[Record, Iterable[Record]],
+    data_format: Optional[str] = None,
+    *,
+    on_invalid: str = "raise",
+) -> list[Any]:
+    """Every user record of ``records`` (one record or several), as a list.
+
+    See :func:`iter_deaggregate_records`.
+    """
+    return list(iter_deaggregate_records(records, data_format, on_invalid=on_invalid))
+
+
+def iter_deaggregate_records(
+    records: Union[Record, Iterable[Record]],
+    data_format: Optional[str] = None,
+    *,
+    on_invalid: str = "raise",
+) -> Iterator[Any]:
+    """Yields the user records of ``records`` one at a time.
+
+    ``records`` is a Lambda Kinesis event record, a Kinesis Analytics or
+    Firehose record, or (with ``data_format='Boto3'``) a boto3
+    ``get_records`` record, or a list of them. An aggregated record yields
+    one dictionary per user record, shaped as Lambda delivers records
+    (``kinesis.partitionKey``, ``explicitHashKey``, ``subSequenceNumber``,
+    ``aggregated``, base64 ``data``, the outer metadata copied); any other
+    record is yielded unchanged.
+
+    An aggregated record whose body is broken raises
+    :class:`kinesis_agg.DeaggregationError` (its ``sequence_number`` says
+    which record) before any of its user records is yielded; with
+    ``on_invalid="pass"`` it is yielded unchanged instead.
+    """
+    if on_invalid not in ("raise", "pass"):
+        raise ValueError("on_invalid must be 'raise' or 'pass', not %r" % (on_invalid,))
+    if isinstance(records, Mapping):
+        records = [records]
+    boto3 = data_format == "Boto3"
+    for r in records:
+        if "kinesis" not in r and "data" in r or "Data" in r:
+            if "kinesisStreamRecordMetadata" in r:
+                r = _convert_from_ka_format(r)
+            elif "kinesisRecordMetadata" in r:
+                r = _convert_from_kf_format(r)
+            elif boto3:
+                r = _convert_from_boto3_format(r)
+        k = r["kinesis"]
+        raw = k["data"]
+        blob = raw if boto3 else base64.b64decode(raw)
+        kinesis_base = {
+            "kinesisSchemaVersion": k["kinesisSchemaVersion"],
+            "sequenceNumber": k["sequenceNumber"],
+            "approximateArrivalTimestamp": k["approximateArrivalTimestamp"],
+        }
+        outer_base = {key: v for key, v in r.items() if key != "kinesis" and key != "data"}
+        try:
+            users = _lambda_dicts(blob, kinesis_base, outer_base, k.get("recordId"))
+        except DeaggregationError as e:
+            if on_invalid == "pass":
+                yield r
+                continue
+            e.sequence_number = k.get("sequenceNumber")
+            raise
+        if users is None:
+            yield r
+        else:
+            yield from users
