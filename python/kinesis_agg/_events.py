@@ -3,11 +3,10 @@ record's metadata."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
-from ._native import DeaggregationError, UserRecord, deaggregate
+from ._native import DeaggregationError, UserRecord, _b64decode, deaggregate
 
 Event = Union[Mapping[str, Any], Iterable[Mapping[str, Any]]]
 
@@ -79,7 +78,7 @@ def lambda_user_records(
         k = r["kinesis"]
         out.extend(
             _read(
-                base64.b64decode(k["data"]),
+                _b64decode(k["data"]),
                 k["partitionKey"],
                 k.get("sequenceNumber"),
                 r,
@@ -112,7 +111,7 @@ def firehose_user_records(
         meta = r.get("kinesisRecordMetadata") or {}
         out.extend(
             _read(
-                base64.b64decode(r["data"]),
+                _b64decode(r["data"]),
                 meta.get("partitionKey", ""),
                 meta.get("sequenceNumber"),
                 r,

@@ -17,7 +17,7 @@ import base64
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Optional, Union
 
-from ._native import DeaggregationError, _lambda_dicts
+from ._native import DeaggregationError, _b64decode, _lambda_dicts
 
 __all__ = ["deaggregate_records", "iter_deaggregate_records"]
 
@@ -70,6 +70,15 @@ def _convert_from_boto3_format(record: Record) -> dict[str, Any]:
     }
 
 
+def _decode(raw: Any) -> bytes:
+    try:
+        return _b64decode(raw)
+    except (ValueError, TypeError):
+        # What the native decoder refuses (line breaks, unpadded text),
+        # Python's lenient decoder takes, as the reference module does.
+        return base64.b64decode(raw)
+
+
 def deaggregate_records(
     records: Union[Record, Iterable[Record]],
     data_format: Optional[str] = None,
@@ -119,7 +128,7 @@ def iter_deaggregate_records(
                 r = _convert_from_boto3_format(r)
         k = r["kinesis"]
         raw = k["data"]
-        blob = raw if boto3 else base64.b64decode(raw)
+        blob = raw if boto3 else _decode(raw)
         kinesis_base = {
             "kinesisSchemaVersion": k["kinesisSchemaVersion"],
             "sequenceNumber": k["sequenceNumber"],

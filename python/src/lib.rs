@@ -24,7 +24,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::type_object::PyTypeCheck;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
-use pyo3::{IntoPyObjectExt, intern};
+use pyo3::intern;
 
 pyo3::create_exception!(
     kinesis_agg,
@@ -833,33 +833,59 @@ fn _lambda_dicts<'py>(
         intern!(py, "recordId"),
     );
     let none = py.None().into_bound(py);
-    let yes = true.into_bound_py_any(py)?;
+    // Templates with every key already in place and in the reference's
+    // order: copying one and replacing values never resizes a dict.
+    let k_template = kinesis_base.copy()?;
+    k_template.set_item(k_ehk, &none)?;
+    k_template.set_item(k_pk, &none)?;
+    k_template.set_item(k_sub, &none)?;
+    k_template.set_item(k_agg, true)?;
+    k_template.set_item(k_data, &none)?;
+    if let Some(rid) = record_id {
+        k_template.set_item(k_rid, rid)?;
+    }
+    let d_template = PyDict::new(py);
+    d_template.set_item(k_kinesis, &none)?;
+    d_template.update(outer_base.as_mapping())?;
     let list = PyList::empty(py);
     let mut b64 = Vec::new();
     for u in agg.records() {
-        let k = kinesis_base.copy()?;
+        let k = k_template.copy()?;
         match u.explicit_hash_key {
             Some(e) => k.set_item(k_ehk, ehks.get(e)?)?,
-            None => k.set_item(k_ehk, &none)?,
+            None => {}
         }
         k.set_item(k_pk, pks.get(u.partition_key)?)?;
         k.set_item(k_sub, u.sub_sequence_number)?;
-        k.set_item(k_agg, &yes)?;
         b64.clear();
         b64.resize(base64::encoded_len(u.data.len(), true).unwrap_or(0), 0);
         let n = base64::engine::general_purpose::STANDARD
             .encode_slice(u.data, &mut b64)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         k.set_item(k_data, PyBytes::new(py, &b64[..n]))?;
-        if let Some(rid) = record_id {
-            k.set_item(k_rid, rid)?;
-        }
-        let d = PyDict::new(py);
+        let d = d_template.copy()?;
         d.set_item(k_kinesis, k)?;
-        d.update(outer_base.as_mapping())?;
         list.append(d)?;
     }
     Ok(Some(list))
+}
+
+/// Decodes standard base64 (`str` or bytes-like; padding required, no
+/// whitespace), as Lambda delivers record data. `ValueError` names the
+/// first bad byte. Large inputs are decoded with the interpreter released.
+#[pyfunction]
+fn _b64decode<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    use base64::Engine as _;
+    let input = data(text)?;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut out = vec![0u8; base64::decoded_len_estimate(input.len())];
+    let decoded = if input.len() >= RELEASE_GIL_AT {
+        py.detach(|| engine.decode_slice(&input, &mut out))
+    } else {
+        engine.decode_slice(&input, &mut out)
+    };
+    let n = decoded.map_err(|e| PyValueError::new_err(format!("record data is not base64: {e}")))?;
+    Ok(PyBytes::new(py, &out[..n]))
 }
 
 // ------------------------------------------------------- hash keys, shards
@@ -1081,6 +1107,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardedAggregator>()?;
     m.add_function(wrap_pyfunction!(deaggregate, m)?)?;
     m.add_function(wrap_pyfunction!(_lambda_dicts, m)?)?;
+    m.add_function(wrap_pyfunction!(_b64decode, m)?)?;
     m.add_function(wrap_pyfunction!(partition_key_hash, m)?)?;
     m.add_function(wrap_pyfunction!(effective_hash_key, m)?)?;
     Ok(())

@@ -1,0 +1,135 @@
+"""Side-by-side benchmark: kinesis_agg (both APIs) and aws_kinesis_agg 1.2.3.
+
+    python python/bench.py [--records N] [--repeat R]
+
+Aggregates N records of 100 bytes over 100 partition keys of 36
+characters, then deaggregates the resulting aggregates given as a Lambda
+Kinesis event (every user record to the dictionaries Lambda code reads,
+or to UserRecord objects for the modern API). Each measurement runs R
+times in this one process; the table gives the median rate and the ratio
+to the reference. Needs ``pip install aws-kinesis-agg==1.2.3 six``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import platform
+import statistics
+import time
+import uuid
+from typing import Any, Callable
+
+import aws_kinesis_agg.aggregator as ref_agg
+import aws_kinesis_agg.deaggregator as ref_deagg
+
+import kinesis_agg
+import kinesis_agg.aggregator as compat_agg
+import kinesis_agg.deaggregator as compat_deagg
+
+
+def make_records(n: int) -> list[tuple[str, bytes]]:
+    keys = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(100)]
+    return [(keys[i % 100], bytes([i % 251]) * 100) for i in range(n)]
+
+
+def compat_aggregate(module: Any, records: list[tuple[str, bytes]]) -> list[bytes]:
+    agg = module.RecordAggregator()
+    out = []
+    for pk, data in records:
+        full = agg.add_user_record(pk, data)
+        if full is not None:
+            out.append(full.get_contents()[2])
+    last = agg.clear_and_get()
+    if last is not None:
+        out.append(last.get_contents()[2])
+    return out
+
+
+def modern_aggregate(records: list[tuple[str, bytes]]) -> list[bytes]:
+    agg = kinesis_agg.Aggregator()
+    out = []
+    add = agg.add
+    for pk, data in records:
+        full = add(pk, data)
+        if full is not None:
+            out.append(full.data)
+    last = agg.flush()
+    if last is not None:
+        out.append(last.data)
+    return out
+
+
+def lambda_event(blobs: list[bytes]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": "pk-%d" % i,
+                    "sequenceNumber": "4959%050d" % i,
+                    "data": base64.b64encode(b).decode("ascii"),
+                    "approximateArrivalTimestamp": 1545084650.987,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": "shardId-000000000006:4959%050d" % i,
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/lambda-role",
+                "awsRegion": "us-east-2",
+                "eventSourceARN": "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream",
+            }
+            for i, b in enumerate(blobs)
+        ]
+    }
+
+
+def measure(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
+    times = []
+    n = 0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        n = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    records = make_records(args.records)
+    blobs = modern_aggregate(records)
+    event = lambda_event(blobs)
+    n = len(records)
+
+    rows = [
+        ("aggregate", "aws_kinesis_agg 1.2.3", lambda: len(compat_aggregate(ref_agg, records)) and n),
+        ("aggregate", "kinesis_agg.aggregator (compatible)", lambda: len(compat_aggregate(compat_agg, records)) and n),
+        ("aggregate", "kinesis_agg.Aggregator (modern)", lambda: len(modern_aggregate(records)) and n),
+        ("deaggregate", "aws_kinesis_agg 1.2.3", lambda: len(ref_deagg.deaggregate_records(event["Records"]))),
+        (
+            "deaggregate",
+            "kinesis_agg.deaggregator (compatible)",
+            lambda: len(compat_deagg.deaggregate_records(event["Records"])),
+        ),
+        ("deaggregate", "kinesis_agg.lambda_user_records (modern)", lambda: len(kinesis_agg.lambda_user_records(event))),
+    ]
+    print("machine: %s, %s, Python %s" % (platform.machine(), platform.processor() or platform.system(), platform.python_version()))
+    print("%d records of 100 bytes over 100 keys of 36 characters; %d aggregates; median of %d runs\n" % (n, len(blobs), args.repeat))
+    print("| job | implementation | records/s | ratio |")
+    print("|---|---|---|---|")
+    base = 0.0
+    for job, name, fn in rows:
+        t, count = measure(fn, args.repeat)
+        if count != n:
+            raise SystemExit("%s %s produced %d records, expected %d" % (job, name, count, n))
+        rate = n / t
+        if name.startswith("aws_kinesis_agg"):
+            base = rate
+        print("| %s | %s | %s | %.1fx |" % (job, name, format(int(rate), ","), rate / base))
+
+
+if __name__ == "__main__":
+    main()
