@@ -21,10 +21,10 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use kinesis_agg as ka;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::type_object::PyTypeCheck;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
-use pyo3::intern;
 
 pyo3::create_exception!(
     kinesis_agg,
@@ -1074,7 +1074,13 @@ impl ShardedAggregator {
     fn wrap(&self, py: Python<'_>, done: Vec<ka::ShardAggregate>) -> Vec<Aggregate> {
         let out = done
             .iter()
-            .map(|a| Aggregate::new(py, a.aggregate(), Some(a.shard_id())))
+            .map(|a| Aggregate {
+                partition_key: PyString::new(py, a.partition_key()).unbind(),
+                explicit_hash_key: Some(PyString::new(py, a.explicit_hash_key()).unbind()),
+                data: PyBytes::new(py, a.data()).unbind(),
+                user_records: a.record_count(),
+                shard_id: Some(PyString::new(py, a.shard_id()).unbind()),
+            })
             .collect();
         let mut agg = lock(py, &self.inner);
         for a in done {
