@@ -129,10 +129,12 @@ def iter_deaggregate_records(
         k = r["kinesis"]
         raw = k["data"]
         blob = raw if boto3 else _decode(raw)
+        # The reference raises KeyError when one of these is missing (some
+        # published samples lack the timestamp); None stands in instead.
         kinesis_base = {
-            "kinesisSchemaVersion": k["kinesisSchemaVersion"],
-            "sequenceNumber": k["sequenceNumber"],
-            "approximateArrivalTimestamp": k["approximateArrivalTimestamp"],
+            "kinesisSchemaVersion": k.get("kinesisSchemaVersion"),
+            "sequenceNumber": k.get("sequenceNumber"),
+            "approximateArrivalTimestamp": k.get("approximateArrivalTimestamp"),
         }
         outer_base = {key: v for key, v in r.items() if key != "kinesis" and key != "data"}
         try:
