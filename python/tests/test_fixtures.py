@@ -24,7 +24,7 @@ def same_data(got: bytes, want: dict[str, Any]) -> bool:
     """The manifest gives small data in base64, large data as length and MD5."""
     if "data" in want:
         return got == base64.b64decode(want["data"])
-    return len(got) == want["data_len"] and hashlib.md5(got).hexdigest() == want["data_md5"]
+    return bool(len(got) == want["data_len"] and hashlib.md5(got).hexdigest() == want["data_md5"])
 
 
 def test_the_manifest_covers_every_kind() -> None:
@@ -143,7 +143,7 @@ def test_aggregates_byte_for_byte(path: Any) -> None:
         assert agg.explicit_hash_key == want["explicit_hash_key"]
         assert agg.user_records == want["records"]
         # The compatibility API, where the aggregate fits its 1 MiB limit.
-        if len(agg.data) + len(agg.partition_key.encode()) <= compat_agg.MAX_BYTES_PER_RECORD:
+        if len(agg.data) + len(agg.partition_key.encode()) <= kinesis_agg.MAX_BYTES_PER_RECORD:
             old = compat_agg.RecordAggregator()
             for pk, ehk, data in chunk:
                 assert old.add_user_record(pk, data, ehk) is None

@@ -43,6 +43,7 @@ def test_layer_serves_the_handler_alone(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-S", "-c", RUN, folder, str(handler), str(event)],
         env={"PYTHONPATH": folder},
+        cwd=str(tmp_path),  # not the source tree, whose kinesis_agg would shadow the layer's
         capture_output=True,
         text=True,
         check=True,

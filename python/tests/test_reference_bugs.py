@@ -104,7 +104,7 @@ def test_invalid_keys_raise_before_anything_changes(reference: Any, pk: str, ehk
 def test_str_and_bytes_keys_are_one_key(reference: Any) -> None:
     import aws_kinesis_agg.aggregator as ref_agg
 
-    def tables(module: Any) -> list[str]:
+    def tables(module: Any) -> tuple[list[str], int]:
         a = module.RecordAggregator()
         a.add_user_record("same", b"1")
         a.add_user_record(b"same", b"2")

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Every test suite of the project: Rust (the workspace, and the end-to-end
+# test against a Kinesis API) and Python (pytest, mypy --strict, the wheels
+# and the Lambda layer the layer test runs).
+#
+# It installs, under .tools/ only: a Python virtual environment .tools/py
+# with maturin, pytest, hypothesis, mypy, boto3, ziglang, auditwheel and the
+# reference module aws-kinesis-agg 1.2.3 (with six, which it imports), the
+# package itself built from python/ by pip, and kinesalite (npm) for a
+# Kinesis API on loopback, which it starts on a free port and stops by PID.
+# It also adds the rustup targets the wheels need (python/build.sh).
+# Needs: cargo (rustup), python3 (3.9+) with venv, node and npm.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$PWD"
+TOOLS="$ROOT/.tools"
+PY="$TOOLS/py/bin/python"
+KINESALITE_VERSION=3.3.3
+mkdir -p "$TOOLS"
+
+step() { printf '\n--- %s\n' "$*"; }
+
+step "Python environment (.tools/py)"
+[ -x "$PY" ] || python3 -m venv "$TOOLS/py"
+"$PY" -m pip install -q --upgrade pip
+"$PY" -m pip install -q "maturin>=1.9.4,<2" pytest hypothesis mypy boto3 ziglang auditwheel "aws-kinesis-agg==1.2.3" six
+
+step "kinesalite (a Kinesis API) on loopback"
+if [ ! -d "$TOOLS/node_modules/kinesalite" ]; then
+    npm install --prefix "$TOOLS" --no-audit --no-fund "kinesalite@$KINESALITE_VERSION" > /dev/null
+fi
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+NODE_PATH="$TOOLS/node_modules" node .ci/kinesalite.js "$PORT" > "$TOOLS/kinesalite.log" 2>&1 &
+KPID=$!
+trap 'kill "$KPID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then break; fi
+    kill -0 "$KPID" || { cat "$TOOLS/kinesalite.log"; exit 1; }
+    sleep 0.1
+done
+export KINESIS_ENDPOINT="http://127.0.0.1:$PORT"
+
+step "Rust: the workspace"
+cargo test --workspace --all-features
+
+step "Rust: end to end against kinesalite"
+cargo test --all-features --test e2e -- --ignored --nocapture
+
+step "Python: the package built from source (pip install ./python)"
+"$PY" -m pip install -q --force-reinstall --no-deps ./python
+
+step "Python: wheels (x86_64, aarch64) and Lambda layers (python/build.sh)"
+PYTHON="$PY" python/build.sh
+
+step "Python: pytest"
+# The pytest script, not "python -m pytest": the latter puts python/ on
+# sys.path, where the source package (without its native module) would
+# shadow the installed one.
+(cd python && "$TOOLS/py/bin/pytest" -q -rs)
+
+step "Python: mypy --strict"
+(cd python && "$PY" -m mypy)
+
+kill "$KPID"
+trap - EXIT
+echo "all suites passed"
