@@ -851,9 +851,8 @@ fn _lambda_dicts<'py>(
     let mut b64 = Vec::new();
     for u in agg.records() {
         let k = k_template.copy()?;
-        match u.explicit_hash_key {
-            Some(e) => k.set_item(k_ehk, ehks.get(e)?)?,
-            None => {}
+        if let Some(e) = u.explicit_hash_key {
+            k.set_item(k_ehk, ehks.get(e)?)?;
         }
         k.set_item(k_pk, pks.get(u.partition_key)?)?;
         k.set_item(k_sub, u.sub_sequence_number)?;
