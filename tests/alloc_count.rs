@@ -131,6 +131,30 @@ fn alloc_aggregator_allocates_nothing_per_record_after_warm_up() {
 }
 
 #[test]
+fn the_alloc_aggregator_keeps_two_spare_buffers() {
+    let mut agg = RecordAggregator::with_limit(1_000).unwrap();
+    let mut full = Vec::new();
+    for _ in 0..3 {
+        agg.add(Record::new("k", &[1u8; 10])).unwrap();
+        full.push(agg.finish().unwrap());
+    }
+    // Three handed back, two kept: the third new aggregate allocates its
+    // buffer (one allocation: the key index is already warm).
+    for a in full {
+        agg.recycle(a);
+    }
+    let mut made = Vec::with_capacity(3);
+    let (_, n) = allocations(|| {
+        for _ in 0..3 {
+            agg.add(Record::new("k", &[1u8; 10])).unwrap();
+            made.push(agg.finish().unwrap());
+        }
+    });
+    assert_eq!(n, 1);
+    assert_eq!(made.len(), 3);
+}
+
+#[test]
 fn heap_deaggregation_allocates_only_its_two_tables() {
     let mut agg = RecordAggregator::new();
     for i in 0..scale(1_000) {

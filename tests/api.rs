@@ -172,7 +172,57 @@ fn aggregates_compare_hash_and_clone_by_what_they_hold() {
     assert_ne!(make(1000, Some("5")), a);
     let mut other = RecordAggregator::new();
     other.add(Record::new("k", b"diff")).unwrap();
-    assert_ne!(other.finish().unwrap(), a);
+    let other = other.finish().unwrap();
+    assert_ne!(other, a);
+    // The hash looks at the contents: these two differ (with a fixed
+    // hasher, so the test is the same every run).
+    let fixed = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    assert_ne!(fixed.hash_one(&other), fixed.hash_one(&a));
+}
+
+#[test]
+fn owned_aggregator_counts_empties_and_callbacks() {
+    let mut agg = RecordAggregator::with_limit(1000).unwrap();
+    assert!(agg.is_empty());
+    agg.add(Record::new("a-key", b"v")).unwrap();
+    assert!(!agg.is_empty());
+    let done = agg.finish().unwrap();
+    assert!(agg.is_empty());
+    // What Kinesis counts: the blob and the outer partition key.
+    assert_eq!(done.counted_len(), done.data().len() + "a-key".len());
+    // Callbacks run on finish until cleared.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = seen.clone();
+    agg.on_complete(move |_| {
+        s.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    agg.add(Record::new("k", b"1")).unwrap();
+    agg.finish().unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+    agg.clear_callbacks();
+    agg.add(Record::new("k", b"2")).unwrap();
+    agg.finish().unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_recycled_buffer_of_another_limit_is_not_used() {
+    // A small aggregator's buffer handed to a large one: the large one
+    // still fills to its own limit.
+    let mut small = RecordAggregator::with_limit(100).unwrap();
+    small.add(Record::new("k", b"x")).unwrap();
+    let tiny = small.finish().unwrap();
+    let mut big = RecordAggregator::with_limit(10_000).unwrap();
+    big.recycle(tiny);
+    let mut done = None;
+    let mut n = 0;
+    while done.is_none() {
+        done = big.add(Record::new("k", &[1u8; 50])).unwrap();
+        n += 1;
+    }
+    let done = done.unwrap();
+    assert!(done.counted_len() > 9_900, "{}", done.counted_len());
+    assert_eq!(done.record_count(), n - 1);
 }
 
 #[test]
@@ -282,6 +332,7 @@ fn no_heap_aggregator_accessors() {
     assert_eq!(agg.limit(), 200);
     assert!(agg.is_empty());
     agg.add(Record::new("k", b"v")).unwrap();
+    assert!(!agg.is_empty());
     assert!(format!("{agg:?}").contains("record_count: 1"));
     assert_eq!(agg.finish().unwrap().record_count, 1);
     let buf = agg.into_inner();

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sys
 import threading
 
 import pytest
@@ -262,32 +263,41 @@ def test_an_aggregator_shared_by_threads_loses_nothing() -> None:
 
 
 def test_large_blobs_release_the_interpreter() -> None:
-    # A 10 MiB aggregate is hashed with the interpreter released: another
-    # Python thread keeps running meanwhile.
+    # Hashing and reading a 10 MiB aggregate happens with the interpreter
+    # released: a Python thread counts while the main thread is inside one
+    # native call. Were the interpreter held, it could not count at all
+    # until the call returned.
     agg = Aggregator(kinesis_agg.MAX_LIMIT)
     for i in range(10):
         agg.add("k", bytes(1_000_000))
-    ticks = 0
-    stop = threading.Event()
+    big = agg.flush()
+    assert big is not None
+    data = big.data
+    inside = threading.Event()
+    done = threading.Event()
+    counted = 0
 
-    def ticker() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
+    def counter() -> None:
+        nonlocal counted
+        while not done.is_set():
+            if inside.is_set():
+                counted += 1
 
-    t = threading.Thread(target=ticker)
+    t = threading.Thread(target=counter)
     t.start()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)  # longer than one call: it changes hands when released
     try:
-        for _ in range(20):
-            big = agg.flush()
-            if big is None:
-                for i in range(10):
-                    agg.add("k", bytes(1_000_000))
-                big = agg.flush()
-            assert big is not None
-            users = kinesis_agg.deaggregate(big.data)
+        most = 0
+        for _ in range(3):
+            counted = 0
+            inside.set()
+            users = kinesis_agg.deaggregate(data)
+            inside.clear()
+            most = max(most, counted)
             assert len(users) == 10
     finally:
-        stop.set()
+        sys.setswitchinterval(old)
+        done.set()
         t.join()
-    assert ticks > 0
+    assert most > 100, most
