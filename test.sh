@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test suite of the project: Rust (the workspace, and the end-to-end
-# test against a Kinesis API) and Python (pytest, mypy --strict, the wheels
-# and the Lambda layer the layer test runs).
+# test against a Kinesis API), Python (pytest, mypy --strict, the wheels
+# and the Lambda layer the layer test runs) and C (ffi/: the C tests under
+# AddressSanitizer and UBSan, the examples, kagg-deagg against the CLI).
 #
 # It installs, under .tools/ only: a Python virtual environment .tools/py
 # with maturin, pytest, hypothesis, mypy, boto3, ziglang, auditwheel and the
@@ -9,7 +10,8 @@
 # package itself built from python/ by pip, and kinesalite (npm) for a
 # Kinesis API on loopback, which it starts on a free port and stops by PID.
 # It also adds the rustup targets the wheels need (python/build.sh).
-# Needs: cargo (rustup), python3 (3.9+) with venv, node and npm.
+# Needs: cargo (rustup), python3 (3.9+) with venv, node and npm, make and a
+# C compiler with the sanitizers (gcc or clang).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$PWD"
@@ -60,6 +62,9 @@ step "Python: pytest"
 
 step "Python: mypy --strict"
 (cd python && "$PY" -m mypy)
+
+step "C: the interface's tests (ASan, UBSan), the example, kagg-deagg against the CLI"
+make -C ffi test
 
 kill "$KPID"
 trap - EXIT

@@ -5,7 +5,9 @@
 
 use core::fmt;
 
-use crate::decode::{Deaggregated, Options, Tags, UserRecord};
+#[cfg(feature = "alloc")]
+use crate::decode::{Deaggregated, Options};
+use crate::decode::{Tags, UserRecord};
 use crate::error::Error;
 
 /// A Kinesis record as delivered: its data blob and what the delivery says
