@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     kagg_finished done;
     kagg_status st;
     uint32_t i;
-    for (i = 0; i < SENSORS; i++) snprintf(names[i], sizeof names[i], "gw-7/sensor-%02u", i);
+    for (i = 0; i < SENSORS; i++) snprintf(names[i], sizeof names[i], "gw-7/sensor-%02u", (unsigned)i);
     if ((st = kagg_aggregator_init(&agg, buffer, sizeof buffer, LIMIT)) != KAGG_OK) {
         fprintf(stderr, "init: %s\n", kagg_strerror(st));
         return 1;
