@@ -24,28 +24,14 @@ __all__ = ["deaggregate_records", "iter_deaggregate_records"]
 Record = Mapping[str, Any]
 
 
-def _convert_from_ka_format(record: Record) -> dict[str, Any]:
-    """A Kinesis Analytics preprocessor record in the Lambda Kinesis shape."""
-    meta = record["kinesisStreamRecordMetadata"]
+def _convert_from_metadata(record: Record, key: str) -> dict[str, Any]:
+    """A Kinesis Analytics preprocessor record (``key`` is
+    ``kinesisStreamRecordMetadata``) or a Firehose transformation record
+    (``kinesisRecordMetadata``) in the Lambda Kinesis shape."""
+    meta = record[key]
     return {
         "kinesis": {
-            # Kinesis Analytics does not pass the schema version along.
-            "kinesisSchemaVersion": "1.0",
-            "sequenceNumber": meta["sequenceNumber"],
-            "partitionKey": meta["partitionKey"],
-            "approximateArrivalTimestamp": meta["approximateArrivalTimestamp"],
-            "shardId": meta["shardId"],
-            "data": record["data"],
-            "recordId": record["recordId"],
-        }
-    }
-
-
-def _convert_from_kf_format(record: Record) -> dict[str, Any]:
-    """A Firehose transformation record in the Lambda Kinesis shape."""
-    meta = record["kinesisRecordMetadata"]
-    return {
-        "kinesis": {
+            # Neither passes the schema version along.
             "kinesisSchemaVersion": "1.0",
             "sequenceNumber": meta["sequenceNumber"],
             "partitionKey": meta["partitionKey"],
@@ -121,9 +107,9 @@ def iter_deaggregate_records(
     for r in records:
         if "kinesis" not in r and "data" in r or "Data" in r:
             if "kinesisStreamRecordMetadata" in r:
-                r = _convert_from_ka_format(r)
+                r = _convert_from_metadata(r, "kinesisStreamRecordMetadata")
             elif "kinesisRecordMetadata" in r:
-                r = _convert_from_kf_format(r)
+                r = _convert_from_metadata(r, "kinesisRecordMetadata")
             elif boto3:
                 r = _convert_from_boto3_format(r)
         k = r["kinesis"]

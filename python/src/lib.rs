@@ -93,6 +93,33 @@ fn optional_text<'a>(obj: Option<&'a Bound<'_, PyAny>>, what: &str) -> PyResult<
     }
 }
 
+/// The arguments of an add, converted: a record's key, data and explicit
+/// hash key.
+struct RecordArgs<'a> {
+    partition_key: Cow<'a, str>,
+    data: Cow<'a, [u8]>,
+    explicit_hash_key: Option<Cow<'a, str>>,
+}
+
+impl<'a> RecordArgs<'a> {
+    fn extract(
+        partition_key: &'a Bound<'_, PyAny>,
+        data: &'a Bound<'_, PyAny>,
+        explicit_hash_key: Option<&'a Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(RecordArgs {
+            partition_key: text(partition_key, "partition_key")?,
+            data: self::data(data)?,
+            explicit_hash_key: optional_text(explicit_hash_key, "explicit_hash_key")?,
+        })
+    }
+
+    fn record(&self) -> ka::Record<'_> {
+        ka::Record::new(&self.partition_key, &self.data)
+            .with_optional_explicit_hash_key(self.explicit_hash_key.as_deref())
+    }
+}
+
 fn lock<'m, T>(py: Python<'_>, m: &'m Mutex<T>) -> MutexGuard<'m, T> {
     loop {
         match m.try_lock() {
@@ -301,10 +328,8 @@ impl Aggregator {
         data: &Bound<'_, PyAny>,
         explicit_hash_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Aggregate>> {
-        let pk = text(partition_key, "partition_key")?;
-        let d = self::data(data)?;
-        let ehk = optional_text(explicit_hash_key, "explicit_hash_key")?;
-        let record = ka::Record::new(&pk, &d).with_optional_explicit_hash_key(ehk.as_deref());
+        let args = RecordArgs::extract(partition_key, data, explicit_hash_key)?;
+        let record = args.record();
         let done = {
             let mut agg = lock(py, &self.inner);
             add_record(py, &mut agg, record).map_err(value_error)?
@@ -336,10 +361,8 @@ impl Aggregator {
         data: &Bound<'_, PyAny>,
         explicit_hash_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
-        let pk = text(partition_key, "partition_key")?;
-        let d = self::data(data)?;
-        let ehk = optional_text(explicit_hash_key, "explicit_hash_key")?;
-        let record = ka::Record::new(&pk, &d).with_optional_explicit_hash_key(ehk.as_deref());
+        let args = RecordArgs::extract(partition_key, data, explicit_hash_key)?;
+        let record = args.record();
         lock(py, &self.inner)
             .encoded_len_with(&record)
             .map_err(value_error)
@@ -500,17 +523,15 @@ impl CompatAggregator {
     ) -> PyResult<Option<Py<AggRecord>>> {
         let py = slf.py();
         let this = slf.get();
-        let pk = text(partition_key, "partition_key")?;
-        let d = self::data(data)?;
         let ehk_obj = explicit_hash_key.filter(|e| !e.is_none());
-        let ehk = optional_text(ehk_obj, "explicit_hash_key")?;
+        let args = RecordArgs::extract(partition_key, data, ehk_obj)?;
         if this.max_size < ka::MIN_LIMIT as i64 {
             return Err(PyValueError::new_err(format!(
                 "record (partition key {:?}) cannot fit in an aggregated record of max_size {}",
-                &*pk, this.max_size
+                &*args.partition_key, this.max_size
             )));
         }
-        let record = ka::Record::new(&pk, &d).with_optional_explicit_hash_key(ehk.as_deref());
+        let record = args.record();
         let keys = || {
             (
                 partition_key.clone().unbind(),
@@ -1037,10 +1058,8 @@ impl ShardedAggregator {
         data: &Bound<'_, PyAny>,
         explicit_hash_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<Aggregate>> {
-        let pk = text(partition_key, "partition_key")?;
-        let d = self::data(data)?;
-        let ehk = optional_text(explicit_hash_key, "explicit_hash_key")?;
-        let record = ka::Record::new(&pk, &d).with_optional_explicit_hash_key(ehk.as_deref());
+        let args = RecordArgs::extract(partition_key, data, explicit_hash_key)?;
+        let record = args.record();
         let done = lock(py, &self.inner).add(record).map_err(value_error)?;
         Ok(self.wrap(py, done))
     }
