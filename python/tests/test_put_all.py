@@ -152,7 +152,7 @@ def test_put_all_sends_everything_once_and_retries_rejections(endpoint: str) -> 
     assert sorted((u.partition_key, u.data) for u in got) == sorted(sent)
 
 
-def test_put_all_gives_up_with_what_is_pending(endpoint: str) -> None:
+def test_put_all_gives_up_with_what_is_pending() -> None:
     class Refusing:
         def __init__(self) -> None:
             self.calls = 0
