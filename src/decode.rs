@@ -4,8 +4,6 @@
 use core::fmt;
 use core::iter::FusedIterator;
 
-use md5::{Digest, Md5};
-
 use crate::error::{Error, Required, Table};
 use crate::hash::{HashKeyRange, parse_hash_key, partition_key_hash};
 use crate::wire::{DIGEST_LEN, Field, MAGIC, MAX_NESTING, Reader, WT_LEN, WT_VARINT};
@@ -211,7 +209,7 @@ impl Options {
             return Ok(Envelope::Plain(PlainReason::TooShort));
         }
         let (body, digest) = blob[MAGIC.len()..].split_at(blob.len() - MAGIC.len() - DIGEST_LEN);
-        if self.checksum != Checksum::Skip && Md5::digest(body).as_slice() != digest {
+        if self.checksum != Checksum::Skip && crate::checksum::md5(body)[..] != *digest {
             if self.checksum == Checksum::Strict {
                 return Err(Error::ChecksumMismatch);
             }

@@ -36,8 +36,6 @@
 
 use core::fmt;
 
-use md5::{Digest, Md5};
-
 use crate::decode::Tag;
 use crate::error::Error;
 use crate::index::{
@@ -726,7 +724,7 @@ impl Core {
         buf.copy_within(MAGIC.len()..MAGIC.len() + p, start + MAGIC.len());
         buf[start..start + MAGIC.len()].copy_from_slice(&MAGIC);
         let body_end = r + d;
-        let digest = Md5::digest(&buf[start + MAGIC.len()..body_end]);
+        let digest = crate::checksum::md5(&buf[start + MAGIC.len()..body_end]);
         buf[body_end..body_end + DIGEST_LEN].copy_from_slice(&digest);
         let pk = key_range(buf, start + MAGIC.len());
         let ehk = self.first_has_ehk.then(|| key_range(buf, r - e));
@@ -905,13 +903,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     /// empty: an empty aggregate is never produced.
     pub fn finish(&mut self) -> Option<Finished<'_>> {
         let done = self.core.finish(self.buf.as_mut(), &mut self.slots)?;
-        let buf = self.buf.as_ref();
-        Some(Finished {
-            data: &buf[done.start..done.end],
-            partition_key: key_str(buf, done.pk),
-            explicit_hash_key: done.ehk.map(|r| key_str(buf, r)),
-            record_count: done.records,
-        })
+        Some(finished(self.buf.as_ref(), &done))
     }
 
     /// Gives the buffer back.
@@ -924,6 +916,143 @@ impl<B, const KEYS: usize> fmt::Debug for Aggregator<B, KEYS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Aggregator")
             .field("limit", &self.core.limit)
+            .field("record_count", &self.core.count)
+            .field("encoded_len", &self.core.encoded_len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The finished aggregate `done` describes, in `buf`.
+fn finished<'b>(buf: &'b [u8], done: &Done) -> Finished<'b> {
+    Finished {
+        data: &buf[done.start..done.end],
+        partition_key: key_str(buf, done.pk),
+        explicit_hash_key: done.ehk.map(|r| key_str(buf, r)),
+        record_count: done.records,
+    }
+}
+
+/// Slots of a caller's key index per key it holds (one partition key and
+/// one explicit hash key, four slots each): an index of `n` slots takes
+/// `n / INDEX_SLOTS_PER_KEY` keys of each table.
+pub const INDEX_SLOTS_PER_KEY: usize = SLOTS_PER_TABLE_KEY;
+
+/// The no-heap aggregator with its key index in caller storage whose size
+/// is chosen at run time (an [`Aggregator`]'s is inside it, sized by its
+/// `KEYS` parameter). It writes the same bytes as an [`Aggregator`] whose
+/// `KEYS` is `index.len() / INDEX_SLOTS_PER_KEY`, and refuses the same
+/// records.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{INDEX_SLOTS_PER_KEY, IndexedAggregator, KeySlot, Record};
+/// let mut buf = [0u8; 512];
+/// let mut index = [KeySlot::FREE; 3 * INDEX_SLOTS_PER_KEY];
+/// let mut agg = IndexedAggregator::new(&mut buf[..], &mut index, 512).unwrap();
+/// assert_eq!(agg.key_capacity(), 3);
+/// for key in ["a", "b", "c"] {
+///     agg.add(Record::new(key, b"21.5")).unwrap();
+/// }
+/// // A fourth distinct key needs another aggregate.
+/// assert!(agg.add(Record::new("d", b"19.0")).is_err());
+/// let done = agg.finish().unwrap();
+/// assert_eq!(done.record_count, 3);
+/// ```
+pub struct IndexedAggregator<'i, B> {
+    buf: B,
+    slots: &'i mut [Slot],
+    core: Core,
+}
+
+impl<'i, B: AsMut<[u8]> + AsRef<[u8]>> IndexedAggregator<'i, B> {
+    /// An aggregator over `buf` with its key index in `index` and a size
+    /// limit as [`Aggregator::with_limit`] takes. The index's slots are
+    /// freed first, whatever they held.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for a limit outside
+    /// [`MIN_LIMIT`]..=[`MAX_LIMIT`]; [`Error::InvalidIndex`] for an index
+    /// of fewer than [`INDEX_SLOTS_PER_KEY`] slots (no room for a first
+    /// record's keys) or of 2^28 keys or more.
+    pub fn new(buf: B, index: &'i mut [Slot], limit: usize) -> Result<Self, Error> {
+        // One key of each table, so that any first record fits; table
+        // indices stay below the explicit-hash-key bit.
+        if !(1..1 << 28).contains(&crate::index::slice_keys(index.len())) {
+            return Err(Error::InvalidIndex { slots: index.len() });
+        }
+        let core = Core::new(limit)?;
+        index.fill(Slot::FREE);
+        Ok(IndexedAggregator {
+            buf,
+            slots: index,
+            core,
+        })
+    }
+
+    /// The configured limit.
+    pub fn limit(&self) -> usize {
+        self.core.limit
+    }
+
+    /// Distinct keys of each table one aggregate takes.
+    pub fn key_capacity(&self) -> usize {
+        crate::index::slice_keys(self.slots.len())
+    }
+
+    /// Adds a record, or hands it back, as [`Aggregator::add`].
+    ///
+    /// # Errors
+    /// As [`Aggregator::add`]; the aggregator is unchanged.
+    #[inline]
+    pub fn add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
+        self.core
+            .add(self.buf.as_mut(), &mut self.slots, &record)
+            .map_err(|error| Refused { record, error })
+    }
+
+    /// Exact size of the blob [`finish`](Self::finish) would return now (0
+    /// when empty).
+    pub fn encoded_len(&self) -> usize {
+        self.core.encoded_len()
+    }
+
+    /// What [`encoded_len`](Self::encoded_len) would be after adding
+    /// `record`, without adding it, as [`Aggregator::encoded_len_with`].
+    ///
+    /// # Errors
+    /// Invalid keys, as [`add`](Self::add).
+    pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
+        self.core.size_with(self.buf.as_ref(), self.slots, record)
+    }
+
+    /// Number of user records in the current aggregate.
+    pub fn record_count(&self) -> usize {
+        self.core.count
+    }
+
+    /// `true` when no record has been added since the last finish.
+    pub fn is_empty(&self) -> bool {
+        self.core.count == 0
+    }
+
+    /// Completes the current aggregate and starts a new one. `None` when
+    /// empty.
+    pub fn finish(&mut self) -> Option<Finished<'_>> {
+        let done = self.core.finish(self.buf.as_mut(), &mut self.slots)?;
+        Some(finished(self.buf.as_ref(), &done))
+    }
+
+    /// Gives the buffer and the index back.
+    pub fn into_parts(self) -> (B, &'i mut [Slot]) {
+        (self.buf, self.slots)
+    }
+}
+
+impl<B> fmt::Debug for IndexedAggregator<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexedAggregator")
+            .field("limit", &self.core.limit)
+            .field("key_capacity", &crate::index::slice_keys(self.slots.len()))
             .field("record_count", &self.core.count)
             .field("encoded_len", &self.core.encoded_len())
             .finish_non_exhaustive()

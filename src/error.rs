@@ -183,6 +183,13 @@ pub enum Error {
         /// The limit asked for.
         limit: usize,
     },
+    /// A caller's key index (for an
+    /// [`IndexedAggregator`](crate::IndexedAggregator)) too small for one
+    /// key of each table, or larger than an aggregate's tables can number.
+    InvalidIndex {
+        /// The index's length in slots.
+        slots: usize,
+    },
 
     // ---- hash keys and shards ----
     /// A hash key range whose bounds are not hash keys, or whose start
@@ -243,7 +250,9 @@ impl Error {
             Error::InvalidPartitionKey { .. }
             | Error::InvalidHashKey { .. }
             | Error::RecordTooLarge { .. } => ErrorKind::InvalidRecord,
-            Error::InvalidLimit { .. } | Error::TableFull { .. } => ErrorKind::InvalidConfig,
+            Error::InvalidLimit { .. } | Error::InvalidIndex { .. } | Error::TableFull { .. } => {
+                ErrorKind::InvalidConfig
+            }
             Error::Truncated { .. }
             | Error::LengthPastEnd { .. }
             | Error::VarintTooLong { .. }
@@ -376,6 +385,13 @@ impl fmt::Display for Error {
                 "size limit {limit} is outside {}..={}",
                 crate::MIN_LIMIT,
                 crate::MAX_LIMIT
+            ),
+            Error::InvalidIndex { slots } => write!(
+                f,
+                "a key index of {slots} slots is outside {}..{} ({} slots per key of each table)",
+                crate::INDEX_SLOTS_PER_KEY,
+                crate::INDEX_SLOTS_PER_KEY << 28,
+                crate::INDEX_SLOTS_PER_KEY
             ),
         }
     }

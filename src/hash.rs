@@ -1,7 +1,5 @@
 //! Hash keys: the 128-bit decimal strings Kinesis routes by.
 
-use md5::{Digest, Md5};
-
 use crate::error::Error;
 
 /// Parses an explicit hash key the way the Kinesis API accepts it: a
@@ -58,10 +56,7 @@ fn parse_digits(s: &str) -> Result<u128, usize> {
 /// assert_eq!(kinesis_agg::partition_key_hash("a"), 0x0cc175b9c0f1b6a831c399e269772661);
 /// ```
 pub fn partition_key_hash(partition_key: &str) -> u128 {
-    let digest = Md5::digest(partition_key.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest);
-    u128::from_be_bytes(bytes)
+    u128::from_be_bytes(crate::checksum::md5(partition_key.as_bytes()))
 }
 
 /// A user record's effective hash key: its explicit hash key if it has

@@ -5,9 +5,13 @@
 
 use crate::error::{Error, Table};
 
-/// One slot of the key index. `meta == EMPTY` marks a free slot.
+/// One slot of an aggregator's key index (16 bytes). An
+/// [`IndexedAggregator`](crate::IndexedAggregator) keeps its index in the
+/// caller's slots: [`INDEX_SLOTS_PER_KEY`](crate::INDEX_SLOTS_PER_KEY) of
+/// them per key it can hold, starting as [`KeySlot::FREE`](Self::FREE).
+/// What a slot holds is private to the aggregator.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     pub(crate) hash: u32,
     /// Table index, with the top bit set for explicit hash keys.
     pub(crate) meta: u32,
@@ -21,7 +25,9 @@ pub(crate) const EMPTY: u32 = u32::MAX;
 pub(crate) const EHK_BIT: u32 = 1 << 31;
 
 impl Slot {
-    pub(crate) const FREE: Slot = Slot {
+    /// A free slot, to fill an index with before the aggregator takes it
+    /// (the aggregator frees every slot again when it starts).
+    pub const FREE: Slot = Slot {
         hash: 0,
         meta: EMPTY,
         pos: 0,
@@ -56,6 +62,24 @@ pub(crate) const SLOTS_PER_KEY: usize = 4;
 /// explicit hash keys, `SLOTS_PER_KEY` each.
 pub(crate) const SLOTS_PER_TABLE_KEY: usize = 2 * SLOTS_PER_KEY;
 
+/// `Ok` when `pk` partition keys and `ehk` explicit hash keys fit an
+/// index of `n` keys per table; else the table that is full.
+fn within(n: usize, pk: usize, ehk: usize) -> Result<(), Error> {
+    if pk > n {
+        return Err(Error::KeyCapacity {
+            table: Table::PartitionKey,
+            capacity: n,
+        });
+    }
+    if ehk > n {
+        return Err(Error::KeyCapacity {
+            table: Table::ExplicitHashKey,
+            capacity: n,
+        });
+    }
+    Ok(())
+}
+
 /// The fixed index: room for `N` keys of each table.
 impl<const N: usize> Slots for [[Slot; SLOTS_PER_TABLE_KEY]; N] {
     fn slots(&self) -> &[Slot] {
@@ -71,19 +95,32 @@ impl<const N: usize> Slots for [[Slot; SLOTS_PER_TABLE_KEY]; N] {
         ehk_used: usize,
         new_ehk: usize,
     ) -> Result<(), Error> {
-        if pk_used + new_pk > N {
-            return Err(Error::KeyCapacity {
-                table: Table::PartitionKey,
-                capacity: N,
-            });
-        }
-        if ehk_used + new_ehk > N {
-            return Err(Error::KeyCapacity {
-                table: Table::ExplicitHashKey,
-                capacity: N,
-            });
-        }
-        Ok(())
+        within(N, pk_used + new_pk, ehk_used + new_ehk)
+    }
+}
+
+/// Keys of each table an index of `slots` slots holds.
+pub(crate) const fn slice_keys(slots: usize) -> usize {
+    slots / SLOTS_PER_TABLE_KEY
+}
+
+/// The caller's index: room for `len / SLOTS_PER_TABLE_KEY` keys of each
+/// table, as the fixed index of that many keys.
+impl Slots for &mut [Slot] {
+    fn slots(&self) -> &[Slot] {
+        self
+    }
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        self
+    }
+    fn reserve(
+        &mut self,
+        pk_used: usize,
+        new_pk: usize,
+        ehk_used: usize,
+        new_ehk: usize,
+    ) -> Result<(), Error> {
+        within(slice_keys(self.len()), pk_used + new_pk, ehk_used + new_ehk)
     }
 }
 
@@ -142,15 +179,54 @@ pub(crate) const SEED_PK: u64 = 0;
 /// apart.
 pub(crate) const SEED_EHK: u64 = 0x5851_F42D_4C95_7F2D;
 
+/// The index's hash of key bytes: on 64-bit targets [`hash_key_wide`]; on
+/// 32-bit ones (microcontrollers, wasm32), where a 64x64->128 multiply
+/// takes many instructions and much flash, [`hash_key_narrow`]. Lookups
+/// compare whole keys, so the choice changes speed and size only, never an
+/// answer or a byte written.
+#[inline]
+pub(crate) fn hash_key(key: &[u8], seed: u64) -> u32 {
+    #[cfg(target_pointer_width = "64")]
+    return hash_key_wide(key, seed);
+    #[cfg(not(target_pointer_width = "64"))]
+    return hash_key_narrow(key, seed);
+}
+
+/// A word-at-a-time hash on 32-bit multiplies (MurmurHash3's x86_32 mixing
+/// and finalizer, seeded by both halves of `seed`), for 32-bit targets.
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+pub(crate) fn hash_key_narrow(key: &[u8], seed: u64) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let scramble = |w: u32| w.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h = (seed as u32) ^ ((seed >> 32) as u32).rotate_left(7);
+    let mut words = key.chunks_exact(4);
+    for w in &mut words {
+        h ^= scramble(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let mut tail = 0u32;
+    for (i, &b) in words.remainder().iter().enumerate() {
+        tail |= u32::from(b) << (8 * i);
+    }
+    h ^= scramble(tail) ^ key.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
 /// A fast non-cryptographic hash of key bytes, built on the 64x64->128
 /// multiply folded of wyhash. Keys of up to 48 bytes take one multiply:
 /// their three 16-byte windows (start, middle, end, which cover the key)
 /// are folded together with rotations first. Longer keys take one multiply
 /// per 16 bytes. Keys of one table and the other hash apart by `seed`.
 /// Lookups compare whole keys, so a collision costs a probe, never a wrong
-/// answer.
+/// answer. For 64-bit targets.
 #[inline]
-pub(crate) fn hash_key(key: &[u8], seed: u64) -> u32 {
+#[cfg_attr(not(target_pointer_width = "64"), allow(dead_code))]
+pub(crate) fn hash_key_wide(key: &[u8], seed: u64) -> u32 {
     const P0: u64 = 0xa076_1d64_78bd_642f;
     const P1: u64 = 0xe703_7ed1_a0b4_28db;
     let n = key.len();
@@ -271,22 +347,94 @@ mod tests {
         }
     }
 
-    /// The hash reads every byte of keys up to 48 bytes (their windows
-    /// cover them): changing any one byte changes it for nearly every
-    /// position, and the two seeds hash apart.
+    type Hash = fn(&[u8], u64) -> u32;
+    const HASHES: [(&str, Hash); 2] = [("wide", hash_key_wide), ("narrow", hash_key_narrow)];
+
+    /// Both hashes read every byte of keys (the wide one through windows
+    /// that cover keys up to 48 bytes): changing any one byte changes the
+    /// hash, and the two seeds hash apart.
     #[test]
     fn hash_depends_on_every_byte_and_the_seed() {
-        for n in 1..=80usize {
-            let key: std::vec::Vec<u8> = (0..n).map(|i| (i * 13 + 1) as u8).collect();
-            let h = hash_key(&key, SEED_PK);
-            assert_ne!(h, hash_key(&key, SEED_EHK), "len {n}");
-            let mut same = 0;
-            for i in 0..n {
-                let mut other = key.clone();
-                other[i] ^= 0x01;
-                same += usize::from(hash_key(&other, SEED_PK) == h);
+        for (name, hash) in HASHES {
+            for n in 1..=80usize {
+                let key: std::vec::Vec<u8> = (0..n).map(|i| (i * 13 + 1) as u8).collect();
+                let h = hash(&key, SEED_PK);
+                assert_ne!(h, hash(&key, SEED_EHK), "{name}, len {n}");
+                let mut same = 0;
+                for i in 0..n {
+                    let mut other = key.clone();
+                    other[i] ^= 0x01;
+                    same += usize::from(hash(&other, SEED_PK) == h);
+                }
+                assert_eq!(same, 0, "{name}, len {n}: {same} one-byte changes kept the hash");
             }
-            assert_eq!(same, 0, "len {n}: {same} one-byte changes kept the hash");
+            // Keys that differ only in length (trailing zero bytes).
+            assert_ne!(hash(b"ab", SEED_PK), hash(b"ab\0", SEED_PK), "{name}");
+            assert_ne!(hash(b"", SEED_PK), hash(b"\0\0\0\0", SEED_PK), "{name}");
+        }
+    }
+
+    /// The index uses the hash chosen for the target's word size.
+    #[test]
+    fn the_index_hashes_with_the_targets_choice() {
+        let chosen: Hash = if cfg!(target_pointer_width = "64") {
+            hash_key_wide
+        } else {
+            hash_key_narrow
+        };
+        for key in [&b""[..], b"a", b"sensor-17", &[7u8; 100]] {
+            for seed in [SEED_PK, SEED_EHK] {
+                assert_eq!(hash_key(key, seed), chosen(key, seed));
+            }
+        }
+    }
+
+    /// The narrow hash is a bijection of keys of one length up to four
+    /// bytes (each of its steps is one on 32-bit words): every two-byte
+    /// key and a spread of four-byte keys hash apart, so no byte position
+    /// shadows another.
+    #[test]
+    fn narrow_hash_tells_every_short_key_apart() {
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..=u16::MAX {
+            assert!(
+                seen.insert(hash_key_narrow(&k.to_le_bytes(), SEED_PK)),
+                "two-byte key {k}"
+            );
+        }
+        seen.clear();
+        for k in 0..=u16::MAX {
+            let w = u32::from(k).wrapping_mul(0x0101_0101) ^ (u32::from(k) << 11);
+            assert!(
+                seen.insert(hash_key_narrow(&w.to_le_bytes(), SEED_EHK)),
+                "four-byte key {w:#x}"
+            );
+        }
+    }
+
+    /// Typical keys (numbered sensors, UUID-like strings) spread over the
+    /// index's buckets about as evenly as random hashes would: no bucket
+    /// takes a pile, and home-slot collisions stay near what chance gives.
+    #[test]
+    fn hashes_spread_typical_keys_over_the_buckets() {
+        let keys: std::vec::Vec<std::string::String> = (0..2000)
+            .map(|i| std::format!("sensor-{i}"))
+            .chain((0..2000u64).map(|i| std::format!("{:08x}-4b2c-9d1e-{:012x}", i * 7919, i)))
+            .collect();
+        for (name, hash) in HASHES {
+            for chunk in keys.chunks(2000) {
+                let n = 4 * chunk.len();
+                let mut hits = std::vec![0u32; n];
+                for k in chunk {
+                    hits[bucket(hash(k.as_bytes(), SEED_PK), n)] += 1;
+                }
+                // 2,000 keys in 8,000 buckets: chance gives about 230
+                // keys sharing a bucket, rarely a bucket of more than 4.
+                let shared: u32 = hits.iter().filter(|&&h| h > 1).map(|&h| h - 1).sum();
+                let most = hits.iter().copied().max().unwrap_or(0);
+                assert!(shared < 330, "{name}: {shared} keys share a bucket");
+                assert!(most <= 6, "{name}: a bucket of {most}");
+            }
         }
     }
 

@@ -9,6 +9,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+mod checksum;
 mod decode;
 mod delivered;
 mod encode;
@@ -36,14 +37,15 @@ pub use delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 #[cfg(feature = "alloc")]
 pub use encode::{Aggregate, RecordAggregator};
 pub use encode::{
-    Aggregator, DEFAULT_LIMIT, Finished, MAX_LIMIT, MAX_PARTITION_KEY_UNITS, MIN_LIMIT, Record, Refused,
-    check_explicit_hash_key, check_partition_key,
+    Aggregator, DEFAULT_LIMIT, Finished, INDEX_SLOTS_PER_KEY, IndexedAggregator, MAX_LIMIT,
+    MAX_PARTITION_KEY_UNITS, MIN_LIMIT, Record, Refused, check_explicit_hash_key, check_partition_key,
 };
 pub use error::{Error, ErrorKind, Required, Table};
 pub use hash::{
     HASH_KEY_MAX_DIGITS, HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route,
     write_hash_key,
 };
+pub use index::Slot as KeySlot;
 #[cfg(feature = "alloc")]
 pub use owned::OwnedRecord;
 pub use put::{Batch, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, PutRecordsBatcher};

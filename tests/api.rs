@@ -56,6 +56,7 @@ fn every_error_says_what_and_where() {
             limit: 1000,
         },
         Error::InvalidLimit { limit: 3 },
+        Error::InvalidIndex { slots: 5 },
         Error::InvalidHashKeyRange,
         Error::ShardsOverlap { shard: 4 },
         Error::NoShardForHashKey { hash_key: 77 },
@@ -101,10 +102,15 @@ fn every_error_says_what_and_where() {
         .contains("2000")
     );
     assert!(Error::InvalidLimit { limit: 3 }.to_string().contains("10485760"));
+    let index = Error::InvalidIndex { slots: 5 }.to_string();
+    assert!(
+        index.contains("5 slots") && index.contains("8 slots per key"),
+        "{index}"
+    );
     // Every kind is used; "full" is exactly the two refusals for room.
     assert_eq!(kinds[&ErrorKind::Full], 2);
     assert_eq!(kinds[&ErrorKind::InvalidRecord], 3);
-    assert_eq!(kinds[&ErrorKind::InvalidConfig], 2);
+    assert_eq!(kinds[&ErrorKind::InvalidConfig], 3);
     assert_eq!(kinds.values().sum::<usize>(), all.len());
     assert!(
         Error::KeyCapacity {
