@@ -13,10 +13,12 @@
 
 #define LIMIT 51200u
 #define SENSORS 24u
+#define KEYS 32u
 
 static uint8_t buffer[LIMIT];
 static kagg_aggregator agg;
-static kagg_key_slot pk_slots[KAGG_MAX_KEYS], ehk_slots[KAGG_MAX_KEYS];
+static kagg_index_slot index_slots[KEYS * KAGG_INDEX_SLOTS_PER_KEY];
+static kagg_key_slot pk_slots[KEYS], ehk_slots[KEYS];
 
 struct check {
     uint64_t first;   /* sequence number of the aggregate's first reading */
@@ -58,8 +60,8 @@ static int check_record(void *ctx, const kagg_user_record *r) {
 static int verify(const kagg_finished *done, uint64_t first) {
     struct check c = {first, first, 0};
     kagg_result res;
-    kagg_status st = kagg_deaggregate(done->data.ptr, done->data.len, KAGG_STRICT, pk_slots, KAGG_MAX_KEYS,
-                                      ehk_slots, KAGG_MAX_KEYS, check_record, &c, &res);
+    kagg_status st = kagg_deaggregate(done->data.ptr, done->data.len, KAGG_STRICT, pk_slots, KEYS,
+                                      ehk_slots, KEYS, check_record, &c, &res);
     return st == KAGG_OK && !c.bad && res.kind == KAGG_AGGREGATED && res.records == done->records &&
            c.next == first + done->records;
 }
@@ -73,7 +75,7 @@ int main(int argc, char **argv) {
     kagg_status st;
     uint32_t i;
     for (i = 0; i < SENSORS; i++) snprintf(names[i], sizeof names[i], "gw-7/sensor-%02u", (unsigned)i);
-    if ((st = kagg_aggregator_init(&agg, buffer, sizeof buffer, LIMIT)) != KAGG_OK) {
+    if ((st = kagg_aggregator_init(&agg, buffer, sizeof buffer, index_slots, KEYS * KAGG_INDEX_SLOTS_PER_KEY, LIMIT)) != KAGG_OK) {
         fprintf(stderr, "init: %s\n", kagg_strerror(st));
         return 1;
     }

@@ -11,8 +11,9 @@ const char *kagg_strerror(int status) {
     return "";
 }
 
-kagg_status kagg_aggregator_init(kagg_aggregator *agg, uint8_t *buf, size_t buf_len, size_t limit) {
-    sink = (int)(buf_len + limit) + (agg != 0) + (buf != 0);
+kagg_status kagg_aggregator_init(kagg_aggregator *agg, uint8_t *buf, size_t buf_len, kagg_index_slot *index,
+                                 size_t index_len, size_t limit) {
+    sink = (int)(buf_len + limit + index_len) + (agg != 0) + (buf != 0) + (index != 0);
     return (kagg_status)sink;
 }
 
@@ -26,9 +27,8 @@ kagg_status kagg_aggregator_finish(kagg_aggregator *agg, kagg_finished *out) {
     return (kagg_status)sink;
 }
 
-kagg_status kagg_deaggregate(const uint8_t *blob, size_t len, uint32_t flags, kagg_key_slot *pk_slots, size_t pk_cap,
-                             kagg_key_slot *ehk_slots, size_t ehk_cap, kagg_record_fn callback, void *ctx,
-                             kagg_result *result) {
+kagg_status kagg_deaggregate(const uint8_t *blob, size_t len, uint32_t flags, kagg_key_slot *pk_slots, size_t pk_cap, kagg_key_slot *ehk_slots, size_t ehk_cap,
+                             kagg_record_fn callback, void *ctx, kagg_result *result) {
     sink = (int)(len + flags + pk_cap + ehk_cap) + (blob != 0) + (pk_slots != 0) + (ehk_slots != 0) + (ctx != 0) +
            (result != 0) + (callback != 0);
     return (kagg_status)sink;

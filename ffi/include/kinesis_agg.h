@@ -15,12 +15,13 @@
 // instead of a plain record.
 #define KAGG_STRICT 2
 
-// Distinct partition keys (and, apart, explicit hash keys) one aggregate
-// of `kagg_aggregator` holds; another is `KAGG_KEY_CAPACITY`.
-#define KAGG_MAX_KEYS 32
+// Index slots per key: an index of `n` slots takes `n /
+// KAGG_INDEX_SLOTS_PER_KEY` distinct partition keys per aggregate (and as
+// many explicit hash keys); the next new key is `KAGG_KEY_CAPACITY`.
+#define KAGG_INDEX_SLOTS_PER_KEY 8
 
 // 64-bit words of `kagg_aggregator`'s storage.
-#define KAGG_AGGREGATOR_WORDS 560
+#define KAGG_AGGREGATOR_WORDS 24
 
 // Digits of the longest hash key (2^128-1).
 #define KAGG_HASH_KEY_MAX_DIGITS 39
@@ -53,6 +54,9 @@ typedef enum {
   KAGG_RECORD_TOO_LARGE = 22,
   // A limit outside 30..=10,485,760, or larger than the buffer.
   KAGG_INVALID_LIMIT = 30,
+  // A key index of fewer than `KAGG_INDEX_SLOTS_PER_KEY` slots (or of
+  // 2^28 keys or more).
+  KAGG_INVALID_INDEX = 32,
   // More keys in a table of the body than the caller's table holds.
   KAGG_TABLE_FULL = 31,
   // The body ends inside a value.
@@ -82,6 +86,10 @@ typedef enum {
   KAGG_INVALID_RANGE = 60,
   // No range holds the hash key.
   KAGG_NO_RANGE = 61,
+  // A user record's effective hash key lies outside the shard's range
+  // given to `kagg_deaggregate_shard` (the KCL discards such an
+  // aggregate).
+  KAGG_OUT_OF_RANGE = 62,
   // An error this version of the header does not name.
   KAGG_OTHER = 99,
 } kagg_status;
@@ -172,15 +180,40 @@ typedef struct {
   // On a body error, the byte offset in the body where it was found;
   // `SIZE_MAX` when the status has no offset.
   size_t error_offset;
+  // On `KAGG_OUT_OF_RANGE`, the sub-sequence number of the first user
+  // record outside the shard's range; `UINT64_MAX` otherwise.
+  uint64_t outside;
 } kagg_result;
 
-// An aggregator over a caller buffer, with its key index inside:
-// declare one (static, on the stack, anywhere), then
-// `kagg_aggregator_init` it. About 4.5 KiB.
+// A 128-bit hash key as two 64-bit halves.
+typedef struct {
+  // The upper 64 bits.
+  uint64_t hi;
+  // The lower 64 bits.
+  uint64_t lo;
+} kagg_u128;
+
+// A shard's hash key range, inclusive.
+typedef struct {
+  // First hash key.
+  kagg_u128 start;
+  // Last hash key.
+  kagg_u128 end;
+} kagg_range;
+
+// An aggregator over a caller buffer and a caller key index: declare one
+// (static, on the stack, anywhere), then `kagg_aggregator_init` it. It
+// holds no bytes of the aggregate itself (200 bytes, with room to spare).
 typedef struct {
   uint64_t magic;
   uint64_t storage[KAGG_AGGREGATOR_WORDS];
 } kagg_aggregator;
+
+// One slot of an aggregator's key index (16 bytes): caller storage,
+// uninitialized until `kagg_aggregator_init` takes it.
+typedef struct {
+  uint32_t _private[4];
+} kagg_index_slot;
 
 // A user record to add.
 typedef struct {
@@ -204,22 +237,6 @@ typedef struct {
   // Number of user records.
   size_t records;
 } kagg_finished;
-
-// A 128-bit hash key as two 64-bit halves.
-typedef struct {
-  // The upper 64 bits.
-  uint64_t hi;
-  // The lower 64 bits.
-  uint64_t lo;
-} kagg_u128;
-
-// A shard's hash key range, inclusive.
-typedef struct {
-  // First hash key.
-  kagg_u128 start;
-  // Last hash key.
-  kagg_u128 end;
-} kagg_range;
 
 #ifdef __cplusplus
 extern "C" {
@@ -262,15 +279,46 @@ kagg_status kagg_deaggregate(const uint8_t *blob,
                              void *ctx,
                              kagg_result *result);
 
-// Prepares `agg` to aggregate into `buf` (`buf_len` bytes, which it
-// keeps using until the next init), with aggregates of at most `limit`
-// bytes counted as Kinesis counts them (the blob plus the outer partition
-// key; 30..=10,485,760, and at most `buf_len`).
+// `kagg_deaggregate` for a blob read from a shard whose hash key range is
+// `*shard`, under the KCL's rule: every user record's effective hash key
+// (`kagg_record_hash_key`) must lie in the range, or the KCL discards the
+// whole aggregate. Here that is `KAGG_OUT_OF_RANGE`, found before any
+// callback runs, with `result->outside` naming the first such record. A
+// plain blob is not checked; `KAGG_INVALID_RANGE` when the range ends
+// before it starts.
 //
 // # Safety
-// `agg` points to a `kagg_aggregator` and `buf` to `buf_len` writable
-// bytes, both valid and not otherwise used while `agg` is in use.
-kagg_status kagg_aggregator_init(kagg_aggregator *agg, uint8_t *buf, size_t buf_len, size_t limit);
+// As `kagg_deaggregate`; `shard` readable.
+kagg_status kagg_deaggregate_shard(const uint8_t *blob,
+                                   size_t len,
+                                   uint32_t flags,
+                                   const kagg_range *shard,
+                                   kagg_key_slot *pk_slots,
+                                   size_t pk_cap,
+                                   kagg_key_slot *ehk_slots,
+                                   size_t ehk_cap,
+                                   kagg_record_fn callback,
+                                   void *ctx,
+                                   kagg_result *result);
+
+// Prepares `agg` to aggregate into `buf` (`buf_len` bytes) with its key
+// index in `index` (`index_len` slots, `KAGG_INDEX_SLOTS_PER_KEY` per key
+// of capacity), both of which it keeps using until the next init, with
+// aggregates of at most `limit` bytes counted as Kinesis counts them (the
+// blob plus the outer partition key; 30..=10,485,760, and at most
+// `buf_len`). `KAGG_INVALID_INDEX` for an index of fewer than
+// `KAGG_INDEX_SLOTS_PER_KEY` slots.
+//
+// # Safety
+// `agg` points to a `kagg_aggregator`, `buf` to `buf_len` writable bytes
+// and `index` to `index_len` writable slots, all valid and not otherwise
+// used while `agg` is in use.
+kagg_status kagg_aggregator_init(kagg_aggregator *agg,
+                                 uint8_t *buf,
+                                 size_t buf_len,
+                                 kagg_index_slot *index,
+                                 size_t index_len,
+                                 size_t limit);
 
 // Adds a user record. `KAGG_FULL` or `KAGG_KEY_CAPACITY`: finish and
 // add it again; the invalid-record statuses: the record is refused. On
@@ -352,6 +400,16 @@ kagg_status kagg_write_hash_key(kagg_u128 key, char *buf, size_t buf_len, size_t
 // # Safety
 // `ranges` points to `n` readable ranges; `index` writable.
 kagg_status kagg_route(const kagg_range *ranges, size_t n, kagg_u128 key, size_t *index);
+
+// A user record's effective hash key, the one Kinesis and the KCL route
+// it by: its explicit hash key when it has one, else the MD5 of its
+// partition key. `KAGG_INVALID_HASH_KEY` when its explicit hash key is not
+// a hash key (another producer wrote it).
+//
+// # Safety
+// `record` comes from `kagg_deaggregate` (its blob still valid); `out`
+// writable.
+kagg_status kagg_record_hash_key(const kagg_user_record *record, kagg_u128 *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -57,6 +57,9 @@ pub enum kagg_status {
     KAGG_RECORD_TOO_LARGE = 22,
     /// A limit outside 30..=10,485,760, or larger than the buffer.
     KAGG_INVALID_LIMIT = 30,
+    /// A key index of fewer than `KAGG_INDEX_SLOTS_PER_KEY` slots (or of
+    /// 2^28 keys or more).
+    KAGG_INVALID_INDEX = 32,
     /// More keys in a table of the body than the caller's table holds.
     KAGG_TABLE_FULL = 31,
     /// The body ends inside a value.
@@ -86,6 +89,10 @@ pub enum kagg_status {
     KAGG_INVALID_RANGE = 60,
     /// No range holds the hash key.
     KAGG_NO_RANGE = 61,
+    /// A user record's effective hash key lies outside the shard's range
+    /// given to `kagg_deaggregate_shard` (the KCL discards such an
+    /// aggregate).
+    KAGG_OUT_OF_RANGE = 62,
     /// An error this version of the header does not name.
     KAGG_OTHER = 99,
 }
@@ -112,6 +119,7 @@ fn status(e: ka::Error) -> kagg_status {
         ka::Error::KeyCapacity { .. } => KAGG_KEY_CAPACITY,
         ka::Error::RecordTooLarge { .. } => KAGG_RECORD_TOO_LARGE,
         ka::Error::InvalidLimit { .. } => KAGG_INVALID_LIMIT,
+        ka::Error::InvalidIndex { .. } => KAGG_INVALID_INDEX,
         ka::Error::InvalidHashKeyRange | ka::Error::ShardsOverlap { .. } => KAGG_INVALID_RANGE,
         ka::Error::NoShardForHashKey { .. } => KAGG_NO_RANGE,
         _ => KAGG_OTHER,
@@ -126,71 +134,82 @@ pub extern "C" fn kagg_strerror(status: c_int) -> *const c_char {
     describe(status).as_ptr()
 }
 
+/// The status values, in the order of their messages in [`TEXTS`].
+const CODES: [u8; 29] = [
+    0, 1, 2, 3, 4, 5, 10, 11, 20, 21, 22, 30, 31, 32, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 60, 61, 62,
+    99,
+];
+
+/// One NUL-terminated message per value of [`CODES`], then the one for an
+/// unknown value: short, as firmware flash is counted (the header's
+/// comment on each value says more).
+const TEXTS: &[u8] = b"success\0\
+NULL argument\0\
+aggregator not initialized\0\
+aggregator empty\0\
+stopped by the callback\0\
+text not UTF-8\0\
+aggregate full: finish, add again\0\
+key index full: finish, add again\0\
+invalid partition key\0\
+invalid explicit hash key\0\
+record too large for the limit\0\
+invalid limit\0\
+key table too small\0\
+key index too small\0\
+body truncated\0\
+length past end\0\
+varint too long\0\
+invalid field tag\0\
+invalid wire type\0\
+unexpected end-group\0\
+groups nested too deep\0\
+required field missing\0\
+key index out of range\0\
+key or tag not UTF-8\0\
+checksum mismatch\0\
+invalid hash key range\0\
+no range holds the key\0\
+record outside the shard's range\0\
+unnamed error\0\
+not a kagg_status value\0";
+
 fn describe(status: c_int) -> &'static core::ffi::CStr {
-    const ALL: [kagg_status; 27] = [
-        KAGG_OK,
-        KAGG_NULL_ARGUMENT,
-        KAGG_NOT_INITIALIZED,
-        KAGG_EMPTY,
-        KAGG_STOPPED,
-        KAGG_NOT_UTF8,
-        KAGG_FULL,
-        KAGG_KEY_CAPACITY,
-        KAGG_INVALID_PARTITION_KEY,
-        KAGG_INVALID_HASH_KEY,
-        KAGG_RECORD_TOO_LARGE,
-        KAGG_INVALID_LIMIT,
-        KAGG_TABLE_FULL,
-        KAGG_TRUNCATED,
-        KAGG_LENGTH_PAST_END,
-        KAGG_VARINT_TOO_LONG,
-        KAGG_INVALID_FIELD_TAG,
-        KAGG_INVALID_WIRE_TYPE,
-        KAGG_UNEXPECTED_END_GROUP,
-        KAGG_NESTING_TOO_DEEP,
-        KAGG_MISSING_FIELD,
-        KAGG_INDEX_OUT_OF_RANGE,
-        KAGG_INVALID_UTF8,
-        KAGG_CHECKSUM_MISMATCH,
-        KAGG_INVALID_RANGE,
-        KAGG_NO_RANGE,
-        KAGG_OTHER,
-    ];
-    match ALL.iter().find(|s| **s as c_int == status) {
-        Some(s) => message(*s),
-        None => c"not a kagg_status value",
+    let n = CODES
+        .iter()
+        .position(|&c| c_int::from(c) == status)
+        .unwrap_or(CODES.len());
+    // The n-th message: after n NULs.
+    let mut rest = TEXTS;
+    for _ in 0..n {
+        let next = rest.iter().position(|&b| b == 0).map_or(rest.len(), |i| i + 1);
+        rest = rest.get(next..).unwrap_or_default();
     }
+    core::ffi::CStr::from_bytes_until_nul(rest).unwrap_or(c"")
 }
 
-fn message(status: kagg_status) -> &'static core::ffi::CStr {
-    match status {
-        KAGG_OK => c"success",
-        KAGG_NULL_ARGUMENT => c"a required pointer argument is NULL",
-        KAGG_NOT_INITIALIZED => c"the aggregator is not initialized",
-        KAGG_EMPTY => c"the aggregator holds no user record",
-        KAGG_STOPPED => c"the record callback stopped the iteration",
-        KAGG_NOT_UTF8 => c"a text argument is not UTF-8",
-        KAGG_FULL => c"no room for the record in this aggregate: finish it and add again",
-        KAGG_KEY_CAPACITY => c"no room for another key in the key index: finish and add again",
-        KAGG_INVALID_PARTITION_KEY => c"partition key is empty or longer than 256 UTF-16 code units",
-        KAGG_INVALID_HASH_KEY => c"explicit hash key is not a decimal number in 0..2^128",
-        KAGG_RECORD_TOO_LARGE => c"record cannot fit in an aggregate of this limit even alone",
-        KAGG_INVALID_LIMIT => c"limit outside 30..=10485760 or larger than the buffer",
-        KAGG_TABLE_FULL => c"a key table of the body holds more keys than the caller's table",
-        KAGG_TRUNCATED => c"the body ends inside a value",
-        KAGG_LENGTH_PAST_END => c"a length prefix points past the end of its message",
-        KAGG_VARINT_TOO_LONG => c"a varint is longer than 10 bytes",
-        KAGG_INVALID_FIELD_TAG => c"a field tag has field number 0 or above 2^29-1",
-        KAGG_INVALID_WIRE_TYPE => c"wire type 6 or 7",
-        KAGG_UNEXPECTED_END_GROUP => c"an end-group tag without its start",
-        KAGG_NESTING_TOO_DEEP => c"groups nested more than 100 deep",
-        KAGG_MISSING_FIELD => c"a required field is missing",
-        KAGG_INDEX_OUT_OF_RANGE => c"a key index points outside its table",
-        KAGG_INVALID_UTF8 => c"a key or tag is not UTF-8",
-        KAGG_CHECKSUM_MISMATCH => c"the MD5 checksum does not match",
-        KAGG_INVALID_RANGE => c"a hash key range ends before it starts, or ranges overlap or are unsorted",
-        KAGG_NO_RANGE => c"no range holds the hash key",
-        KAGG_OTHER => c"an error this header version does not name",
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_own_message() {
+        assert_eq!(TEXTS.iter().filter(|&&b| b == 0).count(), CODES.len() + 1);
+        let mut seen = std::vec::Vec::new();
+        for &c in &CODES {
+            let m = describe(c_int::from(c));
+            assert!(
+                !m.is_empty() && m != c"not a kagg_status value" && !seen.contains(&m),
+                "{c}"
+            );
+            seen.push(m);
+        }
+        assert_eq!(describe(0), c"success");
+        assert_eq!(describe(62), c"record outside the shard's range");
+        assert_eq!(describe(99), c"unnamed error");
+        for other in [-1, 6, 33, 63, 98, 100, c_int::MAX, c_int::MIN] {
+            assert_eq!(describe(other), c"not a kagg_status value");
+        }
     }
 }
 
@@ -470,6 +489,19 @@ pub struct kagg_result {
     /// On a body error, the byte offset in the body where it was found;
     /// `SIZE_MAX` when the status has no offset.
     pub error_offset: usize,
+    /// On `KAGG_OUT_OF_RANGE`, the sub-sequence number of the first user
+    /// record outside the shard's range; `UINT64_MAX` otherwise.
+    pub outside: u64,
+}
+
+impl kagg_result {
+    const NONE: kagg_result = kagg_result {
+        kind: kagg_kind::KAGG_PLAIN,
+        reason: kagg_plain_reason::KAGG_NOT_PLAIN,
+        records: 0,
+        error_offset: usize::MAX,
+        outside: u64::MAX,
+    };
 }
 
 /// Called with each user record in order; return 0 to go on, anything
@@ -505,16 +537,79 @@ pub unsafe extern "C" fn kagg_deaggregate(
     ctx: *mut c_void,
     result: *mut kagg_result,
 ) -> kagg_status {
+    let tables = (pk_slots, pk_cap, ehk_slots, ehk_cap);
+    // SAFETY: the caller's promises, forwarded.
+    unsafe { read(blob, len, flags, None, tables, callback, ctx, result) }
+}
+
+/// `kagg_deaggregate` for a blob read from a shard whose hash key range is
+/// `*shard`, under the KCL's rule: every user record's effective hash key
+/// (`kagg_record_hash_key`) must lie in the range, or the KCL discards the
+/// whole aggregate. Here that is `KAGG_OUT_OF_RANGE`, found before any
+/// callback runs, with `result->outside` naming the first such record. A
+/// plain blob is not checked; `KAGG_INVALID_RANGE` when the range ends
+/// before it starts.
+///
+/// # Safety
+/// As `kagg_deaggregate`; `shard` readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kagg_deaggregate_shard(
+    blob: *const u8,
+    len: usize,
+    flags: u32,
+    shard: *const kagg_range,
+    pk_slots: *mut kagg_key_slot,
+    pk_cap: usize,
+    ehk_slots: *mut kagg_key_slot,
+    ehk_cap: usize,
+    callback: kagg_record_fn,
+    ctx: *mut c_void,
+    result: *mut kagg_result,
+) -> kagg_status {
+    if shard.is_null() {
+        if !result.is_null() {
+            // SAFETY: checked non-NULL.
+            unsafe { *result = kagg_result::NONE };
+        }
+        return KAGG_NULL_ARGUMENT;
+    }
+    let tables = (pk_slots, pk_cap, ehk_slots, ehk_cap);
+    // SAFETY: checked non-NULL; the caller promises it is readable, and
+    // the rest is forwarded.
+    unsafe { read(blob, len, flags, Some(*shard), tables, callback, ctx, result) }
+}
+
+type Tables = (*mut kagg_key_slot, usize, *mut kagg_key_slot, usize);
+
+/// Both reading functions (inlined into each, so that a program calling
+/// only one links only its code).
+///
+/// # Safety
+/// As `kagg_deaggregate`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn read(
+    blob: *const u8,
+    len: usize,
+    flags: u32,
+    shard: Option<kagg_range>,
+    (pk_slots, pk_cap, ehk_slots, ehk_cap): Tables,
+    callback: kagg_record_fn,
+    ctx: *mut c_void,
+    result: *mut kagg_result,
+) -> kagg_status {
     if result.is_null() {
         return KAGG_NULL_ARGUMENT;
     }
     // SAFETY: checked non-NULL.
     let result = unsafe { &mut *result };
-    *result = kagg_result {
-        kind: kagg_kind::KAGG_PLAIN,
-        reason: kagg_plain_reason::KAGG_NOT_PLAIN,
-        records: 0,
-        error_offset: usize::MAX,
+    *result = kagg_result::NONE;
+    let range = match shard {
+        None => None,
+        Some(r) => match ka::HashKeyRange::new(r.start.get(), r.end.get()) {
+            Some(range) => Some(range),
+            None => return KAGG_INVALID_RANGE,
+        },
     };
     // SAFETY: the caller's promises, forwarded.
     let (Some(blob), Some(pks), Some(ehks)) = (
@@ -540,6 +635,12 @@ pub unsafe extern "C" fn kagg_deaggregate(
     };
     result.kind = kagg_kind::KAGG_AGGREGATED;
     result.records = agg.len();
+    if let Some(range) = range
+        && let Err(out) = agg.check_range(range)
+    {
+        result.outside = out.sub_sequence_number;
+        return KAGG_OUT_OF_RANGE;
+    }
     let Some(cb) = callback else { return KAGG_OK };
     for u in agg.records() {
         let view = kagg_user_record {
@@ -559,20 +660,33 @@ pub unsafe extern "C" fn kagg_deaggregate(
 
 // ----------------------------------------------------------------- writing
 
-/// Distinct partition keys (and, apart, explicit hash keys) one aggregate
-/// of `kagg_aggregator` holds; another is `KAGG_KEY_CAPACITY`.
-pub const KAGG_MAX_KEYS: usize = 32;
+type Agg = ka::IndexedAggregator<'static, &'static mut [u8]>;
 
-type Agg = ka::Aggregator<&'static mut [u8], KAGG_MAX_KEYS>;
+/// One slot of an aggregator's key index (16 bytes): caller storage,
+/// uninitialized until `kagg_aggregator_init` takes it.
+#[repr(C)]
+pub struct kagg_index_slot {
+    _private: [u32; 4],
+}
+
+const _: () = assert!(size_of::<kagg_index_slot>() == size_of::<ka::KeySlot>());
+const _: () = assert!(align_of::<kagg_index_slot>() >= align_of::<ka::KeySlot>());
+
+/// Index slots per key: an index of `n` slots takes `n /
+/// KAGG_INDEX_SLOTS_PER_KEY` distinct partition keys per aggregate (and as
+/// many explicit hash keys); the next new key is `KAGG_KEY_CAPACITY`.
+pub const KAGG_INDEX_SLOTS_PER_KEY: usize = 8;
+
+const _: () = assert!(KAGG_INDEX_SLOTS_PER_KEY == ka::INDEX_SLOTS_PER_KEY);
 
 /// 64-bit words of `kagg_aggregator`'s storage.
-pub const KAGG_AGGREGATOR_WORDS: usize = 560;
+pub const KAGG_AGGREGATOR_WORDS: usize = 24;
 
 const MAGIC_INIT: u64 = 0x6b61_6767_5f61_6767; // "kagg_agg"
 
-/// An aggregator over a caller buffer, with its key index inside:
-/// declare one (static, on the stack, anywhere), then
-/// `kagg_aggregator_init` it. About 4.5 KiB.
+/// An aggregator over a caller buffer and a caller key index: declare one
+/// (static, on the stack, anywhere), then `kagg_aggregator_init` it. It
+/// holds no bytes of the aggregate itself (200 bytes, with room to spare).
 #[repr(C)]
 pub struct kagg_aggregator {
     magic: u64,
@@ -646,22 +760,28 @@ unsafe fn record<'r>(rec: *const kagg_record) -> Result<ka::Record<'r>, kagg_sta
     Ok(ka::Record::new(pk, data).with_optional_explicit_hash_key(ehk))
 }
 
-/// Prepares `agg` to aggregate into `buf` (`buf_len` bytes, which it
-/// keeps using until the next init), with aggregates of at most `limit`
-/// bytes counted as Kinesis counts them (the blob plus the outer partition
-/// key; 30..=10,485,760, and at most `buf_len`).
+/// Prepares `agg` to aggregate into `buf` (`buf_len` bytes) with its key
+/// index in `index` (`index_len` slots, `KAGG_INDEX_SLOTS_PER_KEY` per key
+/// of capacity), both of which it keeps using until the next init, with
+/// aggregates of at most `limit` bytes counted as Kinesis counts them (the
+/// blob plus the outer partition key; 30..=10,485,760, and at most
+/// `buf_len`). `KAGG_INVALID_INDEX` for an index of fewer than
+/// `KAGG_INDEX_SLOTS_PER_KEY` slots.
 ///
 /// # Safety
-/// `agg` points to a `kagg_aggregator` and `buf` to `buf_len` writable
-/// bytes, both valid and not otherwise used while `agg` is in use.
+/// `agg` points to a `kagg_aggregator`, `buf` to `buf_len` writable bytes
+/// and `index` to `index_len` writable slots, all valid and not otherwise
+/// used while `agg` is in use.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kagg_aggregator_init(
     agg: *mut kagg_aggregator,
     buf: *mut u8,
     buf_len: usize,
+    index: *mut kagg_index_slot,
+    index_len: usize,
     limit: usize,
 ) -> kagg_status {
-    if agg.is_null() || buf.is_null() {
+    if agg.is_null() || buf.is_null() || index.is_null() {
         return KAGG_NULL_ARGUMENT;
     }
     // SAFETY: checked non-NULL.
@@ -673,7 +793,16 @@ pub unsafe extern "C" fn kagg_aggregator_init(
     // SAFETY: non-NULL; the caller promises `buf_len` writable bytes for as
     // long as the aggregator is used.
     let buf: &'static mut [u8] = unsafe { core::slice::from_raw_parts_mut(buf, buf_len) };
-    match Agg::with_limit(buf, limit) {
+    let slots = index.cast::<ka::KeySlot>();
+    for i in 0..index_len {
+        // SAFETY: the caller promises `index_len` writable slots, each the
+        // size and alignment of a `KeySlot` (checked above): every one is
+        // written before the slice below reads any.
+        unsafe { ptr::write(slots.add(i), ka::KeySlot::FREE) };
+    }
+    // SAFETY: as above; all `index_len` slots are now initialized.
+    let slots: &'static mut [ka::KeySlot] = unsafe { core::slice::from_raw_parts_mut(slots, index_len) };
+    match Agg::new(buf, slots, limit) {
         Ok(new) => {
             // SAFETY: the storage is large and aligned enough (checked at
             // compile time); a previous aggregator there owns nothing.
@@ -999,6 +1128,41 @@ pub unsafe extern "C" fn kagg_route(
         }
     }
     KAGG_NO_RANGE
+}
+
+/// A user record's effective hash key, the one Kinesis and the KCL route
+/// it by: its explicit hash key when it has one, else the MD5 of its
+/// partition key. `KAGG_INVALID_HASH_KEY` when its explicit hash key is not
+/// a hash key (another producer wrote it).
+///
+/// # Safety
+/// `record` comes from `kagg_deaggregate` (its blob still valid); `out`
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kagg_record_hash_key(
+    record: *const kagg_user_record,
+    out: *mut kagg_u128,
+) -> kagg_status {
+    if record.is_null() || out.is_null() {
+        return KAGG_NULL_ARGUMENT;
+    }
+    // SAFETY: checked non-NULL.
+    let r = unsafe { &*record };
+    let key = if r.explicit_hash_key.ptr.is_null() {
+        // SAFETY: the view points into the caller's blob, still valid.
+        unsafe { text(r.partition_key) }.map(ka::partition_key_hash)
+    } else {
+        // SAFETY: as above.
+        unsafe { text(r.explicit_hash_key) }.and_then(|e| ka::parse_hash_key(e).map_err(status))
+    };
+    match key {
+        Ok(k) => {
+            // SAFETY: checked non-NULL.
+            unsafe { *out = kagg_u128::of(k) };
+            KAGG_OK
+        }
+        Err(e) => e,
+    }
 }
 
 /// The library's panic handler for bare-metal links (feature

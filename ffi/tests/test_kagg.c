@@ -130,6 +130,63 @@ static int count_record(void *ctx, const kagg_user_record *r) {
     return ++c->calls == c->stop_at;
 }
 
+struct outside {
+    kagg_range range;
+    uint64_t first;
+};
+
+static int u128_le(kagg_u128 a, kagg_u128 b) { return a.hi < b.hi || (a.hi == b.hi && a.lo <= b.lo); }
+
+/* The first record whose effective hash key lies outside the range,
+ * worked out record by record with kagg_record_hash_key. */
+static int find_outside(void *ctx, const kagg_user_record *r) {
+    struct outside *o = ctx;
+    kagg_u128 h;
+    CHECK_ST(kagg_record_hash_key(r, &h), KAGG_OK);
+    if (o->first == UINT64_MAX && !(u128_le(o->range.start, h) && u128_le(h, o->range.end)))
+        o->first = r->sub_sequence_number;
+    return 0;
+}
+
+static uint64_t first_outside(const uint8_t *blob, size_t len, kagg_range range) {
+    struct outside o;
+    kagg_result res;
+    o.range = range;
+    o.first = UINT64_MAX;
+    CHECK_ST(kagg_deaggregate(blob, len, 0, pks, 4096, ehks, 4096, find_outside, &o, &res), KAGG_OK);
+    return o.first;
+}
+
+static int check_hash_keys(void *ctx, const kagg_user_record *r) {
+    kagg_u128 got, want;
+    int *n = ctx;
+    CHECK_ST(kagg_record_hash_key(r, &got), KAGG_OK);
+    if (r->explicit_hash_key.ptr != NULL)
+        CHECK_ST(kagg_parse_hash_key(r->explicit_hash_key, &want), KAGG_OK);
+    else
+        CHECK_ST(kagg_partition_key_hash(r->partition_key, &want), KAGG_OK);
+    CHECK(got.hi == want.hi && got.lo == want.lo);
+    (*n)++;
+    return 0;
+}
+
+static void test_record_hash_key(void) {
+    size_t len;
+    uint8_t *blob = load("py_mixed_keys", &len);
+    kagg_result res;
+    kagg_user_record bad;
+    kagg_u128 h;
+    int n = 0;
+    CHECK_ST(kagg_deaggregate(blob, len, 0, pks, 4096, ehks, 4096, check_hash_keys, &n, &res), KAGG_OK);
+    CHECK(n == 6);
+    memset(&bad, 0, sizeof bad);
+    bad.partition_key = str("k");
+    bad.explicit_hash_key = str("not-a-number");
+    CHECK_ST(kagg_record_hash_key(&bad, &h), KAGG_INVALID_HASH_KEY);
+    CHECK_ST(kagg_record_hash_key(NULL, &h), KAGG_NULL_ARGUMENT);
+    free(blob);
+}
+
 static void test_reading(void) {
     size_t len;
     uint8_t *blob = load("py_mixed_keys", &len);
@@ -150,6 +207,27 @@ static void test_reading(void) {
     CHECK_ST(kagg_deaggregate(blob, len, 0, NULL, 4, ehks, 4096, NULL, NULL, &res), KAGG_NULL_ARGUMENT);
     CHECK_ST(kagg_deaggregate(NULL, len, 0, pks, 4, ehks, 4, NULL, NULL, &res), KAGG_NULL_ARGUMENT);
     CHECK_ST(kagg_deaggregate(blob, len, 0, pks, 4, ehks, 4, NULL, NULL, NULL), KAGG_NULL_ARGUMENT);
+    /* The KCL range check: py_mixed_keys routes its records over the
+     * whole key space, so the lower half alone leaves some outside, and
+     * no record is handed out. */
+    {
+        kagg_range all = {{0, 0}, {UINT64_MAX, UINT64_MAX}}, low = {{0, 0}, {0x7fffffffffffffffull, UINT64_MAX}};
+        kagg_range backwards = {{0, 5}, {0, 4}};
+        c.calls = 0;
+        CHECK_ST(kagg_deaggregate_shard(blob, len, 0, &all, pks, 4096, ehks, 4096, count_record, &c, &res), KAGG_OK);
+        CHECK(c.calls == 6 && res.outside == UINT64_MAX);
+        c.calls = 0;
+        CHECK_ST(kagg_deaggregate_shard(blob, len, 0, &low, pks, 4096, ehks, 4096, count_record, &c, &res),
+                 KAGG_OUT_OF_RANGE);
+        CHECK(c.calls == 0 && res.outside < 6 && res.records == 6);
+        CHECK(first_outside(blob, len, low) == res.outside);
+        CHECK_ST(kagg_deaggregate_shard(blob, len, 0, &backwards, pks, 4096, ehks, 4096, NULL, NULL, &res),
+                 KAGG_INVALID_RANGE);
+        res.records = 77;
+        CHECK_ST(kagg_deaggregate_shard(blob, len, 0, NULL, pks, 4096, ehks, 4096, NULL, NULL, &res),
+                 KAGG_NULL_ARGUMENT);
+        CHECK(res.records == 0 && res.outside == UINT64_MAX);
+    }
     /* An empty blob is a plain record, even with a NULL pointer. */
     CHECK_ST(kagg_deaggregate(NULL, 0, 0, NULL, 0, NULL, 0, NULL, NULL, &res), KAGG_OK);
     CHECK(res.kind == KAGG_PLAIN && res.reason == KAGG_NO_MAGIC);
@@ -179,9 +257,11 @@ static void test_tags(void) {
     free(blob);
 }
 
+#define KEYS 32
 static uint8_t buf[4096];
 static uint8_t big[2000]; /* record data: never the aggregator's own buffer */
 static kagg_aggregator agg;
+static kagg_index_slot idx[KEYS * KAGG_INDEX_SLOTS_PER_KEY];
 
 /* The aggregate's bytes after `n` records "k%d" of 40 bytes. */
 static void add_some(int n) {
@@ -206,10 +286,10 @@ static void test_writing(void) {
     memset(&fresh, 0, sizeof fresh);
     CHECK_ST(kagg_aggregator_add(&fresh, NULL), KAGG_NOT_INITIALIZED);
     CHECK_ST(kagg_aggregator_add(NULL, NULL), KAGG_NULL_ARGUMENT);
-    CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, 10), KAGG_INVALID_LIMIT);
+    CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, idx, KEYS * KAGG_INDEX_SLOTS_PER_KEY, 10), KAGG_INVALID_LIMIT);
     CHECK_ST(kagg_aggregator_finish(&agg, &done), KAGG_NOT_INITIALIZED); /* a failed init leaves none */
-    CHECK_ST(kagg_aggregator_init(&agg, buf, 100, 200), KAGG_INVALID_LIMIT);
-    CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, 1000), KAGG_OK);
+    CHECK_ST(kagg_aggregator_init(&agg, buf, 100, idx, KEYS * KAGG_INDEX_SLOTS_PER_KEY, 200), KAGG_INVALID_LIMIT);
+    CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, idx, KEYS * KAGG_INDEX_SLOTS_PER_KEY, 1000), KAGG_OK);
     CHECK_ST(kagg_aggregator_finish(&agg, &done), KAGG_EMPTY);
 
     /* A record that fits: size_with predicts the size exactly. */
@@ -248,7 +328,7 @@ static void test_writing(void) {
     blen = done.data.len;
     memcpy(before, done.data.ptr, blen);
     /* The same records without the refused attempts: the same bytes. */
-    CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, 1000), KAGG_OK);
+    CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, idx, KEYS * KAGG_INDEX_SLOTS_PER_KEY, 1000), KAGG_OK);
     r = rec("k0", "12345", "abc", 3);
     CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
     add_some(5);
@@ -260,19 +340,53 @@ static void test_writing(void) {
         char key[16];
         int i;
         kagg_status st = KAGG_OK;
-        CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, 4000), KAGG_OK);
-        for (i = 0; i <= KAGG_MAX_KEYS && st == KAGG_OK; i++) {
+        CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, idx, KEYS * KAGG_INDEX_SLOTS_PER_KEY, 4000), KAGG_OK);
+        for (i = 0; i <= KEYS && st == KAGG_OK; i++) {
             snprintf(key, sizeof key, "key-%d", i);
             r = rec(key, NULL, "v", 1);
             st = kagg_aggregator_add(&agg, &r);
         }
         CHECK_ST(st, KAGG_KEY_CAPACITY);
-        CHECK(i == KAGG_MAX_KEYS + 1);
+        CHECK(i == KEYS + 1);
         CHECK_ST(kagg_aggregator_size(&agg, NULL, &count), KAGG_OK);
-        CHECK(count == KAGG_MAX_KEYS);
+        CHECK(count == KEYS);
         CHECK_ST(kagg_aggregator_reset(&agg), KAGG_OK);
         CHECK_ST(kagg_aggregator_size(&agg, &size, &count), KAGG_OK);
         CHECK(size == 0 && count == 0);
+    }
+    /* The caller sizes the index: 3 keys of each table, whatever the
+     * slots held before (they are filled with junk here). */
+    {
+        static kagg_index_slot small[3 * KAGG_INDEX_SLOTS_PER_KEY + 5];
+        char key[16];
+        int i;
+        memset(small, 0xA5, sizeof small);
+        CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, small, KAGG_INDEX_SLOTS_PER_KEY - 1, 4000),
+                 KAGG_INVALID_INDEX);
+        CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, NULL, 64, 4000), KAGG_NULL_ARGUMENT);
+        CHECK_ST(kagg_aggregator_init(&agg, buf, sizeof buf, small, sizeof small / sizeof small[0], 4000), KAGG_OK);
+        for (i = 0; i < 3; i++) {
+            snprintf(key, sizeof key, "key-%d", i);
+            r = rec(key, NULL, "v", 1);
+            CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
+            r = rec(key, NULL, "w", 1); /* a key already held takes no room */
+            CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
+        }
+        r = rec("key-3", NULL, "v", 1);
+        CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_KEY_CAPACITY);
+        r = rec("key-0", "1", "v", 1);
+        CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
+        r = rec("key-0", "2", "v", 1);
+        CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
+        r = rec("key-0", "3", "v", 1);
+        CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
+        r = rec("key-0", "4", "v", 1);
+        CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_KEY_CAPACITY);
+        CHECK_ST(kagg_aggregator_finish(&agg, &done), KAGG_OK);
+        CHECK(done.records == 9);
+        /* After finish the index is free again: the refused key fits. */
+        r = rec("key-3", NULL, "v", 1);
+        CHECK_ST(kagg_aggregator_add(&agg, &r), KAGG_OK);
     }
 }
 
@@ -330,6 +444,7 @@ static void test_round_trip(void) {
                                       "real_qldb_stream_2_records", "py_1mb_record"};
     static uint8_t out[2 * 1024 * 1024];
     static kagg_aggregator a;
+    static kagg_index_slot big_idx[4096 * KAGG_INDEX_SLOTS_PER_KEY];
     size_t i;
     for (i = 0; i < sizeof canonical / sizeof canonical[0]; i++) {
         size_t len;
@@ -337,8 +452,8 @@ static void test_round_trip(void) {
         struct rebuild rb = {&a, 1};
         kagg_result res;
         kagg_finished done;
-        CHECK_ST(kagg_aggregator_init(&a, out, sizeof out, sizeof out + 1), KAGG_INVALID_LIMIT);
-        CHECK_ST(kagg_aggregator_init(&a, out, sizeof out, 1024 * 1024), KAGG_OK);
+        CHECK_ST(kagg_aggregator_init(&a, out, sizeof out, big_idx, sizeof big_idx / sizeof big_idx[0], sizeof out + 1), KAGG_INVALID_LIMIT);
+        CHECK_ST(kagg_aggregator_init(&a, out, sizeof out, big_idx, sizeof big_idx / sizeof big_idx[0], 1024 * 1024), KAGG_OK);
         CHECK_ST(kagg_deaggregate(blob, len, KAGG_STRICT, pks, 4096, ehks, 4096, readd, &rb, &res), KAGG_OK);
         CHECK(rb.ok);
         CHECK_ST(kagg_aggregator_finish(&a, &done), KAGG_OK);
@@ -384,6 +499,16 @@ static void test_strerror(void) {
     CHECK(strcmp(kagg_strerror(1234), "not a kagg_status value") == 0);
 }
 
+/* Every named status has a message of its own. */
+static void test_messages(const kagg_status *all, size_t n) {
+    size_t i, j;
+    for (i = 0; i < n; i++) {
+        CHECK(strcmp(kagg_strerror(all[i]), "not a kagg_status value") != 0);
+        for (j = 0; j < i; j++) CHECK(strcmp(kagg_strerror(all[i]), kagg_strerror(all[j])) != 0);
+    }
+    CHECK(strcmp(kagg_strerror(KAGG_OTHER), "not a kagg_status value") != 0);
+}
+
 int main(int argc, char **argv) {
     static const kagg_status all[] = {
         KAGG_OK, KAGG_NULL_ARGUMENT, KAGG_NOT_INITIALIZED, KAGG_EMPTY, KAGG_STOPPED, KAGG_NOT_UTF8, KAGG_FULL,
@@ -391,17 +516,19 @@ int main(int argc, char **argv) {
         KAGG_INVALID_LIMIT, KAGG_TABLE_FULL, KAGG_TRUNCATED, KAGG_LENGTH_PAST_END, KAGG_VARINT_TOO_LONG,
         KAGG_INVALID_FIELD_TAG, KAGG_INVALID_WIRE_TYPE, KAGG_UNEXPECTED_END_GROUP, KAGG_NESTING_TOO_DEEP,
         KAGG_MISSING_FIELD, KAGG_INDEX_OUT_OF_RANGE, KAGG_INVALID_UTF8, KAGG_CHECKSUM_MISMATCH,
-        KAGG_INVALID_RANGE, KAGG_NO_RANGE};
+        KAGG_INVALID_RANGE, KAGG_NO_RANGE, KAGG_INVALID_INDEX, KAGG_OUT_OF_RANGE};
     size_t i;
     fixtures = argc > 1 ? argv[1] : "../tests/fixtures/deagg";
     test_body_errors();
     test_reading();
     test_tags();
+    test_record_hash_key();
     test_writing();
     test_hash_keys();
     test_round_trip();
     test_random_bytes();
     test_strerror();
+    test_messages(all, sizeof all / sizeof all[0]);
     /* Every status but KAGG_OTHER (which no error of this version maps to). */
     for (i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (!reached[all[i]]) {
