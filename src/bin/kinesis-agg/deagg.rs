@@ -1,0 +1,153 @@
+//! `deagg`: Kinesis records in, user records out, one JSON line each.
+
+use std::io::Write;
+
+use base64::Engine;
+use clap::ValueEnum;
+use kinesis_agg::{Deaggregated, DeliveredRecord, OnInvalid, Options};
+use serde::Serialize;
+
+use crate::input::{InputArgs, JsonTag, for_each_record};
+use crate::{B64, Progress, Stop, write_line};
+
+/// `--on-invalid`: the library's [`OnInvalid`], as clap lists it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InvalidPolicy {
+    /// Report on stderr, print nothing for it, exit 1 at the end.
+    Error,
+    /// Print it as a pass-through record.
+    Passthrough,
+}
+
+impl From<InvalidPolicy> for OnInvalid {
+    fn from(p: InvalidPolicy) -> Self {
+        match p {
+            InvalidPolicy::Error => OnInvalid::Error,
+            InvalidPolicy::Passthrough => OnInvalid::Passthrough,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UserLine<'a> {
+    record: u64,
+    aggregated: bool,
+    sub_sequence_number: Option<u64>,
+    partition_key: Option<&'a str>,
+    explicit_hash_key: Option<&'a str>,
+    data: &'a str,
+    sequence_number: Option<&'a str>,
+    tags: TagList<'a>,
+}
+
+/// A user record's tags as a JSON list of `{key, value}`.
+struct TagList<'a>(kinesis_agg::Tags<'a>);
+
+impl Serialize for TagList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.map(|t| JsonTag {
+            key: t.key.to_owned(),
+            value: t.value.map(str::to_owned),
+        }))
+    }
+}
+
+/// Prints one user record as its JSON line; `text` is scratch space for
+/// the base64 of its data.
+pub(crate) fn print_user(
+    out: &mut dyn Write,
+    r: &DeliveredRecord<'_>,
+    text: &mut String,
+) -> Result<(), Stop> {
+    text.clear();
+    B64.encode_string(r.data, text);
+    write_line(
+        out,
+        &UserLine {
+            record: r.record as u64,
+            aggregated: r.aggregated,
+            sub_sequence_number: r.sub_sequence_number,
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            data: text,
+            sequence_number: r.outer.sequence_number,
+            tags: TagList(r.tags),
+        },
+    )
+}
+
+/// Returns `Ok(true)` when some record was reported as invalid or
+/// discarded.
+pub(crate) fn deagg(
+    args: &InputArgs,
+    on_invalid: OnInvalid,
+    shard: Option<(kinesis_agg::HashKeyRange, bool)>,
+    out: &mut impl Write,
+) -> Result<bool, Stop> {
+    let mut any_invalid = false;
+    let mut text = String::new();
+    let mut index = 0usize;
+    let progress = Progress::new("records");
+    for_each_record(args, |rec| {
+        let i = index;
+        index += 1;
+        progress.inc();
+        let outer = rec.outer();
+        let Some((range, lenient)) = shard else {
+            return outer.try_for_each_user_record(i, Options::new(), on_invalid, |r| match r {
+                Ok(user) => print_user(out, &user, &mut text),
+                Err(broken) => {
+                    any_invalid = true;
+                    eprintln!(
+                        "kinesis-agg: record {i}{}: invalid aggregated record: {}",
+                        rec.place, broken.error
+                    );
+                    Ok(())
+                }
+            });
+        };
+        // The KCL's rule for records read from one shard.
+        match kinesis_agg::deaggregate(&rec.blob) {
+            Ok(Deaggregated::Aggregated(agg)) => {
+                let mut print = |u| print_user(out, &DeliveredRecord::aggregated(i, outer, u), &mut text);
+                if !lenient {
+                    match agg.check_range(range) {
+                        Ok(()) => agg.records().try_for_each(&mut print)?,
+                        Err(o) => {
+                            any_invalid = true;
+                            eprintln!(
+                                "kinesis-agg: record {i}{}: aggregate of {} user records discarded by the KCL rule: {o} ({range})",
+                                rec.place,
+                                agg.len()
+                            );
+                        }
+                    }
+                } else {
+                    let mut kept = agg.records_in_range(range);
+                    kept.by_ref().try_for_each(&mut print)?;
+                    if kept.outside() > 0 {
+                        eprintln!(
+                            "kinesis-agg: record {i}{}: kept {} user records, {} outside the shard's range ({range})",
+                            rec.place,
+                            agg.len() - kept.outside(),
+                            kept.outside()
+                        );
+                    }
+                }
+            }
+            Ok(Deaggregated::Plain { .. }) => print_user(out, &DeliveredRecord::plain(i, outer), &mut text)?,
+            Err(e) => match on_invalid {
+                OnInvalid::Error => {
+                    any_invalid = true;
+                    eprintln!(
+                        "kinesis-agg: record {i}{}: invalid aggregated record: {e}",
+                        rec.place
+                    );
+                }
+                OnInvalid::Passthrough => print_user(out, &DeliveredRecord::plain(i, outer), &mut text)?,
+            },
+        }
+        Ok(())
+    })?;
+    Ok(any_invalid)
+}
