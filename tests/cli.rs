@@ -841,3 +841,68 @@ fn inputs_longer_than_the_largest_record_needs_are_refused() {
     assert_eq!(lines(&out).len(), 1);
     assert!(stderr(&out).contains("line 2 is longer than"), "{}", stderr(&out));
 }
+
+/// What AWS CLI v1 stores for an `agg --output put-records` entry: the
+/// base64 text of the aggregate as the record's data. `deagg` and
+/// `inspect` say so and how to recover the user records; the recovery
+/// they describe gives every user record back.
+#[test]
+fn base64_text_of_an_aggregate_is_recognised_and_recoverable() {
+    let aggregate = fixture("py_mixed_keys");
+    let stored = b64(&aggregate); // the record's data: the text itself
+    let input = format!(
+        "{}\n{}\n{}\n",
+        b64(stored.as_bytes()),
+        b64(b"84mawg plain"),
+        b64(b"plain")
+    );
+    let out = run(&["deagg"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("record 0 (line 1): not aggregated: its data is the base64 text of an aggregated record of 6 user records"),
+        "{err}"
+    );
+    assert!(err.contains("AWS CLI v1") && err.contains("base64 -d"), "{err}");
+    // Only that record: text that merely starts like one is not named.
+    assert_eq!(err.matches("base64 text").count(), 1, "{err}");
+    // The record itself is printed unchanged, as any plain record.
+    let got = lines(&out);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0]["aggregated"], false);
+    assert_eq!(got[0]["data"], b64(stored.as_bytes()));
+    // The recovery: decode the data once more, deaggregate that.
+    let once_more = STANDARD.decode(got[0]["data"].as_str().unwrap()).unwrap();
+    let recovered = run(&["deagg"], &[&once_more[..], b"\n"].concat());
+    let direct = run(&["deagg"], format!("{}\n", b64(&aggregate)).as_bytes());
+    assert_eq!(lines(&recovered), lines(&direct));
+    assert_eq!(lines(&recovered).len(), 6);
+
+    let out = run(&["inspect"], input.as_bytes());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("record 0 (line 1): not aggregated"), "{text}");
+    assert!(
+        text.contains("base64 text of an aggregated record of 6 user records"),
+        "{text}"
+    );
+    assert_eq!(text.matches("base64 text").count(), 1, "{text}");
+    let out = run(&["inspect", "--json"], input.as_bytes());
+    let got = lines(&out);
+    assert_eq!(got[0]["base64_text_of_aggregate"], 6);
+    assert_eq!(got[1]["base64_text_of_aggregate"], Value::Null);
+    assert_eq!(got[2]["base64_text_of_aggregate"], Value::Null);
+}
+
+#[test]
+fn agg_help_says_which_aws_cli_the_documents_are_for() {
+    let out = run(&["agg", "--help"], b"");
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("AWS CLI v2") && help.contains("AWS CLI v1"),
+        "{help}"
+    );
+    assert!(
+        help.contains("base64 text") && help.contains("kinesis-agg put"),
+        "{help}"
+    );
+}

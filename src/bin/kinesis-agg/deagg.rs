@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use kinesis_agg::{Deaggregated, DeliveredRecord, OnInvalid, Options};
 use serde::Serialize;
 
-use crate::input::{InputArgs, JsonTag, for_each_record};
+use crate::input::{InputArgs, JsonTag, base64_text_note, base64_text_of_aggregate, for_each_record};
 use crate::{B64, Progress, Stop, write_line};
 
 /// `--on-invalid`: the library's [`OnInvalid`], as clap lists it.
@@ -93,6 +93,13 @@ pub(crate) fn deagg(
         index += 1;
         progress.inc();
         let outer = rec.outer();
+        if let Some(n) = base64_text_of_aggregate(&rec.blob) {
+            eprintln!(
+                "kinesis-agg: record {i}{}: not aggregated: {}",
+                rec.place,
+                base64_text_note(n)
+            );
+        }
         let Some((range, lenient)) = shard else {
             return outer.try_for_each_user_record(i, Options::new(), on_invalid, |r| match r {
                 Ok(user) => print_user(out, &user, &mut text),

@@ -352,6 +352,36 @@ pub(crate) struct JsonTag {
     pub(crate) value: Option<String>,
 }
 
+/// When a plain record's data is the base64 *text* of a valid aggregated
+/// record (what AWS CLI v1 stores for an `agg --output put-records`
+/// document: it does not decode blob fields read from
+/// `--cli-input-json`), the number of user records that text holds.
+pub(crate) fn base64_text_of_aggregate(data: &[u8]) -> Option<usize> {
+    // base64 of the magic's first three bytes, F3 89 9A, then of C2's top
+    // six bits: every such text starts so, and no binary record does.
+    let text = data.trim_ascii();
+    if !text.starts_with(b"84maw") {
+        return None;
+    }
+    let blob = B64.decode(text).ok()?;
+    match kinesis_agg::deaggregate(&blob) {
+        Ok(kinesis_agg::Deaggregated::Aggregated(a)) => Some(a.len()),
+        _ => None,
+    }
+}
+
+/// What `deagg` and `inspect` say about such a record: what happened and
+/// how to get the user records back.
+pub(crate) fn base64_text_note(records: usize) -> String {
+    format!(
+        "its data is the base64 text of an aggregated record of {records} user records, not the record \
+         itself: it was put with its data base64-encoded twice (AWS CLI v1 stores the Data of \
+         put-records --cli-input-json as its text; use AWS CLI v2 or kinesis-agg put). To recover \
+         them, decode the data once more and deaggregate that: the data is a base64 line for \
+         `kinesis-agg deagg` (jq -r .data | base64 -d)"
+    )
+}
+
 // ---------------------------------------------------------------------------
 // User records for agg (and put)
 // ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use kinesis_agg::{Deaggregated, PlainReason};
 use serde::Serialize;
 
-use crate::input::{InputArgs, for_each_record};
+use crate::input::{InputArgs, base64_text_note, base64_text_of_aggregate, for_each_record};
 use crate::{Progress, Stop, write_line};
 
 #[derive(Serialize, Default)]
@@ -27,6 +27,9 @@ struct Inspection<'a> {
     overhead: Option<usize>,
     error: Option<String>,
     error_offset: Option<usize>,
+    /// A plain record whose data is the base64 text of an aggregated
+    /// record: that record's user records.
+    base64_text_of_aggregate: Option<usize>,
 }
 
 pub(crate) fn inspect(args: &InputArgs, json: bool, out: &mut impl Write) -> Result<bool, Stop> {
@@ -53,6 +56,7 @@ pub(crate) fn inspect(args: &InputArgs, json: bool, out: &mut impl Write) -> Res
                     _ => "checksum mismatch",
                 });
                 ins.checksum = matches!(reason, PlainReason::ChecksumMismatch).then_some("mismatch");
+                ins.base64_text_of_aggregate = base64_text_of_aggregate(blob);
             }
             Ok(Deaggregated::Aggregated(a)) => {
                 ins.checksum = Some("ok");
@@ -119,12 +123,18 @@ fn describe_record(out: &mut dyn Write, i: &Inspection<'_>, place: &str) -> io::
                 100.0 * overhead as f64 / i.length.max(1) as f64
             )
         }
-        (None, false) => writeln!(
-            out,
-            "record {}{place}: not aggregated, {} bytes{seq}: {}",
-            i.record,
-            i.length,
-            i.reason.unwrap_or("")
-        ),
+        (None, false) => {
+            writeln!(
+                out,
+                "record {}{place}: not aggregated, {} bytes{seq}: {}",
+                i.record,
+                i.length,
+                i.reason.unwrap_or("")
+            )?;
+            match i.base64_text_of_aggregate {
+                Some(n) => writeln!(out, "  {}", base64_text_note(n)),
+                None => Ok(()),
+            }
+        }
     }
 }

@@ -88,7 +88,11 @@ aggregates it read, byte for byte, when they were written canonically.
 Output (--output aggregates): one JSON object per aggregate, in order, with the keys
   partition_key, explicit_hash_key, data (base64), user_records (and shard_id with --shards)
 Output (--output put-records): one `aws kinesis put-records --cli-input-json` request per
-line, each with at most 500 entries and 5 MiB of data plus partition keys.
+line, each with at most 500 entries and 5 MiB of data plus partition keys. These are
+for AWS CLI v2, which base64-decodes the Data fields. AWS CLI v1 does not: it stores
+each entry's base64 text as the record's data, so consumers see plain records and every
+user record is lost to them (and large requests are refused with 413). With AWS CLI v1,
+put the records with `kinesis-agg put` instead.
 An aggregate is closed only when the next record does not fit.
 
 Exit status: 0; 1 at the first bad line (the aggregates of all earlier lines are
