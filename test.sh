@@ -48,6 +48,9 @@ cargo test --workspace --all-features
 step "Rust: end to end against kinesalite"
 cargo test --all-features --test e2e -- --ignored --nocapture
 
+step "Rust: the producer against kinesalite, directly and through a fault proxy"
+cargo test --all-features --test producer -- --ignored --nocapture
+
 step "Python: the package built from source (pip install ./python)"
 "$PY" -m pip install -q --force-reinstall --no-deps ./python
 

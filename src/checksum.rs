@@ -124,8 +124,9 @@ fn compress(state: &mut [u32; 4], block: &[u8]) {
     let [mut a, mut b, mut c, mut d] = *state;
     for (i, k) in K.iter().enumerate() {
         let (f, g) = match i / 16 {
-            0 => ((b & c) | (!b & d), i),
-            1 => ((d & b) | (!d & c), 5 * i + 1),
+            // F and G as selections: (b & c) | (!b & d), (d & b) | (!d & c).
+            0 => (d ^ (b & (c ^ d)), i),
+            1 => (c ^ (d & (b ^ c)), 5 * i + 1),
             2 => (b ^ c ^ d, 3 * i + 5),
             _ => (c ^ (b | !d), 7 * i),
         };

@@ -20,6 +20,8 @@ mod index;
 pub mod lambda;
 #[cfg(feature = "alloc")]
 mod owned;
+#[cfg(feature = "producer")]
+pub mod producer;
 mod put;
 #[cfg(feature = "aws-sdk")]
 pub mod sdk;

@@ -90,8 +90,9 @@ impl ShardMap {
         &self.shards
     }
 
-    /// The index of the shard owning `hash_key`.
-    fn route_index(&self, hash_key: u128) -> Option<usize> {
+    /// The index in [`shards`](Self::shards) of the shard owning
+    /// `hash_key`.
+    pub fn route_index(&self, hash_key: u128) -> Option<usize> {
         route(&self.ranges, hash_key)
     }
 

@@ -45,6 +45,7 @@ fn same_as_fixed<const KEYS: usize>(seed: u64, extra: usize, limit: usize) -> us
     let mut ind = IndexedAggregator::new(&mut ibuf[..], &mut index, limit).unwrap();
     assert_eq!(ind.key_capacity(), KEYS);
     assert_eq!(ind.limit(), limit);
+    assert!(ind.is_empty());
     let mut datas = Vec::new();
     for _ in 0..400 {
         let n = rng.below(60) as usize;
@@ -75,6 +76,7 @@ fn same_as_fixed<const KEYS: usize>(seed: u64, extra: usize, limit: usize) -> us
                 assert!(deaggregate(y.data).is_ok());
                 finished += 1;
             }
+            assert!(ind.is_empty() && fixed.is_empty());
             if a.is_err() {
                 assert_eq!(fixed.add(rec).is_ok(), ind.add(rec).is_ok());
             }

@@ -1,0 +1,637 @@
+//! The producer (feature `producer`) against a Kinesis API server, directly
+//! and through a fault-injecting proxy: every user record ends in a
+//! receipt or an error saying why, every successful receipt's record is in
+//! the stream where the receipt says, duplicates occur only where an
+//! answer was lost, nothing is lost.
+//!
+//! Needs a Kinesis API: ignored unless asked for (`-- --ignored`), and then
+//! `KINESIS_ENDPOINT` (e.g. `http://127.0.0.1:4567`) must name one;
+//! `./test.sh` starts kinesalite on loopback, sets it and runs these tests.
+#![cfg(feature = "producer")]
+
+#[path = "support/proxy.rs"]
+mod proxy;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use kinesis_agg::OwnedRecord;
+use kinesis_agg::producer::{FailureKind, Producer, ProducerConfig, Receipt, ReceiptFuture, Rejected};
+use kinesis_agg::sdk::{self, ShardRead};
+
+fn endpoint() -> String {
+    std::env::var("KINESIS_ENDPOINT")
+        .expect("KINESIS_ENDPOINT names the Kinesis API to test against (./test.sh starts one)")
+}
+
+fn upstream() -> SocketAddr {
+    let e = endpoint();
+    let hostport = e.trim_start_matches("http://").trim_end_matches('/');
+    hostport.parse().expect("KINESIS_ENDPOINT is http://IP:PORT")
+}
+
+fn client(endpoint: &str) -> Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDKINESISAGG",
+            "test-secret",
+            None,
+            None,
+            "producer",
+        ))
+        .build();
+    Client::from_conf(conf)
+}
+
+async fn wait_active(client: &Client, stream: &str) {
+    for _ in 0..400 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("stream {stream} never became active");
+}
+
+async fn new_stream(client: &Client, name: &str, shards: i32) -> String {
+    let stream = format!("kagg-producer-{name}-{}", std::process::id());
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, &stream).await;
+    stream
+}
+
+/// One user record as read back: where it is, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Read {
+    shard_id: String,
+    sequence_number: String,
+    sub_sequence_number: Option<u64>,
+    partition_key: String,
+    data: Vec<u8>,
+}
+
+/// Every user record of the stream, shards read parents before children
+/// (ids grow with each reshard), each from TRIM_HORIZON to its end, under
+/// the KCL's rule (an aggregate with a record outside its shard's range is
+/// discarded whole). Returns the records and the discarded aggregates.
+async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await.unwrap();
+        shards.extend(out.shards().iter().cloned());
+        match out.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    shards.sort_by(|a, b| a.shard_id().cmp(b.shard_id()));
+    let (mut got, mut discarded) = (Vec::new(), 0);
+    for shard in &shards {
+        let range = sdk::shard_range(shard).unwrap();
+        let mut it = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(i) = it {
+            let out = client
+                .get_records()
+                .shard_iterator(i)
+                .limit(10_000)
+                .send()
+                .await
+                .unwrap();
+            for (n, r) in out.records().iter().enumerate() {
+                match sdk::user_records_in_shard(r, n, range).unwrap() {
+                    ShardRead::Records(v) => got.extend(v.into_iter().map(|u| Read {
+                        shard_id: shard.shard_id().to_owned(),
+                        sequence_number: r.sequence_number().to_owned(),
+                        sub_sequence_number: u.sub_sequence_number,
+                        partition_key: u.partition_key.unwrap_or_default().to_owned(),
+                        data: u.data.to_vec(),
+                    })),
+                    ShardRead::Discarded { .. } => discarded += 1,
+                }
+            }
+            let end = out.records().is_empty() && out.millis_behind_latest() == Some(0);
+            it = if end {
+                None
+            } else {
+                out.next_shard_iterator().map(str::to_owned)
+            };
+        }
+    }
+    (got, discarded)
+}
+
+/// `n` user records over `keys` partition keys; each record's data names
+/// it (`key record`), so that it can be found again.
+fn records(n: usize, keys: usize) -> Vec<OwnedRecord> {
+    (0..n)
+        .map(|i| {
+            let k = i % keys;
+            let mut data = format!("key-{k:04} {i:07} ").into_bytes();
+            data.resize(40 + i % 60, b'.');
+            OwnedRecord {
+                partition_key: format!("key-{k:04}"),
+                explicit_hash_key: None,
+                data,
+            }
+        })
+        .collect()
+}
+
+fn index_of(data: &[u8]) -> usize {
+    let text = std::str::from_utf8(&data[9..16]).unwrap();
+    text.parse().unwrap()
+}
+
+/// Checks the stream against the receipts: every successful receipt's
+/// record is in the stream at the place the receipt names; nothing is
+/// lost; every other copy of a record is in a Kinesis record for which
+/// `lost(shard, sequence number)` says the answer was lost. Returns how
+/// many extra copies the stream holds.
+fn check_against_receipts(
+    sent: &[OwnedRecord],
+    receipts: &[Receipt],
+    got: &[Read],
+    lost: &dyn Fn(&str, &str) -> bool,
+) -> usize {
+    let mut seen: HashMap<usize, Vec<&Read>> = HashMap::new();
+    for r in got {
+        seen.entry(index_of(&r.data)).or_default().push(r);
+    }
+    let mut duplicates = 0;
+    for (i, (rec, receipt)) in sent.iter().zip(receipts).enumerate() {
+        let copies = seen
+            .get(&i)
+            .unwrap_or_else(|| panic!("record {i} is not in the stream"));
+        duplicates += copies.len() - 1;
+        assert!(
+            copies
+                .iter()
+                .all(|c| c.data == rec.data && c.partition_key == rec.partition_key)
+        );
+        let named = |c: &&Read| {
+            c.shard_id == *receipt.shard_id
+                && c.sequence_number == *receipt.sequence_number
+                && c.sub_sequence_number == receipt.sub_sequence_number
+        };
+        assert!(
+            copies.iter().any(named),
+            "record {i}: receipt {receipt:?} does not name where it is: {copies:?}"
+        );
+        for c in copies.iter().filter(|c| !named(c)) {
+            assert!(
+                lost(&c.shard_id, &c.sequence_number),
+                "record {i}: a copy at {c:?} that no lost answer explains (receipt {receipt:?})"
+            );
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        sent.len(),
+        "records in the stream that were never sent"
+    );
+    duplicates
+}
+
+fn none_lost(_: &str, _: &str) -> bool {
+    false
+}
+
+async fn put_all(producer: &Producer, recs: &[OwnedRecord]) -> Vec<ReceiptFuture> {
+    let mut futures = Vec::with_capacity(recs.len());
+    for r in recs {
+        futures.push(producer.put(r.clone()).await.unwrap());
+    }
+    futures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn every_receipt_names_where_its_record_is() {
+    let client = client(&endpoint());
+    let stream = new_stream(&client, "receipts", 4).await;
+    let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_millis(50));
+    let producer = Producer::new(client.clone(), &stream, cfg).await.unwrap();
+    let sent = records(20_000, 200);
+    let futures = put_all(&producer, &sent).await;
+    producer.flush().await;
+    assert_eq!(producer.pending(), 0);
+    let mut receipts = Vec::new();
+    for f in futures {
+        let r = f.await.unwrap();
+        assert_eq!(r.attempts.len(), 1);
+        assert_eq!(r.attempts[0].error_code, None);
+        receipts.push(r);
+    }
+    producer.shutdown().await;
+    let (got, discarded) = read_all(&client, &stream).await;
+    assert_eq!(discarded, 0);
+    assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
+    // Aggregated: far fewer Kinesis records than user records.
+    let kinesis: std::collections::HashSet<&str> = got.iter().map(|r| r.sequence_number.as_str()).collect();
+    assert!(kinesis.len() < 100, "{} Kinesis records", kinesis.len());
+    // Unaggregated, every user record is its own Kinesis record.
+    let stream2 = new_stream(&client, "plain", 2).await;
+    let producer = Producer::new(
+        client.clone(),
+        &stream2,
+        ProducerConfig::default().aggregation(false),
+    )
+    .await
+    .unwrap();
+    let sent = records(500, 50);
+    let futures = put_all(&producer, &sent).await;
+    producer.shutdown().await;
+    let mut receipts = Vec::new();
+    for f in futures {
+        let r = f.await.unwrap();
+        assert_eq!(r.sub_sequence_number, None);
+        receipts.push(r);
+    }
+    let (got, _) = read_all(&client, &stream2).await;
+    assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
+    assert!(got.iter().all(|r| r.sub_sequence_number.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn invalid_records_are_refused_at_put_and_handed_back() {
+    let client = client(&endpoint());
+    let stream = new_stream(&client, "invalid", 1).await;
+    let producer = Producer::new(
+        client,
+        &stream,
+        ProducerConfig::default().max_user_record_size(1000),
+    )
+    .await
+    .unwrap();
+    let bad = [
+        OwnedRecord {
+            partition_key: String::new(),
+            explicit_hash_key: None,
+            data: b"x".to_vec(),
+        },
+        OwnedRecord {
+            partition_key: "k".repeat(257),
+            explicit_hash_key: None,
+            data: b"x".to_vec(),
+        },
+        OwnedRecord {
+            partition_key: "k".into(),
+            explicit_hash_key: Some("12a".into()),
+            data: b"x".to_vec(),
+        },
+        OwnedRecord {
+            partition_key: "k".into(),
+            explicit_hash_key: None,
+            data: vec![0; 1001],
+        },
+    ];
+    for b in bad {
+        match producer.put(b.clone()).await {
+            Err(Rejected::Invalid { record, reason }) => {
+                assert_eq!(record, b);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{b:?} was not refused: {other:?}"),
+        }
+        assert!(matches!(producer.try_put(b), Err(Rejected::Invalid { .. })));
+    }
+    assert_eq!(producer.pending(), 0);
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn shutdown_sends_what_is_buffered_and_then_refuses() {
+    let client = client(&endpoint());
+    let stream = new_stream(&client, "shutdown", 2).await;
+    // Records wait up to a minute to be aggregated: only shutdown sends them.
+    let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_secs(60));
+    let producer = Producer::new(client.clone(), &stream, cfg.clone()).await.unwrap();
+    let sent = records(300, 30);
+    let futures = put_all(&producer, &sent).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(producer.pending(), 300, "nothing sent before its time");
+    producer.shutdown().await;
+    let mut receipts = Vec::new();
+    for f in futures {
+        receipts.push(f.await.unwrap());
+    }
+    let late = producer.put(sent[0].clone()).await;
+    assert!(matches!(late, Err(Rejected::Shutdown { .. })), "{late:?}");
+    let (got, _) = read_all(&client, &stream).await;
+    assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
+
+    // Dropped without shutdown: what was buffered fails as shut down.
+    let producer = Producer::new(client, &stream, cfg).await.unwrap();
+    let futures = put_all(&producer, &records(10, 5)).await;
+    drop(producer);
+    for f in futures {
+        let e = f.await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Shutdown);
+    }
+}
+
+/// A Kinesis API that answers everything but never PutRecords: a proxy
+/// that holds every PutRecords answer for a minute.
+async fn stalled() -> proxy::Proxy {
+    let faults = proxy::Faults {
+        delay: 1.0,
+        hold: Duration::from_secs(60),
+        ..Default::default()
+    };
+    proxy::start(upstream(), faults, 7).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn a_stalled_stream_pushes_back_and_records_expire_after_their_ttl() {
+    let direct = client(&endpoint());
+    let stream = new_stream(&direct, "stalled", 1).await;
+    let p = stalled().await;
+    let cfg = ProducerConfig::default()
+        .record_max_buffered_time(Duration::from_millis(10))
+        .request_timeout(Duration::from_millis(200))
+        .record_ttl(Duration::from_millis(1500))
+        .max_buffered_records(50);
+    let producer = Producer::new(client(&p.url()), &stream, cfg).await.unwrap();
+    let sent = records(60, 10);
+    let mut futures = Vec::new();
+    for r in &sent[..50] {
+        futures.push(producer.try_put(r.clone()).unwrap());
+    }
+    // At the cap: try_put hands the record back, put waits.
+    match producer.try_put(sent[50].clone()) {
+        Err(Rejected::Full { record }) => assert_eq!(record, sent[50]),
+        other => panic!("not refused at the cap: {other:?}"),
+    }
+    let waiting = tokio::time::timeout(Duration::from_millis(300), producer.put(sent[51].clone())).await;
+    assert!(waiting.is_err(), "put returned while the buffers were full");
+    assert_eq!(producer.pending(), 50);
+    // Every attempt times out; after the TTL every record fails as expired.
+    for f in futures {
+        let e = f.await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Expired, "{e}");
+        assert!(!e.attempts.is_empty());
+        assert!(
+            e.attempts
+                .iter()
+                .all(|a| a.error_code.as_deref() == Some("Timeout")),
+            "{:?}",
+            e.attempts
+        );
+    }
+    // Room again: put admits at once.
+    let again = tokio::time::timeout(Duration::from_millis(300), producer.put(sent[52].clone())).await;
+    assert!(again.is_ok(), "put still waiting after the buffers emptied");
+    assert!(
+        p.counters
+            .delayed_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    producer.abandon();
+}
+
+/// Runs 3,000 records through the proxy with `faults`; checks the stream.
+async fn under_faults(name: &str, faults: proxy::Faults) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let direct = client(&endpoint());
+    let stream = new_stream(&direct, name, 3).await;
+    let p = proxy::start(upstream(), faults, 0xfeed ^ name.len() as u64).await;
+    let cfg = ProducerConfig::default()
+        .record_max_buffered_time(Duration::from_millis(20))
+        .aggregation_max_size(4_000)
+        .request_timeout(Duration::from_millis(400))
+        .first_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(100))
+        .record_ttl(Duration::from_secs(60));
+    let producer = Producer::new(client(&p.url()), &stream, cfg).await.unwrap();
+    let sent = records(3_000, 100);
+    let futures = put_all(&producer, &sent).await;
+    producer.shutdown().await;
+    let mut receipts = Vec::new();
+    let mut retried = 0;
+    for (i, f) in futures.into_iter().enumerate() {
+        let r = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        retried += usize::from(r.attempts.len() > 1);
+        receipts.push(r);
+    }
+    let (got, discarded) = read_all(&direct, &stream).await;
+    assert_eq!(discarded, 0);
+    let duplicates = check_against_receipts(&sent, &receipts, &got, &|shard, seq| {
+        p.counters.was_lost(shard, seq)
+    });
+    let lost = p.counters.lost_entries.load(Relaxed);
+    let c = &p.counters;
+    eprintln!(
+        "{name}: {} calls, {} entries rejected, {} calls 500, {} calls throttled, {} held, {} closed; \
+         {retried} user records retried, {duplicates} duplicates, {lost} Kinesis records' answers lost",
+        c.put_calls.load(Relaxed),
+        c.rejected_entries.load(Relaxed),
+        c.calls_500.load(Relaxed),
+        c.calls_throttled.load(Relaxed),
+        c.delayed_calls.load(Relaxed),
+        c.closed_calls.load(Relaxed),
+    );
+    if lost == 0 {
+        assert_eq!(duplicates, 0, "duplicates without a lost answer");
+    }
+    assert!(retried > 0, "{name}: the faults did not make the producer retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn nothing_is_lost_under_each_fault_and_all_at_once() {
+    let hold = Duration::from_millis(800);
+    let each = [
+        (
+            "throttled-entries",
+            proxy::Faults {
+                throttle_entries: 0.3,
+                ..Default::default()
+            },
+        ),
+        (
+            "calls-500",
+            proxy::Faults {
+                call_500: 0.3,
+                ..Default::default()
+            },
+        ),
+        (
+            "calls-throttled",
+            proxy::Faults {
+                call_throttled: 0.3,
+                ..Default::default()
+            },
+        ),
+        (
+            "answers-late",
+            proxy::Faults {
+                delay: 0.2,
+                hold,
+                ..Default::default()
+            },
+        ),
+        (
+            "answers-lost",
+            proxy::Faults {
+                close_after_forward: 0.2,
+                ..Default::default()
+            },
+        ),
+        (
+            "all",
+            proxy::Faults {
+                throttle_entries: 0.15,
+                call_500: 0.1,
+                call_throttled: 0.1,
+                delay: 0.1,
+                hold,
+                close_after_forward: 0.1,
+            },
+        ),
+    ];
+    for (name, faults) in each {
+        under_faults(name, faults).await;
+    }
+}
+
+async fn reshard_run(name: &str, preserve_order: bool) {
+    let direct = client(&endpoint());
+    let stream = new_stream(&direct, name, 2).await;
+    let cfg = ProducerConfig::default()
+        .record_max_buffered_time(Duration::from_millis(300))
+        .preserve_order(preserve_order);
+    let producer = Producer::new(direct.clone(), &stream, cfg).await.unwrap();
+    let sent = records(200_000, 1_000);
+    let mut futures = put_all(&producer, &sent[..80_000]).await;
+    // Split the first shard while records are buffered.
+    assert!(producer.pending() > 0);
+    let before = producer.shard_map();
+    let parent = before.shards()[0].clone();
+    let middle = parent.range.start + (parent.range.end - parent.range.start) / 2 + 1;
+    direct
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&parent.id)
+        .new_starting_hash_key(middle.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&direct, &stream).await;
+    futures.extend(put_all(&producer, &sent[80_000..140_000]).await);
+    // Merge the upper child with the second shard, again with records
+    // buffered.
+    assert!(producer.pending() > 0);
+    let listed = kinesis_agg::producer::list_shard_map(&direct, &stream)
+        .await
+        .unwrap();
+    let upper = listed
+        .shards()
+        .iter()
+        .find(|s| s.range.start == middle)
+        .unwrap()
+        .clone();
+    let second = listed
+        .shards()
+        .iter()
+        .find(|s| s.range.start == upper.range.end + 1)
+        .unwrap()
+        .clone();
+    direct
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(&upper.id)
+        .adjacent_shard_to_merge(&second.id)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&direct, &stream).await;
+    futures.extend(put_all(&producer, &sent[140_000..]).await);
+    producer.shutdown().await;
+    assert_eq!(
+        producer.shard_map().shards().len(),
+        2,
+        "the producer follows both reshards"
+    );
+    let mut receipts = Vec::new();
+    let mut wrong = 0;
+    for (i, f) in futures.into_iter().enumerate() {
+        let r = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        wrong += usize::from(
+            r.attempts
+                .iter()
+                .any(|a| a.error_code.as_deref() == Some("WrongShard")),
+        );
+        receipts.push(r);
+    }
+    let (got, discarded) = read_all(&direct, &stream).await;
+    // Aggregates that landed on a child holding only part of them are
+    // discarded by the KCL rule; their records were sent again.
+    assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
+    eprintln!(
+        "{name}: {} user records read once each; {discarded} aggregates discarded by the KCL rule, {wrong} user records sent again",
+        got.len()
+    );
+    if preserve_order {
+        // Per-key order as read: each key's records in the order they were
+        // put.
+        let mut last: HashMap<&str, (usize, &Read)> = HashMap::new();
+        for r in &got {
+            let i = index_of(&r.data);
+            if let Some((prev, pr)) = last.insert(&r.partition_key, (i, r)) {
+                assert!(
+                    prev < i,
+                    "key {}: record {i} read after {prev}:\n{:?}\n{:?}\n{:?}\n{:?}",
+                    r.partition_key,
+                    r,
+                    pr,
+                    receipts[i],
+                    receipts[prev]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn a_split_and_a_merge_while_records_are_buffered_lose_nothing() {
+    reshard_run("reshard-ordered", true).await;
+    reshard_run("reshard", false).await;
+}

@@ -1,0 +1,331 @@
+//! A fault-injecting HTTP proxy for the Kinesis API, on tokio, bound to
+//! loopback on a free port: between a client and a Kinesis API server it
+//! forwards every request, and for PutRecords it can reject a fraction of
+//! the entries as throttled (those are not forwarded), answer whole calls
+//! with 500 or ProvisionedThroughputExceededException (not forwarded),
+//! hold answers past the client's timeout (forwarded: the answer is lost)
+//! and close the connection after forwarding (the answer is lost). It
+//! counts what it did, so that a test can tell which duplicates an
+//! answer's loss explains.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What to inject, as fractions from 0 to 1.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// PutRecords entries answered ProvisionedThroughputExceededException.
+    pub throttle_entries: f64,
+    /// PutRecords calls answered 500 InternalFailure.
+    pub call_500: f64,
+    /// PutRecords calls answered 400 ProvisionedThroughputExceededException.
+    pub call_throttled: f64,
+    /// PutRecords calls forwarded whose answer is held for `hold`.
+    pub delay: f64,
+    /// How long a held answer waits (longer than the client's timeout).
+    pub hold: Duration,
+    /// PutRecords calls forwarded, then the connection closed unanswered.
+    pub close_after_forward: f64,
+}
+
+/// What the proxy did.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub put_calls: AtomicUsize,
+    pub rejected_entries: AtomicUsize,
+    pub calls_500: AtomicUsize,
+    pub calls_throttled: AtomicUsize,
+    pub delayed_calls: AtomicUsize,
+    pub closed_calls: AtomicUsize,
+    /// Entries that reached the server but whose answer the client never
+    /// got: the only entries a correct producer may duplicate.
+    pub lost_entries: AtomicUsize,
+    /// Where those entries are: (shard id, sequence number).
+    pub lost: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl Counters {
+    /// Whether the Kinesis record at (shard, sequence number) is one whose
+    /// answer was lost.
+    pub fn was_lost(&self, shard: &str, seq: &str) -> bool {
+        self.lost
+            .lock()
+            .unwrap()
+            .contains(&(shard.to_owned(), seq.to_owned()))
+    }
+}
+
+fn note_lost(c: &Counters, body: &[u8]) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut lost = c.lost.lock().unwrap();
+    for r in v["Records"].as_array().into_iter().flatten() {
+        if let (Some(shard), Some(seq)) = (r["ShardId"].as_str(), r["SequenceNumber"].as_str()) {
+            lost.insert((shard.to_owned(), seq.to_owned()));
+        }
+    }
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Rng(AtomicU64);
+
+impl Rng {
+    fn chance(&self, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        let mut x = self.0.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+/// Starts a proxy to `upstream` with `faults`.
+pub async fn start(upstream: SocketAddr, faults: Faults, seed: u64) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(Counters::default());
+    let rng = Arc::new(Rng(AtomicU64::new(seed | 1)));
+    let c = counters.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let (c, rng) = (c.clone(), rng.clone());
+            tokio::spawn(async move {
+                let _ = serve(client, upstream, faults, &c, &rng).await;
+            });
+        }
+    });
+    Proxy { addr, counters, task }
+}
+
+/// One HTTP/1.1 message: head (start line and headers) and body.
+struct Message {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+    /// The message with another body (Content-Length rewritten).
+    fn with_body(&self, body: Vec<u8>) -> Message {
+        let mut head = String::new();
+        for (i, l) in self.head.split("\r\n").enumerate() {
+            if l.is_empty() {
+                continue;
+            }
+            if i > 0
+                && l.split_once(':')
+                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            {
+                continue;
+            }
+            head.push_str(l);
+            head.push_str("\r\n");
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        Message { head, body }
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let mut v = self.head.as_bytes().to_vec();
+        v.extend_from_slice(&self.body);
+        v
+    }
+}
+
+async fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Message>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let m = Message {
+                head,
+                body: Vec::new(),
+            };
+            assert!(
+                m.header("transfer-encoding").is_none(),
+                "the proxy reads Content-Length bodies only"
+            );
+            let len: usize = m.header("content-length").map_or(0, |v| v.parse().unwrap());
+            while buf.len() < end + 4 + len {
+                let mut chunk = [0u8; 65536];
+                let n = s.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..end + 4 + len].to_vec();
+            buf.drain(..end + 4 + len);
+            return Ok(Some(Message { body, ..m }));
+        }
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn error_answer(status: &str, kind: &str, message: &str) -> Message {
+    let body = json!({"__type": kind, "message": message})
+        .to_string()
+        .into_bytes();
+    Message {
+        head: format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-requestid: injected\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        ),
+        body,
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    faults: Faults,
+    c: &Counters,
+    rng: &Rng,
+) -> std::io::Result<()> {
+    let mut up = TcpStream::connect(upstream).await?;
+    let (mut cbuf, mut ubuf) = (Vec::new(), Vec::new());
+    while let Some(req) = read_message(&mut client, &mut cbuf).await? {
+        let put = req
+            .header("x-amz-target")
+            .is_some_and(|t| t.ends_with(".PutRecords"));
+        if !put {
+            up.write_all(&req.bytes()).await?;
+            let Some(resp) = read_message(&mut up, &mut ubuf).await? else {
+                return Ok(());
+            };
+            client.write_all(&resp.bytes()).await?;
+            continue;
+        }
+        assert!(
+            req.header("content-type").is_some_and(|t| t.contains("json")),
+            "the proxy reads JSON requests"
+        );
+        c.put_calls.fetch_add(1, Ordering::Relaxed);
+        if rng.chance(faults.call_500) {
+            c.calls_500.fetch_add(1, Ordering::Relaxed);
+            client
+                .write_all(&error_answer("500 Internal Server Error", "InternalFailure", "injected").bytes())
+                .await?;
+            continue;
+        }
+        if rng.chance(faults.call_throttled) {
+            c.calls_throttled.fetch_add(1, Ordering::Relaxed);
+            let e = error_answer(
+                "400 Bad Request",
+                "ProvisionedThroughputExceededException",
+                "Rate exceeded (injected)",
+            );
+            client.write_all(&e.bytes()).await?;
+            continue;
+        }
+        // Entries to reject: removed from the request, answered throttled.
+        let mut doc: Value = serde_json::from_slice(&req.body).unwrap();
+        let entries = doc["Records"].as_array().cloned().unwrap_or_default();
+        let rejected: Vec<bool> = entries
+            .iter()
+            .map(|_| rng.chance(faults.throttle_entries))
+            .collect();
+        let forwarded: Vec<Value> = entries
+            .iter()
+            .zip(&rejected)
+            .filter(|(_, r)| !**r)
+            .map(|(e, _)| e.clone())
+            .collect();
+        let n_rejected = rejected.iter().filter(|r| **r).count();
+        c.rejected_entries.fetch_add(n_rejected, Ordering::Relaxed);
+        let mut results: Vec<Value> = Vec::new();
+        let mut failed = 0u64;
+        let mut resp_head: Option<Message> = None;
+        if !forwarded.is_empty() {
+            doc["Records"] = Value::Array(forwarded.clone());
+            let sent = req.with_body(serde_json::to_vec(&doc).unwrap());
+            up.write_all(&sent.bytes()).await?;
+            let Some(resp) = read_message(&mut up, &mut ubuf).await? else {
+                return Ok(());
+            };
+            if !resp.head.starts_with("HTTP/1.1 200") {
+                client.write_all(&resp.bytes()).await?;
+                continue;
+            }
+            if rng.chance(faults.close_after_forward) {
+                c.closed_calls.fetch_add(1, Ordering::Relaxed);
+                c.lost_entries.fetch_add(forwarded.len(), Ordering::Relaxed);
+                note_lost(c, &resp.body);
+                return Ok(()); // the answer is lost with the connection
+            }
+            if rng.chance(faults.delay) {
+                c.delayed_calls.fetch_add(1, Ordering::Relaxed);
+                c.lost_entries.fetch_add(forwarded.len(), Ordering::Relaxed);
+                note_lost(c, &resp.body);
+                tokio::time::sleep(faults.hold).await;
+            }
+            let v: Value = serde_json::from_slice(&resp.body).unwrap();
+            failed = v["FailedRecordCount"].as_u64().unwrap_or(0);
+            results = v["Records"].as_array().cloned().unwrap_or_default();
+            resp_head = Some(resp);
+        }
+        let mut merged = Vec::new();
+        let mut it = results.into_iter();
+        for r in &rejected {
+            if *r {
+                merged.push(json!({
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": "Rate exceeded for shard (injected)"
+                }));
+            } else {
+                merged.push(it.next().unwrap_or(Value::Null));
+            }
+        }
+        let body = json!({"FailedRecordCount": failed + n_rejected as u64, "Records": merged})
+            .to_string()
+            .into_bytes();
+        let answer = match resp_head {
+            Some(h) => h.with_body(body),
+            None => Message {
+                head: "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-requestid: injected\r\n\r\n".into(),
+                body: Vec::new(),
+            }
+            .with_body(body),
+        };
+        client.write_all(&answer.bytes()).await?;
+    }
+    Ok(())
+}
