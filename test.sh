@@ -51,6 +51,9 @@ cargo test --all-features --test e2e -- --ignored --nocapture
 step "Rust: the producer against kinesalite, directly and through a fault proxy"
 cargo test --all-features --test producer -- --ignored --nocapture
 
+step "Rust: kinesis-agg put and tail against kinesalite, directly and through a fault proxy"
+cargo test --all-features --test cli_stream -- --ignored
+
 step "Python: the package built from source (pip install ./python)"
 "$PY" -m pip install -q --force-reinstall --no-deps ./python
 

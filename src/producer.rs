@@ -382,18 +382,31 @@ impl std::error::Error for Rejected {}
 #[derive(Debug)]
 pub struct ReceiptFuture(oneshot::Receiver<Result<Receipt, RecordError>>);
 
+impl ReceiptFuture {
+    /// The result if it is there, without waiting (`None`: not yet).
+    pub fn try_take(&mut self) -> Option<Result<Receipt, RecordError>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped())),
+        }
+    }
+}
+
+fn dropped() -> RecordError {
+    RecordError {
+        kind: FailureKind::Shutdown,
+        message: "the producer was dropped before the record was sent".to_owned(),
+        attempts: Arc::from([]),
+    }
+}
+
 impl Future for ReceiptFuture {
     type Output = Result<Receipt, RecordError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(RecordError {
-                    kind: FailureKind::Shutdown,
-                    message: "the producer was dropped before the record was sent".to_owned(),
-                    attempts: Arc::from([]),
-                })
-            })
-        })
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(dropped())))
     }
 }
 
@@ -973,9 +986,11 @@ impl Producer {
         s.wake.notify_one();
     }
 
-    /// Stops at once: every user record not yet answered fails with
-    /// [`FailureKind::Shutdown`] (a record in a call already sent may
-    /// still have reached the stream). Returns how many were abandoned.
+    /// Stops at once: every user record buffered fails with
+    /// [`FailureKind::Shutdown`] now, and one in a call already sent when
+    /// that call ends (with its receipt if the call put it, else with
+    /// `Shutdown`: it is not retried). Returns how many user records were
+    /// not yet answered.
     pub fn abandon(&self) -> usize {
         abandon_all(&self.shared)
     }
@@ -1508,6 +1523,10 @@ fn answer(s: &Shared, batch: Vec<KRecord>, outcomes: Vec<Outcome>, started: Inst
                     tracing::debug!(stream = %s.stream, expected = %k.shard_id, landed = %shard_id, "aggregate landed on another shard");
                     st.misrouted.push((k, shard_id, sequence_number));
                 }
+            }
+            Outcome::Retry { code, .. } if s.stopped.load(Ordering::Acquire) => {
+                let m = format!("the producer stopped before the record was put (last attempt: {code})");
+                fail(s, &mut st, k, FailureKind::Shutdown, m);
             }
             Outcome::Retry { code, throttled, .. } => {
                 if throttled && cfg.fail_if_throttled {

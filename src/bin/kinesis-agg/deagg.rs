@@ -38,6 +38,9 @@ struct UserLine<'a> {
     data: &'a str,
     sequence_number: Option<&'a str>,
     tags: TagList<'a>,
+    /// `tail` only: the shard the record was read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_id: Option<&'a str>,
 }
 
 /// A user record's tags as a JSON list of `{key, value}`.
@@ -59,6 +62,16 @@ pub(crate) fn print_user(
     r: &DeliveredRecord<'_>,
     text: &mut String,
 ) -> Result<(), Stop> {
+    print_user_in(out, r, text, None)
+}
+
+/// [`print_user`] with the shard the record was read from.
+pub(crate) fn print_user_in(
+    out: &mut dyn Write,
+    r: &DeliveredRecord<'_>,
+    text: &mut String,
+    shard_id: Option<&str>,
+) -> Result<(), Stop> {
     text.clear();
     B64.encode_string(r.data, text);
     write_line(
@@ -72,6 +85,7 @@ pub(crate) fn print_user(
             data: text,
             sequence_number: r.outer.sequence_number,
             tags: TagList(r.tags),
+            shard_id,
         },
     )
 }

@@ -7,9 +7,12 @@
 //! One module per command, one for the input shapes they read.
 
 mod agg;
+mod aws;
 mod deagg;
 mod input;
 mod inspect;
+mod put;
+mod tail;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
@@ -138,6 +141,46 @@ Example:
         #[arg(long)]
         json: bool,
     },
+    /// Put user records (JSON lines, as agg reads them) to a stream through
+    /// the producer: aggregated per shard, batched, rate-limited, retried.
+    #[command(after_help = "\
+Input: one JSON object per line, as agg reads them (partition_key, explicit_hash_key,
+data in base64; tags are refused: a producer writes none).
+Output with --receipts: one JSON object per user record, in input order, with the keys
+  line (from 1), shard_id, sequence_number, sub_sequence_number (null when the record
+  went out unaggregated), attempts (each with delay_ms, duration_ms, error_code,
+  error_message), and error for a record that failed for good.
+A summary goes to stderr, and each record that failed, by line.
+
+Credentials and region are found as the AWS CLI finds them (environment, --profile or
+AWS_PROFILE, ~/.aws/config and ~/.aws/credentials, SSO, instance and container roles).
+Ctrl-C stops reading, sends what was read and prints the rest of the receipts; a second
+Ctrl-C stops at once and says how many records were abandoned.
+
+Exit status: 0 when every record was put; 1 if any failed for good, a line was bad (the
+records before it are sent first), or the run was interrupted; 2 for usage errors,
+unreadable input and a stream that cannot be reached.
+
+Examples:
+  kinesis-agg put --stream my-stream --region eu-west-1 --receipts records.jsonl > receipts.jsonl
+  kinesis-agg deagg --input lambda event.json | kinesis-agg put --stream copy --endpoint http://127.0.0.1:4567 --region us-east-1")]
+    Put(put::PutArgs),
+    /// Read a stream's records back: every shard, parents before children,
+    /// deaggregated under the KCL rule, as deagg prints them (with shard_id).
+    #[command(after_help = "\
+Output: one JSON object per user record, with deagg's keys (record counts Kinesis records
+read, from 0) and shard_id. Shards are read parents before children, so each partition
+key's records come out in the order the stream holds them. An aggregate with a user record
+outside its shard's range is discarded, as the KCL discards it, and reported on stderr.
+
+Exit status: 0; 1 if a record had a valid checksum but a broken body (reported on
+stderr); 2 for usage errors and a stream that cannot be read. Without --follow it stops
+at the end of every shard; with it, at Ctrl-C.
+
+Examples:
+  kinesis-agg tail --stream my-stream --region eu-west-1 --from 2026-12-01T10:00:00Z
+  kinesis-agg tail --stream my-stream --from latest --follow")]
+    Tail(tail::TailArgs),
 }
 
 pub(crate) fn parse_limit(s: &str) -> Result<usize, String> {
@@ -238,6 +281,8 @@ fn main() -> ExitCode {
             agg::agg(max_size, shards.as_ref(), sink, &file, &mut out)
         }
         Command::Inspect { input, json } => inspect::inspect(&input, json, &mut out),
+        Command::Put(args) => put::put(args, &mut out),
+        Command::Tail(args) => tail::tail(args, &mut out),
     };
     let flushed = out.flush();
     let code = match result {

@@ -1,0 +1,60 @@
+//! The stream and the AWS connection `put` and `tail` use: credentials and
+//! region found the way the AWS CLI finds them (environment, `--profile` or
+//! `AWS_PROFILE` in `~/.aws/config` and `~/.aws/credentials`, SSO,
+//! credential processes, container and instance roles), and an optional
+//! endpoint for a local Kinesis API.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_kinesis::Client;
+
+use crate::Stop;
+
+#[derive(clap::Args)]
+pub(crate) struct AwsArgs {
+    /// The stream's name.
+    #[arg(long)]
+    pub(crate) stream: String,
+    /// The Kinesis API's URL, for a local one such as kinesalite
+    /// (http://127.0.0.1:4567); AWS's own endpoint for the region when
+    /// absent.
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Option<String>,
+    /// The region (else AWS_REGION, AWS_DEFAULT_REGION or the profile's).
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// The profile of ~/.aws/config and ~/.aws/credentials to use (else
+    /// AWS_PROFILE, else "default").
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+}
+
+/// A Kinesis client as the arguments ask.
+pub(crate) async fn client(args: &AwsArgs) -> Result<Client, Stop> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &args.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &args.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &args.endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let conf = loader.load().await;
+    if conf.region().is_none() {
+        return Err(Stop::Input(
+            "no region: pass --region, or set AWS_REGION or a profile's region as for the AWS CLI".to_owned(),
+        ));
+    }
+    Ok(Client::new(&conf))
+}
+
+/// A one-line description of an SDK error: its code and message when the
+/// service gave them, else the whole chain.
+pub(crate) fn describe<E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error>(e: &E) -> String {
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
+    }
+}

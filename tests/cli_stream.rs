@@ -1,0 +1,492 @@
+//! `kinesis-agg put` and `tail` against a Kinesis API server (kinesalite),
+//! directly and through the fault proxy; credentials from a profile;
+//! Ctrl-C. Needs `KINESIS_ENDPOINT` and `-- --ignored`, as `tests/e2e.rs`.
+#![cfg(feature = "cli")]
+
+#[path = "support/proxy.rs"]
+mod proxy;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+fn endpoint() -> String {
+    std::env::var("KINESIS_ENDPOINT").expect("KINESIS_ENDPOINT names the Kinesis API (./test.sh starts one)")
+}
+
+fn upstream() -> SocketAddr {
+    endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+/// The binary with test credentials in the environment, as the AWS CLI
+/// would find them.
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
+    c.env("AWS_ACCESS_KEY_ID", "AKIDKINESISAGG")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    c
+}
+
+fn run(mut c: Command, stdin: &[u8]) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap();
+    out
+}
+
+fn lines(b: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(b)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+async fn create(name: &str, shards: i32) -> String {
+    let stream = format!("kagg-cli-{name}-{}", std::process::id());
+    let c = client();
+    c.create_stream()
+        .stream_name(&stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&c, &stream).await;
+    stream
+}
+
+fn client() -> aws_sdk_kinesis::Client {
+    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDKINESISAGG",
+            "test-secret",
+            None,
+            None,
+            "cli",
+        ))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+async fn wait_active(c: &aws_sdk_kinesis::Client, stream: &str) {
+    use aws_sdk_kinesis::types::StreamStatus;
+    for _ in 0..400 {
+        let d = c
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{stream} never became active");
+}
+
+/// `n` JSON user lines over `keys` keys, numbered from `from`; the data
+/// names the record.
+fn input(from: usize, n: usize, keys: usize) -> String {
+    let mut s = String::new();
+    for i in from..from + n {
+        let data = format!("record {i:07} of key-{:03} {}", i % keys, ".".repeat(i % 50));
+        s.push_str(&format!(
+            "{{\"partition_key\":\"key-{:03}\",\"data\":\"{}\"}}\n",
+            i % keys,
+            STANDARD.encode(data)
+        ));
+    }
+    s
+}
+
+fn number(line: &Value) -> usize {
+    let data = STANDARD.decode(line["data"].as_str().unwrap()).unwrap();
+    std::str::from_utf8(&data[7..14]).unwrap().parse().unwrap()
+}
+
+/// Runs `put` (through `endpoint`) and returns its receipts, by record
+/// number.
+fn put(
+    stream: &str,
+    endpoint: &str,
+    body: &str,
+    first: usize,
+    extra: &[&str],
+) -> (Output, HashMap<usize, Value>) {
+    let mut c = cli();
+    c.args(["put", "--stream", stream, "--endpoint", endpoint, "--receipts"])
+        .args(extra);
+    let out = run(c, body.as_bytes());
+    let receipts = lines(&out.stdout)
+        .into_iter()
+        .map(|r| (first + r["line"].as_u64().unwrap() as usize - 1, r))
+        .collect();
+    (out, receipts)
+}
+
+fn tail(stream: &str) -> Vec<Value> {
+    let mut c = cli();
+    c.args(["tail", "--stream", stream, "--endpoint", &endpoint()]);
+    let out = run(c, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    lines(&out.stdout)
+}
+
+/// Every receipt names a line tail printed: same shard, sequence number
+/// and sub-sequence number, same record.
+fn receipts_match(receipts: &HashMap<usize, Value>, read: &[Value]) {
+    let mut at: HashMap<(String, String, Option<u64>), usize> = HashMap::new();
+    for l in read {
+        let key = (
+            l["shard_id"].as_str().unwrap().to_owned(),
+            l["sequence_number"].as_str().unwrap().to_owned(),
+            l["sub_sequence_number"].as_u64(),
+        );
+        at.insert(key, number(l));
+    }
+    for (n, r) in receipts {
+        assert!(r["error"].is_null(), "record {n} failed: {r}");
+        let key = (
+            r["shard_id"].as_str().unwrap().to_owned(),
+            r["sequence_number"].as_str().unwrap().to_owned(),
+            r["sub_sequence_number"].as_u64(),
+        );
+        assert_eq!(
+            at.get(&key),
+            Some(n),
+            "record {n}: tail has {:?} where its receipt {r} points",
+            at.get(&key)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test cli_stream -- --ignored"]
+async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split() {
+    let stream = create("faults", 3).await;
+    // Faults that lose no answer: every record must be in the stream once.
+    let faults = proxy::Faults {
+        throttle_entries: 0.2,
+        call_500: 0.1,
+        call_throttled: 0.1,
+        ..Default::default()
+    };
+    let p = proxy::start(upstream(), faults, 11).await;
+    let fast = [
+        "--max-buffered-time",
+        "20",
+        "--aggregation-max-size",
+        "8000",
+        "--preserve-order",
+    ];
+    let (out, mut receipts) = put(&stream, &p.url(), &input(0, 20_000, 300), 0, &fast);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("put 20000 of 20000 user records"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(receipts.len(), 20_000);
+    let retried = receipts
+        .values()
+        .filter(|r| r["attempts"].as_array().unwrap().len() > 1)
+        .count();
+    assert!(retried > 0, "the faults made no retry");
+    // A split between two runs: tail reads the parent before its children.
+    let c = client();
+    let shards = kinesis_agg::producer::list_shard_map(&c, &stream).await.unwrap();
+    let parent = shards.shards()[1].clone();
+    let middle = parent.range.start + (parent.range.end - parent.range.start) / 2;
+    c.split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&parent.id)
+        .new_starting_hash_key(middle.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&c, &stream).await;
+    let (out, more) = put(&stream, &p.url(), &input(20_000, 10_000, 300), 20_000, &fast);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    receipts.extend(more);
+
+    let read = tail(&stream);
+    assert_eq!(read.len(), 30_000, "every record once");
+    receipts_match(&receipts, &read);
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for l in &read {
+        let n = number(l);
+        if let Some(prev) = last.insert(l["partition_key"].as_str().unwrap().to_owned(), n) {
+            assert!(prev < n, "{}: record {n} after {prev}", l["partition_key"]);
+        }
+    }
+    // Shards come out parents first.
+    let order: Vec<&str> = read.iter().map(|l| l["shard_id"].as_str().unwrap()).collect();
+    let first_child = order.iter().position(|s| *s > "shardId-000000000002").unwrap();
+    assert!(
+        !order[first_child..].contains(&parent.id.as_str()),
+        "a child's records came before its parent's end"
+    );
+
+    // Faults that lose answers: duplicates, and only where an answer was
+    // lost.
+    let stream = create("lossy", 2).await;
+    let faults = proxy::Faults {
+        delay: 0.1,
+        hold: Duration::from_millis(900),
+        close_after_forward: 0.1,
+        ..Default::default()
+    };
+    let p = proxy::start(upstream(), faults, 12).await;
+    let lossy = [
+        "--max-buffered-time",
+        "20",
+        "--aggregation-max-size",
+        "8000",
+        "--request-timeout",
+        "400",
+    ];
+    let (out, receipts) = put(&stream, &p.url(), &input(0, 5_000, 50), 0, &lossy);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let read = tail(&stream);
+    receipts_match(&receipts, &read);
+    let mut copies: HashMap<usize, usize> = HashMap::new();
+    for l in &read {
+        *copies.entry(number(l)).or_default() += 1;
+    }
+    assert_eq!(copies.len(), 5_000, "a record is missing");
+    for l in &read {
+        let n = number(l);
+        let named = receipts[&n]["sequence_number"] == l["sequence_number"];
+        if !named {
+            assert!(
+                p.counters.was_lost(
+                    l["shard_id"].as_str().unwrap(),
+                    l["sequence_number"].as_str().unwrap()
+                ),
+                "record {n}: a copy no lost answer explains: {l}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test cli_stream -- --ignored"]
+async fn credentials_and_region_come_from_a_profile_as_for_the_aws_cli() {
+    let stream = create("profile", 1).await;
+    let home = std::env::temp_dir().join(format!("kagg-home-{}", std::process::id()));
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(home.join(".aws/config"), "[profile tester]\nregion = us-east-1\n").unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[tester]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = from-the-profile\n",
+    )
+    .unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("HOME", &home).env("AWS_EC2_METADATA_DISABLED", "true");
+    c.args([
+        "put",
+        "--stream",
+        &stream,
+        "--endpoint",
+        &endpoint(),
+        "--profile",
+        "tester",
+    ]);
+    let out = run(c, input(0, 10, 2).as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // No region anywhere: refused, saying where to give one.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("HOME", &home).env("AWS_EC2_METADATA_DISABLED", "true");
+    c.args(["put", "--stream", &stream, "--endpoint", &endpoint()]);
+    let out = run(c, input(0, 1, 1).as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--region"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&home);
+    assert_eq!(tail(&stream).len(), 10);
+}
+
+fn interrupt(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test cli_stream -- --ignored"]
+async fn ctrl_c_sends_what_was_read_and_a_second_one_abandons_the_rest() {
+    let stream = create("interrupt", 1).await;
+    // First Ctrl-C: input still open; what was read is sent, receipts printed.
+    let mut child = cli()
+        .args([
+            "put",
+            "--stream",
+            &stream,
+            "--endpoint",
+            &endpoint(),
+            "--receipts",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input(0, 500, 10).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("put 500 of 500"),
+        "{err}"
+    );
+    let receipts = lines(&out.stdout);
+    assert_eq!(receipts.len(), 500);
+    assert!(receipts.iter().all(|r| r["error"].is_null()));
+
+    // A stalled stream: the first Ctrl-C waits for the answers, the second
+    // abandons them and says how many.
+    let stalled = proxy::start(
+        upstream(),
+        proxy::Faults {
+            delay: 1.0,
+            hold: Duration::from_secs(120),
+            ..Default::default()
+        },
+        5,
+    )
+    .await;
+    let mut child = cli()
+        .args([
+            "put",
+            "--stream",
+            &stream,
+            "--endpoint",
+            &stalled.url(),
+            "--receipts",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input(0, 200, 10).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the second Ctrl-C did not stop it at once"
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("200 user records abandoned"), "{err}");
+    let receipts = lines(&out.stdout);
+    assert_eq!(receipts.len(), 200);
+    assert!(receipts.iter().all(|r| !r["error"].is_null()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test cli_stream -- --ignored"]
+async fn tail_follow_prints_records_as_they_come_and_stops_cleanly() {
+    let stream = create("follow", 2).await;
+    let mut child = cli()
+        .args([
+            "tail",
+            "--stream",
+            &stream,
+            "--endpoint",
+            &endpoint(),
+            "--from",
+            "latest",
+            "--follow",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (out, _) = put(&stream, &endpoint(), &input(0, 100, 5), 0, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 100 && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            got.push(serde_json::from_str::<Value>(&l).unwrap());
+        }
+    }
+    assert_eq!(got.len(), 100, "tail --follow printed {} of 100", got.len());
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut numbers: Vec<usize> = got.iter().map(number).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+}
