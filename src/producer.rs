@@ -41,6 +41,7 @@
 //! ```
 
 use std::borrow::ToOwned;
+use std::boxed::Box;
 use std::collections::VecDeque;
 use std::fmt;
 use std::format;
@@ -629,6 +630,36 @@ struct State {
     pending: usize,
     next_rotation: usize,
     rng: u64,
+    keys: KeyHashes,
+}
+
+/// Partition keys' MD5s, remembered: a producer sees the same keys again
+/// and again, and a lookup costs a tenth of the MD5. Direct-mapped by the
+/// key index's own hash; a miss computes and replaces.
+struct KeyHashes {
+    slots: Vec<Option<(Box<str>, u128)>>,
+}
+
+impl KeyHashes {
+    const SLOTS: usize = 8192;
+
+    fn new() -> Self {
+        KeyHashes {
+            slots: (0..Self::SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    fn hash(&mut self, key: &str) -> u128 {
+        let i = crate::index::hash_key(key.as_bytes(), 0) as usize % Self::SLOTS;
+        match &self.slots[i] {
+            Some((k, h)) if **k == *key => *h,
+            _ => {
+                let h = crate::partition_key_hash(key);
+                self.slots[i] = Some((Box::from(key), h));
+                h
+            }
+        }
+    }
 }
 
 impl State {
@@ -823,6 +854,7 @@ impl Producer {
                 pending: 0,
                 next_rotation: 0,
                 rng: seed | 1,
+                keys: KeyHashes::new(),
             }),
             wake: Notify::new(),
             settled: Notify::new(),
@@ -901,7 +933,7 @@ impl Producer {
         self.admit(record, hash, size)
     }
 
-    fn validate(&self, r: &OwnedRecord) -> Result<(u128, u32), String> {
+    fn validate(&self, r: &OwnedRecord) -> Result<(Option<u128>, u32), String> {
         crate::check_partition_key(&r.partition_key).map_err(|e| e.to_string())?;
         if let Some(e) = &r.explicit_hash_key {
             crate::check_explicit_hash_key(e).map_err(|e| e.to_string())?;
@@ -913,13 +945,17 @@ impl Producer {
                 r.data.len()
             ));
         }
-        let hash = effective_hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
-            .map_err(|e| e.to_string())?;
+        // An explicit hash key routes the record; else its partition key's
+        // MD5, found in the producer's cache (see `admit`).
+        let hash = match &r.explicit_hash_key {
+            Some(e) => Some(crate::parse_hash_key(e).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let size = r.data.len() + r.partition_key.len() + r.explicit_hash_key.as_ref().map_or(0, String::len);
         Ok((hash, size as u32))
     }
 
-    fn admit(&self, record: OwnedRecord, hash: u128, size: u32) -> Result<ReceiptFuture, Rejected> {
+    fn admit(&self, record: OwnedRecord, hash: Option<u128>, size: u32) -> Result<ReceiptFuture, Rejected> {
         let s = &self.shared;
         let mut st = s.lock();
         if s.closed.load(Ordering::Acquire) {
@@ -928,6 +964,10 @@ impl Producer {
             s.records.add_permits(1);
             return Err(Rejected::Shutdown { record });
         }
+        let hash = match hash {
+            Some(h) => h,
+            None => st.keys.hash(&record.partition_key),
+        };
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
         let waiter = Waiter {

@@ -1,0 +1,239 @@
+//! The producer's throughput and CPU per user record into an in-process
+//! Kinesis endpoint that answers at once (an SDK HTTP client that parses
+//! each PutRecords call and routes its entries by hash key over the
+//! stream's shards), on one core (a current-thread runtime), so that what
+//! is measured is the producer and the SDK's request building and signing.
+//!
+//!     cargo bench --features producer --bench producer -- [RECORDS] [--no-aggregation]
+//!         [--preserve-order] [--latency-ms N] [--shards N]   (200 shards by default)
+//!
+//! `--latency-ms` makes every answer take that long (as a real endpoint's
+//! round trip does), to show what `preserve_order` costs: one Kinesis
+//! record per shard in flight instead of as many as the connections take.
+//!
+//! Prints records per second, CPU time per user record, and the process's
+//! peak resident memory beside the configured buffer cap.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::{Response, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use kinesis_agg::producer::{Producer, ProducerConfig, ReceiptFuture};
+use kinesis_agg::{HashKeyRange, OwnedRecord, Shard, ShardMap};
+use serde::Deserialize;
+
+/// The in-process endpoint.
+#[derive(Clone, Debug)]
+struct Instant0 {
+    map: Arc<ShardMap>,
+    seq: Arc<AtomicU64>,
+    latency: std::time::Duration,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = "PartitionKey")]
+    partition_key: String,
+    #[serde(rename = "ExplicitHashKey")]
+    explicit_hash_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Put {
+    #[serde(rename = "Records")]
+    records: Vec<Entry>,
+}
+
+impl Instant0 {
+    fn answer(&self, req: &HttpRequest) -> String {
+        let target = req.headers().get("x-amz-target").unwrap_or_default();
+        if target.ends_with("ListShards") {
+            let shards: Vec<String> = self
+                .map
+                .shards()
+                .iter()
+                .map(|s| {
+                    format!(
+                        r#"{{"ShardId":"{}","HashKeyRange":{{"StartingHashKey":"{}","EndingHashKey":"{}"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#,
+                        s.id, s.range.start, s.range.end
+                    )
+                })
+                .collect();
+            return format!(r#"{{"Shards":[{}]}}"#, shards.join(","));
+        }
+        let body = req.body().bytes().unwrap_or_default();
+        let put: Put = serde_json::from_slice(body).expect("a PutRecords request");
+        let mut out = String::with_capacity(put.records.len() * 100 + 64);
+        out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
+        for (i, e) in put.records.iter().enumerate() {
+            let key =
+                kinesis_agg::effective_hash_key(&e.partition_key, e.explicit_hash_key.as_deref()).unwrap();
+            let shard = &self.map.route(key).unwrap().id;
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                r#"{{"SequenceNumber":"{:056}","ShardId":"{shard}"}}"#,
+                seq
+            ));
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
+impl HttpConnector for Instant0 {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let body = self.answer(&request);
+        let mut resp = Response::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body));
+        resp.headers_mut()
+            .insert("content-type", "application/x-amz-json-1.1");
+        if self.latency.is_zero() {
+            return HttpConnectorFuture::ready(Ok(resp));
+        }
+        let latency = self.latency;
+        HttpConnectorFuture::new(async move {
+            tokio::time::sleep(latency).await;
+            Ok(resp)
+        })
+    }
+}
+
+impl HttpClient for Instant0 {
+    fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+fn map(shards: u32) -> ShardMap {
+    let width = u128::MAX / u128::from(shards);
+    ShardMap::new((0..shards).map(|i| {
+        Shard {
+            id: format!("shardId-{i:012}"),
+            range: HashKeyRange::new(
+                u128::from(i) * width,
+                if i + 1 == shards {
+                    u128::MAX
+                } else {
+                    u128::from(i + 1) * width - 1
+                },
+            )
+            .unwrap(),
+        }
+    }))
+    .unwrap()
+}
+
+/// (user, system) CPU seconds of this process.
+fn cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = 100.0;
+    let v = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) / tick;
+    (v(11), v(12))
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let n: usize = 2_000_000;
+    let aggregation = !args.iter().any(|a| a == "--no-aggregation");
+    let preserve_order = args.iter().any(|a| a == "--preserve-order");
+    let option = |name: &str| -> Option<u64> {
+        let i = args.iter().position(|a| a == name)?;
+        args.get(i + 1)?.parse().ok()
+    };
+    let latency_ms = option("--latency-ms").unwrap_or(0);
+    let shards = option("--shards").unwrap_or(200) as u32;
+    let n: usize = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| a.parse::<usize>().is_ok() && (*i == 0 || !args[i - 1].starts_with("--")))
+        .map_or(n, |(_, a)| a.parse().unwrap_or(n));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let endpoint = Instant0 {
+            map: Arc::new(map(shards)),
+            seq: Arc::new(AtomicU64::new(1)),
+            latency: std::time::Duration::from_millis(latency_ms),
+        };
+        let conf = aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDBENCH", "bench", None, None, "bench"))
+            .http_client(endpoint)
+            .build();
+        let client = aws_sdk_kinesis::Client::from_conf(conf);
+        let cap = 64usize << 20;
+        let cfg = ProducerConfig::default()
+            .aggregation(aggregation)
+            .preserve_order(preserve_order)
+            .max_buffered_bytes(cap);
+        let producer = Producer::new(client, "bench", cfg).await.unwrap();
+        let keys: Vec<String> = (0..10_000).map(|i| format!("device-{i:05}")).collect();
+        let data = vec![b'x'; 100];
+        let (u0, s0) = cpu();
+        let start = Instant::now();
+        let mut pending: VecDeque<ReceiptFuture> = VecDeque::new();
+        let mut ok = 0usize;
+        for i in 0..n {
+            let record = OwnedRecord {
+                partition_key: keys[i % keys.len()].clone(),
+                explicit_hash_key: None,
+                data: data.clone(),
+            };
+            pending.push_back(producer.put(record).await.unwrap());
+            while let Some(f) = pending.front_mut() {
+                match f.try_take() {
+                    Some(r) => {
+                        ok += usize::from(r.is_ok());
+                        pending.pop_front();
+                    }
+                    None => break,
+                }
+            }
+        }
+        producer.flush().await;
+        for f in pending {
+            ok += usize::from(f.await.is_ok());
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let (u1, s1) = cpu();
+        producer.shutdown().await;
+        assert_eq!(ok, n, "every record put");
+        let cpu_s = (u1 - u0) + (s1 - s0);
+        println!(
+            "producer, aggregation {}{}, answers after {latency_ms} ms: {n} user records of 100 bytes over 10,000 keys and {shards} shards in {secs:.2} s: \
+             {:.0} records/s; CPU {:.2} s ({:.0} ns a record); peak RSS {:.1} MiB (buffer cap {} MiB)",
+            if aggregation { "on" } else { "off" },
+            if preserve_order { ", preserve_order" } else { "" },
+            n as f64 / secs,
+            cpu_s,
+            cpu_s * 1e9 / n as f64,
+            peak_rss_mib(),
+            cap >> 20
+        );
+    });
+}
