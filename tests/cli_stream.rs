@@ -450,17 +450,11 @@ async fn ctrl_c_sends_what_was_read_and_a_second_one_abandons_the_rest() {
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test cli_stream -- --ignored"]
 async fn tail_follow_prints_records_as_they_come_and_stops_cleanly() {
     let stream = create("follow", 2).await;
+    // From the start of the (empty) stream: no race with tail's start.
+    // (kinesalite never answers GetRecords on an AT_TIMESTAMP iterator of
+    // an empty shard, so the time form is tried below, on records.)
     let mut child = cli()
-        .args([
-            "tail",
-            "--stream",
-            &stream,
-            "--endpoint",
-            &endpoint(),
-            "--from",
-            "latest",
-            "--follow",
-        ])
+        .args(["tail", "--stream", &stream, "--endpoint", &endpoint(), "--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -472,7 +466,6 @@ async fn tail_follow_prints_records_as_they_come_and_stops_cleanly() {
             let _ = tx.send(line.unwrap());
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
     let (out, _) = put(&stream, &endpoint(), &input(0, 100, 5), 0, &[]);
     assert_eq!(out.status.code(), Some(0));
     let mut got = Vec::new();
@@ -489,4 +482,102 @@ async fn tail_follow_prints_records_as_they_come_and_stops_cleanly() {
     let mut numbers: Vec<usize> = got.iter().map(number).collect();
     numbers.sort_unstable();
     assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+    // --from a time before the records: all of them.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 120;
+    let mut c = cli();
+    c.args([
+        "tail",
+        "--stream",
+        &stream,
+        "--endpoint",
+        &endpoint(),
+        "--from",
+        &since.to_string(),
+    ]);
+    let out = run(c, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout).len(), 100);
+    // --from latest: nothing already there.
+    let mut c = cli();
+    c.args([
+        "tail",
+        "--stream",
+        &stream,
+        "--endpoint",
+        &endpoint(),
+        "--from",
+        "latest",
+    ]);
+    let out = run(c, b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    // --from a sequence number: that record and the rest of its shard.
+    let first = &got[0];
+    let seq = first["sequence_number"].as_str().unwrap();
+    let mut c = cli();
+    c.args([
+        "tail",
+        "--stream",
+        &stream,
+        "--endpoint",
+        &endpoint(),
+        "--from",
+        seq,
+    ]);
+    let out = run(c, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let from_seq = lines(&out.stdout);
+    let same_shard: Vec<&Value> = got
+        .iter()
+        .filter(|l| l["shard_id"] == first["shard_id"])
+        .collect();
+    assert_eq!(from_seq.len(), same_shard.len());
+    assert!(from_seq.iter().all(|l| l["shard_id"] == first["shard_id"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test cli_stream -- --ignored"]
+async fn a_record_that_fails_is_named_and_the_exit_status_is_1() {
+    let stream = create("failing", 1).await;
+    let big = STANDARD.encode([b'x'; 40]);
+    let body = format!(
+        "{}{{\"partition_key\":\"k\",\"data\":\"{big}\"}}\n{}",
+        input(0, 1, 1),
+        input(2, 1, 1)
+    );
+    let (out, receipts) = put(&stream, &endpoint(), &body, 0, &["--max-user-record-size", "30"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("put 2 of 3 user records") && err.contains("1 failed"),
+        "{err}"
+    );
+    assert!(err.contains("line 2: invalid"), "{err}");
+    assert!(receipts[&0]["error"].is_null() && receipts[&2]["error"].is_null());
+    assert!(
+        receipts[&1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 30"),
+        "{}",
+        receipts[&1]
+    );
+    assert!(receipts[&1]["shard_id"].is_null());
+    // Input order, whatever the order of the answers.
+    let order: Vec<u64> = lines(&out.stdout)
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, [1, 2, 3]);
+    // A bad line stops the run: the lines before it are put first.
+    let body = format!("{}not json\n{}", input(0, 2, 1), input(5, 1, 1));
+    let (out, receipts) = put(&stream, &endpoint(), &body, 0, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 3: not a JSON user record"), "{err}");
+    assert_eq!(receipts.len(), 2);
 }

@@ -523,6 +523,7 @@ async fn nothing_is_lost_under_each_fault_and_all_at_once() {
                 delay: 0.1,
                 hold,
                 close_after_forward: 0.1,
+                ..Default::default()
             },
         ),
     ];
@@ -634,4 +635,214 @@ async fn reshard_run(name: &str, preserve_order: bool) {
 async fn a_split_and_a_merge_while_records_are_buffered_lose_nothing() {
     reshard_run("reshard-ordered", true).await;
     reshard_run("reshard", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn validation_errors_are_final_and_fail_if_throttled_fails_at_once() {
+    let direct = client(&endpoint());
+    let stream = new_stream(&direct, "final", 1).await;
+    let quick = ProducerConfig::default()
+        .record_max_buffered_time(Duration::from_millis(10))
+        .first_backoff(Duration::from_millis(5));
+    // A ValidationException is not retried: one attempt, Rejected.
+    let p = proxy::start(
+        upstream(),
+        proxy::Faults {
+            call_invalid: 1.0,
+            ..Default::default()
+        },
+        3,
+    )
+    .await;
+    let producer = Producer::new(client(&p.url()), &stream, quick.clone())
+        .await
+        .unwrap();
+    let futures = put_all(&producer, &records(20, 4)).await;
+    for f in futures {
+        let e = f.await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Rejected, "{e}");
+        assert_eq!(e.attempts.len(), 1);
+        assert_eq!(e.attempts[0].error_code.as_deref(), Some("ValidationException"));
+        assert!(e.message.contains("ValidationException"), "{e}");
+    }
+    producer.shutdown().await;
+    // Throttled entries with fail_if_throttled: Throttled after one attempt.
+    let p = proxy::start(
+        upstream(),
+        proxy::Faults {
+            throttle_entries: 1.0,
+            ..Default::default()
+        },
+        4,
+    )
+    .await;
+    let producer = Producer::new(client(&p.url()), &stream, quick.clone().fail_if_throttled(true))
+        .await
+        .unwrap();
+    let futures = put_all(&producer, &records(20, 4)).await;
+    for f in futures {
+        let e = f.await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Throttled, "{e}");
+        assert_eq!(e.attempts.len(), 1);
+        assert_eq!(
+            e.attempts[0].error_code.as_deref(),
+            Some("ProvisionedThroughputExceededException")
+        );
+    }
+    producer.shutdown().await;
+    // Without it, the same throttling is retried until the TTL.
+    let producer = Producer::new(
+        client(&p.url()),
+        &stream,
+        quick.record_ttl(Duration::from_millis(400)),
+    )
+    .await
+    .unwrap();
+    let f = producer.put(records(1, 1).remove(0)).await.unwrap();
+    let e = f.await.unwrap_err();
+    assert_eq!(e.kind, FailureKind::Expired);
+    assert!(e.attempts.len() > 1, "{:?}", e.attempts);
+    producer.shutdown().await;
+    let (got, _) = read_all(&direct, &stream).await;
+    assert!(got.is_empty(), "nothing reached the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn large_records_go_alone_and_small_ones_together() {
+    let direct = client(&endpoint());
+    let stream = new_stream(&direct, "large", 1).await;
+    let cfg = ProducerConfig::default()
+        .record_max_buffered_time(Duration::from_millis(20))
+        .aggregation_max_size(1_000);
+    let producer = Producer::new(direct.clone(), &stream, cfg).await.unwrap();
+    let mut sent = records(6, 2);
+    sent[2].data.resize(5_000, b'#'); // larger than an aggregate may be
+    let futures = put_all(&producer, &sent).await;
+    producer.shutdown().await;
+    let mut receipts = Vec::new();
+    for f in futures {
+        receipts.push(f.await.unwrap());
+    }
+    assert_eq!(
+        receipts[2].sub_sequence_number, None,
+        "the large record went alone"
+    );
+    let aggregated: Vec<_> = receipts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, r)| r)
+        .collect();
+    assert!(aggregated.iter().all(|r| r.sub_sequence_number.is_some()));
+    assert!(
+        aggregated
+            .windows(2)
+            .any(|w| w[0].sequence_number == w[1].sequence_number)
+    );
+    let (got, _) = read_all(&direct, &stream).await;
+    assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
+}
+
+/// Counts what the producer reports through the `metrics` facade.
+mod recorder {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+    #[derive(Default)]
+    pub struct Counts(pub Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+    /// `Name@stream`, or `Name[code]@stream` for ErrorsByCode: other
+    /// tests of this binary report to the same global recorder.
+    pub fn name(key: &Key) -> String {
+        let mut n = key.name().to_owned();
+        let mut stream = String::new();
+        for l in key.labels() {
+            match l.key() {
+                "code" => n.push_str(&format!("[{}]", l.value())),
+                "stream" => stream = l.value().to_owned(),
+                _ => {}
+            }
+        }
+        format!("{n}@{stream}")
+    }
+
+    impl Counts {
+        pub fn get(&self, name: &str) -> u64 {
+            self.0
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        }
+    }
+
+    pub struct Rec(pub Arc<Counts>);
+
+    impl Recorder for Rec {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let c = self.0.0.lock().unwrap().entry(name(key)).or_default().clone();
+            Counter::from_arc(c)
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn metrics_are_reported_under_the_kpl_names() {
+    let counts = std::sync::Arc::new(recorder::Counts::default());
+    metrics::set_global_recorder(recorder::Rec(counts.clone())).expect("the only test that sets a recorder");
+    let direct = client(&endpoint());
+    let stream = new_stream(&direct, "metrics", 2).await;
+    let p = proxy::start(
+        upstream(),
+        proxy::Faults {
+            throttle_entries: 0.3,
+            ..Default::default()
+        },
+        9,
+    )
+    .await;
+    let cfg = ProducerConfig::default()
+        .record_max_buffered_time(Duration::from_millis(20))
+        .aggregation_max_size(2_000)
+        .first_backoff(Duration::from_millis(5));
+    let producer = Producer::new(client(&p.url()), &stream, cfg).await.unwrap();
+    let sent = records(1_000, 20);
+    let futures = put_all(&producer, &sent).await;
+    producer.shutdown().await;
+    let mut kinesis = std::collections::HashSet::new();
+    for f in futures {
+        kinesis.insert(f.await.unwrap().sequence_number);
+    }
+    let get = |name: &str| counts.get(&format!("{name}@{stream}"));
+    assert_eq!(get("UserRecordsReceived"), 1_000);
+    assert_eq!(get("UserRecordsPut"), 1_000);
+    assert_eq!(get("KinesisRecordsPut"), kinesis.len() as u64);
+    let data: u64 = sent
+        .iter()
+        .map(|r| (r.data.len() + r.partition_key.len()) as u64)
+        .sum();
+    assert_eq!(get("UserRecordsDataPut"), data);
+    let throttled = get("ErrorsByCode[ProvisionedThroughputExceededException]");
+    assert_eq!(
+        throttled,
+        p.counters
+            .rejected_entries
+            .load(std::sync::atomic::Ordering::Relaxed) as u64
+    );
+    assert!(throttled > 0 && get("AllErrors") >= throttled);
 }

@@ -33,6 +33,8 @@ pub struct Faults {
     pub hold: Duration,
     /// PutRecords calls forwarded, then the connection closed unanswered.
     pub close_after_forward: f64,
+    /// PutRecords calls answered 400 ValidationException (not forwarded).
+    pub call_invalid: f64,
 }
 
 /// What the proxy did.
@@ -238,15 +240,34 @@ async fn serve(
             req.header("content-type").is_some_and(|t| t.contains("json")),
             "the proxy reads JSON requests"
         );
-        c.put_calls.fetch_add(1, Ordering::Relaxed);
-        if rng.chance(faults.call_500) {
+        // The first call always takes the first fault asked for, so that a
+        // short run injects at least one; later calls, by chance.
+        let first = c.put_calls.fetch_add(1, Ordering::Relaxed) == 0;
+        let mut forced = first;
+        let mut chance = |p: f64| -> bool {
+            if forced && p > 0.0 {
+                forced = false;
+                return true;
+            }
+            rng.chance(p)
+        };
+        if chance(faults.call_500) {
             c.calls_500.fetch_add(1, Ordering::Relaxed);
             client
                 .write_all(&error_answer("500 Internal Server Error", "InternalFailure", "injected").bytes())
                 .await?;
             continue;
         }
-        if rng.chance(faults.call_throttled) {
+        if chance(faults.call_invalid) {
+            let e = error_answer(
+                "400 Bad Request",
+                "ValidationException",
+                "1 validation error detected (injected)",
+            );
+            client.write_all(&e.bytes()).await?;
+            continue;
+        }
+        if chance(faults.call_throttled) {
             c.calls_throttled.fetch_add(1, Ordering::Relaxed);
             let e = error_answer(
                 "400 Bad Request",
@@ -259,10 +280,7 @@ async fn serve(
         // Entries to reject: removed from the request, answered throttled.
         let mut doc: Value = serde_json::from_slice(&req.body).unwrap();
         let entries = doc["Records"].as_array().cloned().unwrap_or_default();
-        let rejected: Vec<bool> = entries
-            .iter()
-            .map(|_| rng.chance(faults.throttle_entries))
-            .collect();
+        let rejected: Vec<bool> = entries.iter().map(|_| chance(faults.throttle_entries)).collect();
         let forwarded: Vec<Value> = entries
             .iter()
             .zip(&rejected)
@@ -285,13 +303,13 @@ async fn serve(
                 client.write_all(&resp.bytes()).await?;
                 continue;
             }
-            if rng.chance(faults.close_after_forward) {
+            if chance(faults.close_after_forward) {
                 c.closed_calls.fetch_add(1, Ordering::Relaxed);
                 c.lost_entries.fetch_add(forwarded.len(), Ordering::Relaxed);
                 note_lost(c, &resp.body);
                 return Ok(()); // the answer is lost with the connection
             }
-            if rng.chance(faults.delay) {
+            if chance(faults.delay) {
                 c.delayed_calls.fetch_add(1, Ordering::Relaxed);
                 c.lost_entries.fetch_add(forwarded.len(), Ordering::Relaxed);
                 note_lost(c, &resp.body);

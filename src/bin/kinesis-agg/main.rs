@@ -241,6 +241,16 @@ impl Progress {
             b.inc(1);
         }
     }
+    /// One more record, with the bytes so far shown beside the count
+    /// (refreshed every 256 records).
+    pub(crate) fn inc_bytes(&self, what: &str, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+            if b.position() % 256 == 1 {
+                b.set_message(format!("{what}, {:.1} MB", bytes as f64 / 1e6));
+            }
+        }
+    }
 }
 
 impl Drop for Progress {

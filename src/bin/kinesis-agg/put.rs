@@ -297,7 +297,7 @@ async fn run(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
                         break;
                     }
                 }
-                progress.inc();
+                progress.inc_bytes("user records put", tally.bytes);
                 flush_ready(&mut pending, &mut tally, out, args.receipts, false).await?;
             }
             Item::Bad(line, msg) => {

@@ -142,6 +142,7 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
     let mut text = String::new();
     let mut record_index = 0usize;
     let mut any_broken = false;
+    let mut bytes = 0u64;
     // Shards finished, shards being read, and which shard's records the
     // start applies to (all, except for a sequence number).
     let mut done: HashSet<String> = HashSet::new();
@@ -245,7 +246,13 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                 finished.push(n);
                 continue;
             };
-            let res = client.get_records().shard_iterator(it).limit(10_000).send().await;
+            let call = client.get_records().shard_iterator(it).limit(10_000).send();
+            let Ok(res) = tokio::time::timeout(Duration::from_secs(30), call).await else {
+                return Err(Stop::Input(format!(
+                    "GetRecords on {} did not answer within 30 s",
+                    r.id
+                )));
+            };
             let page = match res {
                 Ok(p) => p,
                 Err(e) => {
@@ -273,7 +280,8 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                 match sdk::user_records_in_shard(rec, i, r.range) {
                     Ok(ShardRead::Records(users)) => {
                         for u in &users {
-                            progress.inc();
+                            bytes += u.data.len() as u64;
+                            progress.inc_bytes("user records read", bytes);
                             print_user_in(out, u, &mut text, Some(&r.id))?;
                         }
                     }
