@@ -56,6 +56,7 @@ use std::vec;
 use std::vec::Vec;
 
 use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -1420,11 +1421,15 @@ async fn send(s: Arc<Shared>, batch: Vec<KRecord>, permit: tokio::sync::OwnedSem
     let n = batch.len();
     let span = tracing::debug_span!("PutRecords", stream = %s.stream, entries = n);
     let started = Instant::now();
+    // The producer retries itself (within the TTL, counting each
+    // attempt in the receipts): the SDK's own retries are turned off.
     let call = s
         .client
         .put_records()
         .stream_name(&s.stream)
         .set_records(Some(entries))
+        .customize()
+        .config_override(aws_sdk_kinesis::config::Builder::default().retry_config(RetryConfig::disabled()))
         .send();
     let result = tokio::time::timeout(s.cfg.request_timeout, call)
         .instrument(span)
