@@ -263,7 +263,7 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
     let stream = create("lossy", 2).await;
     let faults = proxy::Faults {
         delay: 0.1,
-        hold: Duration::from_millis(900),
+        hold: Duration::from_millis(2000),
         close_after_forward: 0.1,
         ..Default::default()
     };
@@ -274,7 +274,7 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
         "--aggregation-max-size",
         "8000",
         "--request-timeout",
-        "400",
+        "800",
     ];
     let (out, receipts) = put(&stream, &p.url(), &input(0, 5_000, 50), 0, &lossy);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

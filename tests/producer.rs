@@ -384,8 +384,8 @@ async fn a_stalled_stream_pushes_back_and_records_expire_after_their_ttl() {
     let p = stalled().await;
     let cfg = ProducerConfig::default()
         .record_max_buffered_time(Duration::from_millis(10))
-        .request_timeout(Duration::from_millis(200))
-        .record_ttl(Duration::from_millis(1500))
+        .request_timeout(Duration::from_millis(300))
+        .record_ttl(Duration::from_secs(3))
         .max_buffered_records(50);
     let producer = Producer::new(client(&p.url()), &stream, cfg).await.unwrap();
     let sent = records(60, 10);
@@ -435,7 +435,7 @@ async fn under_faults(name: &str, faults: proxy::Faults) {
     let cfg = ProducerConfig::default()
         .record_max_buffered_time(Duration::from_millis(20))
         .aggregation_max_size(4_000)
-        .request_timeout(Duration::from_millis(400))
+        .request_timeout(Duration::from_millis(700))
         .first_backoff(Duration::from_millis(10))
         .max_backoff(Duration::from_millis(100))
         .record_ttl(Duration::from_secs(60));
@@ -476,7 +476,7 @@ async fn under_faults(name: &str, faults: proxy::Faults) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn nothing_is_lost_under_each_fault_and_all_at_once() {
-    let hold = Duration::from_millis(800);
+    let hold = Duration::from_millis(1500);
     let each = [
         (
             "throttled-entries",
@@ -695,7 +695,7 @@ async fn validation_errors_are_final_and_fail_if_throttled_fails_at_once() {
     let producer = Producer::new(
         client(&p.url()),
         &stream,
-        quick.record_ttl(Duration::from_millis(400)),
+        quick.record_ttl(Duration::from_secs(2)),
     )
     .await
     .unwrap();
