@@ -395,15 +395,17 @@ mod tests {
     /// shadows another.
     #[test]
     fn narrow_hash_tells_every_short_key_apart() {
+        // Under Miri, a sample (the whole range takes it many minutes).
+        let last = if cfg!(miri) { 2048 } else { u16::MAX };
         let mut seen = std::collections::HashSet::new();
-        for k in 0..=u16::MAX {
+        for k in 0..=last {
             assert!(
                 seen.insert(hash_key_narrow(&k.to_le_bytes(), SEED_PK)),
                 "two-byte key {k}"
             );
         }
         seen.clear();
-        for k in 0..=u16::MAX {
+        for k in 0..=last {
             let w = u32::from(k).wrapping_mul(0x0101_0101) ^ (u32::from(k) << 11);
             assert!(
                 seen.insert(hash_key_narrow(&w.to_le_bytes(), SEED_EHK)),
