@@ -180,7 +180,14 @@ mod tests {
         let data: std::vec::Vec<u8> = (0..5000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        for n in (0..=300).chain([511, 512, 513, 1000, 4096, 5000]) {
+        // Under Miri, the lengths around the paddings only.
+        let long: &[usize] = if cfg!(miri) {
+            &[]
+        } else {
+            &[511, 512, 513, 1000, 4096, 5000]
+        };
+        let last = if cfg!(miri) { 130 } else { 300 };
+        for n in (0..=last).chain(long.iter().copied()) {
             let want: [u8; 16] = Md5::digest(&data[..n]).into();
             assert_eq!(md5_compact(&data[..n]), want, "length {n}");
             assert_eq!(md5(&data[..n]), want, "length {n}");

@@ -419,9 +419,11 @@ mod tests {
     /// takes a pile, and home-slot collisions stay near what chance gives.
     #[test]
     fn hashes_spread_typical_keys_over_the_buckets() {
+        // Under Miri, the sensor names only.
+        let uuids = if cfg!(miri) { 0 } else { 2000u64 };
         let keys: std::vec::Vec<std::string::String> = (0..2000)
             .map(|i| std::format!("sensor-{i}"))
-            .chain((0..2000u64).map(|i| std::format!("{:08x}-4b2c-9d1e-{:012x}", i * 7919, i)))
+            .chain((0..uuids).map(|i| std::format!("{:08x}-4b2c-9d1e-{:012x}", i * 7919, i)))
             .collect();
         for (name, hash) in HASHES {
             for chunk in keys.chunks(2000) {
