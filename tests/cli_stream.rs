@@ -3,30 +3,25 @@
 //! Ctrl-C. Needs `KINESIS_ENDPOINT` and `-- --ignored`, as `tests/e2e.rs`.
 #![cfg(feature = "cli")]
 
+#[path = "support/kinesis.rs"]
+mod kinesis;
 #[path = "support/proxy.rs"]
 mod proxy;
 
+use kinesis::{endpoint, upstream, wait_active};
+
+fn client() -> aws_sdk_kinesis::Client {
+    kinesis::client(&endpoint())
+}
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-
-fn endpoint() -> String {
-    std::env::var("KINESIS_ENDPOINT").expect("KINESIS_ENDPOINT names the Kinesis API (./test.sh starts one)")
-}
-
-fn upstream() -> SocketAddr {
-    endpoint()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap()
-}
 
 /// The binary with test credentials in the environment, as the AWS CLI
 /// would find them.
@@ -79,40 +74,6 @@ async fn create(name: &str, shards: i32) -> String {
         .unwrap();
     wait_active(&c, &stream).await;
     stream
-}
-
-fn client() -> aws_sdk_kinesis::Client {
-    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDKINESISAGG",
-            "test-secret",
-            None,
-            None,
-            "cli",
-        ))
-        .build();
-    aws_sdk_kinesis::Client::from_conf(conf)
-}
-
-async fn wait_active(c: &aws_sdk_kinesis::Client, stream: &str) {
-    use aws_sdk_kinesis::types::StreamStatus;
-    for _ in 0..400 {
-        let d = c
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{stream} never became active");
 }
 
 /// `n` JSON user lines over `keys` keys, numbered from `from`; the data

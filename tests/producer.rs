@@ -9,62 +9,21 @@
 //! `./test.sh` starts kinesalite on loopback, sets it and runs these tests.
 #![cfg(feature = "producer")]
 
+#[path = "support/kinesis.rs"]
+mod kinesis;
 #[path = "support/proxy.rs"]
 mod proxy;
 
+use kinesis::{client, endpoint, upstream, wait_active};
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use kinesis_agg::OwnedRecord;
 use kinesis_agg::producer::{FailureKind, Producer, ProducerConfig, Receipt, ReceiptFuture, Rejected};
 use kinesis_agg::sdk::{self, ShardRead};
-
-fn endpoint() -> String {
-    std::env::var("KINESIS_ENDPOINT")
-        .expect("KINESIS_ENDPOINT names the Kinesis API to test against (./test.sh starts one)")
-}
-
-fn upstream() -> SocketAddr {
-    let e = endpoint();
-    let hostport = e.trim_start_matches("http://").trim_end_matches('/');
-    hostport.parse().expect("KINESIS_ENDPOINT is http://IP:PORT")
-}
-
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDKINESISAGG",
-            "test-secret",
-            None,
-            None,
-            "producer",
-        ))
-        .build();
-    Client::from_conf(conf)
-}
-
-async fn wait_active(client: &Client, stream: &str) {
-    for _ in 0..400 {
-        let d = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("stream {stream} never became active");
-}
 
 async fn new_stream(client: &Client, name: &str, shards: i32) -> String {
     let stream = format!("kagg-producer-{name}-{}", std::process::id());
