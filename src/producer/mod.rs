@@ -1,0 +1,492 @@
+//! An in-process producer (feature `producer`): what the KPL does for its
+//! users, on tokio and `aws-sdk-kinesis`, with bounded memory and a result
+//! for every user record.
+//!
+//! [`Producer::put`] admits a user record (waiting while the buffers are
+//! at their caps) and returns a [`ReceiptFuture`]. Behind it, records are
+//! aggregated per shard for at most [`ProducerConfig::record_max_buffered_time`],
+//! collected into PutRecords calls (500 entries, 5 MiB), rate-limited per
+//! shard with token buckets, sent over at most
+//! [`ProducerConfig::max_concurrency`] calls at once, and retried with
+//! backoff and jitter within their TTL. Every user record ends in a
+//! [`Receipt`] (shard, sequence number, sub-sequence number, every attempt)
+//! or a [`RecordError`] saying why: expired, rejected by Kinesis, throttled
+//! with `fail_if_throttled`, or the producer shut down first.
+//!
+//! When a put lands on a shard the map did not expect (the stream was
+//! resharded), the map is refreshed with ListShards and everything buffered
+//! is routed again. An aggregate that landed on a shard whose range does
+//! not hold every one of its user records would be discarded whole by the
+//! KCL, so its user records are sent again, routed by the new map; one that
+//! fits the shard it landed on is a success.
+//!
+//! # Examples
+//! ```no_run
+//! # async fn run(client: aws_sdk_kinesis::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use kinesis_agg::OwnedRecord;
+//! use kinesis_agg::producer::{Producer, ProducerConfig};
+//! let producer = Producer::new(client, "my-stream", ProducerConfig::default()).await?;
+//! let mut receipts = Vec::new();
+//! for i in 0..10_000 {
+//!     let record = OwnedRecord { partition_key: format!("sensor-{}", i % 100), explicit_hash_key: None, data: b"21.5".to_vec() };
+//!     receipts.push(producer.put(record).await?);
+//! }
+//! producer.flush().await;
+//! for r in receipts {
+//!     let receipt = r.await?;
+//!     println!("{} {} {:?}", receipt.shard_id, receipt.sequence_number, receipt.sub_sequence_number);
+//! }
+//! producer.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::borrow::ToOwned;
+use std::boxed::Box;
+use std::collections::VecDeque;
+use std::fmt;
+use std::format;
+use std::future::Future;
+use std::pin::Pin;
+use std::string::{String, ToString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use std::vec;
+use std::vec::Vec;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::{
+    Aggregate, Deaggregated, HASH_KEY_MAX_DIGITS, OwnedRecord, PUT_RECORDS_MAX_BYTES,
+    PUT_RECORDS_MAX_ENTRIES, RecordAggregator, ShardMap, effective_hash_key, write_hash_key,
+};
+
+mod config;
+mod pump;
+mod receipt;
+mod state;
+
+pub use config::{DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
+use pump::pump;
+pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
+use state::*;
+
+/// Why a producer could not start.
+#[derive(Debug)]
+pub enum ProducerError {
+    /// A setting out of range.
+    Config(String),
+    /// ListShards failed, or listed no open shard.
+    Shards(String),
+}
+
+impl fmt::Display for ProducerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProducerError::Config(m) => write!(f, "producer configuration: {m}"),
+            ProducerError::Shards(m) => write!(f, "cannot list the stream's shards: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ProducerError {}
+
+/// A user record `put` or `try_put` did not take, handed back.
+#[derive(Debug)]
+pub enum Rejected {
+    /// Invalid: a partition key or explicit hash key Kinesis would refuse,
+    /// or data over `max_user_record_size`.
+    Invalid {
+        /// The record.
+        record: OwnedRecord,
+        /// Why.
+        reason: String,
+    },
+    /// `try_put` only: the buffers are at their caps.
+    Full {
+        /// The record.
+        record: OwnedRecord,
+    },
+    /// The producer is shutting down or shut down.
+    Shutdown {
+        /// The record.
+        record: OwnedRecord,
+    },
+}
+
+impl Rejected {
+    /// The record handed back.
+    pub fn into_record(self) -> OwnedRecord {
+        match self {
+            Rejected::Invalid { record, .. } | Rejected::Full { record } | Rejected::Shutdown { record } => {
+                record
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejected::Invalid { reason, .. } => write!(f, "invalid user record: {reason}"),
+            Rejected::Full { .. } => f.write_str("the producer's buffers are full"),
+            Rejected::Shutdown { .. } => f.write_str("the producer is shut down"),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+struct Shared {
+    client: Client,
+    stream: String,
+    cfg: ProducerConfig,
+    state: Mutex<State>,
+    /// Wakes the pump.
+    wake: Notify,
+    /// Notified whenever user records are answered (flush waits on it).
+    settled: Notify,
+    bytes: Semaphore,
+    records: Semaphore,
+    calls: Arc<Semaphore>,
+    closed: AtomicBool,
+    stopped: AtomicBool,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half
+        // changed in a way that matters more than stopping: go on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The producer. Cheap to clone: clones share one set of buffers and one
+/// background task. Dropping the last clone without
+/// [`shutdown`](Producer::shutdown) abandons what is buffered: those user
+/// records fail with [`FailureKind::Shutdown`]. See the module
+/// documentation.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+    _guard: Arc<Guard>,
+}
+
+/// Stops the background task when the last `Producer` clone goes.
+struct Guard(Arc<Shared>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.0.stopped.load(Ordering::Acquire) {
+            abandon_all(&self.0);
+        }
+    }
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("stream", &self.shared.stream)
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shard map of a stream, by ListShards (open shards only).
+pub async fn list_shard_map(client: &Client, stream: &str) -> Result<ShardMap, String> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await.map_err(|e| describe_sdk_error(&e))?;
+        shards.extend(out.shards().iter().cloned());
+        match out.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    let map = crate::sdk::shard_map(&shards).map_err(|e| e.to_string())?;
+    if map.shards().is_empty() {
+        return Err(format!("stream {stream} has no open shard"));
+    }
+    Ok(map)
+}
+
+fn describe_sdk_error<E: ProvideErrorMetadata + fmt::Display>(e: &E) -> String {
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+impl Producer {
+    /// A producer for `stream`, its shard map read with ListShards.
+    ///
+    /// # Errors
+    /// Settings out of range; ListShards failing or listing no open shard.
+    pub async fn new(
+        client: Client,
+        stream: impl Into<String>,
+        cfg: ProducerConfig,
+    ) -> Result<Self, ProducerError> {
+        cfg.check()?;
+        let stream = stream.into();
+        let map = list_shard_map(&client, &stream)
+            .await
+            .map_err(ProducerError::Shards)?;
+        let now = Instant::now();
+        let shards = shard_states(&map, &cfg, now);
+        let seed =
+            (now.elapsed().as_nanos() as u64) ^ (Arc::as_ptr(&Arc::new(0u8)) as u64) ^ 0x9E37_79B9_7F4A_7C15;
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(&stream),
+            client,
+            stream,
+            state: Mutex::new(State {
+                shards,
+                map,
+                misrouted: Vec::new(),
+                refresh_wanted: false,
+                refreshing: false,
+                flush_now: false,
+                epoch: 0,
+                base: 0,
+                outstanding: VecDeque::from([0]),
+                pending: 0,
+                next_rotation: 0,
+                rng: seed | 1,
+                keys: KeyHashes::new(),
+            }),
+            wake: Notify::new(),
+            settled: Notify::new(),
+            bytes: Semaphore::new(cfg.max_buffered_bytes),
+            records: Semaphore::new(cfg.max_buffered_records),
+            calls: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            closed: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            cfg,
+        });
+        tokio::spawn(pump(shared.clone()));
+        Ok(Producer {
+            _guard: Arc::new(Guard(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The stream's name.
+    pub fn stream(&self) -> &str {
+        &self.shared.stream
+    }
+
+    /// User records admitted and not yet answered.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().pending
+    }
+
+    /// The current shard map.
+    pub fn shard_map(&self) -> ShardMap {
+        self.shared.lock().map.clone()
+    }
+
+    /// Admits a user record, waiting while the buffers are at their caps,
+    /// and returns the future of its receipt.
+    ///
+    /// # Errors
+    /// [`Rejected::Invalid`] for a record Kinesis would refuse (checked
+    /// here, before it is buffered), [`Rejected::Shutdown`] once
+    /// [`shutdown`](Self::shutdown) has begun. The record is handed back.
+    pub async fn put(&self, record: OwnedRecord) -> Result<ReceiptFuture, Rejected> {
+        let (hash, size) = match self.validate(&record) {
+            Ok(v) => v,
+            Err(reason) => return Err(Rejected::Invalid { record, reason }),
+        };
+        let s = &self.shared;
+        let (Ok(b), Ok(r)) = (s.bytes.acquire_many(size).await, s.records.acquire().await) else {
+            return Err(Rejected::Shutdown { record });
+        };
+        b.forget();
+        r.forget();
+        self.admit(record, hash, size)
+    }
+
+    /// [`put`](Self::put) without waiting: [`Rejected::Full`] hands the
+    /// record back while the buffers are at their caps.
+    ///
+    /// # Errors
+    /// As `put`, and `Full`.
+    pub fn try_put(&self, record: OwnedRecord) -> Result<ReceiptFuture, Rejected> {
+        let (hash, size) = match self.validate(&record) {
+            Ok(v) => v,
+            Err(reason) => return Err(Rejected::Invalid { record, reason }),
+        };
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Rejected::Shutdown { record });
+        }
+        let Ok(b) = s.bytes.try_acquire_many(size) else {
+            return Err(Rejected::Full { record });
+        };
+        let Ok(r) = s.records.try_acquire() else {
+            return Err(Rejected::Full { record });
+        };
+        b.forget();
+        r.forget();
+        self.admit(record, hash, size)
+    }
+
+    fn validate(&self, r: &OwnedRecord) -> Result<(Option<u128>, u32), String> {
+        crate::check_partition_key(&r.partition_key).map_err(|e| e.to_string())?;
+        if let Some(e) = &r.explicit_hash_key {
+            crate::check_explicit_hash_key(e).map_err(|e| e.to_string())?;
+        }
+        let max = self.shared.cfg.max_user_record_size;
+        if r.data.len() > max {
+            return Err(format!(
+                "{} bytes of data, more than the {max} a record may hold",
+                r.data.len()
+            ));
+        }
+        // An explicit hash key routes the record; else its partition key's
+        // MD5, found in the producer's cache (see `admit`).
+        let hash = match &r.explicit_hash_key {
+            Some(e) => Some(crate::parse_hash_key(e).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let size = r.data.len() + r.partition_key.len() + r.explicit_hash_key.as_ref().map_or(0, String::len);
+        Ok((hash, size as u32))
+    }
+
+    fn admit(&self, record: OwnedRecord, hash: Option<u128>, size: u32) -> Result<ReceiptFuture, Rejected> {
+        let s = &self.shared;
+        let mut st = s.lock();
+        if s.closed.load(Ordering::Acquire) {
+            drop(st);
+            s.bytes.add_permits(size as usize);
+            s.records.add_permits(1);
+            return Err(Rejected::Shutdown { record });
+        }
+        let hash = match hash {
+            Some(h) => h,
+            None => st.keys.hash(&record.partition_key),
+        };
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        let waiter = Waiter {
+            tx,
+            epoch: st.epoch,
+            received: now,
+            size,
+            prior: None,
+        };
+        let woke = route(&mut st, &s.cfg, record, hash, waiter, now);
+        let back = st.outstanding.len() - 1;
+        st.outstanding[back] += 1;
+        st.pending += 1;
+        s.metrics.received.increment(1);
+        drop(st);
+        if woke {
+            s.wake.notify_one();
+        }
+        Ok(ReceiptFuture(rx))
+    }
+
+    /// Sends everything buffered now (not waiting for
+    /// `record_max_buffered_time`) and waits until every user record put
+    /// before the call is answered.
+    pub async fn flush(&self) {
+        let s = &self.shared;
+        let epoch = {
+            let mut st = s.lock();
+            st.epoch += 1;
+            st.outstanding.push_back(0);
+            st.flush_now = true;
+            st.epoch
+        };
+        s.wake.notify_one();
+        loop {
+            let notified = s.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if s.lock().settled_before(epoch) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops taking records (`put` and `try_put` refuse them from now),
+    /// flushes everything buffered, waits for every receipt, and stops the
+    /// background task.
+    pub async fn shutdown(&self) {
+        let s = &self.shared;
+        s.closed.store(true, Ordering::Release);
+        s.bytes.close();
+        s.records.close();
+        self.flush().await;
+        s.stopped.store(true, Ordering::Release);
+        s.wake.notify_one();
+    }
+
+    /// Stops at once: every user record buffered fails with
+    /// [`FailureKind::Shutdown`] now, and one in a call already sent when
+    /// that call ends (with its receipt if the call put it, else with
+    /// `Shutdown`: it is not retried). Returns how many user records were
+    /// not yet answered.
+    pub fn abandon(&self) -> usize {
+        abandon_all(&self.shared)
+    }
+}
+
+fn abandon_all(s: &Shared) -> usize {
+    s.closed.store(true, Ordering::Release);
+    s.stopped.store(true, Ordering::Release);
+    s.bytes.close();
+    s.records.close();
+    let mut st = s.lock();
+    let n = st.pending;
+    let mut waiters = Vec::new();
+    for sh in &mut st.shards {
+        waiters.append(&mut sh.waiters);
+        let _ = sh.agg.finish();
+        for k in sh.ready.drain(..).chain(sh.retry.drain(..)) {
+            waiters.extend(k.waiters);
+        }
+    }
+    for (k, _, _) in st.misrouted.drain(..) {
+        waiters.extend(k.waiters);
+    }
+    let empty: Arc<[Attempt]> = Arc::from([]);
+    for w in waiters {
+        let _ = w.tx.send(Err(RecordError {
+            kind: FailureKind::Shutdown,
+            message: "the producer stopped before the record was sent".to_owned(),
+            attempts: w.prior.unwrap_or_else(|| empty.clone()),
+        }));
+    }
+    // Records of calls in flight are answered when their calls end
+    // (their receivers may already be gone).
+    st.outstanding.iter_mut().for_each(|c| *c = 0);
+    st.pending = 0;
+    drop(st);
+    s.settled.notify_waiters();
+    s.wake.notify_one();
+    n
+}
+
+fn shard_states(map: &ShardMap, cfg: &ProducerConfig, now: Instant) -> Vec<ShardState> {
+    map.shards()
+        .iter()
+        .map(|sh| ShardState::new(Arc::from(sh.id.as_str()), cfg, now))
+        .collect()
+}

@@ -1,0 +1,706 @@
+//! The background task: completing aggregates, collecting calls, answering.
+
+use super::*;
+
+/// What a PutRecords result means for one Kinesis record.
+pub(crate) enum Outcome {
+    Put {
+        shard_id: String,
+        sequence_number: String,
+    },
+    Retry {
+        code: String,
+        message: Option<String>,
+        throttled: bool,
+    },
+    Fail {
+        code: String,
+        message: Option<String>,
+    },
+}
+
+/// Codes a retry may fix: throttling and the service's own failures.
+pub(crate) fn retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "LimitExceededException"
+            | "InternalFailure"
+            | "InternalFailureException"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "KMSThrottlingException"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+    )
+}
+
+pub(crate) fn throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "LimitExceededException"
+            | "KMSThrottlingException"
+    )
+}
+
+pub(crate) async fn pump(s: Arc<Shared>) {
+    loop {
+        if s.stopped.load(Ordering::Acquire) && s.lock().pending == 0 {
+            return;
+        }
+        let notified = s.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = Instant::now();
+        let (batches, refresh, next) = plan(&s, now);
+        for (batch, permit) in batches {
+            tokio::spawn(send(s.clone(), batch, permit));
+        }
+        if refresh {
+            tokio::spawn(refresh_map(s.clone()));
+        }
+        let _ = tokio::time::timeout_at(next.into(), notified).await;
+    }
+}
+
+pub(crate) type Batch = (Vec<KRecord>, tokio::sync::OwnedSemaphorePermit);
+
+/// Under the lock: completes aggregates that are due, expires what is past
+/// its TTL, and takes the calls to send now. Returns them, whether to
+/// refresh the shard map, and when to look again.
+pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
+    let cfg = &s.cfg;
+    let mut st = s.lock();
+    let mut next = now + Duration::from_secs(1);
+    let flush = std::mem::take(&mut st.flush_now);
+    for sh in &mut st.shards {
+        if let Some(t) = sh.started {
+            let due = t + cfg.record_max_buffered_time;
+            if flush || due <= now {
+                if let Some(k) = sh.complete(cfg.record_ttl, now) {
+                    sh.ready.push_back(k);
+                }
+            } else {
+                next = next.min(due);
+            }
+        }
+    }
+    expire(s, &mut st, now);
+    let refresh = (st.refresh_wanted || !st.misrouted.is_empty()) && !st.refreshing;
+    if refresh {
+        st.refreshing = true;
+        st.refresh_wanted = false;
+    }
+    let mut batches = Vec::new();
+    loop {
+        if !due(&st, cfg, now, flush, &mut next) {
+            break;
+        }
+        let Ok(permit) = s.calls.clone().try_acquire_owned() else {
+            break;
+        };
+        let batch = collect(&mut st, cfg, now, &mut next);
+        if batch.is_empty() {
+            break;
+        }
+        batches.push((batch, permit));
+    }
+    drop(st);
+    // Expiry may have answered records a flush waits for.
+    s.settled.notify_waiters();
+    (batches, refresh, next)
+}
+
+/// Whether a call should go now: a full call's worth is ready, or the
+/// oldest ready user record has waited `record_max_buffered_time`, or a
+/// flush asked, or a retry is due.
+pub(crate) fn due(st: &State, cfg: &ProducerConfig, now: Instant, flush: bool, next: &mut Instant) -> bool {
+    let (mut count, mut bytes) = (0usize, 0usize);
+    let mut oldest: Option<Instant> = None;
+    for sh in &st.shards {
+        if cfg.preserve_order && sh.in_flight > 0 {
+            continue;
+        }
+        if let Some(r) = sh.retry.front() {
+            if r.not_before <= now {
+                return true;
+            }
+            *next = (*next).min(r.not_before);
+        }
+        if let Some(k) = sh.ready.front() {
+            if k.not_before > now {
+                *next = (*next).min(k.not_before);
+                continue;
+            }
+            if flush || !k.attempts.is_empty() {
+                return true;
+            }
+            oldest = Some(oldest.map_or(k.oldest, |o| o.min(k.oldest)));
+        }
+        count += sh.ready.len();
+        bytes += sh.ready.iter().map(KRecord::size).sum::<usize>();
+        if count >= cfg.collection_max_count || bytes >= cfg.collection_max_size {
+            return true;
+        }
+    }
+    match oldest {
+        Some(o) if o + cfg.record_max_buffered_time <= now => true,
+        Some(o) => {
+            *next = (*next).min(o + cfg.record_max_buffered_time);
+            false
+        }
+        None => false,
+    }
+}
+
+/// Takes one call's Kinesis records, shard by shard in turn, within the
+/// call's limits and each shard's rate limit.
+pub(crate) fn collect(
+    st: &mut State,
+    cfg: &ProducerConfig,
+    now: Instant,
+    next: &mut Instant,
+) -> Vec<KRecord> {
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    let n = st.shards.len();
+    let start = st.next_rotation % n.max(1);
+    st.next_rotation = st.next_rotation.wrapping_add(1);
+    let mut progress = true;
+    while progress && batch.len() < cfg.collection_max_count {
+        progress = false;
+        for j in 0..n {
+            if batch.len() >= cfg.collection_max_count {
+                break;
+            }
+            let sh = &mut st.shards[(start + j) % n];
+            if cfg.preserve_order && sh.in_flight > 0 {
+                continue;
+            }
+            // Retries first, then fresh records.
+            let from_retry = sh.retry.front().is_some_and(|r| r.not_before <= now);
+            let front = if from_retry {
+                sh.retry.front()
+            } else {
+                sh.ready.front()
+            };
+            let Some(k) = front else { continue };
+            if k.not_before > now {
+                *next = (*next).min(k.not_before);
+                continue;
+            }
+            let size = k.size();
+            if bytes + size > cfg.collection_max_size {
+                continue;
+            }
+            if let Err(wait) = sh.bucket.take(size, now) {
+                *next = (*next).min(now + wait);
+                continue;
+            }
+            let k = if from_retry {
+                sh.retry.pop_front()
+            } else {
+                sh.ready.pop_front()
+            };
+            if let Some(k) = k {
+                sh.in_flight += 1;
+                bytes += size;
+                batch.push(k);
+                progress = !cfg.preserve_order;
+            }
+        }
+    }
+    batch
+}
+
+/// Fails every queued Kinesis record whose oldest user record is past its
+/// TTL.
+pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) {
+    let mut dead = Vec::new();
+    for sh in &mut st.shards {
+        for q in [&mut sh.ready, &mut sh.retry] {
+            if q.iter().any(|k| k.deadline <= now) {
+                let (keep, gone): (VecDeque<KRecord>, VecDeque<KRecord>) =
+                    q.drain(..).partition(|k| k.deadline > now);
+                *q = keep;
+                dead.extend(gone);
+            }
+        }
+    }
+    for k in dead {
+        s.metrics.expired.increment(k.waiters.len() as u64);
+        let msg = format!("expired: not put within its TTL of {:?}", s.cfg.record_ttl);
+        fail(s, st, k, FailureKind::Expired, msg);
+    }
+}
+
+pub(crate) fn entry(k: &KRecord) -> PutRecordsRequestEntry {
+    // The builder only refuses a missing data or partition key.
+    PutRecordsRequestEntry::builder()
+        .data(Blob::new(k.data().to_vec()))
+        .partition_key(k.partition_key())
+        .set_explicit_hash_key(k.ehk.clone())
+        .build()
+        .unwrap_or_else(|_| {
+            PutRecordsRequestEntry::builder()
+                .build()
+                .unwrap_or_else(|_| unreachable_entry())
+        })
+}
+
+#[cold]
+pub(crate) fn unreachable_entry() -> PutRecordsRequestEntry {
+    // Never reached: data and partition key are always set above.
+    PutRecordsRequestEntry::builder()
+        .data(Blob::new(Vec::new()))
+        .partition_key("-")
+        .build()
+        .expect("data and partition key are set")
+}
+
+pub(crate) async fn send(s: Arc<Shared>, batch: Vec<KRecord>, permit: tokio::sync::OwnedSemaphorePermit) {
+    use tracing::Instrument;
+    let entries: Vec<PutRecordsRequestEntry> = batch.iter().map(entry).collect();
+    let n = batch.len();
+    let span = tracing::debug_span!("PutRecords", stream = %s.stream, entries = n);
+    let started = Instant::now();
+    // The producer retries itself (within the TTL, counting each
+    // attempt in the receipts): the SDK's own retries are turned off.
+    let call = s
+        .client
+        .put_records()
+        .stream_name(&s.stream)
+        .set_records(Some(entries))
+        .customize()
+        .config_override(aws_sdk_kinesis::config::Builder::default().retry_config(RetryConfig::disabled()))
+        .send();
+    let result = tokio::time::timeout(s.cfg.request_timeout, call)
+        .instrument(span)
+        .await;
+    let took = started.elapsed();
+    s.metrics.request_time.record(took.as_secs_f64() * 1000.0);
+    s.metrics.kinesis_per_request.record(n as f64);
+    let outcomes: Vec<Outcome> = match result {
+        Err(_) => {
+            tracing::debug!(stream = %s.stream, entries = n, "PutRecords timed out");
+            (0..n)
+                .map(|_| Outcome::Retry {
+                    code: "Timeout".to_owned(),
+                    message: Some(format!("no answer within {:?}", s.cfg.request_timeout)),
+                    throttled: false,
+                })
+                .collect()
+        }
+        Ok(Err(e)) => {
+            let (code, message) = match (e.code(), e.message()) {
+                (Some(c), m) => (c.to_owned(), m.map(str::to_owned)),
+                (None, _) => (
+                    "Connection".to_owned(),
+                    Some(format!("{}", aws_sdk_kinesis::error::DisplayErrorContext(&e))),
+                ),
+            };
+            // Errors without a service code (connections, timeouts,
+            // unreadable answers) and 5xx are retried; a service code
+            // says itself.
+            let service = e.as_service_error().is_some() || e.raw_response().is_some();
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let retry = !service || retryable(&code) || status.is_some_and(|s| s >= 500);
+            tracing::debug!(stream = %s.stream, entries = n, code = %code, "PutRecords failed");
+            (0..n)
+                .map(|_| {
+                    if retry {
+                        Outcome::Retry {
+                            code: code.clone(),
+                            message: message.clone(),
+                            throttled: throttling(&code),
+                        }
+                    } else {
+                        Outcome::Fail {
+                            code: code.clone(),
+                            message: message.clone(),
+                        }
+                    }
+                })
+                .collect()
+        }
+        Ok(Ok(out)) if out.records().len() != n => (0..n)
+            .map(|_| Outcome::Retry {
+                code: "ShortResponse".to_owned(),
+                message: Some(format!("{} results for {n} entries", out.records().len())),
+                throttled: false,
+            })
+            .collect(),
+        Ok(Ok(out)) => out
+            .records()
+            .iter()
+            .map(|r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
+                (Some(code), _, _) => {
+                    let message = r.error_message().map(str::to_owned);
+                    if retryable(code) {
+                        Outcome::Retry {
+                            code: code.to_owned(),
+                            message,
+                            throttled: throttling(code),
+                        }
+                    } else {
+                        Outcome::Fail {
+                            code: code.to_owned(),
+                            message,
+                        }
+                    }
+                }
+                (None, Some(shard), Some(seq)) => Outcome::Put {
+                    shard_id: shard.to_owned(),
+                    sequence_number: seq.to_owned(),
+                },
+                (None, _, _) => Outcome::Retry {
+                    code: "ShortResponse".to_owned(),
+                    message: Some("a result with neither an error nor a sequence number".to_owned()),
+                    throttled: false,
+                },
+            })
+            .collect(),
+    };
+    answer(&s, batch, outcomes, started, took);
+    drop(permit);
+    s.settled.notify_waiters();
+    s.wake.notify_one();
+}
+
+/// Applies one call's outcomes.
+pub(crate) fn answer(
+    s: &Shared,
+    batch: Vec<KRecord>,
+    outcomes: Vec<Outcome>,
+    started: Instant,
+    took: Duration,
+) {
+    let cfg = &s.cfg;
+    let mut st = s.lock();
+    let now = Instant::now();
+    for (mut k, outcome) in batch.into_iter().zip(outcomes) {
+        // With preserve_order, a record that landed on another shard keeps
+        // its shard blocked until the refreshed map says what to do.
+        let blocks = cfg.preserve_order
+            && k.aggregated()
+            && matches!(&outcome, Outcome::Put { shard_id, .. } if shard_id.as_str() != &*k.shard_id);
+        if !blocks && let Some(sh) = st.shards.iter_mut().find(|sh| sh.id == k.shard_id) {
+            sh.in_flight = sh.in_flight.saturating_sub(1);
+        }
+        let (code, message) = match &outcome {
+            Outcome::Put { .. } => (None, None),
+            Outcome::Retry { code, message, .. } | Outcome::Fail { code, message } => {
+                (Some(code.clone()), message.clone())
+            }
+        };
+        if let Some(c) = &code {
+            s.metrics.error(c);
+        }
+        k.attempts.push(Attempt {
+            delay: started.saturating_duration_since(k.since),
+            duration: took,
+            error_code: code,
+            error_message: message,
+        });
+        k.since = now;
+        match outcome {
+            Outcome::Put {
+                shard_id,
+                sequence_number,
+            } => {
+                if shard_id.as_str() == &*k.shard_id || !k.aggregated() {
+                    if !st.map.shards().iter().any(|sh| sh.id == shard_id) {
+                        st.refresh_wanted = true;
+                    }
+                    deliver(s, &mut st, k, &shard_id, &sequence_number);
+                } else {
+                    tracing::debug!(stream = %s.stream, expected = %k.shard_id, landed = %shard_id, "aggregate landed on another shard");
+                    st.misrouted.push((k, shard_id, sequence_number));
+                }
+            }
+            Outcome::Retry { code, .. } if s.stopped.load(Ordering::Acquire) => {
+                let m = format!("the producer stopped before the record was put (last attempt: {code})");
+                fail(s, &mut st, k, FailureKind::Shutdown, m);
+            }
+            Outcome::Retry { code, throttled, .. } => {
+                if throttled && cfg.fail_if_throttled {
+                    fail(
+                        s,
+                        &mut st,
+                        k,
+                        FailureKind::Throttled,
+                        format!("throttled ({code}) with fail_if_throttled"),
+                    );
+                } else {
+                    retry(s, &mut st, k, now);
+                }
+            }
+            Outcome::Fail { code, message } => {
+                let m = format!(
+                    "rejected by Kinesis: {code}{}",
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                );
+                fail(s, &mut st, k, FailureKind::Rejected, m);
+            }
+        }
+    }
+}
+
+/// Schedules another attempt with exponential backoff and full jitter,
+/// or fails the record when that would pass its TTL.
+pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
+    let cfg = &s.cfg;
+    let failures = k.attempts.len().clamp(1, 30) as u32;
+    let cap = cfg
+        .first_backoff
+        .saturating_mul(1 << (failures - 1).min(20))
+        .min(cfg.max_backoff);
+    let jitter = st.random() % (cap.as_micros() as u64 + 1);
+    let wait = Duration::from_micros(jitter).max(Duration::from_millis(1));
+    if now + wait >= k.deadline {
+        let m = format!("expired: not put within its TTL of {:?}", cfg.record_ttl);
+        s.metrics.expired.increment(k.waiters.len() as u64);
+        fail(s, st, k, FailureKind::Expired, m);
+        return;
+    }
+    k.not_before = now + wait;
+    match st.shards.iter_mut().find(|sh| sh.id == k.shard_id) {
+        Some(sh) if cfg.preserve_order => sh.ready.push_front(k),
+        Some(sh) => sh.retry.push_back(k),
+        // Its shard is gone from the map: route it again.
+        None => reroute(s, st, k, now),
+    }
+}
+
+pub(crate) fn attempts_of(prior: Option<Arc<[Attempt]>>, now: &Arc<[Attempt]>) -> Arc<[Attempt]> {
+    match prior {
+        None => now.clone(),
+        Some(p) => p.iter().chain(now.iter()).cloned().collect(),
+    }
+}
+
+/// Answers a Kinesis record's user records with receipts.
+pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, sequence_number: &str) {
+    let aggregated = k.aggregated();
+    let size = k.size();
+    let attempts: Arc<[Attempt]> = Arc::from(k.attempts);
+    let shard: Arc<str> = st
+        .shards
+        .iter()
+        .find(|sh| &*sh.id == shard_id)
+        .map_or_else(|| Arc::from(shard_id), |sh| sh.id.clone());
+    let seq: Arc<str> = Arc::from(sequence_number);
+    let n = k.waiters.len();
+    s.metrics.kinesis_put.increment(1);
+    s.metrics.kinesis_data_put.increment(size as u64);
+    s.metrics.user_put.increment(n as u64);
+    s.metrics.user_per_kinesis.record(n as f64);
+    s.metrics.retries_per_record.record((attempts.len() - 1) as f64);
+    s.metrics
+        .buffering_time
+        .record(Instant::now().saturating_duration_since(k.oldest).as_secs_f64() * 1000.0);
+    let (mut bytes, mut data) = (0usize, 0u64);
+    for (i, w) in k.waiters.into_iter().enumerate() {
+        bytes += w.size as usize;
+        data += u64::from(w.size);
+        st.settle(w.epoch, 1);
+        let _ = w.tx.send(Ok(Receipt {
+            shard_id: shard.clone(),
+            sequence_number: seq.clone(),
+            sub_sequence_number: aggregated.then_some(i as u64),
+            attempts: attempts_of(w.prior, &attempts),
+        }));
+    }
+    s.metrics.user_data_put.increment(data);
+    s.metrics.pending.set(st.pending as f64);
+    s.bytes.add_permits(bytes);
+    s.records.add_permits(n);
+    if let Payload::Aggregate(a) = k.payload
+        && let Some(sh) = st.shards.iter_mut().find(|sh| &*sh.id == shard_id)
+    {
+        sh.agg.recycle(a);
+    }
+}
+
+/// Answers a Kinesis record's user records with an error.
+pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, message: String) {
+    let attempts: Arc<[Attempt]> = Arc::from(k.attempts);
+    let n = k.waiters.len();
+    let mut bytes = 0usize;
+    tracing::debug!(stream = %s.stream, records = n, ?kind, %message, "user records failed");
+    for w in k.waiters {
+        bytes += w.size as usize;
+        st.settle(w.epoch, 1);
+        let _ = w.tx.send(Err(RecordError {
+            kind,
+            message: message.clone(),
+            attempts: attempts_of(w.prior, &attempts),
+        }));
+    }
+    s.metrics.pending.set(st.pending as f64);
+    s.bytes.add_permits(bytes);
+    s.records.add_permits(n);
+}
+
+/// Effective hash keys of a Kinesis record's user records, in order.
+pub(crate) fn hash_keys(k: &KRecord) -> Vec<u128> {
+    match &k.payload {
+        Payload::Plain(r) => effective_hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
+            .into_iter()
+            .collect(),
+        Payload::Aggregate(a) => match crate::deaggregate(a.data()) {
+            Ok(Deaggregated::Aggregated(agg)) => agg
+                .records()
+                .map(|r| effective_hash_key(r.partition_key, r.explicit_hash_key).unwrap_or(0))
+                .collect(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// Routes a Kinesis record again under the current map: whole, to the
+/// shard that holds all its user records; else record by record into the
+/// shards' aggregates, each remembering the attempts so far.
+pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
+    let keys = hash_keys(&k);
+    let mut shards = keys.iter().map(|h| st.map.route_index(*h));
+    let first = shards.next().flatten();
+    let one = first.is_some() && shards.all(|j| j == first);
+    if let (true, Some(j)) = (one, first) {
+        let sh = &mut st.shards[j];
+        // Records routed here again before this one go first.
+        if let Some(earlier) = sh.complete(s.cfg.record_ttl, now) {
+            sh.ready.push_back(earlier);
+        }
+        k.shard_id = sh.id.clone();
+        if k.attempts.is_empty() {
+            sh.ready.push_back(k);
+        } else {
+            sh.retry.push_back(k);
+        }
+        return;
+    }
+    let attempts: Arc<[Attempt]> = Arc::from(std::mem::take(&mut k.attempts));
+    let records: Vec<OwnedRecord> = match &k.payload {
+        Payload::Plain(r) => vec![r.clone()],
+        Payload::Aggregate(a) => match crate::deaggregate(a.data()) {
+            Ok(Deaggregated::Aggregated(agg)) => agg.records().map(OwnedRecord::from).collect(),
+            _ => Vec::new(),
+        },
+    };
+    let mut woke = false;
+    for ((record, mut w), hash) in records.into_iter().zip(k.waiters).zip(keys) {
+        w.prior = Some(attempts_of(w.prior.take(), &attempts));
+        woke |= route(st, &s.cfg, record, hash, w, now);
+    }
+    let _ = woke;
+}
+
+pub(crate) async fn refresh_map(s: Arc<Shared>) {
+    let listed = list_shard_map(&s.client, &s.stream).await;
+    let now = Instant::now();
+    let mut st = s.lock();
+    st.refreshing = false;
+    match listed {
+        Ok(map) => {
+            let changed = map != st.map;
+            if changed {
+                tracing::info!(stream = %s.stream, shards = map.shards().len(), "shard map changed: routing buffered records again");
+            }
+            apply_map(&s, &mut st, map, changed, now);
+        }
+        Err(e) => {
+            tracing::warn!(stream = %s.stream, error = %e, "ListShards failed; will try again");
+            st.refresh_wanted = true;
+        }
+    }
+    drop(st);
+    s.settled.notify_waiters();
+    s.wake.notify_one();
+}
+
+/// Settles a Kinesis record that landed on `landed`: a success when that
+/// shard's range holds all its user records (the KCL keeps it), else its
+/// user records are sent again, routed by the current map.
+pub(crate) fn settle_misrouted(
+    s: &Shared,
+    st: &mut State,
+    mut k: KRecord,
+    landed: &str,
+    seq: &str,
+    now: Instant,
+) {
+    // Its shard stayed blocked with preserve_order (see `answer`).
+    if s.cfg.preserve_order
+        && let Some(sh) = st.shards.iter_mut().find(|sh| sh.id == k.shard_id)
+    {
+        sh.in_flight = sh.in_flight.saturating_sub(1);
+    }
+    let range = st
+        .map
+        .shards()
+        .iter()
+        .find(|sh| sh.id == landed)
+        .map(|sh| sh.range);
+    if range.is_some_and(|r| hash_keys(&k).iter().all(|h| r.contains(*h))) {
+        deliver(s, st, k, landed, seq);
+        return;
+    }
+    if let Some(a) = k.attempts.last_mut() {
+        a.error_code = Some("WrongShard".to_owned());
+        a.error_message = Some(format!(
+            "put on {landed} (sequence number {seq}), whose range does not hold all its user records: the KCL would discard it"
+        ));
+    }
+    s.metrics.error("WrongShard");
+    reroute(s, st, k, now);
+}
+
+/// Switches to `map` (when `changed`): every aggregate being built is
+/// completed and every queued Kinesis record routed again (split where
+/// its user records now belong to different shards), after the records
+/// that landed on unexpected shards are settled, oldest first, so that
+/// each shard's queue keeps the order records were put in.
+pub(crate) fn apply_map(s: &Shared, st: &mut State, map: ShardMap, changed: bool, now: Instant) {
+    let misrouted = std::mem::take(&mut st.misrouted);
+    if !changed {
+        for (k, landed, seq) in misrouted {
+            settle_misrouted(s, st, k, &landed, &seq, now);
+        }
+        return;
+    }
+    let mut queued = Vec::new();
+    let mut in_flight = Vec::new();
+    for mut sh in std::mem::take(&mut st.shards) {
+        // Oldest first: queued records, then the aggregate being built.
+        queued.extend(sh.ready.drain(..));
+        queued.extend(sh.retry.drain(..));
+        if let Some(k) = sh.complete(s.cfg.record_ttl, now) {
+            queued.push(k);
+        }
+        in_flight.push((sh.id.clone(), sh.in_flight));
+    }
+    st.shards = shard_states(&map, &s.cfg, now);
+    st.map = map;
+    // In-flight counts carry over to shards that remain.
+    for (id, n) in in_flight {
+        if let Some(sh) = st.shards.iter_mut().find(|sh| sh.id == id) {
+            sh.in_flight = n;
+        }
+    }
+    for (k, landed, seq) in misrouted {
+        settle_misrouted(s, st, k, &landed, &seq, now);
+    }
+    for k in queued {
+        reroute(s, st, k, now);
+    }
+    for sh in &mut st.shards {
+        if let Some(k) = sh.complete(s.cfg.record_ttl, now) {
+            sh.ready.push_back(k);
+        }
+    }
+}
