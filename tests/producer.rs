@@ -204,7 +204,11 @@ async fn every_receipt_names_where_its_record_is() {
     let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_millis(50));
     let producer = Producer::new(client.clone(), &stream, cfg).await.unwrap();
     let sent = records(20_000, 200);
-    let futures = put_all(&producer, &sent).await;
+    // Half put owned, half borrowed (copied into the aggregates).
+    let mut futures = put_all(&producer, &sent[..10_000]).await;
+    for r in &sent[10_000..] {
+        futures.push(producer.put(r.as_record()).await.unwrap());
+    }
     producer.flush().await;
     assert_eq!(producer.pending(), 0);
     let mut receipts = Vec::new();
@@ -286,7 +290,24 @@ async fn invalid_records_are_refused_at_put_and_handed_back() {
             }
             other => panic!("{b:?} was not refused: {other:?}"),
         }
+        match producer.put(b.as_record()).await {
+            Err(Rejected::Invalid { record, .. }) => assert_eq!(record, b.as_record()),
+            other => panic!("{b:?} was not refused: {other:?}"),
+        }
         assert!(matches!(producer.try_put(b), Err(Rejected::Invalid { .. })));
+    }
+    // Tags: the producer writes none, and says so.
+    let tags = [kinesis_agg::Tag {
+        key: "k",
+        value: None,
+    }];
+    let tagged = kinesis_agg::Record::new("k", b"x").with_tags(&tags);
+    match producer.try_put(tagged) {
+        Err(Rejected::Invalid { record, reason }) => {
+            assert_eq!(record, tagged);
+            assert!(reason.contains("tags"), "{reason}");
+        }
+        other => panic!("a tagged record was not refused: {other:?}"),
     }
     assert_eq!(producer.pending(), 0);
     producer.shutdown().await;
@@ -302,13 +323,22 @@ async fn shutdown_sends_what_is_buffered_and_then_refuses() {
     let producer = Producer::new(client.clone(), &stream, cfg.clone()).await.unwrap();
     let sent = records(300, 30);
     let futures = put_all(&producer, &sent).await;
+    // Awaited before they are answered: woken by the answer.
+    let waiting = tokio::spawn(async move {
+        let mut receipts = Vec::new();
+        for f in futures {
+            receipts.push(f.await.unwrap());
+        }
+        receipts
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(producer.pending(), 300, "nothing sent before its time");
+    assert!(!waiting.is_finished());
     producer.shutdown().await;
-    let mut receipts = Vec::new();
-    for f in futures {
-        receipts.push(f.await.unwrap());
-    }
+    let receipts = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the receipts' futures were woken")
+        .unwrap();
     let late = producer.put(sent[0].clone()).await;
     assert!(matches!(late, Err(Rejected::Shutdown { .. })), "{late:?}");
     let (got, _) = read_all(&client, &stream).await;

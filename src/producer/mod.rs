@@ -49,8 +49,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use std::vec;
 use std::vec::Vec;
@@ -60,21 +60,27 @@ use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     Aggregate, Deaggregated, HASH_KEY_MAX_DIGITS, OwnedRecord, PUT_RECORDS_MAX_BYTES,
-    PUT_RECORDS_MAX_ENTRIES, RecordAggregator, ShardMap, effective_hash_key, write_hash_key,
+    PUT_RECORDS_MAX_ENTRIES, Record, RecordAggregator, ShardMap, effective_hash_key, write_hash_key,
 };
 
 mod config;
+mod keys;
 mod pump;
 mod receipt;
+mod router;
 mod state;
 
 pub use config::{DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
+use keys::KeyHashes;
 use pump::pump;
 pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
+use receipt::{Resolution, Slot, SlotTx};
+use router::Router;
+use sealed::Sealed;
 use state::*;
 
 /// Why a producer could not start.
@@ -97,32 +103,69 @@ impl fmt::Display for ProducerError {
 
 impl std::error::Error for ProducerError {}
 
+/// What [`Producer::put`] and [`Producer::try_put`] take: an
+/// [`OwnedRecord`], moved in, or a [`Record`] borrowed from the caller,
+/// whose bytes the producer copies where they go (into the aggregate being
+/// built, with no allocation of its own). Records with tags are refused:
+/// the producer writes none, as the KPL.
+pub trait Input: sealed::Sealed {}
+
+impl Input for OwnedRecord {}
+impl Input for Record<'_> {}
+
+mod sealed {
+    use super::{OwnedRecord, Record};
+
+    pub trait Sealed {
+        fn record(&self) -> Record<'_>;
+        fn into_owned(self) -> OwnedRecord;
+    }
+
+    impl Sealed for OwnedRecord {
+        fn record(&self) -> Record<'_> {
+            self.as_record()
+        }
+        fn into_owned(self) -> OwnedRecord {
+            self
+        }
+    }
+
+    impl Sealed for Record<'_> {
+        fn record(&self) -> Record<'_> {
+            *self
+        }
+        fn into_owned(self) -> OwnedRecord {
+            OwnedRecord::from(self)
+        }
+    }
+}
+
 /// A user record `put` or `try_put` did not take, handed back.
 #[derive(Debug)]
-pub enum Rejected {
+pub enum Rejected<R = OwnedRecord> {
     /// Invalid: a partition key or explicit hash key Kinesis would refuse,
-    /// or data over `max_user_record_size`.
+    /// data over `max_user_record_size`, or tags.
     Invalid {
         /// The record.
-        record: OwnedRecord,
+        record: R,
         /// Why.
         reason: String,
     },
     /// `try_put` only: the buffers are at their caps.
     Full {
         /// The record.
-        record: OwnedRecord,
+        record: R,
     },
     /// The producer is shutting down or shut down.
     Shutdown {
         /// The record.
-        record: OwnedRecord,
+        record: R,
     },
 }
 
-impl Rejected {
+impl<R> Rejected<R> {
     /// The record handed back.
-    pub fn into_record(self) -> OwnedRecord {
+    pub fn into_record(self) -> R {
         match self {
             Rejected::Invalid { record, .. } | Rejected::Full { record } | Rejected::Shutdown { record } => {
                 record
@@ -131,7 +174,7 @@ impl Rejected {
     }
 }
 
-impl fmt::Display for Rejected {
+impl<R> fmt::Display for Rejected<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rejected::Invalid { reason, .. } => write!(f, "invalid user record: {reason}"),
@@ -141,7 +184,7 @@ impl fmt::Display for Rejected {
     }
 }
 
-impl std::error::Error for Rejected {}
+impl<R: fmt::Debug> std::error::Error for Rejected<R> {}
 
 struct Shared {
     client: Client,
@@ -255,6 +298,7 @@ impl Producer {
             stream,
             state: Mutex::new(State {
                 shards,
+                router: Router::new(&map),
                 map,
                 misrouted: Vec::new(),
                 refresh_wanted: false,
@@ -300,18 +344,39 @@ impl Producer {
     }
 
     /// Admits a user record, waiting while the buffers are at their caps,
-    /// and returns the future of its receipt.
+    /// and returns the future of its receipt. The record is an
+    /// [`OwnedRecord`] or a borrowed [`Record`] (see [`Input`]).
     ///
     /// # Errors
     /// [`Rejected::Invalid`] for a record Kinesis would refuse (checked
     /// here, before it is buffered), [`Rejected::Shutdown`] once
     /// [`shutdown`](Self::shutdown) has begun. The record is handed back.
-    pub async fn put(&self, record: OwnedRecord) -> Result<ReceiptFuture, Rejected> {
-        let (hash, size) = match self.validate(&record) {
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn run(producer: kinesis_agg::producer::Producer) -> Result<(), Box<dyn std::error::Error>> {
+    /// use kinesis_agg::Record;
+    /// let line = b"21.5";
+    /// let receipt = producer.put(Record::new("sensor-7", line)).await?.await?;
+    /// println!("{} {}", receipt.shard_id, receipt.sequence_number);
+    /// # Ok(()) }
+    /// ```
+    pub async fn put<R: Input>(&self, record: R) -> Result<ReceiptFuture, Rejected<R>> {
+        let (hash, size) = match self.validate(record.record()) {
             Ok(v) => v,
             Err(reason) => return Err(Rejected::Invalid { record, reason }),
         };
         let s = &self.shared;
+        // Room now: no waiting (released room goes to the puts already
+        // waiting first, so this passes none of them).
+        if let Ok(b) = s.bytes.try_acquire_many(size) {
+            if let Ok(r) = s.records.try_acquire() {
+                b.forget();
+                r.forget();
+                return self.admit(record, hash, size);
+            }
+            drop(b);
+        }
         let (Ok(b), Ok(r)) = (s.bytes.acquire_many(size).await, s.records.acquire().await) else {
             return Err(Rejected::Shutdown { record });
         };
@@ -325,8 +390,8 @@ impl Producer {
     ///
     /// # Errors
     /// As `put`, and `Full`.
-    pub fn try_put(&self, record: OwnedRecord) -> Result<ReceiptFuture, Rejected> {
-        let (hash, size) = match self.validate(&record) {
+    pub fn try_put<R: Input>(&self, record: R) -> Result<ReceiptFuture, Rejected<R>> {
+        let (hash, size) = match self.validate(record.record()) {
             Ok(v) => v,
             Err(reason) => return Err(Rejected::Invalid { record, reason }),
         };
@@ -345,10 +410,13 @@ impl Producer {
         self.admit(record, hash, size)
     }
 
-    fn validate(&self, r: &OwnedRecord) -> Result<(Option<u128>, u32), String> {
-        crate::check_partition_key(&r.partition_key).map_err(|e| e.to_string())?;
-        if let Some(e) = &r.explicit_hash_key {
+    fn validate(&self, r: Record<'_>) -> Result<(Option<u128>, u32), String> {
+        crate::check_partition_key(r.partition_key).map_err(|e| e.to_string())?;
+        if let Some(e) = r.explicit_hash_key {
             crate::check_explicit_hash_key(e).map_err(|e| e.to_string())?;
+        }
+        if !r.tags.is_empty() {
+            return Err("tags: the producer writes none (as the KPL)".to_owned());
         }
         let max = self.shared.cfg.max_user_record_size;
         if r.data.len() > max {
@@ -359,15 +427,20 @@ impl Producer {
         }
         // An explicit hash key routes the record; else its partition key's
         // MD5, found in the producer's cache (see `admit`).
-        let hash = match &r.explicit_hash_key {
+        let hash = match r.explicit_hash_key {
             Some(e) => Some(crate::parse_hash_key(e).map_err(|e| e.to_string())?),
             None => None,
         };
-        let size = r.data.len() + r.partition_key.len() + r.explicit_hash_key.as_ref().map_or(0, String::len);
+        let size = r.data.len() + r.partition_key.len() + r.explicit_hash_key.map_or(0, str::len);
         Ok((hash, size as u32))
     }
 
-    fn admit(&self, record: OwnedRecord, hash: Option<u128>, size: u32) -> Result<ReceiptFuture, Rejected> {
+    fn admit<R: Input>(
+        &self,
+        record: R,
+        hash: Option<u128>,
+        size: u32,
+    ) -> Result<ReceiptFuture, Rejected<R>> {
         let s = &self.shared;
         let mut st = s.lock();
         if s.closed.load(Ordering::Acquire) {
@@ -378,27 +451,22 @@ impl Producer {
         }
         let hash = match hash {
             Some(h) => h,
-            None => st.keys.hash(&record.partition_key),
+            None => st.keys.hash(record.record().partition_key),
         };
-        let (tx, rx) = oneshot::channel();
-        let now = Instant::now();
-        let waiter = Waiter {
-            tx,
+        let user = User {
             epoch: st.epoch,
-            received: now,
             size,
-            prior: None,
         };
-        let woke = route(&mut st, &s.cfg, record, hash, waiter, now);
+        let routed = route(&mut st, &s.cfg, record, hash, user, None, &mut Clock::default());
         let back = st.outstanding.len() - 1;
         st.outstanding[back] += 1;
         st.pending += 1;
         s.metrics.received.increment(1);
         drop(st);
-        if woke {
+        if routed.woke {
             s.wake.notify_one();
         }
-        Ok(ReceiptFuture(rx))
+        Ok(ReceiptFuture::new(routed.slot, routed.index))
     }
 
     /// Sends everything buffered now (not waiting for
@@ -455,24 +523,26 @@ fn abandon_all(s: &Shared) -> usize {
     s.records.close();
     let mut st = s.lock();
     let n = st.pending;
-    let mut waiters = Vec::new();
-    for sh in &mut st.shards {
-        waiters.append(&mut sh.waiters);
-        let _ = sh.agg.finish();
-        for k in sh.ready.drain(..).chain(sh.retry.drain(..)) {
-            waiters.extend(k.waiters);
-        }
-    }
-    for (k, _, _) in st.misrouted.drain(..) {
-        waiters.extend(k.waiters);
-    }
-    let empty: Arc<[Attempt]> = Arc::from([]);
-    for w in waiters {
-        let _ = w.tx.send(Err(RecordError {
+    let message: Arc<str> = Arc::from("the producer stopped before the record was sent");
+    let stopped = |slot: SlotTx, attempts: Vec<Attempt>| {
+        slot.resolve(Resolution::Failed {
             kind: FailureKind::Shutdown,
-            message: "the producer stopped before the record was sent".to_owned(),
-            attempts: w.prior.unwrap_or_else(|| empty.clone()),
-        }));
+            message: message.clone(),
+            attempts: Arc::from(attempts),
+        });
+    };
+    let mut queued = Vec::new();
+    for sh in &mut st.shards {
+        sh.users.clear();
+        sh.started = None;
+        sh.oldest = None;
+        let _ = sh.agg.finish();
+        stopped(std::mem::replace(&mut sh.slot, SlotTx::new()), Vec::new());
+        queued.extend(sh.ready.drain(..).chain(sh.retry.drain(..)));
+    }
+    queued.extend(st.misrouted.drain(..).map(|(k, _, _)| k));
+    for k in queued {
+        stopped(k.slot, k.attempts);
     }
     // Records of calls in flight are answered when their calls end
     // (their receivers may already be gone).

@@ -232,7 +232,7 @@ pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) {
         }
     }
     for k in dead {
-        s.metrics.expired.increment(k.waiters.len() as u64);
+        s.metrics.expired.increment(k.users.len() as u64);
         let msg = format!("expired: not put within its TTL of {:?}", s.cfg.record_ttl);
         fail(s, st, k, FailureKind::Expired, msg);
     }
@@ -463,7 +463,7 @@ pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
     let wait = Duration::from_micros(jitter).max(Duration::from_millis(1));
     if now + wait >= k.deadline {
         let m = format!("expired: not put within its TTL of {:?}", cfg.record_ttl);
-        s.metrics.expired.increment(k.waiters.len() as u64);
+        s.metrics.expired.increment(k.users.len() as u64);
         fail(s, st, k, FailureKind::Expired, m);
         return;
     }
@@ -473,13 +473,6 @@ pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
         Some(sh) => sh.retry.push_back(k),
         // Its shard is gone from the map: route it again.
         None => reroute(s, st, k, now),
-    }
-}
-
-pub(crate) fn attempts_of(prior: Option<Arc<[Attempt]>>, now: &Arc<[Attempt]>) -> Arc<[Attempt]> {
-    match prior {
-        None => now.clone(),
-        Some(p) => p.iter().chain(now.iter()).cloned().collect(),
     }
 }
 
@@ -494,7 +487,7 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
         .find(|sh| &*sh.id == shard_id)
         .map_or_else(|| Arc::from(shard_id), |sh| sh.id.clone());
     let seq: Arc<str> = Arc::from(sequence_number);
-    let n = k.waiters.len();
+    let n = k.users.len();
     s.metrics.kinesis_put.increment(1);
     s.metrics.kinesis_data_put.increment(size as u64);
     s.metrics.user_put.increment(n as u64);
@@ -503,22 +496,14 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
     s.metrics
         .buffering_time
         .record(Instant::now().saturating_duration_since(k.oldest).as_secs_f64() * 1000.0);
-    let (mut bytes, mut data) = (0usize, 0u64);
-    for (i, w) in k.waiters.into_iter().enumerate() {
-        bytes += w.size as usize;
-        data += u64::from(w.size);
-        st.settle(w.epoch, 1);
-        let _ = w.tx.send(Ok(Receipt {
-            shard_id: shard.clone(),
-            sequence_number: seq.clone(),
-            sub_sequence_number: aggregated.then_some(i as u64),
-            attempts: attempts_of(w.prior, &attempts),
-        }));
-    }
-    s.metrics.user_data_put.increment(data);
-    s.metrics.pending.set(st.pending as f64);
-    s.bytes.add_permits(bytes);
-    s.records.add_permits(n);
+    k.slot.resolve(Resolution::Put {
+        shard_id: shard,
+        sequence_number: seq,
+        aggregated,
+        attempts,
+    });
+    let bytes = settle_users(s, st, &k.users);
+    s.metrics.user_data_put.increment(bytes as u64);
     if let Payload::Aggregate(a) = k.payload
         && let Some(sh) = st.shards.iter_mut().find(|sh| &*sh.id == shard_id)
     {
@@ -526,24 +511,43 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
     }
 }
 
-/// Answers a Kinesis record's user records with an error.
-pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, message: String) {
-    let attempts: Arc<[Attempt]> = Arc::from(k.attempts);
-    let n = k.waiters.len();
+/// Counts answered user records out of the pending ones and their epochs,
+/// and gives their room back. Returns their bytes.
+fn settle_users(s: &Shared, st: &mut State, users: &[User]) -> usize {
     let mut bytes = 0usize;
-    tracing::debug!(stream = %s.stream, records = n, ?kind, %message, "user records failed");
-    for w in k.waiters {
-        bytes += w.size as usize;
-        st.settle(w.epoch, 1);
-        let _ = w.tx.send(Err(RecordError {
-            kind,
-            message: message.clone(),
-            attempts: attempts_of(w.prior, &attempts),
-        }));
+    // Runs of one epoch (a flush between two records starts a new one).
+    let mut run: Option<(u64, usize)> = None;
+    for u in users {
+        bytes += u.size as usize;
+        match &mut run {
+            Some((e, n)) if *e == u.epoch => *n += 1,
+            _ => {
+                if let Some((e, n)) = run {
+                    st.settle(e, n);
+                }
+                run = Some((u.epoch, 1));
+            }
+        }
+    }
+    if let Some((e, n)) = run {
+        st.settle(e, n);
     }
     s.metrics.pending.set(st.pending as f64);
     s.bytes.add_permits(bytes);
-    s.records.add_permits(n);
+    s.records.add_permits(users.len());
+    bytes
+}
+
+/// Answers a Kinesis record's user records with an error.
+pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, message: String) {
+    let n = k.users.len();
+    tracing::debug!(stream = %s.stream, records = n, ?kind, %message, "user records failed");
+    k.slot.resolve(Resolution::Failed {
+        kind,
+        message: Arc::from(message),
+        attempts: Arc::from(k.attempts),
+    });
+    settle_users(s, st, &k.users);
 }
 
 /// Effective hash keys of a Kinesis record's user records, in order.
@@ -567,7 +571,7 @@ pub(crate) fn hash_keys(k: &KRecord) -> Vec<u128> {
 /// shards' aggregates, each remembering the attempts so far.
 pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
     let keys = hash_keys(&k);
-    let mut shards = keys.iter().map(|h| st.map.route_index(*h));
+    let mut shards = keys.iter().map(|h| st.router.route_index(*h));
     let first = shards.next().flatten();
     let one = first.is_some() && shards.all(|j| j == first);
     if let (true, Some(j)) = (one, first) {
@@ -584,20 +588,42 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
         }
         return;
     }
-    let attempts: Arc<[Attempt]> = Arc::from(std::mem::take(&mut k.attempts));
-    let records: Vec<OwnedRecord> = match &k.payload {
-        Payload::Plain(r) => vec![r.clone()],
+    let records: Vec<Record<'_>> = match &k.payload {
+        Payload::Plain(r) => vec![r.as_record()],
         Payload::Aggregate(a) => match crate::deaggregate(a.data()) {
-            Ok(Deaggregated::Aggregated(agg)) => agg.records().map(OwnedRecord::from).collect(),
+            Ok(Deaggregated::Aggregated(agg)) => agg
+                .records()
+                .map(|r| {
+                    Record::new(r.partition_key, r.data).with_optional_explicit_hash_key(r.explicit_hash_key)
+                })
+                .collect(),
             _ => Vec::new(),
         },
     };
-    let mut woke = false;
-    for ((record, mut w), hash) in records.into_iter().zip(k.waiters).zip(keys) {
-        w.prior = Some(attempts_of(w.prior.take(), &attempts));
-        woke |= route(st, &s.cfg, record, hash, w, now);
+    if records.len() != k.users.len() || keys.len() != k.users.len() {
+        // Never: the producer wrote the aggregate itself. Should it not
+        // read back, its records fail rather than vanish.
+        let m = "the producer could not read back an aggregate it wrote, to route it again".to_owned();
+        fail(s, st, k, FailureKind::Rejected, m);
+        return;
     }
-    let _ = woke;
+    let mut to = Vec::with_capacity(records.len());
+    for ((record, user), hash) in records.into_iter().zip(&k.users).zip(keys) {
+        let routed = route(
+            st,
+            &s.cfg,
+            record,
+            hash,
+            *user,
+            Some(k.oldest),
+            &mut Clock::at(now),
+        );
+        to.push((routed.slot, routed.index));
+    }
+    k.slot.resolve(Resolution::Moved {
+        attempts: Arc::from(k.attempts),
+        to: to.into_boxed_slice(),
+    });
 }
 
 pub(crate) async fn refresh_map(s: Arc<Shared>) {
@@ -685,6 +711,7 @@ pub(crate) fn apply_map(s: &Shared, st: &mut State, map: ShardMap, changed: bool
         in_flight.push((sh.id.clone(), sh.in_flight));
     }
     st.shards = shard_states(&map, &s.cfg, now);
+    st.router = Router::new(&map);
     st.map = map;
     // In-flight counts carry over to shards that remain.
     for (id, n) in in_flight {

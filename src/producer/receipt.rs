@@ -67,34 +67,363 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
-/// The result of one user record, to await.
-#[derive(Debug)]
-pub struct ReceiptFuture(pub(crate) oneshot::Receiver<Result<Receipt, RecordError>>);
+/// The answer for the user records of one Kinesis record, written once and
+/// shared by their futures: answering a Kinesis record of 400 user records
+/// is one write, not 400 messages.
+pub(crate) struct Slot {
+    result: OnceLock<Resolution>,
+    /// Futures polled before the answer, woken by it.
+    wakers: Mutex<Vec<Waker>>,
+}
 
-impl ReceiptFuture {
-    /// The result if it is there, without waiting (`None`: not yet).
-    pub fn try_take(&mut self) -> Option<Result<Receipt, RecordError>> {
-        match self.0.try_recv() {
-            Ok(r) => Some(r),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped())),
+/// What became of a Kinesis record's user records.
+pub(crate) enum Resolution {
+    Put {
+        shard_id: Arc<str>,
+        sequence_number: Arc<str>,
+        aggregated: bool,
+        attempts: Arc<[Attempt]>,
+    },
+    Failed {
+        kind: FailureKind,
+        message: Arc<str>,
+        attempts: Arc<[Attempt]>,
+    },
+    /// Its user records were routed again one by one (the stream was
+    /// resharded): where each went, after these attempts.
+    Moved {
+        attempts: Arc<[Attempt]>,
+        to: Box<[(Arc<Slot>, u32)]>,
+    },
+}
+
+/// The producer's side of a [`Slot`]. Dropped unanswered (a path that
+/// forgot it, or a producer going away), it fails its user records rather
+/// than leave their futures waiting for ever.
+pub(crate) struct SlotTx(Arc<Slot>);
+
+impl SlotTx {
+    pub(crate) fn new() -> Self {
+        SlotTx(Arc::new(Slot {
+            result: OnceLock::new(),
+            wakers: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The slot, for a user record's future.
+    pub(crate) fn slot(&self) -> &Arc<Slot> {
+        &self.0
+    }
+
+    /// Answers every user record of the slot (the first answer stands) and
+    /// wakes the futures waiting for it.
+    pub(crate) fn resolve(self, r: Resolution) {
+        resolve(&self.0, r);
+    }
+}
+
+fn resolve(slot: &Slot, r: Resolution) {
+    if slot.result.set(r).is_ok() {
+        let wakers = std::mem::take(&mut *lock(&slot.wakers));
+        for w in wakers {
+            w.wake();
         }
     }
 }
 
-pub(crate) fn dropped() -> RecordError {
-    RecordError {
-        kind: FailureKind::Shutdown,
-        message: "the producer was dropped before the record was sent".to_owned(),
-        attempts: Arc::from([]),
+fn lock(m: &Mutex<Vec<Waker>>) -> MutexGuard<'_, Vec<Waker>> {
+    // A waker list is whole whatever panicked while it was held.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for SlotTx {
+    fn drop(&mut self) {
+        if self.0.result.get().is_none() {
+            resolve(
+                &self.0,
+                Resolution::Failed {
+                    kind: FailureKind::Shutdown,
+                    message: Arc::from("the producer was dropped before the record was sent"),
+                    attempts: Arc::from([]),
+                },
+            );
+        }
+    }
+}
+
+/// The result of one user record, to await (or to take with
+/// [`try_take`](Self::try_take) when it is there).
+pub struct ReceiptFuture {
+    slot: Arc<Slot>,
+    index: u32,
+    /// Attempts of Kinesis records that carried it before a reshard routed
+    /// it into another.
+    prior: Vec<Attempt>,
+    /// Where its waker is in the slot's list, once registered.
+    registered: Option<usize>,
+}
+
+impl fmt::Debug for ReceiptFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceiptFuture")
+            .field("answered", &self.slot.result.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceiptFuture {
+    pub(crate) fn new(slot: Arc<Slot>, index: u32) -> Self {
+        ReceiptFuture {
+            slot,
+            index,
+            prior: Vec::new(),
+            registered: None,
+        }
+    }
+
+    /// The result if it is there, without waiting (`None`: not yet). It
+    /// can be taken again.
+    pub fn try_take(&mut self) -> Option<Result<Receipt, RecordError>> {
+        self.follow();
+        self.slot.result.get().map(|r| self.outcome(r))
+    }
+
+    /// Follows the slot's moves to where the record is now.
+    fn follow(&mut self) {
+        while let Some(Resolution::Moved { attempts, to }) = self.slot.result.get() {
+            self.prior.extend(attempts.iter().cloned());
+            let next = to.get(self.index as usize).cloned();
+            let Some((slot, index)) = next else {
+                // Never: a move names every record of the slot. Should it
+                // not, the record is answered rather than left waiting.
+                let lost = SlotTx::new();
+                self.slot = lost.slot().clone();
+                self.index = 0;
+                lost.resolve(Resolution::Failed {
+                    kind: FailureKind::Shutdown,
+                    message: Arc::from("the producer lost track of the record after a reshard"),
+                    attempts: Arc::from([]),
+                });
+                return;
+            };
+            self.slot = slot;
+            self.index = index;
+            self.registered = None;
+        }
+    }
+
+    fn attempts(&self, last: &Arc<[Attempt]>) -> Arc<[Attempt]> {
+        if self.prior.is_empty() {
+            last.clone()
+        } else {
+            self.prior.iter().chain(last.iter()).cloned().collect()
+        }
+    }
+
+    fn outcome(&self, r: &Resolution) -> Result<Receipt, RecordError> {
+        match r {
+            Resolution::Put {
+                shard_id,
+                sequence_number,
+                aggregated,
+                attempts,
+            } => Ok(Receipt {
+                shard_id: shard_id.clone(),
+                sequence_number: sequence_number.clone(),
+                sub_sequence_number: aggregated.then_some(u64::from(self.index)),
+                attempts: self.attempts(attempts),
+            }),
+            Resolution::Failed {
+                kind,
+                message,
+                attempts,
+            } => Err(RecordError {
+                kind: *kind,
+                message: message.to_string(),
+                attempts: self.attempts(attempts),
+            }),
+            // `follow` went past every move.
+            Resolution::Moved { attempts, .. } => Err(RecordError {
+                kind: FailureKind::Shutdown,
+                message: "the producer lost track of the record after a reshard".to_owned(),
+                attempts: self.attempts(attempts),
+            }),
+        }
     }
 }
 
 impl Future for ReceiptFuture {
     type Output = Result<Receipt, RecordError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(dropped())))
+        let this = &mut *self;
+        loop {
+            this.follow();
+            if let Some(r) = this.slot.result.get() {
+                return Poll::Ready(this.outcome(r));
+            }
+            let slot = this.slot.clone();
+            let mut wakers = lock(&slot.wakers);
+            // Answered since the look above: its wakers were taken already.
+            if slot.result.get().is_some() {
+                continue;
+            }
+            match this.registered {
+                Some(i) if i < wakers.len() => {
+                    if !wakers[i].will_wake(cx.waker()) {
+                        wakers[i] = cx.waker().clone();
+                    }
+                }
+                _ => {
+                    this.registered = Some(wakers.len());
+                    wakers.push(cx.waker().clone());
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn attempt(code: Option<&str>) -> Attempt {
+        Attempt {
+            delay: Duration::from_millis(1),
+            duration: Duration::from_millis(2),
+            error_code: code.map(str::to_owned),
+            error_message: None,
+        }
+    }
+
+    fn put(shard: &str, seq: &str, aggregated: bool, attempts: Vec<Attempt>) -> Resolution {
+        Resolution::Put {
+            shard_id: Arc::from(shard),
+            sequence_number: Arc::from(seq),
+            aggregated,
+            attempts: Arc::from(attempts),
+        }
+    }
+
+    #[test]
+    fn a_future_polled_before_the_answer_is_woken_once_by_it() {
+        let tx = SlotTx::new();
+        let mut futures: Vec<ReceiptFuture> =
+            (0..3).map(|i| ReceiptFuture::new(tx.slot().clone(), i)).collect();
+        let counts: Vec<Arc<Count>> = (0..3).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        for (f, c) in futures.iter_mut().zip(&counts) {
+            let waker = Waker::from(c.clone());
+            let mut cx = Context::from_waker(&waker);
+            // Polled twice: registered once.
+            assert!(Pin::new(&mut *f).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut *f).poll(&mut cx).is_pending());
+            assert!(f.try_take().is_none());
+        }
+        assert_eq!(lock(&tx.slot().wakers).len(), 3);
+        tx.resolve(put("shardId-1", "49", true, vec![attempt(None)]));
+        for (i, (f, c)) in futures.iter_mut().zip(&counts).enumerate() {
+            assert_eq!(c.0.load(Ordering::SeqCst), 1, "future {i} woken once");
+            let r = f.try_take().unwrap().unwrap();
+            assert_eq!((&*r.shard_id, &*r.sequence_number), ("shardId-1", "49"));
+            assert_eq!(r.sub_sequence_number, Some(i as u64));
+            assert_eq!(r.attempts.len(), 1);
+            // Taken again: the same answer.
+            assert_eq!(f.try_take().unwrap().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn the_first_answer_stands_and_an_unaggregated_record_has_no_sub_sequence_number() {
+        let tx = SlotTx::new();
+        let mut f = ReceiptFuture::new(tx.slot().clone(), 0);
+        resolve(tx.slot(), put("shardId-2", "7", false, vec![attempt(None)]));
+        resolve(tx.slot(), put("shardId-3", "8", true, vec![]));
+        drop(tx);
+        let r = f.try_take().unwrap().unwrap();
+        assert_eq!((&*r.shard_id, r.sub_sequence_number), ("shardId-2", None));
+    }
+
+    #[test]
+    fn a_moved_record_is_followed_and_keeps_every_attempt() {
+        let first = SlotTx::new();
+        let mut f0 = ReceiptFuture::new(first.slot().clone(), 0);
+        let mut f1 = ReceiptFuture::new(first.slot().clone(), 1);
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        assert!(
+            Pin::new(&mut f1)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        // Record 0 goes to position 5 of one Kinesis record, record 1 to
+        // position 0 of another, which is moved again.
+        let (a, b, c) = (SlotTx::new(), SlotTx::new(), SlotTx::new());
+        first.resolve(Resolution::Moved {
+            attempts: Arc::from(vec![attempt(Some("WrongShard"))]),
+            to: Box::from([(a.slot().clone(), 5), (b.slot().clone(), 0)]),
+        });
+        b.resolve(Resolution::Moved {
+            attempts: Arc::from(vec![attempt(Some("Timeout")), attempt(Some("WrongShard"))]),
+            to: Box::from([(c.slot().clone(), 2)]),
+        });
+        // Not answered yet where they are now.
+        assert!(f0.try_take().is_none());
+        assert!(
+            Pin::new(&mut f1)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        a.resolve(put("shardId-4", "100", true, vec![attempt(None)]));
+        c.resolve(Resolution::Failed {
+            kind: FailureKind::Expired,
+            message: Arc::from("expired"),
+            attempts: Arc::from(vec![attempt(Some("Timeout"))]),
+        });
+        let r0 = f0.try_take().unwrap().unwrap();
+        assert_eq!(r0.sub_sequence_number, Some(5));
+        let codes = |a: &[Attempt]| a.iter().map(|a| a.error_code.clone()).collect::<Vec<_>>();
+        assert_eq!(codes(&r0.attempts), [Some("WrongShard".to_owned()), None]);
+        let e1 = match Pin::new(&mut f1).poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Err(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(e1.kind, FailureKind::Expired);
+        assert_eq!(
+            codes(&e1.attempts),
+            ["WrongShard", "Timeout", "WrongShard", "Timeout"].map(|c| Some(c.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_slot_dropped_unanswered_fails_its_records_and_wakes_them() {
+        let tx = SlotTx::new();
+        let mut f = ReceiptFuture::new(tx.slot().clone(), 0);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        assert!(
+            Pin::new(&mut f)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        drop(tx);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        let e = f.try_take().unwrap().unwrap_err();
+        assert_eq!(e.kind, FailureKind::Shutdown);
+        // A move that does not name a record: answered, not left waiting.
+        let tx = SlotTx::new();
+        let mut f = ReceiptFuture::new(tx.slot().clone(), 3);
+        tx.resolve(Resolution::Moved {
+            attempts: Arc::from([]),
+            to: Box::from([]),
+        });
+        assert_eq!(f.try_take().unwrap().unwrap_err().kind, FailureKind::Shutdown);
     }
 }

@@ -6,18 +6,29 @@ use super::*;
 // State
 // ---------------------------------------------------------------------------
 
-pub(crate) type Sender = oneshot::Sender<Result<Receipt, RecordError>>;
-
-/// A user record admitted and not yet answered.
-pub(crate) struct Waiter {
-    pub(crate) tx: Sender,
+/// A user record admitted and not yet answered (its answer goes to the
+/// slot of the Kinesis record that carries it, at its position there; its
+/// TTL runs from the arrival of that Kinesis record's oldest user record).
+#[derive(Clone, Copy)]
+pub(crate) struct User {
     pub(crate) epoch: u64,
-    pub(crate) received: Instant,
     /// Bytes of buffer cap it holds.
     pub(crate) size: u32,
-    /// Its attempts in Kinesis records before the one that carries it now
-    /// (after a reshard re-routed it).
-    pub(crate) prior: Option<Arc<[Attempt]>>,
+}
+
+/// The time, read from the clock once, and only if it is needed: most user
+/// records join an aggregate that started before them and need no time of
+/// their own.
+#[derive(Default)]
+pub(crate) struct Clock(Option<Instant>);
+
+impl Clock {
+    pub(crate) fn at(t: Instant) -> Self {
+        Clock(Some(t))
+    }
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
 }
 
 pub(crate) enum Payload {
@@ -32,11 +43,13 @@ pub(crate) struct KRecord {
     /// user record's effective hash key, which routes it to its shard).
     pub(crate) ehk: Option<String>,
     pub(crate) shard_id: Arc<str>,
-    pub(crate) waiters: Vec<Waiter>,
+    /// Its user records, in order, and where their answer goes.
+    pub(crate) users: Vec<User>,
+    pub(crate) slot: SlotTx,
     pub(crate) attempts: Vec<Attempt>,
-    /// The oldest waiter's deadline (received + TTL).
+    /// The oldest user record's deadline (received + TTL).
     pub(crate) deadline: Instant,
-    /// The oldest waiter's arrival.
+    /// The oldest user record's arrival.
     pub(crate) oldest: Instant,
     /// Not before: backoff.
     pub(crate) not_before: Instant,
@@ -111,12 +124,17 @@ impl Bucket {
 pub(crate) struct ShardState {
     pub(crate) id: Arc<str>,
     pub(crate) agg: RecordAggregator,
-    /// Waiters of the records in `agg`, in order.
-    pub(crate) waiters: Vec<Waiter>,
+    /// The user records in `agg`, in order, and where their answer goes.
+    pub(crate) users: Vec<User>,
+    pub(crate) slot: SlotTx,
     /// Effective hash key of `agg`'s first record.
     pub(crate) first: u128,
-    /// Arrival of `agg`'s first record.
+    /// Arrival of `agg`'s first record: it is sent at the latest
+    /// `record_max_buffered_time` after.
     pub(crate) started: Option<Instant>,
+    /// Arrival of `agg`'s oldest record (its first, but for records routed
+    /// again after a reshard, which keep their Kinesis record's).
+    pub(crate) oldest: Option<Instant>,
     pub(crate) ready: VecDeque<KRecord>,
     pub(crate) retry: VecDeque<KRecord>,
     pub(crate) bucket: Bucket,
@@ -129,9 +147,11 @@ impl ShardState {
         ShardState {
             id,
             agg: RecordAggregator::with_limit(cfg.aggregation_max_size).unwrap_or_default(),
-            waiters: Vec::new(),
+            users: Vec::new(),
+            slot: SlotTx::new(),
             first: 0,
             started: None,
+            oldest: None,
             ready: VecDeque::new(),
             retry: VecDeque::new(),
             bucket: Bucket::new(cfg.rate_limit, now),
@@ -142,59 +162,46 @@ impl ShardState {
     /// Completes the current aggregate into a Kinesis record.
     pub(crate) fn complete(&mut self, ttl: Duration, now: Instant) -> Option<KRecord> {
         let aggregate = self.agg.finish()?;
-        let waiters = std::mem::take(&mut self.waiters);
-        self.started = None;
-        Some(to_krecord(
-            &mut self.agg,
-            aggregate,
-            waiters,
-            self.first,
-            &self.id,
-            ttl,
-            now,
-        ))
+        Some(self.seal(aggregate, ttl, now))
     }
-}
 
-/// A completed aggregate (its records' `waiters`) as a Kinesis record. A
-/// single user record goes out unaggregated, as the KPL sends it (its
-/// buffer goes back to `agg`).
-pub(crate) fn to_krecord(
-    agg: &mut RecordAggregator,
-    done: Aggregate,
-    waiters: Vec<Waiter>,
-    first: u128,
-    id: &Arc<str>,
-    ttl: Duration,
-    now: Instant,
-) -> KRecord {
-    let oldest = waiters.iter().map(|w| w.received).min().unwrap_or(now);
-    let single = if done.record_count() == 1 {
-        match crate::deaggregate(done.data()) {
-            Ok(Deaggregated::Aggregated(a)) => a.records().next().map(OwnedRecord::from),
-            _ => None,
+    /// `done`, the aggregate of the user records in `users`, as a Kinesis
+    /// record with their slot; the next aggregate starts afresh. A single
+    /// user record goes out unaggregated, as the KPL sends it (its buffer
+    /// goes back to `agg`).
+    pub(crate) fn seal(&mut self, done: Aggregate, ttl: Duration, now: Instant) -> KRecord {
+        let users = std::mem::take(&mut self.users);
+        let slot = std::mem::replace(&mut self.slot, SlotTx::new());
+        self.started = None;
+        let oldest = self.oldest.take().unwrap_or(now);
+        let single = if done.record_count() == 1 {
+            match crate::deaggregate(done.data()) {
+                Ok(Deaggregated::Aggregated(a)) => a.records().next().map(OwnedRecord::from),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let (payload, ehk) = match single {
+            Some(r) => {
+                self.agg.recycle(done);
+                let ehk = r.explicit_hash_key.clone();
+                (Payload::Plain(r), ehk)
+            }
+            None => (Payload::Aggregate(done), Some(hash_text(self.first))),
+        };
+        KRecord {
+            payload,
+            ehk,
+            shard_id: self.id.clone(),
+            users,
+            slot,
+            attempts: Vec::new(),
+            deadline: oldest + ttl,
+            oldest,
+            not_before: now,
+            since: now,
         }
-    } else {
-        None
-    };
-    let (payload, ehk) = match single {
-        Some(r) => {
-            agg.recycle(done);
-            let ehk = r.explicit_hash_key.clone();
-            (Payload::Plain(r), ehk)
-        }
-        None => (Payload::Aggregate(done), Some(hash_text(first))),
-    };
-    KRecord {
-        payload,
-        ehk,
-        shard_id: id.clone(),
-        waiters,
-        attempts: Vec::new(),
-        deadline: oldest + ttl,
-        oldest,
-        not_before: now,
-        since: now,
     }
 }
 
@@ -206,6 +213,7 @@ pub(crate) fn hash_text(key: u128) -> String {
 pub(crate) struct State {
     pub(crate) shards: Vec<ShardState>,
     pub(crate) map: ShardMap,
+    pub(crate) router: Router,
     /// Kinesis records that landed on a shard the map did not know, kept
     /// until the map is refreshed: (record, landing shard, sequence number).
     pub(crate) misrouted: Vec<(KRecord, String, String)>,
@@ -222,35 +230,6 @@ pub(crate) struct State {
     pub(crate) next_rotation: usize,
     pub(crate) rng: u64,
     pub(crate) keys: KeyHashes,
-}
-
-/// Partition keys' MD5s, remembered: a producer sees the same keys again
-/// and again, and a lookup costs a tenth of the MD5. Direct-mapped by the
-/// key index's own hash; a miss computes and replaces.
-pub(crate) struct KeyHashes {
-    pub(crate) slots: Vec<Option<(Box<str>, u128)>>,
-}
-
-impl KeyHashes {
-    const SLOTS: usize = 8192;
-
-    pub(crate) fn new() -> Self {
-        KeyHashes {
-            slots: (0..Self::SLOTS).map(|_| None).collect(),
-        }
-    }
-
-    pub(crate) fn hash(&mut self, key: &str) -> u128 {
-        let i = crate::index::hash_key(key.as_bytes(), 0) as usize % Self::SLOTS;
-        match &self.slots[i] {
-            Some((k, h)) if **k == *key => *h,
-            _ => {
-                let h = crate::partition_key_hash(key);
-                self.slots[i] = Some((Box::from(key), h));
-                h
-            }
-        }
-    }
 }
 
 impl State {
@@ -322,18 +301,28 @@ impl Metrics {
     }
 }
 
+/// Where `route` put a user record: the slot its answer goes to and its
+/// position there, and whether the pump should look now (a Kinesis record
+/// became ready).
+pub(crate) struct Routed {
+    pub(crate) woke: bool,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) index: u32,
+}
+
 /// Puts one admitted user record where it goes: its shard's aggregate, or
-/// that shard's ready queue when it goes alone. `true` when the pump
-/// should look now (a Kinesis record became ready).
-pub(crate) fn route(
+/// that shard's ready queue when it goes alone. `received` is its arrival,
+/// `None` for now (a new record).
+pub(crate) fn route<R: Sealed>(
     st: &mut State,
     cfg: &ProducerConfig,
-    record: OwnedRecord,
+    record: R,
     hash: u128,
-    waiter: Waiter,
-    now: Instant,
-) -> bool {
-    let i = match st.map.route_index(hash) {
+    user: User,
+    received: Option<Instant>,
+    clock: &mut Clock,
+) -> Routed {
+    let i = match st.router.route_index(hash) {
         Some(i) => i,
         // A gap in the map (it is being changed): the nearest shard;
         // Kinesis routes by hash key, and the result tells the truth.
@@ -348,52 +337,67 @@ pub(crate) fn route(
         }
     };
     let sh = &mut st.shards[i];
-    let alone = |record: OwnedRecord, waiter: Waiter, sh: &mut ShardState| {
-        let ehk = record.explicit_hash_key.clone();
+    let alone = |record: R, user: User, sh: &mut ShardState, clock: &mut Clock| {
+        let record = record.into_owned();
+        let now = clock.now();
+        let received = received.unwrap_or(now);
+        let slot = SlotTx::new();
+        let routed = Routed {
+            woke: true,
+            slot: slot.slot().clone(),
+            index: 0,
+        };
         sh.ready.push_back(KRecord {
-            deadline: waiter.received + cfg.record_ttl,
-            oldest: waiter.received,
+            deadline: received + cfg.record_ttl,
+            oldest: received,
+            ehk: record.explicit_hash_key.clone(),
             payload: Payload::Plain(record),
-            ehk,
             shard_id: sh.id.clone(),
-            waiters: vec![waiter],
+            users: vec![user],
+            slot,
             attempts: Vec::new(),
             not_before: now,
             since: now,
         });
+        routed
     };
     if !cfg.aggregation {
-        alone(record, waiter, sh);
-        return true;
+        return alone(record, user, sh, clock);
     }
     let mut woke = false;
     if sh.agg.record_count() >= cfg.aggregation_max_count
-        && let Some(k) = sh.complete(cfg.record_ttl, now)
+        && let Some(k) = sh.complete(cfg.record_ttl, clock.now())
     {
         sh.ready.push_back(k);
         woke = true;
     }
-    match sh.agg.add(record.as_record()) {
+    match sh.agg.add(record.record()) {
         Ok(done) => {
             if let Some(done) = done {
                 // The record did not fit: `done` holds the records before it.
-                let waiters = std::mem::take(&mut sh.waiters);
-                let k = to_krecord(&mut sh.agg, done, waiters, sh.first, &sh.id, cfg.record_ttl, now);
+                let k = sh.seal(done, cfg.record_ttl, clock.now());
                 sh.ready.push_back(k);
-                sh.started = None;
                 woke = true;
             }
-            if sh.started.is_none() {
-                sh.started = Some(waiter.received);
-                sh.first = hash;
+            match (sh.started, received) {
+                (None, _) => {
+                    let t = received.unwrap_or_else(|| clock.now());
+                    sh.started = Some(t);
+                    sh.oldest = Some(t);
+                    sh.first = hash;
+                }
+                (Some(_), Some(r)) => sh.oldest = Some(sh.oldest.map_or(r, |o| o.min(r))),
+                (Some(_), None) => {}
             }
-            sh.waiters.push(waiter);
+            let index = sh.users.len() as u32;
+            sh.users.push(user);
+            Routed {
+                woke,
+                slot: sh.slot.slot().clone(),
+                index,
+            }
         }
         // Larger than an aggregate may be: alone, as the KPL sends it.
-        Err(_) => {
-            alone(record, waiter, sh);
-            woke = true;
-        }
+        Err(_) => alone(record, user, sh, clock),
     }
-    woke
 }
