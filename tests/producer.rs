@@ -161,9 +161,9 @@ fn check_against_receipts(
                 .all(|c| c.data == rec.data && c.partition_key == rec.partition_key)
         );
         let named = |c: &&Read| {
-            c.shard_id == *receipt.shard_id
-                && c.sequence_number == *receipt.sequence_number
-                && c.sub_sequence_number == receipt.sub_sequence_number
+            c.shard_id == receipt.shard_id()
+                && c.sequence_number == receipt.sequence_number()
+                && c.sub_sequence_number == receipt.sub_sequence_number()
         };
         assert!(
             copies.iter().any(named),
@@ -214,8 +214,8 @@ async fn every_receipt_names_where_its_record_is() {
     let mut receipts = Vec::new();
     for f in futures {
         let r = f.await.unwrap();
-        assert_eq!(r.attempts.len(), 1);
-        assert_eq!(r.attempts[0].error_code, None);
+        assert_eq!(r.attempts().len(), 1);
+        assert_eq!(r.attempts()[0].error_code, None);
         receipts.push(r);
     }
     producer.shutdown().await;
@@ -240,7 +240,7 @@ async fn every_receipt_names_where_its_record_is() {
     let mut receipts = Vec::new();
     for f in futures {
         let r = f.await.unwrap();
-        assert_eq!(r.sub_sequence_number, None);
+        assert_eq!(r.sub_sequence_number(), None);
         receipts.push(r);
     }
     let (got, _) = read_all(&client, &stream2).await;
@@ -436,7 +436,7 @@ async fn under_faults(name: &str, faults: proxy::Faults) {
     let mut retried = 0;
     for (i, f) in futures.into_iter().enumerate() {
         let r = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
-        retried += usize::from(r.attempts.len() > 1);
+        retried += usize::from(r.attempts().len() > 1);
         receipts.push(r);
     }
     let (got, discarded) = read_all(&direct, &stream).await;
@@ -584,7 +584,7 @@ async fn reshard_run(name: &str, preserve_order: bool) {
     for (i, f) in futures.into_iter().enumerate() {
         let r = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
         wrong += usize::from(
-            r.attempts
+            r.attempts()
                 .iter()
                 .any(|a| a.error_code.as_deref() == Some("WrongShard")),
         );
@@ -715,7 +715,8 @@ async fn large_records_go_alone_and_small_ones_together() {
         receipts.push(f.await.unwrap());
     }
     assert_eq!(
-        receipts[2].sub_sequence_number, None,
+        receipts[2].sub_sequence_number(),
+        None,
         "the large record went alone"
     );
     let aggregated: Vec<_> = receipts
@@ -724,11 +725,11 @@ async fn large_records_go_alone_and_small_ones_together() {
         .filter(|(i, _)| *i != 2)
         .map(|(_, r)| r)
         .collect();
-    assert!(aggregated.iter().all(|r| r.sub_sequence_number.is_some()));
+    assert!(aggregated.iter().all(|r| r.sub_sequence_number().is_some()));
     assert!(
         aggregated
             .windows(2)
-            .any(|w| w[0].sequence_number == w[1].sequence_number)
+            .any(|w| w[0].sequence_number() == w[1].sequence_number())
     );
     let (got, _) = read_all(&direct, &stream).await;
     assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
@@ -815,7 +816,7 @@ async fn metrics_are_reported_under_the_kpl_names() {
     producer.shutdown().await;
     let mut kinesis = std::collections::HashSet::new();
     for f in futures {
-        kinesis.insert(f.await.unwrap().sequence_number);
+        kinesis.insert(f.await.unwrap().sequence_number().to_owned());
     }
     let get = |name: &str| counts.get(&format!("{name}@{stream}"));
     assert_eq!(get("UserRecordsReceived"), 1_000);

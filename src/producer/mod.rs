@@ -34,7 +34,7 @@
 //! producer.flush().await;
 //! for r in receipts {
 //!     let receipt = r.await?;
-//!     println!("{} {} {:?}", receipt.shard_id, receipt.sequence_number, receipt.sub_sequence_number);
+//!     println!("{} {} {:?}", receipt.shard_id(), receipt.sequence_number(), receipt.sub_sequence_number());
 //! }
 //! producer.shutdown().await;
 //! # Ok(()) }
@@ -78,7 +78,7 @@ pub use config::{DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
 use keys::KeyHashes;
 use pump::pump;
 pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
-use receipt::{Resolution, Slot, SlotTx};
+use receipt::{Put, Resolution, Slot, SlotTx};
 use router::Router;
 use sealed::Sealed;
 use state::*;
@@ -358,7 +358,7 @@ impl Producer {
     /// use kinesis_agg::Record;
     /// let line = b"21.5";
     /// let receipt = producer.put(Record::new("sensor-7", line)).await?.await?;
-    /// println!("{} {}", receipt.shard_id, receipt.sequence_number);
+    /// println!("{} {}", receipt.shard_id(), receipt.sequence_number());
     /// # Ok(()) }
     /// ```
     pub async fn put<R: Input>(&self, record: R) -> Result<ReceiptFuture, Rejected<R>> {
@@ -431,8 +431,7 @@ impl Producer {
             Some(e) => Some(crate::parse_hash_key(e).map_err(|e| e.to_string())?),
             None => None,
         };
-        let size = r.data.len() + r.partition_key.len() + r.explicit_hash_key.map_or(0, str::len);
-        Ok((hash, size as u32))
+        Ok((hash, held_bytes(&r) as u32))
     }
 
     fn admit<R: Input>(
@@ -533,7 +532,7 @@ fn abandon_all(s: &Shared) -> usize {
     };
     let mut queued = Vec::new();
     for sh in &mut st.shards {
-        sh.users.clear();
+        sh.users = Users::default();
         sh.started = None;
         sh.oldest = None;
         let _ = sh.agg.finish();

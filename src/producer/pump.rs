@@ -232,7 +232,7 @@ pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) {
         }
     }
     for k in dead {
-        s.metrics.expired.increment(k.users.len() as u64);
+        s.metrics.expired.increment(k.users.count as u64);
         let msg = format!("expired: not put within its TTL of {:?}", s.cfg.record_ttl);
         fail(s, st, k, FailureKind::Expired, msg);
     }
@@ -463,7 +463,7 @@ pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
     let wait = Duration::from_micros(jitter).max(Duration::from_millis(1));
     if now + wait >= k.deadline {
         let m = format!("expired: not put within its TTL of {:?}", cfg.record_ttl);
-        s.metrics.expired.increment(k.users.len() as u64);
+        s.metrics.expired.increment(k.users.count as u64);
         fail(s, st, k, FailureKind::Expired, m);
         return;
     }
@@ -480,28 +480,28 @@ pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
 pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, sequence_number: &str) {
     let aggregated = k.aggregated();
     let size = k.size();
-    let attempts: Arc<[Attempt]> = Arc::from(k.attempts);
     let shard: Arc<str> = st
         .shards
         .iter()
         .find(|sh| &*sh.id == shard_id)
         .map_or_else(|| Arc::from(shard_id), |sh| sh.id.clone());
-    let seq: Arc<str> = Arc::from(sequence_number);
-    let n = k.users.len();
+    let n = k.users.count;
     s.metrics.kinesis_put.increment(1);
     s.metrics.kinesis_data_put.increment(size as u64);
     s.metrics.user_put.increment(n as u64);
     s.metrics.user_per_kinesis.record(n as f64);
-    s.metrics.retries_per_record.record((attempts.len() - 1) as f64);
+    s.metrics
+        .retries_per_record
+        .record(k.attempts.len().saturating_sub(1) as f64);
     s.metrics
         .buffering_time
         .record(Instant::now().saturating_duration_since(k.oldest).as_secs_f64() * 1000.0);
-    k.slot.resolve(Resolution::Put {
+    k.slot.resolve(Resolution::Put(Arc::new(Put {
         shard_id: shard,
-        sequence_number: seq,
+        sequence_number: Box::from(sequence_number),
         aggregated,
-        attempts,
-    });
+        attempts: k.attempts.into_boxed_slice(),
+    })));
     let bytes = settle_users(s, st, &k.users);
     s.metrics.user_data_put.increment(bytes as u64);
     if let Payload::Aggregate(a) = k.payload
@@ -513,34 +513,19 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
 
 /// Counts answered user records out of the pending ones and their epochs,
 /// and gives their room back. Returns their bytes.
-fn settle_users(s: &Shared, st: &mut State, users: &[User]) -> usize {
-    let mut bytes = 0usize;
-    // Runs of one epoch (a flush between two records starts a new one).
-    let mut run: Option<(u64, usize)> = None;
-    for u in users {
-        bytes += u.size as usize;
-        match &mut run {
-            Some((e, n)) if *e == u.epoch => *n += 1,
-            _ => {
-                if let Some((e, n)) = run {
-                    st.settle(e, n);
-                }
-                run = Some((u.epoch, 1));
-            }
-        }
-    }
-    if let Some((e, n)) = run {
+fn settle_users(s: &Shared, st: &mut State, users: &Users) -> usize {
+    for &(e, n) in &users.epochs {
         st.settle(e, n);
     }
     s.metrics.pending.set(st.pending as f64);
-    s.bytes.add_permits(bytes);
-    s.records.add_permits(users.len());
-    bytes
+    s.bytes.add_permits(users.bytes);
+    s.records.add_permits(users.count);
+    users.bytes
 }
 
 /// Answers a Kinesis record's user records with an error.
 pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, message: String) {
-    let n = k.users.len();
+    let n = k.users.count;
     tracing::debug!(stream = %s.stream, records = n, ?kind, %message, "user records failed");
     k.slot.resolve(Resolution::Failed {
         kind,
@@ -600,7 +585,7 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
             _ => Vec::new(),
         },
     };
-    if records.len() != k.users.len() || keys.len() != k.users.len() {
+    if records.len() != k.users.count || keys.len() != k.users.count {
         // Never: the producer wrote the aggregate itself. Should it not
         // read back, its records fail rather than vanish.
         let m = "the producer could not read back an aggregate it wrote, to route it again".to_owned();
@@ -608,13 +593,17 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
         return;
     }
     let mut to = Vec::with_capacity(records.len());
-    for ((record, user), hash) in records.into_iter().zip(&k.users).zip(keys) {
+    for ((record, epoch), hash) in records.into_iter().zip(k.users.epochs()).zip(keys) {
+        let user = User {
+            epoch,
+            size: held_bytes(&record) as u32,
+        };
         let routed = route(
             st,
             &s.cfg,
             record,
             hash,
-            *user,
+            user,
             Some(k.oldest),
             &mut Clock::at(now),
         );

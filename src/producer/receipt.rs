@@ -22,18 +22,72 @@ pub struct Attempt {
     pub error_message: Option<String>,
 }
 
-/// What became of a user record that was put.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a user record was put: its shard, the sequence number of the
+/// Kinesis record that carried it, its position there, and every attempt.
+///
+/// Cheap to clone: the user records of one Kinesis record share what they
+/// have in common.
+#[derive(Clone)]
 pub struct Receipt {
-    /// The shard that holds it.
-    pub shard_id: Arc<str>,
-    /// The sequence number of the Kinesis record that carried it.
-    pub sequence_number: Arc<str>,
-    /// Its position in that aggregate; `None` when it went out unaggregated.
-    pub sub_sequence_number: Option<u64>,
-    /// Every attempt, the successful last one included.
-    pub attempts: Arc<[Attempt]>,
+    put: Arc<Put>,
+    index: u32,
+    /// Every attempt, for a record a reshard moved from one Kinesis record
+    /// into another (those of the first, then the last's).
+    moved: Option<Arc<[Attempt]>>,
 }
+
+/// What the user records of one Kinesis record that was put share.
+pub(crate) struct Put {
+    pub(crate) shard_id: Arc<str>,
+    pub(crate) sequence_number: Box<str>,
+    pub(crate) aggregated: bool,
+    pub(crate) attempts: Box<[Attempt]>,
+}
+
+impl Receipt {
+    /// The shard that holds it.
+    pub fn shard_id(&self) -> &str {
+        &self.put.shard_id
+    }
+
+    /// The sequence number of the Kinesis record that carried it.
+    pub fn sequence_number(&self) -> &str {
+        &self.put.sequence_number
+    }
+
+    /// Its position in that aggregate; `None` when it went out
+    /// unaggregated.
+    pub fn sub_sequence_number(&self) -> Option<u64> {
+        self.put.aggregated.then_some(u64::from(self.index))
+    }
+
+    /// Every attempt, the successful last one included.
+    pub fn attempts(&self) -> &[Attempt] {
+        self.moved.as_deref().unwrap_or(&self.put.attempts)
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("shard_id", &self.shard_id())
+            .field("sequence_number", &self.sequence_number())
+            .field("sub_sequence_number", &self.sub_sequence_number())
+            .field("attempts", &self.attempts())
+            .finish()
+    }
+}
+
+impl PartialEq for Receipt {
+    fn eq(&self, other: &Self) -> bool {
+        self.shard_id() == other.shard_id()
+            && self.sequence_number() == other.sequence_number()
+            && self.sub_sequence_number() == other.sub_sequence_number()
+            && self.attempts() == other.attempts()
+    }
+}
+
+impl Eq for Receipt {}
 
 /// Why a user record failed for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,12 +132,7 @@ pub(crate) struct Slot {
 
 /// What became of a Kinesis record's user records.
 pub(crate) enum Resolution {
-    Put {
-        shard_id: Arc<str>,
-        sequence_number: Arc<str>,
-        aggregated: bool,
-        attempts: Arc<[Attempt]>,
-    },
+    Put(Arc<Put>),
     Failed {
         kind: FailureKind,
         message: Arc<str>,
@@ -156,11 +205,12 @@ impl Drop for SlotTx {
 pub struct ReceiptFuture {
     slot: Arc<Slot>,
     index: u32,
+    /// Where its waker is in the slot's list, once registered
+    /// (`u32::MAX`: not registered).
+    registered: u32,
     /// Attempts of Kinesis records that carried it before a reshard routed
     /// it into another.
-    prior: Vec<Attempt>,
-    /// Where its waker is in the slot's list, once registered.
-    registered: Option<usize>,
+    prior: Option<Box<[Attempt]>>,
 }
 
 impl fmt::Debug for ReceiptFuture {
@@ -176,8 +226,8 @@ impl ReceiptFuture {
         ReceiptFuture {
             slot,
             index,
-            prior: Vec::new(),
-            registered: None,
+            registered: u32::MAX,
+            prior: None,
         }
     }
 
@@ -191,7 +241,14 @@ impl ReceiptFuture {
     /// Follows the slot's moves to where the record is now.
     fn follow(&mut self) {
         while let Some(Resolution::Moved { attempts, to }) = self.slot.result.get() {
-            self.prior.extend(attempts.iter().cloned());
+            self.prior = Some(
+                self.prior
+                    .iter()
+                    .flatten()
+                    .chain(attempts.iter())
+                    .cloned()
+                    .collect(),
+            );
             let next = to.get(self.index as usize).cloned();
             let Some((slot, index)) = next else {
                 // Never: a move names every record of the slot. Should it
@@ -208,30 +265,23 @@ impl ReceiptFuture {
             };
             self.slot = slot;
             self.index = index;
-            self.registered = None;
+            self.registered = u32::MAX;
         }
     }
 
-    fn attempts(&self, last: &Arc<[Attempt]>) -> Arc<[Attempt]> {
-        if self.prior.is_empty() {
-            last.clone()
-        } else {
-            self.prior.iter().chain(last.iter()).cloned().collect()
-        }
+    /// The attempts before the last Kinesis record's, then its own.
+    fn with_prior(&self, last: &[Attempt]) -> Option<Arc<[Attempt]>> {
+        self.prior
+            .as_ref()
+            .map(|p| p.iter().chain(last).cloned().collect())
     }
 
     fn outcome(&self, r: &Resolution) -> Result<Receipt, RecordError> {
         match r {
-            Resolution::Put {
-                shard_id,
-                sequence_number,
-                aggregated,
-                attempts,
-            } => Ok(Receipt {
-                shard_id: shard_id.clone(),
-                sequence_number: sequence_number.clone(),
-                sub_sequence_number: aggregated.then_some(u64::from(self.index)),
-                attempts: self.attempts(attempts),
+            Resolution::Put(put) => Ok(Receipt {
+                moved: self.with_prior(&put.attempts),
+                put: put.clone(),
+                index: self.index,
             }),
             Resolution::Failed {
                 kind,
@@ -240,13 +290,13 @@ impl ReceiptFuture {
             } => Err(RecordError {
                 kind: *kind,
                 message: message.to_string(),
-                attempts: self.attempts(attempts),
+                attempts: self.with_prior(attempts).unwrap_or_else(|| attempts.clone()),
             }),
             // `follow` went past every move.
             Resolution::Moved { attempts, .. } => Err(RecordError {
                 kind: FailureKind::Shutdown,
                 message: "the producer lost track of the record after a reshard".to_owned(),
-                attempts: self.attempts(attempts),
+                attempts: self.with_prior(attempts).unwrap_or_else(|| attempts.clone()),
             }),
         }
     }
@@ -267,14 +317,14 @@ impl Future for ReceiptFuture {
             if slot.result.get().is_some() {
                 continue;
             }
-            match this.registered {
-                Some(i) if i < wakers.len() => {
-                    if !wakers[i].will_wake(cx.waker()) {
-                        wakers[i] = cx.waker().clone();
+            match wakers.get_mut(this.registered as usize) {
+                Some(w) => {
+                    if !w.will_wake(cx.waker()) {
+                        *w = cx.waker().clone();
                     }
                 }
-                _ => {
-                    this.registered = Some(wakers.len());
+                None => {
+                    this.registered = u32::try_from(wakers.len()).unwrap_or(u32::MAX);
                     wakers.push(cx.waker().clone());
                 }
             }
@@ -306,12 +356,12 @@ mod tests {
     }
 
     fn put(shard: &str, seq: &str, aggregated: bool, attempts: Vec<Attempt>) -> Resolution {
-        Resolution::Put {
+        Resolution::Put(Arc::new(Put {
             shard_id: Arc::from(shard),
-            sequence_number: Arc::from(seq),
+            sequence_number: Box::from(seq),
             aggregated,
-            attempts: Arc::from(attempts),
-        }
+            attempts: Box::from(attempts),
+        }))
     }
 
     #[test]
@@ -333,9 +383,9 @@ mod tests {
         for (i, (f, c)) in futures.iter_mut().zip(&counts).enumerate() {
             assert_eq!(c.0.load(Ordering::SeqCst), 1, "future {i} woken once");
             let r = f.try_take().unwrap().unwrap();
-            assert_eq!((&*r.shard_id, &*r.sequence_number), ("shardId-1", "49"));
-            assert_eq!(r.sub_sequence_number, Some(i as u64));
-            assert_eq!(r.attempts.len(), 1);
+            assert_eq!((r.shard_id(), r.sequence_number()), ("shardId-1", "49"));
+            assert_eq!(r.sub_sequence_number(), Some(i as u64));
+            assert_eq!(r.attempts().len(), 1);
             // Taken again: the same answer.
             assert_eq!(f.try_take().unwrap().unwrap(), r);
         }
@@ -349,7 +399,7 @@ mod tests {
         resolve(tx.slot(), put("shardId-3", "8", true, vec![]));
         drop(tx);
         let r = f.try_take().unwrap().unwrap();
-        assert_eq!((&*r.shard_id, r.sub_sequence_number), ("shardId-2", None));
+        assert_eq!((r.shard_id(), r.sub_sequence_number()), ("shardId-2", None));
     }
 
     #[test]
@@ -388,9 +438,9 @@ mod tests {
             attempts: Arc::from(vec![attempt(Some("Timeout"))]),
         });
         let r0 = f0.try_take().unwrap().unwrap();
-        assert_eq!(r0.sub_sequence_number, Some(5));
+        assert_eq!(r0.sub_sequence_number(), Some(5));
         let codes = |a: &[Attempt]| a.iter().map(|a| a.error_code.clone()).collect::<Vec<_>>();
-        assert_eq!(codes(&r0.attempts), [Some("WrongShard".to_owned()), None]);
+        assert_eq!(codes(r0.attempts()), [Some("WrongShard".to_owned()), None]);
         let e1 = match Pin::new(&mut f1).poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(Err(e)) => e,
             other => panic!("{other:?}"),

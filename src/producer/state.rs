@@ -11,9 +11,49 @@ use super::*;
 /// TTL runs from the arrival of that Kinesis record's oldest user record).
 #[derive(Clone, Copy)]
 pub(crate) struct User {
+    /// The flush epoch it was put in.
     pub(crate) epoch: u64,
     /// Bytes of buffer cap it holds.
     pub(crate) size: u32,
+}
+
+/// The bytes of buffer cap a user record holds: its data and keys.
+pub(crate) fn held_bytes(r: &Record<'_>) -> usize {
+    r.data.len() + r.partition_key.len() + r.explicit_hash_key.map_or(0, str::len)
+}
+
+/// The user records of a Kinesis record, counted rather than listed (a
+/// list would be one more cache line to touch per record): how many, the
+/// bytes of buffer cap they hold, and how many were put in each flush
+/// epoch, in order.
+#[derive(Default)]
+pub(crate) struct Users {
+    pub(crate) count: usize,
+    pub(crate) bytes: usize,
+    /// (epoch, records), oldest first.
+    pub(crate) epochs: Vec<(u64, usize)>,
+}
+
+impl Users {
+    pub(crate) fn one(u: User) -> Self {
+        let mut users = Users::default();
+        users.push(u);
+        users
+    }
+
+    pub(crate) fn push(&mut self, u: User) {
+        self.count += 1;
+        self.bytes += u.size as usize;
+        match self.epochs.last_mut() {
+            Some((e, n)) if *e == u.epoch => *n += 1,
+            _ => self.epochs.push((u.epoch, 1)),
+        }
+    }
+
+    /// Each record's epoch, in order.
+    pub(crate) fn epochs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.epochs.iter().flat_map(|&(e, n)| std::iter::repeat_n(e, n))
+    }
 }
 
 /// The time, read from the clock once, and only if it is needed: most user
@@ -43,8 +83,8 @@ pub(crate) struct KRecord {
     /// user record's effective hash key, which routes it to its shard).
     pub(crate) ehk: Option<String>,
     pub(crate) shard_id: Arc<str>,
-    /// Its user records, in order, and where their answer goes.
-    pub(crate) users: Vec<User>,
+    /// Its user records, and where their answer goes.
+    pub(crate) users: Users,
     pub(crate) slot: SlotTx,
     pub(crate) attempts: Vec<Attempt>,
     /// The oldest user record's deadline (received + TTL).
@@ -124,8 +164,8 @@ impl Bucket {
 pub(crate) struct ShardState {
     pub(crate) id: Arc<str>,
     pub(crate) agg: RecordAggregator,
-    /// The user records in `agg`, in order, and where their answer goes.
-    pub(crate) users: Vec<User>,
+    /// The user records in `agg`, and where their answer goes.
+    pub(crate) users: Users,
     pub(crate) slot: SlotTx,
     /// Effective hash key of `agg`'s first record.
     pub(crate) first: u128,
@@ -147,7 +187,7 @@ impl ShardState {
         ShardState {
             id,
             agg: RecordAggregator::with_limit(cfg.aggregation_max_size).unwrap_or_default(),
-            users: Vec::new(),
+            users: Users::default(),
             slot: SlotTx::new(),
             first: 0,
             started: None,
@@ -353,7 +393,7 @@ pub(crate) fn route<R: Sealed>(
             ehk: record.explicit_hash_key.clone(),
             payload: Payload::Plain(record),
             shard_id: sh.id.clone(),
-            users: vec![user],
+            users: Users::one(user),
             slot,
             attempts: Vec::new(),
             not_before: now,
@@ -389,7 +429,7 @@ pub(crate) fn route<R: Sealed>(
                 (Some(_), Some(r)) => sh.oldest = Some(sh.oldest.map_or(r, |o| o.min(r))),
                 (Some(_), None) => {}
             }
-            let index = sh.users.len() as u32;
+            let index = sh.users.count as u32;
             sh.users.push(user);
             Routed {
                 woke,

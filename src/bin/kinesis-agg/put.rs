@@ -191,13 +191,13 @@ fn record(
     let line_out = match &result {
         Ok(r) => {
             tally.put += 1;
-            tally.kinesis.insert(r.sequence_number.clone());
+            tally.kinesis.insert(r.sequence_number().into());
             ReceiptLine {
                 line,
-                shard_id: Some(&r.shard_id),
-                sequence_number: Some(&r.sequence_number),
-                sub_sequence_number: r.sub_sequence_number,
-                attempts: attempt_lines(&r.attempts),
+                shard_id: Some(r.shard_id()),
+                sequence_number: Some(r.sequence_number()),
+                sub_sequence_number: r.sub_sequence_number(),
+                attempts: attempt_lines(r.attempts()),
                 error: None,
             }
         }
