@@ -699,6 +699,41 @@ async fn validation_errors_are_final_and_fail_if_throttled_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
+async fn a_record_into_an_idle_producer_waits_its_buffered_time_and_no_longer() {
+    let client = client(&endpoint());
+    let stream = new_stream(&client, "idle", 1).await;
+    let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_millis(300));
+    let producer = Producer::new(client, &stream, cfg).await.unwrap();
+    // Nothing buffered: the producer has nothing to look at for seconds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for round in 0..2 {
+        let put = std::time::Instant::now();
+        let f = producer.put(records(1, 1).remove(0)).await.unwrap();
+        let receipt = tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("answered")
+            .unwrap();
+        let took = put.elapsed();
+        assert!(
+            took >= Duration::from_millis(300),
+            "round {round}: sent after {took:?}, before its buffered time"
+        );
+        // Well under the producer's idle pause (5 s).
+        assert!(
+            took < Duration::from_millis(2500),
+            "round {round}: sent after {took:?}"
+        );
+        assert_eq!(
+            receipt.sub_sequence_number(),
+            None,
+            "a lone record goes unaggregated"
+        );
+    }
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn large_records_go_alone_and_small_ones_together() {
     let direct = client(&endpoint());
     let stream = new_stream(&direct, "large", 1).await;

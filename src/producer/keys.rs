@@ -106,7 +106,7 @@ impl<E: Entry> Table<E> {
                 free = Some(at);
                 break;
             }
-            if e.key() == b {
+            if crate::index::same_key(Some(e.key()), b) {
                 return (e.md5(), false);
             }
         }

@@ -303,6 +303,8 @@ impl Producer {
                 misrouted: Vec::new(),
                 refresh_wanted: false,
                 refreshing: false,
+                refresh_after: now,
+                refresh_failures: 0,
                 flush_now: false,
                 epoch: 0,
                 base: 0,
@@ -311,6 +313,8 @@ impl Producer {
                 next_rotation: 0,
                 rng: seed | 1,
                 keys: KeyHashes::new(),
+                next_look: now,
+                fresh: (0, 0),
             }),
             wake: Notify::new(),
             settled: Notify::new(),
@@ -367,6 +371,10 @@ impl Producer {
             Err(reason) => return Err(Rejected::Invalid { record, reason }),
         };
         let s = &self.shared;
+        // A writer that always finds room must still let the runtime run
+        // other tasks (the producer's own among them, on a current-thread
+        // runtime): it yields when its task's cooperative budget is spent.
+        tokio::task::coop::consume_budget().await;
         // Room now: no waiting (released room goes to the puts already
         // waiting first, so this passes none of them).
         if let Ok(b) = s.bytes.try_acquire_many(size) {

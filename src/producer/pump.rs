@@ -75,7 +75,8 @@ pub(crate) type Batch = (Vec<KRecord>, tokio::sync::OwnedSemaphorePermit);
 pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
     let cfg = &s.cfg;
     let mut st = s.lock();
-    let mut next = now + Duration::from_secs(1);
+    // Nothing to wait for: a look now and then all the same.
+    let mut next = now + Duration::from_secs(5);
     let flush = std::mem::take(&mut st.flush_now);
     for sh in &mut st.shards {
         if let Some(t) = sh.started {
@@ -89,8 +90,14 @@ pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
             }
         }
     }
-    expire(s, &mut st, now);
-    let refresh = (st.refresh_wanted || !st.misrouted.is_empty()) && !st.refreshing;
+    if let Some(d) = expire(s, &mut st, now) {
+        next = next.min(d);
+    }
+    let wanted = (st.refresh_wanted || !st.misrouted.is_empty()) && !st.refreshing;
+    let refresh = wanted && st.refresh_after <= now;
+    if wanted && !refresh {
+        next = next.min(st.refresh_after);
+    }
     if refresh {
         st.refreshing = true;
         st.refresh_wanted = false;
@@ -109,6 +116,8 @@ pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
         }
         batches.push((batch, permit));
     }
+    st.next_look = next;
+    st.fresh = (0, 0);
     drop(st);
     // Expiry may have answered records a flush waits for.
     s.settled.notify_waiters();
@@ -218,9 +227,10 @@ pub(crate) fn collect(
 }
 
 /// Fails every queued Kinesis record whose oldest user record is past its
-/// TTL.
-pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) {
+/// TTL. Returns the earliest deadline of those left.
+pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) -> Option<Instant> {
     let mut dead = Vec::new();
+    let mut earliest: Option<Instant> = None;
     for sh in &mut st.shards {
         for q in [&mut sh.ready, &mut sh.retry] {
             if q.iter().any(|k| k.deadline <= now) {
@@ -229,6 +239,9 @@ pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) {
                 *q = keep;
                 dead.extend(gone);
             }
+            if let Some(d) = q.iter().map(|k| k.deadline).min() {
+                earliest = Some(earliest.map_or(d, |e| e.min(d)));
+            }
         }
     }
     for k in dead {
@@ -236,6 +249,7 @@ pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) {
         let msg = format!("expired: not put within its TTL of {:?}", s.cfg.record_ttl);
         fail(s, st, k, FailureKind::Expired, msg);
     }
+    earliest
 }
 
 pub(crate) fn entry(k: &KRecord) -> PutRecordsRequestEntry {
@@ -622,6 +636,7 @@ pub(crate) async fn refresh_map(s: Arc<Shared>) {
     st.refreshing = false;
     match listed {
         Ok(map) => {
+            st.refresh_failures = 0;
             let changed = map != st.map;
             if changed {
                 tracing::info!(stream = %s.stream, shards = map.shards().len(), "shard map changed: routing buffered records again");
@@ -629,8 +644,15 @@ pub(crate) async fn refresh_map(s: Arc<Shared>) {
             apply_map(&s, &mut st, map, changed, now);
         }
         Err(e) => {
-            tracing::warn!(stream = %s.stream, error = %e, "ListShards failed; will try again");
+            // Again after a pause that doubles with each failure, from 100
+            // ms to 10 s (ListShards allows few calls a second).
+            st.refresh_failures = st.refresh_failures.saturating_add(1);
+            let pause = Duration::from_millis(100)
+                .saturating_mul(1 << st.refresh_failures.min(7))
+                .min(Duration::from_secs(10));
+            tracing::warn!(stream = %s.stream, error = %e, ?pause, "ListShards failed; will try again");
             st.refresh_wanted = true;
+            st.refresh_after = now + pause;
         }
     }
     drop(st);

@@ -259,6 +259,9 @@ pub(crate) struct State {
     pub(crate) misrouted: Vec<(KRecord, String, String)>,
     pub(crate) refresh_wanted: bool,
     pub(crate) refreshing: bool,
+    /// A failed refresh is tried again from then.
+    pub(crate) refresh_after: Instant,
+    pub(crate) refresh_failures: u32,
     /// Flush: complete every aggregate now.
     pub(crate) flush_now: bool,
     /// Current epoch, and user records outstanding per epoch from `base`.
@@ -270,6 +273,31 @@ pub(crate) struct State {
     pub(crate) next_rotation: usize,
     pub(crate) rng: u64,
     pub(crate) keys: KeyHashes,
+    /// When the pump means to look next. It is woken sooner only when
+    /// something must go before then, or a full call's worth of Kinesis
+    /// records became ready since it last looked (`fresh`): looking costs a
+    /// pass over every shard, too much to pay for every aggregate.
+    pub(crate) next_look: Instant,
+    /// Kinesis records, and their bytes, that became ready since the pump
+    /// last looked.
+    pub(crate) fresh: (usize, usize),
+}
+
+/// Queues a Kinesis record that is ready. `true` when the pump should look
+/// now: the record must go before the pump means to look, or a full call's
+/// worth became ready since it last looked.
+fn enqueue(
+    sh: &mut ShardState,
+    k: KRecord,
+    fresh: &mut (usize, usize),
+    next_look: Instant,
+    cfg: &ProducerConfig,
+) -> bool {
+    let send_by = k.oldest + cfg.record_max_buffered_time;
+    fresh.0 += 1;
+    fresh.1 += k.size();
+    sh.ready.push_back(k);
+    send_by < next_look || fresh.0 >= cfg.collection_max_count || fresh.1 >= cfg.collection_max_size
 }
 
 impl State {
@@ -362,62 +390,71 @@ pub(crate) fn route<R: Sealed>(
     received: Option<Instant>,
     clock: &mut Clock,
 ) -> Routed {
-    let i = match st.router.route_index(hash) {
+    let State {
+        shards,
+        router,
+        map,
+        refresh_wanted,
+        fresh,
+        next_look,
+        ..
+    } = st;
+    let next_look = *next_look;
+    let i = match router.route_index(hash) {
         Some(i) => i,
         // A gap in the map (it is being changed): the nearest shard;
         // Kinesis routes by hash key, and the result tells the truth.
         None => {
-            st.refresh_wanted = true;
-            st.map
-                .shards()
+            *refresh_wanted = true;
+            map.shards()
                 .iter()
                 .position(|s| s.range.start > hash)
-                .unwrap_or(st.shards.len())
+                .unwrap_or(shards.len())
                 .saturating_sub(1)
         }
     };
-    let sh = &mut st.shards[i];
-    let alone = |record: R, user: User, sh: &mut ShardState, clock: &mut Clock| {
-        let record = record.into_owned();
-        let now = clock.now();
-        let received = received.unwrap_or(now);
-        let slot = SlotTx::new();
-        let routed = Routed {
-            woke: true,
-            slot: slot.slot().clone(),
-            index: 0,
+    let sh = &mut shards[i];
+    let alone =
+        |record: R, user: User, sh: &mut ShardState, fresh: &mut (usize, usize), clock: &mut Clock| {
+            let record = record.into_owned();
+            let now = clock.now();
+            let received = received.unwrap_or(now);
+            let slot = SlotTx::new();
+            let mut routed = Routed {
+                woke: false,
+                slot: slot.slot().clone(),
+                index: 0,
+            };
+            let k = KRecord {
+                deadline: received + cfg.record_ttl,
+                oldest: received,
+                ehk: record.explicit_hash_key.clone(),
+                payload: Payload::Plain(record),
+                shard_id: sh.id.clone(),
+                users: Users::one(user),
+                slot,
+                attempts: Vec::new(),
+                not_before: now,
+                since: now,
+            };
+            routed.woke = enqueue(sh, k, fresh, next_look, cfg);
+            routed
         };
-        sh.ready.push_back(KRecord {
-            deadline: received + cfg.record_ttl,
-            oldest: received,
-            ehk: record.explicit_hash_key.clone(),
-            payload: Payload::Plain(record),
-            shard_id: sh.id.clone(),
-            users: Users::one(user),
-            slot,
-            attempts: Vec::new(),
-            not_before: now,
-            since: now,
-        });
-        routed
-    };
     if !cfg.aggregation {
-        return alone(record, user, sh, clock);
+        return alone(record, user, sh, fresh, clock);
     }
     let mut woke = false;
     if sh.agg.record_count() >= cfg.aggregation_max_count
         && let Some(k) = sh.complete(cfg.record_ttl, clock.now())
     {
-        sh.ready.push_back(k);
-        woke = true;
+        woke |= enqueue(sh, k, fresh, next_look, cfg);
     }
     match sh.agg.add(record.record()) {
         Ok(done) => {
             if let Some(done) = done {
                 // The record did not fit: `done` holds the records before it.
                 let k = sh.seal(done, cfg.record_ttl, clock.now());
-                sh.ready.push_back(k);
-                woke = true;
+                woke |= enqueue(sh, k, fresh, next_look, cfg);
             }
             match (sh.started, received) {
                 (None, _) => {
@@ -425,6 +462,8 @@ pub(crate) fn route<R: Sealed>(
                     sh.started = Some(t);
                     sh.oldest = Some(t);
                     sh.first = hash;
+                    // A new aggregate: it completes by this time at the latest.
+                    woke |= t + cfg.record_max_buffered_time < next_look;
                 }
                 (Some(_), Some(r)) => sh.oldest = Some(sh.oldest.map_or(r, |o| o.min(r))),
                 (Some(_), None) => {}
@@ -438,6 +477,6 @@ pub(crate) fn route<R: Sealed>(
             }
         }
         // Larger than an aggregate may be: alone, as the KPL sends it.
-        Err(_) => alone(record, user, sh, clock),
+        Err(_) => alone(record, user, sh, fresh, clock),
     }
 }
