@@ -112,6 +112,52 @@ async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
     (got, discarded)
 }
 
+/// Every user record of the stream as `kinesis-agg tail` prints it (the
+/// binary, run to the end of every shard), and the aggregates it reported
+/// discarded by the KCL rule.
+#[cfg(feature = "cli")]
+fn tail_all(stream: &str) -> (Vec<Read>, usize) {
+    use base64::Engine;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinesis-agg"))
+        .args(["tail", "--stream", stream, "--endpoint", &endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "AKIDKINESISAGG")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "tail: {stderr}");
+    let got = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} in {l}")).to_owned();
+            Read {
+                shard_id: field("shard_id"),
+                sequence_number: field("sequence_number"),
+                sub_sequence_number: if v["aggregated"].as_bool().unwrap() {
+                    Some(v["sub_sequence_number"].as_u64().unwrap())
+                } else {
+                    None
+                },
+                partition_key: field("partition_key"),
+                data: base64::engine::general_purpose::STANDARD
+                    .decode(field("data"))
+                    .unwrap(),
+            }
+        })
+        .collect();
+    let discarded = stderr
+        .lines()
+        .filter(|l| l.contains("discarded by the KCL rule"))
+        .count();
+    (got, discarded)
+}
+
 /// `n` user records over `keys` partition keys; each record's data names
 /// it (`key record`), so that it can be found again.
 fn records(n: usize, keys: usize) -> Vec<OwnedRecord> {
@@ -590,12 +636,17 @@ async fn reshard_run(name: &str, preserve_order: bool) {
         );
         receipts.push(r);
     }
-    let (got, discarded) = read_all(&direct, &stream).await;
+    // Read back by `kinesis-agg tail` (parents before children, the KCL
+    // rule), or without the CLI by the test's own reader.
+    #[cfg(feature = "cli")]
+    let ((got, discarded), reader) = (tail_all(&stream), "kinesis-agg tail");
+    #[cfg(not(feature = "cli"))]
+    let ((got, discarded), reader) = (read_all(&direct, &stream).await, "the test's reader");
     // Aggregates that landed on a child holding only part of them are
     // discarded by the KCL rule; their records were sent again.
     assert_eq!(check_against_receipts(&sent, &receipts, &got, &none_lost), 0);
     eprintln!(
-        "{name}: {} user records read once each; {discarded} aggregates discarded by the KCL rule, {wrong} user records sent again",
+        "{name}: {} user records read once each by {reader}, every receipt naming its place; {discarded} aggregates discarded by the KCL rule, {wrong} user records sent again",
         got.len()
     );
     if preserve_order {
