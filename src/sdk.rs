@@ -12,6 +12,9 @@ use core::fmt;
 use core::time::Duration;
 
 use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Record as SdkRecord, Shard as SdkShard};
 
@@ -425,4 +428,185 @@ async fn send(
         stats: *stats,
         pending: batch,
     })
+}
+
+/// Error codes that trying again may fix: throttling and the service's own
+/// failures.
+pub(crate) fn transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "LimitExceededException"
+            | "KMSThrottlingException"
+            | "InternalFailure"
+            | "InternalFailureException"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+    )
+}
+
+/// Whether trying a call again may fix its error: throttling, the
+/// service's own failures (a 5xx answer), a timeout, a connection that
+/// failed or was lost, an answer that could not be read. Not: a missing
+/// stream, a bad argument, denied access, an expired iterator.
+///
+/// # Examples
+/// ```
+/// use aws_sdk_kinesis::error::SdkError;
+/// use aws_sdk_kinesis::operation::list_shards::ListShardsError;
+/// let e: SdkError<ListShardsError, aws_sdk_kinesis::config::http::HttpResponse> =
+///     SdkError::timeout_error("no answer");
+/// assert!(kinesis_agg::sdk::is_transient(&e));
+/// ```
+pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            s.raw().status().as_u16() >= 500 || s.err().code().is_some_and(transient_code)
+        }
+        _ => false,
+    }
+}
+
+/// Why [`retry_transient`] stopped without an answer.
+#[derive(Debug)]
+pub enum GaveUp<E> {
+    /// An error that trying again does not fix, or the last transient one
+    /// when the time allowed was spent.
+    Error {
+        /// The error.
+        error: alloc::boxed::Box<SdkError<E, HttpResponse>>,
+        /// Attempts made, the last included.
+        attempts: u32,
+    },
+    /// The last attempt had no answer within the attempt timeout, and the
+    /// time allowed was spent.
+    Timeout {
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+impl<E: ProvideErrorMetadata + core::error::Error + 'static> GaveUp<E> {
+    /// The error's code, when the service gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GaveUp::Error { error, .. } => error.code(),
+            GaveUp::Timeout { .. } => None,
+        }
+    }
+}
+
+impl<E: ProvideErrorMetadata + core::error::Error + 'static> fmt::Display for GaveUp<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let attempts = match self {
+            GaveUp::Error { error, attempts } => {
+                match (error.code(), error.message()) {
+                    (Some(c), Some(m)) => write!(f, "{c}: {m}")?,
+                    (Some(c), None) => f.write_str(c)?,
+                    _ => write!(f, "{}", aws_sdk_kinesis::error::DisplayErrorContext(error))?,
+                }
+                *attempts
+            }
+            GaveUp::Timeout { attempts } => {
+                f.write_str("no answer within the attempt timeout")?;
+                *attempts
+            }
+        };
+        if attempts > 1 {
+            write!(f, " (after {attempts} attempts)")?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: ProvideErrorMetadata + core::error::Error + 'static> core::error::Error for GaveUp<E> {}
+
+/// Runs `call` until it answers, fails with an error that trying again
+/// does not fix ([`is_transient`]), or `budget` has passed since the first
+/// attempt: each attempt is given `attempt_timeout` (no answer by then
+/// counts as a transient failure), and each pause before the next doubles
+/// from 100 ms up to 5 s, with full jitter. `on_retry` hears of each
+/// failure that will be tried again.
+///
+/// For calls that may be repeated: reads, ListShards, GetShardIterator.
+///
+/// # Errors
+/// [`GaveUp`] with the error that stopped it.
+pub async fn retry_transient<T, E, F, Fut>(
+    budget: Duration,
+    attempt_timeout: Duration,
+    mut on_retry: impl FnMut(&str),
+    mut call: F,
+) -> Result<T, GaveUp<E>>
+where
+    E: ProvideErrorMetadata,
+    F: FnMut() -> Fut,
+    Fut: core::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    let mut rng = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        | 1;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let failure = match tokio::time::timeout(attempt_timeout, call()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if !is_transient(&e) => {
+                return Err(GaveUp::Error {
+                    error: alloc::boxed::Box::new(e),
+                    attempts,
+                });
+            }
+            Ok(Err(e)) => GaveUp::Error {
+                error: alloc::boxed::Box::new(e),
+                attempts,
+            },
+            Err(_) => GaveUp::Timeout { attempts },
+        };
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let wait = Duration::from_micros(rng % (pause.as_micros() as u64 + 1));
+        if start.elapsed() + wait >= budget {
+            return Err(failure);
+        }
+        on_retry(match &failure {
+            GaveUp::Error { error, .. } => error.code().unwrap_or("Connection"),
+            GaveUp::Timeout { .. } => "Timeout",
+        });
+        tokio::time::sleep(wait).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Every shard of a stream, open and closed: ListShards, page by page.
+///
+/// # Errors
+/// The SDK's error for the first page that failed.
+pub async fn list_shards(
+    client: &Client,
+    stream: &str,
+) -> Result<Vec<SdkShard>, SdkError<ListShardsError, HttpResponse>> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await?;
+        shards.extend(out.shards().iter().cloned());
+        match out.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return Ok(shards),
+        }
+    }
 }

@@ -117,11 +117,16 @@ fn put(
 }
 
 fn tail(stream: &str) -> Vec<Value> {
-    let mut c = cli();
-    c.args(["tail", "--stream", stream, "--endpoint", &endpoint()]);
-    let out = run(c, b"");
+    let out = tail_via(stream, &endpoint(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     lines(&out.stdout)
+}
+
+fn tail_via(stream: &str, endpoint: &str, extra: &[&str]) -> Output {
+    let mut c = cli();
+    c.args(["tail", "--stream", stream, "--endpoint", endpoint])
+        .args(extra);
+    run(c, b"")
 }
 
 /// Every receipt names a line tail printed: same shard, sequence number
@@ -157,10 +162,13 @@ fn receipts_match(receipts: &HashMap<usize, Value>, read: &[Value]) {
 async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split() {
     let stream = create("faults", 3).await;
     // Faults that lose no answer: every record must be in the stream once.
+    // ListShards, which put calls first, fails too.
     let faults = proxy::Faults {
         throttle_entries: 0.2,
         call_500: 0.1,
         call_throttled: 0.1,
+        other_500: 0.2,
+        other_throttled: 0.2,
         ..Default::default()
     };
     let p = proxy::start(upstream(), faults, 11).await;
@@ -201,9 +209,41 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     receipts.extend(more);
 
+    assert!(p.counters.other_faults.load(std::sync::atomic::Ordering::Relaxed) > 0);
     let read = tail(&stream);
     assert_eq!(read.len(), 30_000, "every record once");
     receipts_match(&receipts, &read);
+    // The same read through faults on every call tail makes (ListShards,
+    // GetShardIterator, GetRecords): answers refused, held past the
+    // request timeout, lost with the connection. The same lines, each
+    // once, and the retries counted on stderr.
+    let faulty = proxy::Faults {
+        other_500: 0.15,
+        other_throttled: 0.15,
+        other_delay: 0.05,
+        other_close: 0.1,
+        hold: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let fp = proxy::start(upstream(), faulty, 13).await;
+    let out = tail_via(&stream, &fp.url(), &["--request-timeout", "500"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        lines(&out.stdout),
+        read,
+        "tail through faults read something else"
+    );
+    assert!(
+        text(&out.stderr).contains("calls tried again"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        fp.counters
+            .other_faults
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
+    );
     let mut last: HashMap<String, usize> = HashMap::new();
     for l in &read {
         let n = number(l);

@@ -242,42 +242,42 @@ impl fmt::Debug for Producer {
     }
 }
 
-/// The shard map of a stream, by ListShards (open shards only).
+/// The shard map of a stream, by ListShards (open shards only), one
+/// attempt (the SDK's own retries aside).
 pub async fn list_shard_map(client: &Client, stream: &str) -> Result<ShardMap, String> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let req = match &token {
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let out = req.send().await.map_err(|e| describe_sdk_error(&e))?;
-        shards.extend(out.shards().iter().cloned());
-        match out.next_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
-    let map = crate::sdk::shard_map(&shards).map_err(|e| e.to_string())?;
+    let shards = crate::sdk::list_shards(client, stream)
+        .await
+        .map_err(|e| describe_sdk_error(&e))?;
+    open_shard_map(stream, &shards)
+}
+
+fn open_shard_map(stream: &str, shards: &[aws_sdk_kinesis::types::Shard]) -> Result<ShardMap, String> {
+    let map = crate::sdk::shard_map(shards).map_err(|e| e.to_string())?;
     if map.shards().is_empty() {
         return Err(format!("stream {stream} has no open shard"));
     }
     Ok(map)
 }
 
-fn describe_sdk_error<E: ProvideErrorMetadata + fmt::Display>(e: &E) -> String {
+fn describe_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+) -> String {
     match (e.code(), e.message()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c.to_owned(),
-        _ => e.to_string(),
+        _ => aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
     }
 }
 
 impl Producer {
-    /// A producer for `stream`, its shard map read with ListShards.
+    /// A producer for `stream`, its shard map read with ListShards (tried
+    /// again on throttling, 5xx, timeouts and lost connections, for up to
+    /// `record_ttl`, each attempt given `request_timeout`).
     ///
     /// # Errors
-    /// Settings out of range; ListShards failing or listing no open shard.
+    /// Settings out of range; ListShards failing for good (a missing
+    /// stream, denied access, or still failing after `record_ttl`) or
+    /// listing no open shard.
     pub async fn new(
         client: Client,
         stream: impl Into<String>,
@@ -285,9 +285,15 @@ impl Producer {
     ) -> Result<Self, ProducerError> {
         cfg.check()?;
         let stream = stream.into();
-        let map = list_shard_map(&client, &stream)
-            .await
-            .map_err(ProducerError::Shards)?;
+        let shards = crate::sdk::retry_transient(
+            cfg.record_ttl,
+            cfg.request_timeout,
+            |code| tracing::info!(stream = %stream, %code, "ListShards failed; trying again"),
+            || crate::sdk::list_shards(&client, &stream),
+        )
+        .await
+        .map_err(|e| ProducerError::Shards(e.to_string()))?;
+        let map = open_shard_map(&stream, &shards).map_err(ProducerError::Shards)?;
         let now = Instant::now();
         let shards = shard_states(&map, &cfg, now);
         let seed =

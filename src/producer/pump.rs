@@ -19,22 +19,18 @@ pub(crate) enum Outcome {
     },
 }
 
-/// Codes a retry may fix: throttling and the service's own failures.
-pub(crate) fn retryable(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "LimitExceededException"
-            | "InternalFailure"
-            | "InternalFailureException"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "ServiceUnavailableException"
-            | "KMSThrottlingException"
-            | "RequestTimeout"
-            | "RequestTimeoutException"
-    )
+/// A name for an error without a service code, for the attempts.
+fn error_kind<E>(
+    e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+) -> String {
+    use aws_sdk_kinesis::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) => "Timeout".to_owned(),
+        SdkError::DispatchFailure(_) => "Connection".to_owned(),
+        SdkError::ResponseError(_) => "UnreadableResponse".to_owned(),
+        SdkError::ServiceError(s) => format!("HTTP{}", s.raw().status().as_u16()),
+        _ => "Request".to_owned(),
+    }
 }
 
 pub(crate) fn throttling(code: &str) -> bool {
@@ -313,16 +309,14 @@ pub(crate) async fn send(s: Arc<Shared>, batch: Vec<KRecord>, permit: tokio::syn
             let (code, message) = match (e.code(), e.message()) {
                 (Some(c), m) => (c.to_owned(), m.map(str::to_owned)),
                 (None, _) => (
-                    "Connection".to_owned(),
+                    error_kind(&e),
                     Some(format!("{}", aws_sdk_kinesis::error::DisplayErrorContext(&e))),
                 ),
             };
-            // Errors without a service code (connections, timeouts,
-            // unreadable answers) and 5xx are retried; a service code
-            // says itself.
-            let service = e.as_service_error().is_some() || e.raw_response().is_some();
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let retry = !service || retryable(&code) || status.is_some_and(|s| s >= 500);
+            // Throttling, 5xx, timeouts, connections failed or lost and
+            // answers that could not be read are retried; other codes
+            // are final.
+            let retry = crate::sdk::is_transient(&e);
             tracing::debug!(stream = %s.stream, entries = n, code = %code, "PutRecords failed");
             (0..n)
                 .map(|_| {
@@ -354,7 +348,7 @@ pub(crate) async fn send(s: Arc<Shared>, batch: Vec<KRecord>, permit: tokio::syn
             .map(|r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
                 (Some(code), _, _) => {
                     let message = r.error_message().map(str::to_owned);
-                    if retryable(code) {
+                    if crate::sdk::transient_code(code) {
                         Outcome::Retry {
                             code: code.to_owned(),
                             message,

@@ -4,9 +4,11 @@
 //! the entries as throttled (those are not forwarded), answer whole calls
 //! with 500 or ProvisionedThroughputExceededException (not forwarded),
 //! hold answers past the client's timeout (forwarded: the answer is lost)
-//! and close the connection after forwarding (the answer is lost). It
-//! counts what it did, so that a test can tell which duplicates an
-//! answer's loss explains.
+//! and close the connection after forwarding (the answer is lost). Every
+//! other call (ListShards, GetShardIterator, GetRecords, ...) can be
+//! answered 500 or throttled, or forwarded and then its answer held or
+//! lost. It counts what it did, so that a test can tell which duplicates
+//! an answer's loss explains.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -35,6 +37,15 @@ pub struct Faults {
     pub close_after_forward: f64,
     /// PutRecords calls answered 400 ValidationException (not forwarded).
     pub call_invalid: f64,
+    /// Other calls answered 500 InternalFailure (not forwarded).
+    pub other_500: f64,
+    /// Other calls answered 400 throttled (LimitExceededException, or
+    /// ProvisionedThroughputExceededException for GetRecords).
+    pub other_throttled: f64,
+    /// Other calls forwarded whose answer is held for `hold`.
+    pub other_delay: f64,
+    /// Other calls forwarded, then the connection closed unanswered.
+    pub other_close: f64,
 }
 
 /// What the proxy did.
@@ -46,6 +57,9 @@ pub struct Counters {
     pub calls_throttled: AtomicUsize,
     pub delayed_calls: AtomicUsize,
     pub closed_calls: AtomicUsize,
+    /// Calls other than PutRecords, and the faults injected into them.
+    pub other_calls: AtomicUsize,
+    pub other_faults: AtomicUsize,
     /// Entries that reached the server but whose answer the client never
     /// got: the only entries a correct producer may duplicate.
     pub lost_entries: AtomicUsize,
@@ -229,10 +243,45 @@ async fn serve(
             .header("x-amz-target")
             .is_some_and(|t| t.ends_with(".PutRecords"));
         if !put {
+            let target = req.header("x-amz-target").unwrap_or("").to_owned();
+            // The first such call takes a fault if any is asked for.
+            let mut forced = c.other_calls.fetch_add(1, Ordering::Relaxed) == 0;
+            let mut chance = |p: f64| -> bool {
+                if forced && p > 0.0 {
+                    forced = false;
+                    return true;
+                }
+                rng.chance(p)
+            };
+            if chance(faults.other_500) {
+                c.other_faults.fetch_add(1, Ordering::Relaxed);
+                let e = error_answer("500 Internal Server Error", "InternalFailure", "injected");
+                client.write_all(&e.bytes()).await?;
+                continue;
+            }
+            if chance(faults.other_throttled) {
+                c.other_faults.fetch_add(1, Ordering::Relaxed);
+                let kind = if target.ends_with(".GetRecords") {
+                    "ProvisionedThroughputExceededException"
+                } else {
+                    "LimitExceededException"
+                };
+                let e = error_answer("400 Bad Request", kind, "Rate exceeded (injected)");
+                client.write_all(&e.bytes()).await?;
+                continue;
+            }
             up.write_all(&req.bytes()).await?;
             let Some(resp) = read_message(&mut up, &mut ubuf).await? else {
                 return Ok(());
             };
+            if chance(faults.other_close) {
+                c.other_faults.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if chance(faults.other_delay) {
+                c.other_faults.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(faults.hold).await;
+            }
             client.write_all(&resp.bytes()).await?;
             continue;
         }

@@ -48,13 +48,3 @@ pub(crate) async fn client(args: &AwsArgs) -> Result<Client, Stop> {
     }
     Ok(Client::new(&conf))
 }
-
-/// A one-line description of an SDK error: its code and message when the
-/// service gave them, else the whole chain.
-pub(crate) fn describe<E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
-    }
-}

@@ -32,6 +32,11 @@ pub(crate) struct TailArgs {
     /// the end of every shard.
     #[arg(long)]
     pub(crate) follow: bool,
+    /// How long one call may take before it counts as failed and is tried
+    /// again, in milliseconds. Calls failing with throttling, 5xx answers,
+    /// timeouts or lost connections are tried again for up to two minutes.
+    #[arg(long, default_value_t = 20_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) request_timeout: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -62,24 +67,42 @@ fn parse_from(s: &str) -> Result<From, String> {
         })
 }
 
-async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, Stop> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let req = match &token {
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| Stop::Input(format!("ListShards: {}", aws::describe(&e))))?;
-        shards.extend(out.shards().iter().cloned());
-        match out.next_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => return Ok(shards),
-        }
+/// How long a call keeps being tried again through throttling, 5xx
+/// answers, timeouts and lost connections before `tail` gives up.
+const RETRY_BUDGET: Duration = Duration::from_secs(120);
+
+/// How long each call is given, and the calls tried again, by error code,
+/// for the summary.
+struct Retries {
+    timeout: Duration,
+    tried: std::collections::BTreeMap<String, u64>,
+}
+
+impl Retries {
+    fn note(&mut self, code: &str) {
+        *self.tried.entry(code.to_owned()).or_default() += 1;
     }
+
+    fn report(&self) {
+        if self.tried.is_empty() {
+            return;
+        }
+        let total: u64 = self.tried.values().sum();
+        let each: Vec<String> = self.tried.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        eprintln!("kinesis-agg: {total} calls tried again ({})", each.join(", "));
+    }
+}
+
+async fn list_shards(client: &Client, stream: &str, retries: &mut Retries) -> Result<Vec<Shard>, Stop> {
+    let timeout = retries.timeout;
+    sdk::retry_transient(
+        RETRY_BUDGET,
+        timeout,
+        |c| retries.note(c),
+        || sdk::list_shards(client, stream),
+    )
+    .await
+    .map_err(|e| Stop::Input(format!("ListShards: {e}")))
 }
 
 /// One shard being read.
@@ -107,9 +130,10 @@ async fn iterator(
     shard: &str,
     from: &From,
     seq_after: Option<&str>,
+    retries: &mut Retries,
 ) -> Result<Option<String>, String> {
-    let mut req = client.get_shard_iterator().stream_name(stream).shard_id(shard);
-    req = match (seq_after, from) {
+    let req = client.get_shard_iterator().stream_name(stream).shard_id(shard);
+    let req = match (seq_after, from) {
         (Some(s), _) => req
             .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
             .starting_sequence_number(s),
@@ -122,10 +146,11 @@ async fn iterator(
             .shard_iterator_type(ShardIteratorType::AtTimestamp)
             .timestamp(*t),
     };
-    req.send()
+    let timeout = retries.timeout;
+    sdk::retry_transient(RETRY_BUDGET, timeout, |c| retries.note(c), || req.clone().send())
         .await
         .map(|o| o.shard_iterator().map(str::to_owned))
-        .map_err(|e| aws::describe(&e))
+        .map_err(|e| e.to_string())
 }
 
 async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
@@ -152,19 +177,26 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
     let mut known: HashMap<String, Shard> = HashMap::new();
     let mut relist = true;
     let mut idle_rounds = 0u32;
+    let mut retries = Retries {
+        timeout: Duration::from_millis(args.request_timeout),
+        tried: Default::default(),
+    };
     loop {
         if stop.load(Ordering::SeqCst) {
             break;
         }
         if relist {
             relist = false;
-            for s in list_shards(&client, stream).await? {
+            for s in list_shards(&client, stream, &mut retries).await? {
                 known.insert(s.shard_id().to_owned(), s);
             }
             if let (From::Sequence(seq), None) = (&args.from, &lineage_root) {
                 // The sequence number's shard: the one that takes it.
                 for id in known.keys() {
-                    if iterator(&client, stream, id, &args.from, None).await.is_ok() {
+                    if iterator(&client, stream, id, &args.from, None, &mut retries)
+                        .await
+                        .is_ok()
+                    {
                         lineage_root = Some(id.clone());
                         break;
                     }
@@ -213,7 +245,7 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                     continue;
                 }
                 let range = sdk::shard_range(s).map_err(|e| Stop::Input(format!("shard {id}: {e}")))?;
-                let it = iterator(&client, stream, id, &from, None)
+                let it = iterator(&client, stream, id, &from, None, &mut retries)
                     .await
                     .map_err(|e| Stop::Input(format!("GetShardIterator for {id}: {e}")))?;
                 let closed = s
@@ -246,32 +278,31 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                 finished.push(n);
                 continue;
             };
-            let call = client.get_records().shard_iterator(it).limit(10_000).send();
-            let Ok(res) = tokio::time::timeout(Duration::from_secs(30), call).await else {
-                return Err(Stop::Input(format!(
-                    "GetRecords on {} did not answer within 30 s",
-                    r.id
-                )));
-            };
+            // Tried again with the same iterator: a repeated read returns
+            // the same records, so nothing is printed twice.
+            let call = client.get_records().shard_iterator(it).limit(10_000);
+            let timeout = retries.timeout;
+            let res =
+                sdk::retry_transient(RETRY_BUDGET, timeout, |c| retries.note(c), || call.clone().send())
+                    .await;
             let page = match res {
                 Ok(p) => p,
+                Err(e) if e.code() == Some("ExpiredIteratorException") => {
+                    r.iterator = iterator(
+                        &client,
+                        stream,
+                        &r.id,
+                        &args.from,
+                        r.last.as_deref(),
+                        &mut retries,
+                    )
+                    .await
+                    .map_err(|e| Stop::Input(format!("GetShardIterator for {}: {e}", r.id)))?;
+                    continue;
+                }
                 Err(e) => {
-                    let code = aws_sdk_kinesis::error::ProvideErrorMetadata::code(&e).unwrap_or("");
-                    if code == "ExpiredIteratorException" {
-                        r.iterator = iterator(&client, stream, &r.id, &args.from, r.last.as_deref())
-                            .await
-                            .map_err(|e| Stop::Input(format!("GetShardIterator for {}: {e}", r.id)))?;
-                        continue;
-                    }
-                    if code == "ProvisionedThroughputExceededException" {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    return Err(Stop::Input(format!(
-                        "GetRecords on {}: {}",
-                        r.id,
-                        aws::describe(&e)
-                    )));
+                    retries.report();
+                    return Err(Stop::Input(format!("GetRecords on {}: {e}", r.id)));
                 }
             };
             for rec in page.records() {
@@ -331,6 +362,7 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
             idle_rounds = 0;
         }
     }
+    retries.report();
     Ok(any_broken)
 }
 
