@@ -449,10 +449,12 @@ pub(crate) fn transient_code(code: &str) -> bool {
     )
 }
 
-/// Whether trying a call again may fix its error: throttling, the
-/// service's own failures (a 5xx answer), a timeout, a connection that
-/// failed or was lost, an answer that could not be read. Not: a missing
-/// stream, a bad argument, denied access, an expired iterator.
+/// Whether trying a call again may fix its error: throttling (a throttling
+/// code, or 429), the service's own failures (5xx), a timeout (or 408), a
+/// connection that failed or was lost, an answer that could not be read
+/// (a success status whose body does not parse: cut short in transit).
+/// Not: a missing stream, a bad argument, denied access, an expired
+/// iterator.
 ///
 /// # Examples
 /// ```
@@ -466,7 +468,8 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(s) => {
-            s.raw().status().as_u16() >= 500 || s.err().code().is_some_and(transient_code)
+            let status = s.raw().status().as_u16();
+            matches!(status, 200..=299 | 408 | 429 | 500..) || s.err().code().is_some_and(transient_code)
         }
         _ => false,
     }

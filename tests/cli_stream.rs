@@ -222,6 +222,7 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
         other_throttled: 0.15,
         other_delay: 0.05,
         other_close: 0.1,
+        other_garble: 0.05,
         hold: Duration::from_millis(1500),
         ..Default::default()
     };

@@ -493,7 +493,7 @@ async fn under_faults(name: &str, faults: proxy::Faults) {
     let lost = p.counters.lost_entries.load(Relaxed);
     let c = &p.counters;
     eprintln!(
-        "{name}: {} calls, {} entries rejected, {} calls 500, {} calls throttled, {} held, {} closed; \
+        "{name}: {} calls, {} entries rejected, {} calls 500, {} calls throttled, {} held, {} closed, {} garbled, {} other calls failed; \
          {retried} user records retried, {duplicates} duplicates, {lost} Kinesis records' answers lost",
         c.put_calls.load(Relaxed),
         c.rejected_entries.load(Relaxed),
@@ -501,6 +501,8 @@ async fn under_faults(name: &str, faults: proxy::Faults) {
         c.calls_throttled.load(Relaxed),
         c.delayed_calls.load(Relaxed),
         c.closed_calls.load(Relaxed),
+        c.garbled_calls.load(Relaxed),
+        c.other_faults.load(Relaxed),
     );
     if lost == 0 {
         assert_eq!(duplicates, 0, "duplicates without a lost answer");
@@ -550,6 +552,13 @@ async fn nothing_is_lost_under_each_fault_and_all_at_once() {
             },
         ),
         (
+            "answers-garbled",
+            proxy::Faults {
+                garble: 0.2,
+                ..Default::default()
+            },
+        ),
+        (
             "all",
             proxy::Faults {
                 throttle_entries: 0.15,
@@ -558,6 +567,9 @@ async fn nothing_is_lost_under_each_fault_and_all_at_once() {
                 delay: 0.1,
                 hold,
                 close_after_forward: 0.1,
+                garble: 0.05,
+                other_500: 0.1,
+                other_throttled: 0.1,
                 ..Default::default()
             },
         ),

@@ -28,6 +28,7 @@ fn error_kind<E>(
         SdkError::TimeoutError(_) => "Timeout".to_owned(),
         SdkError::DispatchFailure(_) => "Connection".to_owned(),
         SdkError::ResponseError(_) => "UnreadableResponse".to_owned(),
+        SdkError::ServiceError(s) if s.raw().status().is_success() => "UnreadableResponse".to_owned(),
         SdkError::ServiceError(s) => format!("HTTP{}", s.raw().status().as_u16()),
         _ => "Request".to_owned(),
     }

@@ -37,6 +37,9 @@ pub struct Faults {
     pub close_after_forward: f64,
     /// PutRecords calls answered 400 ValidationException (not forwarded).
     pub call_invalid: f64,
+    /// PutRecords calls forwarded, then answered 200 with a body cut short
+    /// (the answer is lost).
+    pub garble: f64,
     /// Other calls answered 500 InternalFailure (not forwarded).
     pub other_500: f64,
     /// Other calls answered 400 throttled (LimitExceededException, or
@@ -46,6 +49,8 @@ pub struct Faults {
     pub other_delay: f64,
     /// Other calls forwarded, then the connection closed unanswered.
     pub other_close: f64,
+    /// Other calls forwarded, then answered with the body cut short.
+    pub other_garble: f64,
 }
 
 /// What the proxy did.
@@ -57,6 +62,7 @@ pub struct Counters {
     pub calls_throttled: AtomicUsize,
     pub delayed_calls: AtomicUsize,
     pub closed_calls: AtomicUsize,
+    pub garbled_calls: AtomicUsize,
     /// Calls other than PutRecords, and the faults injected into them.
     pub other_calls: AtomicUsize,
     pub other_faults: AtomicUsize,
@@ -278,6 +284,12 @@ async fn serve(
                 c.other_faults.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
+            if chance(faults.other_garble) {
+                c.other_faults.fetch_add(1, Ordering::Relaxed);
+                let cut = resp.body[..resp.body.len() / 2].to_vec();
+                client.write_all(&resp.with_body(cut).bytes()).await?;
+                continue;
+            }
             if chance(faults.other_delay) {
                 c.other_faults.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(faults.hold).await;
@@ -357,6 +369,14 @@ async fn serve(
                 c.lost_entries.fetch_add(forwarded.len(), Ordering::Relaxed);
                 note_lost(c, &resp.body);
                 return Ok(()); // the answer is lost with the connection
+            }
+            if chance(faults.garble) {
+                c.garbled_calls.fetch_add(1, Ordering::Relaxed);
+                c.lost_entries.fetch_add(forwarded.len(), Ordering::Relaxed);
+                note_lost(c, &resp.body);
+                let cut = resp.body[..resp.body.len() / 2].to_vec();
+                client.write_all(&resp.with_body(cut).bytes()).await?;
+                continue;
             }
             if chance(faults.delay) {
                 c.delayed_calls.fetch_add(1, Ordering::Relaxed);
