@@ -706,6 +706,14 @@ impl Core {
 
     /// Lays the aggregate out contiguously, appends the MD5 and resets.
     fn finish<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S) -> Option<Done> {
+        let done = self.lay_out(buf, slots)?;
+        write_digest(buf, &done);
+        Some(done)
+    }
+
+    /// [`finish`](Self::finish) but for the MD5: the trailer is left for
+    /// [`write_digest`].
+    fn lay_out<S: Slots>(&mut self, buf: &mut [u8], slots: &mut S) -> Option<Done> {
         if self.count == 0 {
             return None;
         }
@@ -724,8 +732,6 @@ impl Core {
         buf.copy_within(MAGIC.len()..MAGIC.len() + p, start + MAGIC.len());
         buf[start..start + MAGIC.len()].copy_from_slice(&MAGIC);
         let body_end = r + d;
-        let digest = crate::checksum::md5(&buf[start + MAGIC.len()..body_end]);
-        buf[body_end..body_end + DIGEST_LEN].copy_from_slice(&digest);
         let pk = key_range(buf, start + MAGIC.len());
         let ehk = self.first_has_ehk.then(|| key_range(buf, r - e));
         let done = Done {
@@ -754,6 +760,20 @@ impl Core {
         slots.slots_mut().fill(Slot::FREE);
         Some(done)
     }
+}
+
+/// Writes the MD5 of a laid-out aggregate's body into its trailer.
+fn write_digest(buf: &mut [u8], done: &Done) {
+    let (body, trailer) = body_and_trailer(buf, done);
+    let digest = crate::checksum::md5(body);
+    trailer.copy_from_slice(&digest);
+}
+
+/// A laid-out aggregate's body and trailer.
+fn body_and_trailer<'b>(buf: &'b mut [u8], done: &Done) -> (&'b [u8], &'b mut [u8]) {
+    let (body, trailer) = buf[done.start + MAGIC.len()..done.end]
+        .split_at_mut(done.end - done.start - MAGIC.len() - DIGEST_LEN);
+    (body, trailer)
 }
 
 /// The key bytes of the table entry starting at `at` (tag, length, key).
@@ -1081,6 +1101,9 @@ mod owned {
     pub struct Aggregate {
         buf: Vec<u8>,
         done: Done,
+        /// Whether its trailer holds the MD5 (always, but between
+        /// [`RecordAggregator::finish_undigested`] and a digest).
+        digested: bool,
     }
 
     impl Aggregate {
@@ -1103,7 +1126,40 @@ mod owned {
         /// What Kinesis counts against a record's size limit: the data
         /// blob plus the outer partition key's UTF-8 bytes.
         pub fn counted_len(&self) -> usize {
-            self.data().len() + self.partition_key().len()
+            self.done.end - self.done.start + self.partition_key().len()
+        }
+
+        /// Whether its trailer holds the MD5 yet.
+        #[cfg(feature = "producer")]
+        pub(crate) fn is_digested(&self) -> bool {
+            self.digested
+        }
+
+        /// Writes the MD5 into the trailer.
+        #[cfg(feature = "producer")]
+        pub(crate) fn digest(&mut self) {
+            if !self.digested {
+                write_digest(&mut self.buf, &self.done);
+                self.digested = true;
+            }
+        }
+
+        /// Writes the MD5s of two aggregates at once (faster than one
+        /// after the other).
+        #[cfg(feature = "producer")]
+        pub(crate) fn digest_pair(a: &mut Aggregate, b: &mut Aggregate) {
+            if a.digested || b.digested {
+                a.digest();
+                b.digest();
+                return;
+            }
+            let (body_a, trailer_a) = body_and_trailer(&mut a.buf, &a.done);
+            let (body_b, trailer_b) = body_and_trailer(&mut b.buf, &b.done);
+            let (da, db) = crate::checksum::md5_pair(body_a, body_b);
+            trailer_a.copy_from_slice(&da);
+            trailer_b.copy_from_slice(&db);
+            a.digested = true;
+            b.digested = true;
         }
         /// The data blob as an owned vector (moves the bytes to the front of
         /// the buffer it already owns; no allocation).
@@ -1127,6 +1183,7 @@ mod owned {
                     ehk: self.done.ehk.map(shift),
                     records: self.done.records,
                 },
+                digested: self.digested,
             }
         }
     }
@@ -1326,11 +1383,26 @@ mod owned {
             let agg = Aggregate {
                 buf: core::mem::take(&mut self.buf),
                 done,
+                digested: true,
             };
             for cb in &mut self.callbacks {
                 cb(&agg);
             }
             Some(agg)
+        }
+
+        /// [`finish`](Self::finish) without the MD5, for a caller that
+        /// writes it later, two at a time ([`Aggregate::digest_pair`]).
+        /// Callbacks are not run. Its data is not an aggregated record
+        /// until [`Aggregate::digest`].
+        #[cfg(feature = "producer")]
+        pub(crate) fn finish_undigested(&mut self) -> Option<Aggregate> {
+            let done = self.core.lay_out(&mut self.buf, &mut self.slots)?;
+            Some(Aggregate {
+                buf: core::mem::take(&mut self.buf),
+                done,
+                digested: false,
+            })
         }
 
         /// Takes back a finished aggregate's buffer for reuse, so that no
@@ -1541,5 +1613,64 @@ mod tests {
         assert!(n > 5);
         let size = agg.encoded_len();
         assert_eq!(agg.finish().unwrap().data.len(), size);
+    }
+
+    /// The producer's way: aggregates completed without their MD5, then
+    /// digested one or two at a time, are byte for byte what `finish`
+    /// makes; before the MD5 they do not read as aggregated.
+    #[cfg(feature = "producer")]
+    #[test]
+    fn undigested_aggregates_digested_later_are_the_same_bytes() {
+        use crate::{Deaggregated, deaggregate};
+        let fill = |agg: &mut RecordAggregator, seed: usize, n: usize| {
+            for i in 0..n {
+                let key = alloc::format!("key-{}", (i * 7 + seed) % 13);
+                let data = alloc::vec![(i + seed) as u8; 10 + (i * 31 + seed) % 90];
+                agg.add(Record::new(&key, &data)).unwrap();
+            }
+        };
+        for (n, m) in [(1, 1), (5, 40), (40, 5), (300, 301), (0, 3)] {
+            let (mut a1, mut a2) = (RecordAggregator::new(), RecordAggregator::new());
+            let (mut b1, mut b2) = (RecordAggregator::new(), RecordAggregator::new());
+            fill(&mut a1, 1, n);
+            fill(&mut a2, 1, n);
+            fill(&mut b1, 2, m);
+            fill(&mut b2, 2, m);
+            let (want_a, want_b) = (a1.finish(), b1.finish());
+            let (mut got_a, mut got_b) = (a2.finish_undigested(), b2.finish_undigested());
+            for g in got_a.iter().chain(&got_b) {
+                assert!(!g.is_digested());
+                assert!(
+                    !matches!(deaggregate(g.data()), Ok(Deaggregated::Aggregated(_))),
+                    "an aggregate without its MD5 read as one"
+                );
+            }
+            match (&mut got_a, &mut got_b) {
+                (Some(a), Some(b)) => Aggregate::digest_pair(a, b),
+                (Some(a), None) => a.digest(),
+                (None, Some(b)) => b.digest(),
+                (None, None) => {}
+            }
+            assert_eq!(got_a, want_a, "{n} and {m} records");
+            assert_eq!(got_b, want_b, "{n} and {m} records");
+            for g in got_a.iter().chain(&got_b) {
+                assert!(g.is_digested());
+                assert_eq!(g.counted_len(), g.data().len() + g.partition_key().len());
+            }
+        }
+        // One already digested, the other not: both end digested.
+        let (mut x, mut y, mut y2) = (
+            RecordAggregator::new(),
+            RecordAggregator::new(),
+            RecordAggregator::new(),
+        );
+        fill(&mut x, 3, 20);
+        fill(&mut y, 4, 20);
+        fill(&mut y2, 4, 20);
+        let want_y = y2.finish();
+        let mut dx = x.finish().unwrap();
+        let mut uy = y.finish_undigested().unwrap();
+        Aggregate::digest_pair(&mut dx, &mut uy);
+        assert_eq!(Some(uy), want_y);
     }
 }

@@ -273,8 +273,29 @@ pub(crate) fn unreachable_entry() -> PutRecordsRequestEntry {
         .expect("data and partition key are set")
 }
 
-pub(crate) async fn send(s: Arc<Shared>, batch: Vec<KRecord>, permit: tokio::sync::OwnedSemaphorePermit) {
+/// Writes the MD5 of every aggregate of a call that has none yet, two at
+/// a time (aggregates of like size side by side).
+fn digest_all(batch: &mut [KRecord]) {
+    let mut pending: Vec<&mut Aggregate> = batch
+        .iter_mut()
+        .filter_map(|k| match &mut k.payload {
+            Payload::Aggregate(a) if !a.is_digested() => Some(a),
+            _ => None,
+        })
+        .collect();
+    pending.sort_unstable_by_key(|a| a.counted_len());
+    for pair in pending.chunks_mut(2) {
+        match pair {
+            [a, b] => Aggregate::digest_pair(a, b),
+            [a] => a.digest(),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) async fn send(s: Arc<Shared>, mut batch: Vec<KRecord>, permit: tokio::sync::OwnedSemaphorePermit) {
     use tracing::Instrument;
+    digest_all(&mut batch);
     let entries: Vec<PutRecordsRequestEntry> = batch.iter().map(entry).collect();
     let n = batch.len();
     let span = tracing::debug_span!("PutRecords", stream = %s.stream, entries = n);
@@ -544,8 +565,10 @@ pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, me
     settle_users(s, st, &k.users);
 }
 
-/// Effective hash keys of a Kinesis record's user records, in order.
-pub(crate) fn hash_keys(k: &KRecord) -> Vec<u128> {
+/// Effective hash keys of a Kinesis record's user records, in order (an
+/// aggregate's MD5 written first, so that it reads back).
+pub(crate) fn hash_keys(k: &mut KRecord) -> Vec<u128> {
+    k.digest();
     match &k.payload {
         Payload::Plain(r) => effective_hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
             .into_iter()
@@ -564,7 +587,7 @@ pub(crate) fn hash_keys(k: &KRecord) -> Vec<u128> {
 /// shard that holds all its user records; else record by record into the
 /// shards' aggregates, each remembering the attempts so far.
 pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
-    let keys = hash_keys(&k);
+    let keys = hash_keys(&mut k);
     let mut shards = keys.iter().map(|h| st.router.route_index(*h));
     let first = shards.next().flatten();
     let one = first.is_some() && shards.all(|j| j == first);
@@ -678,7 +701,7 @@ pub(crate) fn settle_misrouted(
         .iter()
         .find(|sh| sh.id == landed)
         .map(|sh| sh.range);
-    if range.is_some_and(|r| hash_keys(&k).iter().all(|h| r.contains(*h))) {
+    if range.is_some_and(|r| hash_keys(&mut k).iter().all(|h| r.contains(*h))) {
         deliver(s, st, k, landed, seq);
         return;
     }

@@ -104,15 +104,30 @@ impl KRecord {
             Payload::Plain(r) => &r.partition_key,
         }
     }
+    /// Its data blob. An aggregate's MD5 is written when it is sent
+    /// (two at a time, see `pump::send`) or read: [`digest`](Self::digest)
+    /// comes first.
     pub(crate) fn data(&self) -> &[u8] {
         match &self.payload {
-            Payload::Aggregate(a) => a.data(),
+            Payload::Aggregate(a) => {
+                debug_assert!(a.is_digested(), "an aggregate read before its MD5 was written");
+                a.data()
+            }
             Payload::Plain(r) => &r.data,
+        }
+    }
+    /// Writes an aggregate's MD5, if not yet written.
+    pub(crate) fn digest(&mut self) {
+        if let Payload::Aggregate(a) = &mut self.payload {
+            a.digest();
         }
     }
     /// What Kinesis counts against its limits.
     pub(crate) fn size(&self) -> usize {
-        self.data().len() + self.partition_key().len()
+        match &self.payload {
+            Payload::Aggregate(a) => a.counted_len(),
+            Payload::Plain(r) => r.data.len() + r.partition_key.len(),
+        }
     }
     pub(crate) fn aggregated(&self) -> bool {
         matches!(self.payload, Payload::Aggregate(_))
@@ -201,11 +216,12 @@ impl ShardState {
 
     /// Completes the current aggregate into a Kinesis record.
     pub(crate) fn complete(&mut self, ttl: Duration, now: Instant) -> Option<KRecord> {
-        let aggregate = self.agg.finish()?;
+        let aggregate = self.agg.finish_undigested()?;
         Some(self.seal(aggregate, ttl, now))
     }
 
-    /// `done`, the aggregate of the user records in `users`, as a Kinesis
+    /// `done`, the aggregate of the user records in `users` (its MD5 not
+    /// yet written: that is done when it is sent), as a Kinesis
     /// record with their slot; the next aggregate starts afresh. A single
     /// user record goes out unaggregated, as the KPL sends it (its buffer
     /// goes back to `agg`).
@@ -214,7 +230,9 @@ impl ShardState {
         let slot = std::mem::replace(&mut self.slot, SlotTx::new());
         self.started = None;
         let oldest = self.oldest.take().unwrap_or(now);
+        let mut done = done;
         let single = if done.record_count() == 1 {
+            done.digest();
             match crate::deaggregate(done.data()) {
                 Ok(Deaggregated::Aggregated(a)) => a.records().next().map(OwnedRecord::from),
                 _ => None,
@@ -449,13 +467,19 @@ pub(crate) fn route<R: Sealed>(
     {
         woke |= enqueue(sh, k, fresh, next_look, cfg);
     }
-    match sh.agg.add(record.record()) {
-        Ok(done) => {
-            if let Some(done) = done {
-                // The record did not fit: `done` holds the records before it.
-                let k = sh.seal(done, cfg.record_ttl, clock.now());
-                woke |= enqueue(sh, k, fresh, next_look, cfg);
-            }
+    // As `RecordAggregator::add`, but a full aggregate is completed without
+    // its MD5 (written later, two at a time) and queued before the record
+    // starts the next one.
+    let mut added = sh.agg.try_add(record.record()).map_err(|r| r.error);
+    if added.is_err_and(|e| e.kind() == crate::ErrorKind::Full) {
+        if let Some(done) = sh.agg.finish_undigested() {
+            let k = sh.seal(done, cfg.record_ttl, clock.now());
+            woke |= enqueue(sh, k, fresh, next_look, cfg);
+        }
+        added = sh.agg.try_add(record.record()).map_err(|r| r.error);
+    }
+    match added {
+        Ok(()) => {
             match (sh.started, received) {
                 (None, _) => {
                     let t = received.unwrap_or_else(|| clock.now());
