@@ -5,7 +5,8 @@
 //! is measured is the producer and the SDK's request building and signing.
 //!
 //!     cargo bench --features producer --bench producer -- [RECORDS] [--no-aggregation]
-//!         [--owned] [--preserve-order] [--latency-ms N] [--shards N]   (200 shards by default)
+//!         [--owned] [--preserve-order] [--latency-ms N] [--shards N] [--stall]
+//!         (200 shards by default)
 //!
 //! Records are put borrowed (`put(Record)`: the producer copies their bytes
 //! into the aggregate) unless `--owned` (`put(OwnedRecord)`, a partition
@@ -14,6 +15,11 @@
 //! `--latency-ms` makes every answer take that long (as a real endpoint's
 //! round trip does), to show what `preserve_order` costs: one Kinesis
 //! record per shard in flight instead of as many as the connections take.
+//!
+//! `--stall`: the endpoint never answers PutRecords; the producer takes
+//! records (`try_put`) until its caps refuse them or RECORDS are held, and
+//! the bench prints the memory it holds per record beyond the data and keys
+//! its byte cap counts.
 //!
 //! Prints records per second, CPU time per user record, the part of it the
 //! in-process endpoint spent parsing requests and writing answers (time
@@ -44,6 +50,8 @@ struct Instant0 {
     map: Arc<ShardMap>,
     seq: Arc<AtomicU64>,
     latency: std::time::Duration,
+    /// Never answer PutRecords.
+    stall: bool,
     /// Nanoseconds spent answering.
     spent: Arc<AtomicU64>,
 }
@@ -103,6 +111,10 @@ impl Instant0 {
 
 impl HttpConnector for Instant0 {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        if self.stall && target.ends_with("PutRecords") {
+            return HttpConnectorFuture::new(std::future::pending());
+        }
         let t = Instant::now();
         let body = self.answer(&request);
         self.spent
@@ -156,6 +168,15 @@ fn cpu() -> (f64, f64) {
     (v(11), v(12))
 }
 
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -171,6 +192,7 @@ fn main() {
     let aggregation = !args.iter().any(|a| a == "--no-aggregation");
     let preserve_order = args.iter().any(|a| a == "--preserve-order");
     let owned = args.iter().any(|a| a == "--owned");
+    let stall = args.iter().any(|a| a == "--stall");
     let option = |name: &str| -> Option<u64> {
         let i = args.iter().position(|a| a == name)?;
         args.get(i + 1)?.parse().ok()
@@ -191,6 +213,7 @@ fn main() {
             map: Arc::new(map(shards)),
             seq: Arc::new(AtomicU64::new(1)),
             latency: std::time::Duration::from_millis(latency_ms),
+            stall,
             spent: Arc::new(AtomicU64::new(0)),
         };
         let spent = endpoint.spent.clone();
@@ -206,9 +229,46 @@ fn main() {
             .aggregation(aggregation)
             .preserve_order(preserve_order)
             .max_buffered_bytes(cap);
+        let cfg = if stall {
+            let hour = std::time::Duration::from_secs(3600);
+            cfg.request_timeout(hour).record_ttl(hour)
+        } else {
+            cfg
+        };
         let producer = Producer::new(client, "bench", cfg).await.unwrap();
         let keys: Vec<String> = (0..10_000).map(|i| format!("device-{i:05}")).collect();
         let data = vec![b'x'; 100];
+        if stall {
+            let before = rss_mib();
+            let (mut held, mut counted) = (0usize, 0usize);
+            let mut futures = Vec::new();
+            while held < n {
+                let key = &keys[held % keys.len()];
+                match producer.try_put(Record::new(key, &data)) {
+                    Ok(f) => futures.push(f),
+                    Err(_) => break,
+                }
+                held += 1;
+                counted += key.len() + data.len();
+                if held % 1000 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            // Let the producer aggregate and send what it holds.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let grown = (rss_mib() - before) * 1_048_576.0;
+            let futures_bytes = futures.len() * std::mem::size_of::<ReceiptFuture>();
+            println!(
+                "stalled endpoint, aggregation {}: {held} user records held ({counted} bytes of data and keys, counted against the 64 MiB cap): \
+                 RSS grew {:.1} MiB, {:.0} bytes a record beyond its data and keys ({} of them the benchmark's receipt futures)",
+                if aggregation { "on" } else { "off" },
+                grown / 1_048_576.0,
+                (grown - counted as f64) / held as f64,
+                futures_bytes / held.max(1)
+            );
+            producer.abandon();
+            return;
+        }
         let (u0, s0) = cpu();
         let start = Instant::now();
         let mut pending: VecDeque<ReceiptFuture> = VecDeque::new();

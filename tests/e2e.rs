@@ -53,20 +53,7 @@ async fn wait_active(client: &Client, stream: &str) {
 }
 
 async fn list_shards(client: &Client, stream: &str) -> Vec<Shard> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let req = match &token {
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let out = req.send().await.unwrap();
-        shards.extend(out.shards().iter().cloned());
-        match out.next_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => return shards,
-        }
-    }
+    kinesis_agg::sdk::list_shards(client, stream).await.unwrap()
 }
 
 /// 100,000 user records over 1,000 partition keys; one key in ten also

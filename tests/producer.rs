@@ -53,20 +53,7 @@ struct Read {
 /// the KCL's rule (an aggregate with a record outside its shard's range is
 /// discarded whole). Returns the records and the discarded aggregates.
 async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let req = match &token {
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let out = req.send().await.unwrap();
-        shards.extend(out.shards().iter().cloned());
-        match out.next_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
+    let mut shards = sdk::list_shards(client, stream).await.unwrap();
     shards.sort_by(|a, b| a.shard_id().cmp(b.shard_id()));
     let (mut got, mut discarded) = (Vec::new(), 0);
     for shard in &shards {
@@ -648,10 +635,15 @@ async fn reshard_run(name: &str, preserve_order: bool) {
         );
         receipts.push(r);
     }
-    // Read back by `kinesis-agg tail` (parents before children, the KCL
-    // rule), or without the CLI by the test's own reader.
+    // The ordered run is read back by `kinesis-agg tail` (parents before
+    // children, the KCL rule); the other, and both without the CLI, by
+    // the test's own reader.
     #[cfg(feature = "cli")]
-    let ((got, discarded), reader) = (tail_all(&stream), "kinesis-agg tail");
+    let ((got, discarded), reader) = if preserve_order {
+        (tail_all(&stream), "kinesis-agg tail")
+    } else {
+        (read_all(&direct, &stream).await, "the test's reader")
+    };
     #[cfg(not(feature = "cli"))]
     let ((got, discarded), reader) = (read_all(&direct, &stream).await, "the test's reader");
     // Aggregates that landed on a child holding only part of them are
