@@ -430,23 +430,31 @@ async fn send(
     })
 }
 
-/// Error codes that trying again may fix: throttling and the service's own
-/// failures.
-pub(crate) fn transient_code(code: &str) -> bool {
+/// Error codes of throttling.
+pub(crate) fn throttling_code(code: &str) -> bool {
     matches!(
         code,
         "ProvisionedThroughputExceededException"
             | "ThrottlingException"
             | "LimitExceededException"
             | "KMSThrottlingException"
-            | "InternalFailure"
-            | "InternalFailureException"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "ServiceUnavailableException"
-            | "RequestTimeout"
-            | "RequestTimeoutException"
     )
+}
+
+/// Error codes that trying again may fix: throttling and the service's own
+/// failures.
+pub(crate) fn transient_code(code: &str) -> bool {
+    throttling_code(code)
+        || matches!(
+            code,
+            "InternalFailure"
+                | "InternalFailureException"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "ServiceUnavailableException"
+                | "RequestTimeout"
+                | "RequestTimeoutException"
+        )
 }
 
 /// Whether trying a call again may fix its error: throttling (a throttling

@@ -34,16 +34,6 @@ fn error_kind<E>(
     }
 }
 
-pub(crate) fn throttling(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "LimitExceededException"
-            | "KMSThrottlingException"
-    )
-}
-
 pub(crate) async fn pump(s: Arc<Shared>) {
     loop {
         if s.stopped.load(Ordering::Acquire) && s.lock().pending == 0 {
@@ -346,7 +336,7 @@ pub(crate) async fn send(s: Arc<Shared>, mut batch: Vec<KRecord>, permit: tokio:
                         Outcome::Retry {
                             code: code.clone(),
                             message: message.clone(),
-                            throttled: throttling(&code),
+                            throttled: crate::sdk::throttling_code(&code),
                         }
                     } else {
                         Outcome::Fail {
@@ -374,7 +364,7 @@ pub(crate) async fn send(s: Arc<Shared>, mut batch: Vec<KRecord>, permit: tokio:
                         Outcome::Retry {
                             code: code.to_owned(),
                             message,
-                            throttled: throttling(code),
+                            throttled: crate::sdk::throttling_code(code),
                         }
                     } else {
                         Outcome::Fail {
