@@ -500,11 +500,8 @@ pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
 pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, sequence_number: &str) {
     let aggregated = k.aggregated();
     let size = k.size();
-    let shard: Arc<str> = st
-        .shards
-        .iter()
-        .find(|sh| &*sh.id == shard_id)
-        .map_or_else(|| Arc::from(shard_id), |sh| sh.id.clone());
+    let at = st.shards.iter().position(|sh| &*sh.id == shard_id);
+    let shard: Arc<str> = at.map_or_else(|| Arc::from(shard_id), |i| st.shards[i].id.clone());
     let n = k.users.count;
     s.metrics.kinesis_put.increment(1);
     s.metrics.kinesis_data_put.increment(size as u64);
@@ -524,10 +521,8 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
     })));
     let bytes = settle_users(s, st, &k.users);
     s.metrics.user_data_put.increment(bytes as u64);
-    if let Payload::Aggregate(a) = k.payload
-        && let Some(sh) = st.shards.iter_mut().find(|sh| &*sh.id == shard_id)
-    {
-        sh.agg.recycle(a);
+    if let (Payload::Aggregate(a), Some(i)) = (k.payload, at) {
+        st.shards[i].agg.recycle(a);
     }
 }
 

@@ -241,6 +241,12 @@ impl ReceiptFuture {
     /// Follows the slot's moves to where the record is now.
     fn follow(&mut self) {
         while let Some(Resolution::Moved { attempts, to }) = self.slot.result.get() {
+            // Never: a move names every record of the slot. Should it not,
+            // the future stays at the move, which `outcome` answers with an
+            // error rather than leave it waiting.
+            let Some((slot, index)) = to.get(self.index as usize).cloned() else {
+                return;
+            };
             self.prior = Some(
                 self.prior
                     .iter()
@@ -249,20 +255,6 @@ impl ReceiptFuture {
                     .cloned()
                     .collect(),
             );
-            let next = to.get(self.index as usize).cloned();
-            let Some((slot, index)) = next else {
-                // Never: a move names every record of the slot. Should it
-                // not, the record is answered rather than left waiting.
-                let lost = SlotTx::new();
-                self.slot = lost.slot().clone();
-                self.index = 0;
-                lost.resolve(Resolution::Failed {
-                    kind: FailureKind::Shutdown,
-                    message: Arc::from("the producer lost track of the record after a reshard"),
-                    attempts: Arc::from([]),
-                });
-                return;
-            };
             self.slot = slot;
             self.index = index;
             self.registered = u32::MAX;

@@ -115,6 +115,20 @@ impl Drop for Proxy {
 struct Rng(AtomicU64);
 
 impl Rng {
+    /// Draws for one call's faults: the first fault asked for is taken
+    /// when `forced` (so that a short run injects at least one), the rest
+    /// by chance.
+    fn draws(&self, forced: bool) -> impl FnMut(f64) -> bool + '_ {
+        let mut forced = forced;
+        move |p| {
+            if forced && p > 0.0 {
+                forced = false;
+                return true;
+            }
+            self.chance(p)
+        }
+    }
+
     fn chance(&self, p: f64) -> bool {
         if p <= 0.0 {
             return false;
@@ -251,14 +265,7 @@ async fn serve(
         if !put {
             let target = req.header("x-amz-target").unwrap_or("").to_owned();
             // The first such call takes a fault if any is asked for.
-            let mut forced = c.other_calls.fetch_add(1, Ordering::Relaxed) == 0;
-            let mut chance = |p: f64| -> bool {
-                if forced && p > 0.0 {
-                    forced = false;
-                    return true;
-                }
-                rng.chance(p)
-            };
+            let mut chance = rng.draws(c.other_calls.fetch_add(1, Ordering::Relaxed) == 0);
             if chance(faults.other_500) {
                 c.other_faults.fetch_add(1, Ordering::Relaxed);
                 let e = error_answer("500 Internal Server Error", "InternalFailure", "injected");
@@ -303,15 +310,7 @@ async fn serve(
         );
         // The first call always takes the first fault asked for, so that a
         // short run injects at least one; later calls, by chance.
-        let first = c.put_calls.fetch_add(1, Ordering::Relaxed) == 0;
-        let mut forced = first;
-        let mut chance = |p: f64| -> bool {
-            if forced && p > 0.0 {
-                forced = false;
-                return true;
-            }
-            rng.chance(p)
-        };
+        let mut chance = rng.draws(c.put_calls.fetch_add(1, Ordering::Relaxed) == 0);
         if chance(faults.call_500) {
             c.calls_500.fetch_add(1, Ordering::Relaxed);
             client
