@@ -4,6 +4,16 @@
 //!
 //! Every group holds our implementation beside its baselines, so ratios
 //! come from one run. Throughput is the aggregated record's size.
+//!
+//! Instruction counts, which do not depend on the machine's load: with
+//! `CODEC_COUNT=WORKLOAD` (`small`, `ehk`, `tiny` or `large`) the bench
+//! skips criterion and runs that workload's four paths of ours five times
+//! each, one function per path, for `valgrind --tool=callgrind` to count
+//! (`callgrind_annotate --inclusive=yes` gives each `count_*` function's
+//! total):
+//!
+//!     cargo bench --bench codec --no-run
+//!     CODEC_COUNT=small valgrind --tool=callgrind target/release/deps/codec-*[^.d]
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -168,7 +178,79 @@ fn ours_deaggregate(blob: &[u8], opts: &Options) -> usize {
     }
 }
 
+/// Rounds of each path in a `CODEC_COUNT` run.
+const COUNT_ROUNDS: usize = 5;
+
+#[inline(never)]
+fn count_aggregate(recs: &[Record<'_>], buf: &mut [u8]) -> usize {
+    let mut total = 0;
+    let mut agg = Aggregator::<_, 256>::with_limit(buf, LIMIT).unwrap();
+    for _ in 0..COUNT_ROUNDS {
+        for r in recs {
+            if agg.add(*r).is_err() {
+                unreachable!();
+            }
+        }
+        total += agg.finish().unwrap().data.len();
+    }
+    total
+}
+
+#[inline(never)]
+fn count_aggregate_alloc(recs: &[Record<'_>]) -> usize {
+    let mut total = 0;
+    let mut agg = RecordAggregator::with_limit(LIMIT).unwrap();
+    for _ in 0..COUNT_ROUNDS {
+        for r in recs {
+            if agg.try_add(*r).is_err() {
+                unreachable!();
+            }
+        }
+        let done = agg.finish().unwrap();
+        total += done.data().len();
+        agg.recycle(done);
+    }
+    total
+}
+
+#[inline(never)]
+fn count_deaggregate(blob: &[u8], opts: &Options) -> usize {
+    (0..COUNT_ROUNDS)
+        .map(|_| ours_deaggregate(black_box(blob), opts))
+        .sum()
+}
+
+#[inline(never)]
+fn count_deaggregate_unverified(blob: &[u8], opts: &Options) -> usize {
+    (0..COUNT_ROUNDS)
+        .map(|_| ours_deaggregate(black_box(blob), opts))
+        .sum()
+}
+
+/// The `CODEC_COUNT` run: one workload's paths, a fixed number of times.
+fn count(name: &str) {
+    let Some(w) = workloads().into_iter().find(|w| w.name == name) else {
+        panic!("CODEC_COUNT: no workload {name}");
+    };
+    let recs: Vec<Record<'_>> = w
+        .records
+        .iter()
+        .map(|(p, e, d)| Record::new(p, &w.arena[d.clone()]).with_optional_explicit_hash_key(e.as_deref()))
+        .collect();
+    let blob = prost_aggregate(&w);
+    let mut buf = vec![0u8; LIMIT];
+    black_box(count_aggregate(&recs, &mut buf));
+    black_box(count_aggregate_alloc(&recs));
+    black_box(count_deaggregate(&blob, &Options::new()));
+    let skip = Options::new().checksum(kinesis_agg::Checksum::Skip);
+    black_box(count_deaggregate_unverified(&blob, &skip));
+}
+
 fn bench(c: &mut Criterion) {
+    if let Ok(name) = std::env::var("CODEC_COUNT") {
+        count(&name);
+        return;
+    }
     for w in workloads() {
         let recs: Vec<Record<'_>> = w
             .records

@@ -138,6 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }
                     }
                     ShardRead::Discarded { .. } => discarded += 1,
+                    other => return Err(format!("{other:?}").into()),
                 }
             }
             idle = if out.records().is_empty() { idle + 1 } else { 0 };

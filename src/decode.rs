@@ -6,7 +6,8 @@ use core::iter::FusedIterator;
 
 use crate::error::{Error, Required, Table};
 use crate::hash::{HashKeyRange, parse_hash_key, partition_key_hash};
-use crate::wire::{DIGEST_LEN, Field, MAGIC, MAX_NESTING, Reader, WT_LEN, WT_VARINT};
+use crate::limits::{DIGEST_LEN, MAGIC, MAX_NESTING};
+use crate::wire::{Field, Reader, WT_LEN, WT_VARINT};
 
 /// Storage for one key table while a body is read.
 ///

@@ -16,11 +16,9 @@ use crate::error::Error;
 /// # Examples
 /// ```
 /// use kinesis_agg::{KinesisRecord, OnInvalid};
-/// let outer = KinesisRecord {
-///     partition_key: Some("outer"),
-///     sequence_number: Some("49590338271490256608559692538361571095921575989136588898"),
-///     ..KinesisRecord::new(b"not aggregated")
-/// };
+/// let outer = KinesisRecord::new(b"not aggregated")
+///     .with_partition_key(Some("outer"))
+///     .with_sequence_number(Some("49590338271490256608559692538361571095921575989136588898"));
 /// let users = outer.user_records(0, OnInvalid::Error);
 /// let only = users[0].as_ref().unwrap();
 /// assert!(!only.aggregated);
@@ -28,6 +26,7 @@ use crate::error::Error;
 /// assert_eq!(only.outer.sequence_number, outer.sequence_number);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct KinesisRecord<'a> {
     /// The data blob: aggregated or not.
     pub data: &'a [u8],
@@ -51,6 +50,7 @@ pub struct KinesisRecord<'a> {
 /// A Kinesis record that is not aggregated is one user record: its own
 /// data and partition key, `aggregated: false`, no sub-sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeliveredRecord<'a> {
     /// Position of the Kinesis record in its batch (event, response, input),
     /// from 0.
@@ -156,6 +156,43 @@ impl<'a> KinesisRecord<'a> {
             event_source: None,
             record_id: None,
         }
+    }
+
+    /// The same record with its own (outer) partition key.
+    pub const fn with_partition_key(mut self, partition_key: Option<&'a str>) -> Self {
+        self.partition_key = partition_key;
+        self
+    }
+
+    /// The same record with its sequence number.
+    pub const fn with_sequence_number(mut self, sequence_number: Option<&'a str>) -> Self {
+        self.sequence_number = sequence_number;
+        self
+    }
+
+    /// The same record with the shard it was read from.
+    pub const fn with_shard_id(mut self, shard_id: Option<&'a str>) -> Self {
+        self.shard_id = shard_id;
+        self
+    }
+
+    /// The same record with its arrival time, in milliseconds since the
+    /// epoch.
+    pub const fn with_approximate_arrival_millis(mut self, millis: Option<i64>) -> Self {
+        self.approximate_arrival_millis = millis;
+        self
+    }
+
+    /// The same record with its event source.
+    pub const fn with_event_source(mut self, event_source: Option<&'a str>) -> Self {
+        self.event_source = event_source;
+        self
+    }
+
+    /// The same record with the id its delivery gives it.
+    pub const fn with_record_id(mut self, record_id: Option<&'a str>) -> Self {
+        self.record_id = record_id;
+        self
     }
 }
 

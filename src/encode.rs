@@ -41,21 +41,10 @@ use crate::error::Error;
 use crate::index::{
     EHK_BIT, EMPTY, SEED_EHK, SEED_PK, SLOTS_PER_TABLE_KEY, Slot, Slots, bucket, hash_key, insert, same_key,
 };
-use crate::wire::{DIGEST_LEN, MAGIC, Reader, put_varint, varint_len};
+use crate::limits::{DIGEST_LEN, MAGIC};
+use crate::wire::{Reader, put_varint, varint_len};
 
-/// The size limit used unless another is asked for: 1 MiB, what a Kinesis
-/// record may hold by default (data blob plus outer partition key).
-pub const DEFAULT_LIMIT: usize = 1_048_576;
-/// The largest limit accepted: 10 MiB, what a stream configured for large
-/// records accepts.
-pub const MAX_LIMIT: usize = 10_485_760;
-/// The smallest limit accepted: the size of the smallest aggregate (one
-/// record with a one-byte partition key and empty data, 29 bytes) plus its
-/// one-byte outer partition key.
-pub const MIN_LIMIT: usize = 30;
-
-/// Longest partition key, in UTF-16 code units.
-pub const MAX_PARTITION_KEY_UNITS: usize = 256;
+use crate::limits::{DEFAULT_LIMIT, MAX_INDEX_KEYS, MAX_LIMIT, MAX_PARTITION_KEY_UNITS, MIN_LIMIT};
 
 const TAG_PK: u8 = 0x0A;
 const TAG_EHK: u8 = 0x12;
@@ -176,7 +165,7 @@ pub fn check_partition_key(key: &str) -> Result<(), Error> {
 /// ```
 /// use kinesis_agg::{check_explicit_hash_key, Error};
 /// assert_eq!(check_explicit_hash_key("123"), Ok(()));
-/// assert_eq!(check_explicit_hash_key("0123"), Err(Error::InvalidHashKey { offset: 0 }));
+/// assert_eq!(check_explicit_hash_key("0123"), Err(Error::InvalidHashKey { position: 0 }));
 /// ```
 pub fn check_explicit_hash_key(key: &str) -> Result<(), Error> {
     crate::hash::parse_hash_key(key).map(|_| ())
@@ -845,7 +834,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     // One key of each table, so that any first record (partition key and
     // explicit hash key) fits; table indices stay below the
     // explicit-hash-key bit.
-    const CHECK_KEYS: () = assert!(KEYS >= 1 && KEYS < (1 << 28), "KEYS must be at least 1");
+    const CHECK_KEYS: () = assert!(KEYS >= 1 && KEYS < MAX_INDEX_KEYS, "KEYS must be at least 1");
 
     /// An aggregator with the default 1 MiB limit over `buf`.
     pub fn new(buf: B) -> Self {
@@ -952,11 +941,6 @@ fn finished<'b>(buf: &'b [u8], done: &Done) -> Finished<'b> {
     }
 }
 
-/// Slots of a caller's key index per key it holds (one partition key and
-/// one explicit hash key, four slots each): an index of `n` slots takes
-/// `n / INDEX_SLOTS_PER_KEY` keys of each table.
-pub const INDEX_SLOTS_PER_KEY: usize = SLOTS_PER_TABLE_KEY;
-
 /// The no-heap aggregator with its key index in caller storage whose size
 /// is chosen at run time (an [`Aggregator`]'s is inside it, sized by its
 /// `KEYS` parameter). It writes the same bytes as an [`Aggregator`] whose
@@ -992,12 +976,12 @@ impl<'i, B: AsMut<[u8]> + AsRef<[u8]>> IndexedAggregator<'i, B> {
     /// # Errors
     /// [`Error::InvalidLimit`] for a limit outside
     /// [`MIN_LIMIT`]..=[`MAX_LIMIT`]; [`Error::InvalidIndex`] for an index
-    /// of fewer than [`INDEX_SLOTS_PER_KEY`] slots (no room for a first
+    /// of fewer than [`INDEX_SLOTS_PER_KEY`](crate::INDEX_SLOTS_PER_KEY) slots (no room for a first
     /// record's keys) or of 2^28 keys or more.
     pub fn new(buf: B, index: &'i mut [Slot], limit: usize) -> Result<Self, Error> {
         // One key of each table, so that any first record fits; table
         // indices stay below the explicit-hash-key bit.
-        if !(1..1 << 28).contains(&crate::index::slice_keys(index.len())) {
+        if !(1..MAX_INDEX_KEYS).contains(&crate::index::slice_keys(index.len())) {
             return Err(Error::InvalidIndex { slots: index.len() });
         }
         let core = Core::new(limit)?;

@@ -2,6 +2,10 @@
 
 use core::fmt;
 
+use crate::limits::{
+    INDEX_SLOTS_PER_KEY, MAX_INDEX_KEYS, MAX_LIMIT, MAX_NESTING, MAX_PARTITION_KEY_UNITS, MIN_LIMIT,
+};
+
 /// Which key table an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Table {
@@ -67,6 +71,12 @@ impl fmt::Display for Required {
 /// let bad = agg.add(Record::new("", b"3")).unwrap_err();
 /// assert_eq!(bad.error.kind(), ErrorKind::InvalidRecord);
 /// ```
+///
+/// What follows is what the library and the CLI do with every class of
+/// bad input, where the reader deliberately differs from prost, and how
+/// much memory each type needs.
+///
+#[doc = include_str!("../docs/robustness.md")]
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Error {
@@ -103,7 +113,7 @@ pub enum Error {
         /// Offset of the end-group tag.
         offset: usize,
     },
-    /// Groups nested deeper than [`MAX_NESTING`](crate::MAX_NESTING).
+    /// Groups nested deeper than 100, the limit of Google's parsers.
     NestingTooDeep {
         /// Offset of the group that went too deep.
         offset: usize,
@@ -153,10 +163,11 @@ pub enum Error {
     /// A hash key (an explicit hash key, or a bound of a range) that is not
     /// a decimal integer in 0..=2^128-1 written without leading zeros.
     InvalidHashKey {
-        /// Offset in the key string of the first offending byte: a
-        /// non-digit, a leading zero, or the digit that takes the value past
-        /// 2^128-1; 0 for an empty string.
-        offset: usize,
+        /// Where in the key string (a byte index from 0, not a blob
+        /// offset) the first offending character is: a non-digit, a
+        /// leading zero, or the digit that takes the value past 2^128-1; 0
+        /// for an empty string.
+        position: usize,
     },
     /// The aggregate has no room for this record's bytes now (under the
     /// limit or in the buffer); finish it and add the record again.
@@ -271,12 +282,15 @@ impl Error {
         }
     }
 
-    /// The byte offset the error points at, when it has one.
+    /// The offset in the Kinesis data blob the error points at, for the
+    /// errors of a blob read (a position in a hash key string is not one:
+    /// see [`Error::InvalidHashKey`]).
     ///
     /// # Examples
     /// ```
     /// use kinesis_agg::Error;
     /// assert_eq!(Error::Truncated { offset: 9 }.offset(), Some(9));
+    /// assert_eq!(Error::InvalidHashKey { position: 3 }.offset(), None);
     /// assert_eq!(Error::Full.offset(), None);
     /// ```
     pub fn offset(&self) -> Option<usize> {
@@ -291,8 +305,7 @@ impl Error {
             | Error::MissingField { offset, .. }
             | Error::IndexOutOfRange { offset, .. }
             | Error::InvalidUtf8 { offset }
-            | Error::TableFull { offset, .. }
-            | Error::InvalidHashKey { offset } => Some(offset),
+            | Error::TableFull { offset, .. } => Some(offset),
             _ => None,
         }
     }
@@ -319,11 +332,9 @@ impl fmt::Display for Error {
             Error::UnexpectedEndGroup { offset } => {
                 write!(f, "end-group tag at byte {offset} closes no open group")
             }
-            Error::NestingTooDeep { offset } => write!(
-                f,
-                "group at byte {offset} nests deeper than {}",
-                crate::MAX_NESTING
-            ),
+            Error::NestingTooDeep { offset } => {
+                write!(f, "group at byte {offset} nests deeper than {MAX_NESTING}")
+            }
             Error::MissingField { offset, field } => {
                 write!(f, "message at byte {offset} lacks required field {field}")
             }
@@ -352,11 +363,11 @@ impl fmt::Display for Error {
             }
             Error::InvalidPartitionKey { utf16_len } => write!(
                 f,
-                "partition key must be 1 to 256 UTF-16 code units, not {utf16_len}"
+                "partition key must be 1 to {MAX_PARTITION_KEY_UNITS} UTF-16 code units, not {utf16_len}"
             ),
-            Error::InvalidHashKey { offset } => write!(
+            Error::InvalidHashKey { position } => write!(
                 f,
-                "hash key must be a decimal integer from 0 to 2^128-1 without leading zeros (bad at character {offset})"
+                "hash key must be a decimal integer from 0 to 2^128-1 without leading zeros (bad at character {position})"
             ),
             Error::Full => f.write_str("the aggregate is full; finish it and add the record again"),
             Error::KeyCapacity { table, capacity } => write!(
@@ -380,18 +391,13 @@ impl fmt::Display for Error {
                 f,
                 "not ListShards JSON (shards with ShardId and HashKeyRange) at line {line}, column {column}"
             ),
-            Error::InvalidLimit { limit } => write!(
-                f,
-                "size limit {limit} is outside {}..={}",
-                crate::MIN_LIMIT,
-                crate::MAX_LIMIT
-            ),
+            Error::InvalidLimit { limit } => {
+                write!(f, "size limit {limit} is outside {MIN_LIMIT}..={MAX_LIMIT}")
+            }
             Error::InvalidIndex { slots } => write!(
                 f,
-                "a key index of {slots} slots is outside {}..{} ({} slots per key of each table)",
-                crate::INDEX_SLOTS_PER_KEY,
-                crate::INDEX_SLOTS_PER_KEY << 28,
-                crate::INDEX_SLOTS_PER_KEY
+                "a key index of {slots} slots is outside {INDEX_SLOTS_PER_KEY}..{} ({INDEX_SLOTS_PER_KEY} slots per key of each table)",
+                INDEX_SLOTS_PER_KEY * MAX_INDEX_KEYS
             ),
         }
     }

@@ -1,20 +1,21 @@
 //! Hash keys: the 128-bit decimal strings Kinesis routes by.
 
 use crate::error::Error;
+use crate::limits::HASH_KEY_MAX_DIGITS;
 
 /// Parses an explicit hash key the way the Kinesis API accepts it: a
 /// decimal integer matching `0|[1-9][0-9]{0,38}` whose value is at most
 /// 2^128-1.
 ///
 /// # Errors
-/// [`Error::InvalidHashKey`] with the offset of the first offending
+/// [`Error::InvalidHashKey`] with the position of the first offending
 /// character: a non-digit, a leading zero, or the digit that takes the
 /// value past 2^128-1; 0 for an empty string.
 ///
 /// # Examples
 /// ```
 /// use kinesis_agg::{parse_hash_key, Error};
-/// let bad = |offset| Err(Error::InvalidHashKey { offset });
+/// let bad = |position| Err(Error::InvalidHashKey { position });
 /// assert_eq!(parse_hash_key("0"), Ok(0));
 /// assert_eq!(parse_hash_key("340282366920938463463374607431768211455"), Ok(u128::MAX));
 /// assert_eq!(parse_hash_key("340282366920938463463374607431768211456"), bad(38));
@@ -23,7 +24,7 @@ use crate::error::Error;
 /// assert_eq!(parse_hash_key(""), bad(0));
 /// ```
 pub fn parse_hash_key(s: &str) -> Result<u128, Error> {
-    parse_digits(s).map_err(|offset| Error::InvalidHashKey { offset })
+    parse_digits(s).map_err(|position| Error::InvalidHashKey { position })
 }
 
 fn parse_digits(s: &str) -> Result<u128, usize> {
@@ -78,9 +79,6 @@ pub fn effective_hash_key(partition_key: &str, explicit_hash_key: Option<&str>) 
         None => Ok(partition_key_hash(partition_key)),
     }
 }
-
-/// Longest decimal hash key: 2^128-1 has 39 digits.
-pub const HASH_KEY_MAX_DIGITS: usize = 39;
 
 /// Writes `key` in decimal, as the Kinesis API prints hash keys, into
 /// `buf` and returns the digits. No heap.

@@ -53,14 +53,11 @@ pub(crate) trait Slots {
     ) -> Result<(), Error>;
 }
 
-/// Slots per key of capacity. At most a quarter of the slots are in use,
-/// so nearly every key sits in its home slot and a lookup rarely probes a
-/// second one (a mispredicted probe costs more than the hashing).
-pub(crate) const SLOTS_PER_KEY: usize = 4;
-
 /// Slots per `KEYS` of a fixed index: `KEYS` partition keys and `KEYS`
-/// explicit hash keys, `SLOTS_PER_KEY` each.
-pub(crate) const SLOTS_PER_TABLE_KEY: usize = 2 * SLOTS_PER_KEY;
+/// explicit hash keys, four slots each. At most a quarter of the slots are
+/// in use, so nearly every key sits in its home slot and a lookup rarely
+/// probes a second one (a mispredicted probe costs more than the hashing).
+pub(crate) const SLOTS_PER_TABLE_KEY: usize = crate::limits::INDEX_SLOTS_PER_KEY;
 
 /// `Ok` when `pk` partition keys and `ehk` explicit hash keys fit an
 /// index of `n` keys per table; else the table that is full.

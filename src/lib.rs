@@ -18,6 +18,7 @@ mod hash;
 mod index;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod limits;
 #[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "producer")]
@@ -39,23 +40,18 @@ pub use delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 #[cfg(feature = "alloc")]
 pub use encode::{Aggregate, RecordAggregator};
 pub use encode::{
-    Aggregator, DEFAULT_LIMIT, Finished, INDEX_SLOTS_PER_KEY, IndexedAggregator, MAX_LIMIT,
-    MAX_PARTITION_KEY_UNITS, MIN_LIMIT, Record, Refused, check_explicit_hash_key, check_partition_key,
+    Aggregator, Finished, IndexedAggregator, Record, Refused, check_explicit_hash_key, check_partition_key,
 };
 pub use error::{Error, ErrorKind, Required, Table};
-pub use hash::{
-    HASH_KEY_MAX_DIGITS, HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route,
-    write_hash_key,
-};
+pub use hash::{HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route, write_hash_key};
 pub use index::Slot as KeySlot;
+pub use limits::{
+    DEFAULT_LIMIT, DIGEST_LEN, HASH_KEY_MAX_DIGITS, INDEX_SLOTS_PER_KEY, MAGIC, MAX_LIMIT,
+    MAX_PARTITION_KEY_UNITS, MIN_LIMIT, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES,
+    SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND,
+};
 #[cfg(feature = "alloc")]
 pub use owned::OwnedRecord;
-pub use put::{Batch, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, PutRecordsBatcher};
+pub use put::{Batch, PutRecordsBatcher};
 #[cfg(feature = "alloc")]
-pub use shard::{Shard, ShardAggregate, ShardMap, ShardedAggregator};
-pub use wire::{DIGEST_LEN, MAGIC, MAX_NESTING, varint_len};
-
-/// What the library and the CLI do with every class of bad input; where
-/// we deliberately differ from prost; how much memory each type needs.
-#[doc = include_str!("../docs/robustness.md")]
-pub mod robustness {}
+pub use shard::{ListedShard, Shard, ShardAggregate, ShardMap, ShardedAggregator};

@@ -2,12 +2,7 @@
 //! them. No SDK and no heap: the CLI, the `aws-sdk` helpers and any other
 //! client count the same way.
 
-/// PutRecords accepts at most this many entries per call.
-pub const PUT_RECORDS_MAX_ENTRIES: usize = 500;
-
-/// PutRecords accepts at most this many bytes per call, counting each
-/// entry's data and partition key (UTF-8 bytes) as Kinesis does.
-pub const PUT_RECORDS_MAX_BYTES: usize = 5 * 1024 * 1024;
+use crate::limits::{PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES};
 
 /// Packs entries, in order, into PutRecords calls of at most
 /// [`PUT_RECORDS_MAX_ENTRIES`] entries and [`PUT_RECORDS_MAX_BYTES`] bytes.

@@ -24,7 +24,7 @@ use crate::encode::Aggregate;
 use crate::error::Error;
 use crate::hash::HashKeyRange;
 use crate::put::{Batch, PutRecordsBatcher};
-use crate::shard::{Shard, ShardAggregate, ShardMap};
+use crate::shard::{ListedShard, ShardAggregate, ShardMap};
 
 /// The SDK's builder error (it cannot occur here: data and partition key
 /// are always set, but the SDK's signature says it may).
@@ -70,6 +70,7 @@ fn entry(
 
 /// What happened to one GetRecords record read with a shard's range.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ShardRead<'a> {
     /// Every user record, in order.
     Records(Vec<DeliveredRecord<'a>>),
@@ -174,26 +175,87 @@ pub fn batch_user_records(
     Ok(out)
 }
 
+/// One SDK shard as the library's [`ListedShard`]. A shard without a hash
+/// key range (which ListShards always gives) gets empty hash keys, which
+/// [`ShardMap::from_listed`] refuses.
+pub fn listed_shard(s: &SdkShard) -> ListedShard<'_> {
+    let range = s.hash_key_range();
+    ListedShard {
+        shard_id: s.shard_id(),
+        starting_hash_key: range.map_or("", |r| r.starting_hash_key()),
+        ending_hash_key: range.map_or("", |r| r.ending_hash_key()),
+        closed: s
+            .sequence_number_range()
+            .is_some_and(|r| r.ending_sequence_number().is_some()),
+    }
+}
+
 /// A shard map of the open shards in ListShards output (shards whose
-/// sequence number range has no end).
+/// sequence number range has no end), as [`ShardMap::from_listed`].
 ///
 /// # Errors
 /// Bad hash keys, or open shards that overlap.
 pub fn shard_map(shards: &[SdkShard]) -> Result<ShardMap, Error> {
-    let mut open = Vec::new();
-    for s in shards {
-        if s.sequence_number_range()
-            .is_some_and(|r| r.ending_sequence_number().is_some())
-        {
-            continue;
+    ShardMap::from_listed(shards.iter().map(listed_shard))
+}
+
+/// Why [`list_shard_map`] has no map.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ShardMapError {
+    /// ListShards failed for good, or still failed when the time allowed
+    /// was spent.
+    ListShards(GaveUp<ListShardsError>),
+    /// The shards listed make no map: bad hash keys, or open shards that
+    /// overlap.
+    Invalid(Error),
+    /// No shard listed is open.
+    NoOpenShard,
+}
+
+impl fmt::Display for ShardMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardMapError::ListShards(e) => write!(f, "ListShards: {e}"),
+            ShardMapError::Invalid(e) => write!(f, "the shards listed make no map: {e}"),
+            ShardMapError::NoOpenShard => f.write_str("the stream has no open shard"),
         }
-        let range = s.hash_key_range().ok_or(Error::InvalidHashKeyRange)?;
-        open.push(Shard {
-            id: s.shard_id().to_string(),
-            range: HashKeyRange::from_decimal(range.starting_hash_key(), range.ending_hash_key())?,
-        });
     }
-    ShardMap::new(open)
+}
+
+impl core::error::Error for ShardMapError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ShardMapError::ListShards(e) => Some(e),
+            ShardMapError::Invalid(e) => Some(e),
+            ShardMapError::NoOpenShard => None,
+        }
+    }
+}
+
+/// The map of a stream's open shards, by ListShards (every page), tried
+/// again through transient failures as [`retry_transient`] does for up to
+/// `budget` (`Duration::ZERO`: one attempt), each attempt given
+/// `attempt_timeout`. `on_retry` hears of each failure tried again.
+///
+/// # Errors
+/// [`ShardMapError`]: the call failing, a listing that makes no map, or
+/// no open shard.
+pub async fn list_shard_map(
+    client: &Client,
+    stream: &str,
+    budget: Duration,
+    attempt_timeout: Duration,
+    on_retry: impl FnMut(&str),
+) -> Result<ShardMap, ShardMapError> {
+    let shards = retry_transient(budget, attempt_timeout, on_retry, || list_shards(client, stream))
+        .await
+        .map_err(ShardMapError::ListShards)?;
+    let map = shard_map(&shards).map_err(ShardMapError::Invalid)?;
+    if map.shards().is_empty() {
+        return Err(ShardMapError::NoOpenShard);
+    }
+    Ok(map)
 }
 
 /// The hash key range of one shard of ListShards output.
@@ -207,6 +269,7 @@ pub fn shard_range(shard: &SdkShard) -> Result<HashKeyRange, Error> {
 
 /// How [`put_all`] retries entries that PutRecords rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Retry {
     /// Attempts per call, the first included.
     pub attempts: u32,
@@ -218,16 +281,37 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
+        Retry::new()
+    }
+}
+
+impl Retry {
+    /// Eight attempts, the first retry after 100 ms, at most 5 s apart.
+    pub const fn new() -> Self {
         Retry {
             attempts: 8,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }
     }
+
+    /// The same with this many attempts per call, the first included.
+    pub const fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// The same with these waits: the first retry's, and the longest.
+    pub const fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.first_backoff = first;
+        self.max_backoff = max;
+        self
+    }
 }
 
 /// What [`put_all`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PutStats {
     /// PutRecords calls made, retries included.
     pub calls: usize,
@@ -244,6 +328,7 @@ pub struct PutStats {
 /// from the first, except that entries of the failed call may have been
 /// accepted too: see [`PutError::pending`]).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PutError {
     /// A PutRecords call failed as a whole.
     Sdk {
@@ -485,6 +570,7 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
 
 /// Why [`retry_transient`] stopped without an answer.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum GaveUp<E> {
     /// An error that trying again does not fix, or the last transient one
     /// when the time allowed was spent.

@@ -19,9 +19,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::decode::{Deaggregated, Tag};
-use crate::encode::{Aggregate, DEFAULT_LIMIT, Record, RecordAggregator, Refused};
+use crate::encode::{Aggregate, Record, RecordAggregator, Refused};
 use crate::error::{Error, ErrorKind};
-use crate::hash::{HASH_KEY_MAX_DIGITS, HashKeyRange, effective_hash_key, route, write_hash_key};
+use crate::hash::{HashKeyRange, effective_hash_key, route, write_hash_key};
+use crate::limits::{DEFAULT_LIMIT, HASH_KEY_MAX_DIGITS};
 
 /// One shard: its id and the hash keys it owns.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -30,6 +31,23 @@ pub struct Shard {
     pub id: String,
     /// Its hash key range.
     pub range: HashKeyRange,
+}
+
+/// One shard as ListShards lists it, borrowed from whatever shape it was
+/// read in (the API's JSON, an SDK's types, a binding's dictionaries): each
+/// face maps its fields onto this, and [`ShardMap::from_listed`] decides
+/// which are open and how they route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListedShard<'a> {
+    /// `ShardId`.
+    pub shard_id: &'a str,
+    /// `HashKeyRange.StartingHashKey`, decimal.
+    pub starting_hash_key: &'a str,
+    /// `HashKeyRange.EndingHashKey`, decimal.
+    pub ending_hash_key: &'a str,
+    /// Whether `SequenceNumberRange` has an `EndingSequenceNumber`: the
+    /// shard is closed (split or merged away) and takes no more records.
+    pub closed: bool,
 }
 
 /// The open shards of a stream, sorted by hash key, without overlaps.
@@ -102,6 +120,37 @@ impl ShardMap {
         self.route_index(hash_key).map(|i| &self.shards[i])
     }
 
+    /// The map of the open shards of a ListShards answer: closed shards are
+    /// left out, since records go to open shards only.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHashKeyRange`] for an open shard whose hash keys
+    /// are not hash keys or whose start exceeds its end (a closed shard's
+    /// are not read), [`Error::ShardsOverlap`] when open shards overlap.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{ListedShard, ShardMap};
+    /// let listed = [
+    ///     ListedShard { shard_id: "shardId-0", starting_hash_key: "0", ending_hash_key: "340282366920938463463374607431768211455", closed: true },
+    ///     ListedShard { shard_id: "shardId-1", starting_hash_key: "0", ending_hash_key: "9", closed: false },
+    ///     ListedShard { shard_id: "shardId-2", starting_hash_key: "10", ending_hash_key: "340282366920938463463374607431768211455", closed: false },
+    /// ];
+    /// let map = ShardMap::from_listed(listed).unwrap();
+    /// assert_eq!(map.shards().len(), 2);
+    /// assert_eq!(map.route(10).unwrap().id, "shardId-2");
+    /// ```
+    pub fn from_listed<'a>(shards: impl IntoIterator<Item = ListedShard<'a>>) -> Result<Self, Error> {
+        let mut open = Vec::new();
+        for s in shards.into_iter().filter(|s| !s.closed) {
+            open.push(Shard {
+                id: s.shard_id.into(),
+                range: HashKeyRange::from_decimal(s.starting_hash_key, s.ending_hash_key)?,
+            });
+        }
+        ShardMap::new(open)
+    }
+
     /// Reads the JSON that `aws kinesis list-shards` prints (or a
     /// ListShards API response): `{"Shards": [{"ShardId", "HashKeyRange":
     /// {"StartingHashKey", "EndingHashKey"}, "SequenceNumberRange": {...}}]}`.
@@ -143,22 +192,17 @@ impl ShardMap {
             line: e.line(),
             column: e.column(),
         })?;
-        let mut open = Vec::new();
-        for s in list.shards {
-            if s.sequence_number_range
-                .is_some_and(|r| r.ending_sequence_number.is_some())
-            {
-                continue;
+        ShardMap::from_listed(list.shards.iter().map(|s| {
+            ListedShard {
+                shard_id: &s.shard_id,
+                starting_hash_key: &s.hash_key_range.starting_hash_key,
+                ending_hash_key: &s.hash_key_range.ending_hash_key,
+                closed: s
+                    .sequence_number_range
+                    .as_ref()
+                    .is_some_and(|r| r.ending_sequence_number.is_some()),
             }
-            open.push(Shard {
-                id: s.shard_id,
-                range: HashKeyRange::from_decimal(
-                    &s.hash_key_range.starting_hash_key,
-                    &s.hash_key_range.ending_hash_key,
-                )?,
-            });
-        }
-        ShardMap::new(open)
+        }))
     }
 }
 

@@ -6,12 +6,7 @@
 //! always minimal, which is what every reference encoder emits.
 
 use crate::error::Error;
-
-/// The four magic bytes that start every aggregated record.
-pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
-
-/// Length of the MD5 trailer.
-pub const DIGEST_LEN: usize = 16;
+use crate::limits::MAX_NESTING;
 
 /// Varint wire type.
 pub(crate) const WT_VARINT: u8 = 0;
@@ -29,20 +24,9 @@ pub(crate) const WT_I32: u8 = 5;
 /// Largest field number protobuf allows (2^29 - 1).
 const MAX_FIELD: u64 = (1 << 29) - 1;
 
-/// Deepest nesting of groups and messages the reader accepts, as in
-/// Google's parsers (their default recursion limit is 100).
-pub const MAX_NESTING: usize = 100;
-
 /// Number of bytes the minimal varint encoding of `v` takes (1 to 10).
-///
-/// # Examples
-/// ```
-/// assert_eq!(kinesis_agg::varint_len(127), 1);
-/// assert_eq!(kinesis_agg::varint_len(128), 2);
-/// assert_eq!(kinesis_agg::varint_len(u64::MAX), 10);
-/// ```
 #[inline]
-pub const fn varint_len(v: u64) -> usize {
+pub(crate) const fn varint_len(v: u64) -> usize {
     // Lengths, indices and counts are almost always below 2^14: two
     // comparisons decide them. Otherwise 1 + floor(bits / 7).
     if v < 0x80 {

@@ -223,19 +223,19 @@ fn keys_are_validated_on_add_and_the_aggregator_is_unchanged() {
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key(""),
-            Error::InvalidHashKey { offset: 0 },
+            Error::InvalidHashKey { position: 0 },
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key("01"),
-            Error::InvalidHashKey { offset: 0 },
+            Error::InvalidHashKey { position: 0 },
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key("1x"),
-            Error::InvalidHashKey { offset: 1 },
+            Error::InvalidHashKey { position: 1 },
         ),
         (
             Record::new("ok", b"x").with_explicit_hash_key("340282366920938463463374607431768211456"),
-            Error::InvalidHashKey { offset: 38 },
+            Error::InvalidHashKey { position: 38 },
         ),
     ];
     for (rec, want) in cases {

@@ -43,7 +43,7 @@ fn every_error_says_what_and_where() {
             table: Table::PartitionKey,
             capacity: 8,
         },
-        Error::InvalidHashKey { offset: 22 },
+        Error::InvalidHashKey { position: 22 },
         Error::KeyCapacity {
             table: Table::ExplicitHashKey,
             capacity: 6,

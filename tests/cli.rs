@@ -906,3 +906,73 @@ fn agg_help_says_which_aws_cli_the_documents_are_for() {
         "{help}"
     );
 }
+
+/// The value `--help` shows as a flag's default.
+fn help_default(help: &str, flag: &str) -> String {
+    let at = help
+        .find(&format!("{flag} "))
+        .unwrap_or_else(|| panic!("{flag} in {help}"));
+    let rest = &help[at..];
+    let start = rest
+        .find("[default: ")
+        .unwrap_or_else(|| panic!("no default for {flag}"))
+        + 10;
+    rest[start..start + rest[start..].find(']').unwrap()].to_owned()
+}
+
+/// `put` shows, and so uses, the library's defaults: a default changed in
+/// `ProducerConfig` reaches the command line.
+#[test]
+fn put_takes_its_defaults_from_the_library() {
+    let out = run(&["put", "--help"], b"");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let cfg = kinesis_agg::producer::ProducerConfig::default();
+    let ms = |d: std::time::Duration| d.as_millis().to_string();
+    for (flag, want) in [
+        ("--max-buffered-time", ms(cfg.record_max_buffered_time)),
+        ("--aggregation-max-size", cfg.aggregation_max_size.to_string()),
+        ("--record-ttl", ms(cfg.record_ttl)),
+        ("--request-timeout", ms(cfg.request_timeout)),
+        ("--rate-limit", cfg.rate_limit.to_string()),
+        ("--max-concurrency", cfg.max_concurrency.to_string()),
+        ("--max-user-record-size", cfg.max_user_record_size.to_string()),
+    ] {
+        assert_eq!(help_default(&help, flag), want, "{flag}");
+    }
+}
+
+/// `--max-user-record-size` counts data alone, from 1 byte to 10 MiB: a
+/// value below an aggregate's smallest limit is a record size all the same.
+#[test]
+fn put_max_user_record_size_has_its_own_range() {
+    // Nothing listens at the endpoint: a short TTL makes it give up soon.
+    let base = [
+        "put",
+        "--stream",
+        "s",
+        "--region",
+        "us-east-1",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--record-ttl",
+        "1",
+    ];
+    for bad in ["0", "10485761", "x"] {
+        let out = run(&[&base[..], &["--max-user-record-size", bad]].concat(), b"");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("--max-user-record-size"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    for fine in ["1", "10", "10485760"] {
+        let out = run(&[&base[..], &["--max-user-record-size", fine]].concat(), b"");
+        // Past the flags: it fails at the stream (nothing listens there).
+        assert!(
+            !stderr(&out).contains("invalid value"),
+            "{fine}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -194,7 +194,10 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
     assert!(retried > 0, "the faults made no retry");
     // A split between two runs: tail reads the parent before its children.
     let c = client();
-    let shards = kinesis_agg::producer::list_shard_map(&c, &stream).await.unwrap();
+    let shards =
+        kinesis_agg::sdk::list_shard_map(&c, &stream, Duration::ZERO, Duration::from_secs(30), |_| {})
+            .await
+            .unwrap();
     let parent = shards.shards()[1].clone();
     let middle = parent.range.start + (parent.range.end - parent.range.start) / 2;
     c.split_shard()

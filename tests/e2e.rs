@@ -180,6 +180,7 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
                         }
                     }
                     ShardRead::Discarded { .. } => discarded += 1,
+                    other => panic!("{other:?}"),
                 }
             }
             let caught_up = out.records().is_empty() && out.millis_behind_latest() == Some(0);

@@ -21,9 +21,11 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use kinesis_agg::OwnedRecord;
-use kinesis_agg::producer::{FailureKind, Producer, ProducerConfig, Receipt, ReceiptFuture, Rejected};
+use kinesis_agg::producer::{
+    FailureKind, Invalid, Producer, ProducerConfig, Receipt, ReceiptFuture, Rejected,
+};
 use kinesis_agg::sdk::{self, ShardRead};
+use kinesis_agg::{Error, OwnedRecord};
 
 async fn new_stream(client: &Client, name: &str, shards: i32) -> String {
     let stream = format!("kagg-producer-{name}-{}", std::process::id());
@@ -86,6 +88,7 @@ async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
                         data: u.data.to_vec(),
                     })),
                     ShardRead::Discarded { .. } => discarded += 1,
+                    other => panic!("{other:?}"),
                 }
             }
             let end = out.records().is_empty() && out.millis_behind_latest() == Some(0);
@@ -315,11 +318,20 @@ async fn invalid_records_are_refused_at_put_and_handed_back() {
             data: vec![0; 1001],
         },
     ];
-    for b in bad {
+    let reasons = [
+        Invalid::Key(Error::InvalidPartitionKey { utf16_len: 0 }),
+        Invalid::Key(Error::InvalidPartitionKey { utf16_len: 257 }),
+        Invalid::Key(Error::InvalidHashKey { position: 2 }),
+        Invalid::TooLarge {
+            size: 1001,
+            max: 1000,
+        },
+    ];
+    for (b, why) in bad.into_iter().zip(reasons) {
         match producer.put(b.clone()).await {
             Err(Rejected::Invalid { record, reason }) => {
                 assert_eq!(record, b);
-                assert!(!reason.is_empty());
+                assert_eq!(reason, why);
             }
             other => panic!("{b:?} was not refused: {other:?}"),
         }
@@ -338,7 +350,8 @@ async fn invalid_records_are_refused_at_put_and_handed_back() {
     match producer.try_put(tagged) {
         Err(Rejected::Invalid { record, reason }) => {
             assert_eq!(record, tagged);
-            assert!(reason.contains("tags"), "{reason}");
+            assert_eq!(reason, Invalid::Tags);
+            assert!(reason.to_string().contains("tags"), "{reason}");
         }
         other => panic!("a tagged record was not refused: {other:?}"),
     }
@@ -593,9 +606,10 @@ async fn reshard_run(name: &str, preserve_order: bool) {
     // Merge the upper child with the second shard, again with records
     // buffered.
     assert!(producer.pending() > 0);
-    let listed = kinesis_agg::producer::list_shard_map(&direct, &stream)
-        .await
-        .unwrap();
+    let listed =
+        kinesis_agg::sdk::list_shard_map(&direct, &stream, Duration::ZERO, Duration::from_secs(30), |_| {})
+            .await
+            .unwrap();
     let upper = listed
         .shards()
         .iter()

@@ -120,11 +120,9 @@ fn entries(n: usize, size: usize) -> Vec<PutRecordsRequestEntry> {
         .collect()
 }
 
-const FAST: Retry = Retry {
-    attempts: 4,
-    first_backoff: Duration::from_millis(1),
-    max_backoff: Duration::from_millis(4),
-};
+const FAST: Retry = Retry::new()
+    .with_attempts(4)
+    .with_backoff(Duration::from_millis(1), Duration::from_millis(4));
 
 #[tokio::test]
 async fn only_rejected_entries_are_sent_again() {

@@ -28,7 +28,7 @@ fn partition_key_hashes_match_known_answers() {
     }
     assert_eq!(
         effective_hash_key("a", Some("x")),
-        Err(Error::InvalidHashKey { offset: 0 })
+        Err(Error::InvalidHashKey { position: 0 })
     );
 }
 

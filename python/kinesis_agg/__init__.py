@@ -33,8 +33,9 @@ from ._native import (
 from ._events import firehose_user_records, lambda_user_records
 from ._put import PutAllError, PutResult, put_all
 
-#: The compatibility module's size limit (``aws_kinesis_agg.MAX_BYTES_PER_RECORD``).
-MAX_BYTES_PER_RECORD = 1024 * 1024
+#: The compatibility module's size limit (``aws_kinesis_agg.MAX_BYTES_PER_RECORD``):
+#: the library's default limit, what a Kinesis record holds by default.
+MAX_BYTES_PER_RECORD = DEFAULT_LIMIT
 
 __all__ = [
     "DEFAULT_LIMIT",

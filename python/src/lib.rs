@@ -39,8 +39,9 @@ pyo3::create_exception!(
 /// interpreter released, so other Python threads run meanwhile.
 const RELEASE_GIL_AT: usize = 64 * 1024;
 
-/// The compatibility module's limit (`MAX_BYTES_PER_RECORD`).
-const COMPAT_MAX_SIZE: i64 = 1_048_576;
+/// The compatibility module's limit (`MAX_BYTES_PER_RECORD`): the
+/// library's default, what a Kinesis record holds by default.
+const COMPAT_MAX_SIZE: i64 = ka::DEFAULT_LIMIT as i64;
 
 // ---------------------------------------------------------------- inputs
 
@@ -972,26 +973,29 @@ impl ShardMap {
     fn from_list_shards(response: &Bound<'_, PyAny>) -> PyResult<Self> {
         let py = response.py();
         let shards = response.get_item(intern!(py, "Shards"))?;
-        let mut list = Vec::new();
+        // The dictionaries' fields, read into owned strings; the library
+        // decides which shards are open and how they route.
+        let mut listed: Vec<(String, String, String, bool)> = Vec::new();
         for s in shards.try_iter()? {
             let s = s?;
-            if let Ok(seq) = s.get_item(intern!(py, "SequenceNumberRange"))
-                && seq
-                    .get_item(intern!(py, "EndingSequenceNumber"))
-                    .is_ok_and(|e| !e.is_none())
-            {
-                continue;
-            }
+            let closed = s
+                .get_item(intern!(py, "SequenceNumberRange"))
+                .and_then(|seq| seq.get_item(intern!(py, "EndingSequenceNumber")))
+                .is_ok_and(|e| !e.is_none());
             let id: String = s.get_item(intern!(py, "ShardId"))?.extract()?;
             let r = s.get_item(intern!(py, "HashKeyRange"))?;
             let start: String = r.get_item(intern!(py, "StartingHashKey"))?.extract()?;
             let end: String = r.get_item(intern!(py, "EndingHashKey"))?.extract()?;
-            let range = ka::HashKeyRange::from_decimal(&start, &end).map_err(value_error)?;
-            list.push(ka::Shard { id, range });
+            listed.push((id, start, end, closed));
         }
-        Ok(ShardMap {
-            map: ka::ShardMap::new(list).map_err(value_error)?,
-        })
+        let map = ka::ShardMap::from_listed(listed.iter().map(|(id, start, end, closed)| ka::ListedShard {
+            shard_id: id,
+            starting_hash_key: start,
+            ending_hash_key: end,
+            closed: *closed,
+        }))
+        .map_err(value_error)?;
+        Ok(ShardMap { map })
     }
 
     /// The id of the shard owning `hash_key`, or None when no open shard

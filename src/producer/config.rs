@@ -2,184 +2,208 @@
 
 use super::*;
 
-/// The largest user record a stream takes by default (1 MiB); streams
-/// configured for large records take up to 10 MiB.
-pub const DEFAULT_MAX_USER_RECORD_SIZE: usize = 1 << 20;
+/// The largest user record a stream takes by default
+/// ([`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT), 1 MiB); streams configured for
+/// large records take up to [`MAX_LIMIT`](crate::MAX_LIMIT), 10 MiB.
+pub const DEFAULT_MAX_USER_RECORD_SIZE: usize = crate::DEFAULT_LIMIT;
 
-/// The producer's settings. The defaults are the KPL's where it has one.
-#[derive(Clone, Debug)]
-pub struct ProducerConfig {
-    pub(crate) record_max_buffered_time: Duration,
-    pub(crate) aggregation: bool,
-    pub(crate) aggregation_max_size: usize,
-    pub(crate) aggregation_max_count: usize,
-    pub(crate) collection_max_count: usize,
-    pub(crate) collection_max_size: usize,
-    pub(crate) max_user_record_size: usize,
-    pub(crate) rate_limit: u32,
-    pub(crate) record_ttl: Duration,
-    pub(crate) request_timeout: Duration,
-    pub(crate) max_concurrency: usize,
-    pub(crate) fail_if_throttled: bool,
-    pub(crate) max_buffered_bytes: usize,
-    pub(crate) max_buffered_records: usize,
-    pub(crate) preserve_order: bool,
-    pub(crate) first_backoff: Duration,
-    pub(crate) max_backoff: Duration,
-}
-
-impl Default for ProducerConfig {
-    fn default() -> Self {
-        ProducerConfig {
-            record_max_buffered_time: Duration::from_millis(100),
-            aggregation: true,
-            aggregation_max_size: 51_200,
-            aggregation_max_count: u32::MAX as usize,
-            collection_max_count: PUT_RECORDS_MAX_ENTRIES,
-            collection_max_size: PUT_RECORDS_MAX_BYTES,
-            max_user_record_size: DEFAULT_MAX_USER_RECORD_SIZE,
-            rate_limit: 150,
-            record_ttl: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(6),
-            max_concurrency: 24,
-            fail_if_throttled: false,
-            max_buffered_bytes: 64 << 20,
-            max_buffered_records: 1 << 20,
-            preserve_order: false,
-            first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $name:ident: $t:ty = $default:expr; )*) => {
+        /// The producer's settings. The defaults are the KPL's where it has one.
+        ///
+        /// Each setting is a public field, to read (a command line shows
+        /// the defaults of `ProducerConfig::default()`), with a setter of
+        /// the same name to build with; [`Producer::new`] checks them.
+        ///
+        /// # Examples
+        /// ```
+        /// use std::time::Duration;
+        /// use kinesis_agg::producer::ProducerConfig;
+        /// let cfg = ProducerConfig::default().record_ttl(Duration::from_secs(10));
+        /// assert_eq!(cfg.record_ttl, Duration::from_secs(10));
+        /// assert_eq!(cfg.aggregation_max_size, 51_200);
+        /// ```
+        #[derive(Clone, Debug)]
+        #[non_exhaustive]
+        pub struct ProducerConfig {
+            $( $(#[$doc])* pub $name: $t, )*
         }
-    }
-}
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $t:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, value: $t) -> Self {
-            self.$name = value;
-            self
+        impl Default for ProducerConfig {
+            fn default() -> Self {
+                ProducerConfig { $( $name: $default, )* }
+            }
+        }
+
+        impl ProducerConfig {
+            $(
+                #[doc = concat!("Sets [`", stringify!($name), "`](#structfield.", stringify!($name), ").")]
+                #[must_use]
+                pub fn $name(mut self, value: $t) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
         }
     };
 }
 
-impl ProducerConfig {
-    setter!(
-        /// Longest a user record waits to be aggregated and collected before
-        /// it is sent (KPL `RecordMaxBufferedTime`, 100 ms).
-        record_max_buffered_time: Duration
-    );
-    setter!(
-        /// Aggregate user records (KPL `AggregationEnabled`, on). Off, every
-        /// user record is its own Kinesis record.
-        aggregation: bool
-    );
-    setter!(
-        /// Largest aggregate, counted as Kinesis counts (data plus outer
-        /// partition key; KPL `AggregationMaxSize`, 51,200). A user record
-        /// larger than this goes out on its own.
-        aggregation_max_size: usize
-    );
-    setter!(
-        /// Most user records in one aggregate (KPL `AggregationMaxCount`).
-        aggregation_max_count: usize
-    );
-    setter!(
-        /// Most Kinesis records in one PutRecords call (KPL
-        /// `CollectionMaxCount`, 500, the API's limit).
-        collection_max_count: usize
-    );
-    setter!(
-        /// Most bytes (data plus partition keys) in one PutRecords call (KPL
-        /// `CollectionMaxSize`, 5 MiB, the API's limit).
-        collection_max_size: usize
-    );
-    setter!(
-        /// Largest user record accepted by `put` (1 MiB; up to 10 MiB for
-        /// streams configured for large records).
-        max_user_record_size: usize
-    );
-    setter!(
-        /// Per-shard rate limit in percent of the shard's 1 MiB/s and 1,000
-        /// records/s (KPL `RateLimit`, 150: a little over, so that Kinesis
-        /// itself does the last of the throttling).
-        rate_limit: u32
-    );
-    setter!(
-        /// How long a user record may wait for a successful put before it
-        /// fails as expired (KPL `RecordTtl`, 30 s).
-        record_ttl: Duration
-    );
-    setter!(
-        /// How long one PutRecords call may take before it counts as failed
-        /// and is retried (KPL `RequestTimeout`, 6 s).
-        request_timeout: Duration
-    );
-    setter!(
-        /// Most PutRecords calls in flight at once (KPL `MaxConnections`, 24).
-        max_concurrency: usize
-    );
-    setter!(
-        /// Fail a user record the first time Kinesis throttles it instead of
-        /// retrying (KPL `FailIfThrottled`, off).
-        fail_if_throttled: bool
-    );
-    setter!(
-        /// Cap on the bytes of user records buffered or in flight: `put`
-        /// waits and `try_put` refuses while it is reached (64 MiB).
-        max_buffered_bytes: usize
-    );
-    setter!(
-        /// Cap on the user records buffered or in flight (1,048,576).
-        max_buffered_records: usize
-    );
-    setter!(
-        /// Keep each partition key's records in order across retries: at
-        /// most one Kinesis record per shard in flight, and a failed one is
-        /// retried before anything after it is sent (off; the KPL cannot
-        /// promise this). It costs throughput: see the README.
-        preserve_order: bool
-    );
-    setter!(
-        /// Backoff before a record's first retry, doubled per retry with full
-        /// jitter (100 ms).
-        first_backoff: Duration
-    );
-    setter!(
-        /// Longest backoff between retries (5 s).
-        max_backoff: Duration
-    );
+settings! {
+    /// Longest a user record waits to be aggregated and collected before
+    /// it is sent (KPL `RecordMaxBufferedTime`, 100 ms).
+    record_max_buffered_time: Duration = Duration::from_millis(100);
+    /// Aggregate user records (KPL `AggregationEnabled`, on). Off, every
+    /// user record is its own Kinesis record.
+    aggregation: bool = true;
+    /// Largest aggregate, counted as Kinesis counts (data plus outer
+    /// partition key; KPL `AggregationMaxSize`, 51,200; [`MIN_LIMIT`](crate::MIN_LIMIT)
+    /// to [`MAX_LIMIT`](crate::MAX_LIMIT)). A user record larger than this
+    /// goes out on its own.
+    aggregation_max_size: usize = 51_200;
+    /// Most user records in one aggregate (KPL `AggregationMaxCount`,
+    /// 4,294,967,295).
+    aggregation_max_count: usize = u32::MAX as usize;
+    /// Most Kinesis records in one PutRecords call (KPL
+    /// `CollectionMaxCount`, 500, the API's limit).
+    collection_max_count: usize = PUT_RECORDS_MAX_ENTRIES;
+    /// Most bytes (data plus partition keys) in one PutRecords call (KPL
+    /// `CollectionMaxSize`, 5 MiB, the API's limit).
+    collection_max_size: usize = PUT_RECORDS_MAX_BYTES;
+    /// Largest user record's data accepted by `put`
+    /// ([`DEFAULT_MAX_USER_RECORD_SIZE`], 1 MiB; up to 10 MiB for streams
+    /// configured for large records).
+    max_user_record_size: usize = DEFAULT_MAX_USER_RECORD_SIZE;
+    /// Per-shard rate limit in percent of the shard's 1 MiB/s and 1,000
+    /// records/s (KPL `RateLimit`, 150: a little over, so that Kinesis
+    /// itself does the last of the throttling).
+    rate_limit: u32 = 150;
+    /// How long a user record may wait for a successful put before it
+    /// fails as expired (KPL `RecordTtl`, 30 s).
+    record_ttl: Duration = Duration::from_secs(30);
+    /// How long one PutRecords call may take before it counts as failed
+    /// and is retried (KPL `RequestTimeout`, 6 s).
+    request_timeout: Duration = Duration::from_secs(6);
+    /// Most PutRecords calls in flight at once (KPL `MaxConnections`, 24).
+    max_concurrency: usize = 24;
+    /// Fail a user record the first time Kinesis throttles it instead of
+    /// retrying (KPL `FailIfThrottled`, off).
+    fail_if_throttled: bool = false;
+    /// Cap on the bytes of user records buffered or in flight: `put`
+    /// waits and `try_put` refuses while it is reached (64 MiB). It must
+    /// hold the largest user record and 256 bytes more.
+    max_buffered_bytes: usize = 64 << 20;
+    /// Cap on the user records buffered or in flight (1,048,576).
+    max_buffered_records: usize = 1 << 20;
+    /// Keep each partition key's records in order across retries: at
+    /// most one Kinesis record per shard in flight, and a failed one is
+    /// retried before anything after it is sent (off; the KPL cannot
+    /// promise this). It costs throughput: see the README.
+    preserve_order: bool = false;
+    /// Backoff before a record's first retry, doubled per retry with full
+    /// jitter (100 ms).
+    first_backoff: Duration = Duration::from_millis(100);
+    /// Longest backoff between retries (5 s).
+    max_backoff: Duration = Duration::from_secs(5);
+}
 
-    pub(crate) fn check(&self) -> Result<(), ProducerError> {
-        let bad = |what: &str| Err(ProducerError::Config(what.to_owned()));
-        if !(crate::MIN_LIMIT..=crate::MAX_LIMIT).contains(&self.aggregation_max_size) {
-            return bad("aggregation_max_size must be 30 to 10,485,760");
-        }
-        if self.aggregation_max_count == 0 {
-            return bad("aggregation_max_count must be at least 1");
-        }
-        if !(1..=PUT_RECORDS_MAX_ENTRIES).contains(&self.collection_max_count) {
-            return bad("collection_max_count must be 1 to 500");
-        }
-        if !(1..=PUT_RECORDS_MAX_BYTES).contains(&self.collection_max_size) {
-            return bad("collection_max_size must be 1 to 5 MiB");
-        }
-        if !(1..=crate::MAX_LIMIT).contains(&self.max_user_record_size) {
-            return bad("max_user_record_size must be 1 to 10 MiB");
-        }
-        if self.rate_limit == 0 || self.max_concurrency == 0 {
-            return bad("rate_limit and max_concurrency must be at least 1");
-        }
-        if self.max_buffered_bytes < self.max_user_record_size + 256 || self.max_buffered_records == 0 {
-            return bad(
-                "max_buffered_bytes must hold the largest user record, max_buffered_records one record",
-            );
-        }
-        if self.max_buffered_bytes > u32::MAX as usize >> 1
-            || self.max_buffered_records > u32::MAX as usize >> 1
-        {
-            return bad("max_buffered_bytes and max_buffered_records must be below 2^31");
-        }
+/// A producer setting outside what it may be.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::producer::{ConfigError, ProducerConfig};
+/// let err = ProducerConfig::default().collection_max_count(501).check().unwrap_err();
+/// assert_eq!((err.setting, err.value, err.min, err.max), ("collection_max_count", 501, 1, 500));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The setting, named as its field and setter.
+    pub setting: &'static str,
+    /// The value given.
+    pub value: u64,
+    /// The smallest value it may take (with the other settings as they are).
+    pub min: u64,
+    /// The largest.
+    pub max: u64,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is {}, outside {}..={}",
+            self.setting, self.value, self.min, self.max
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ProducerConfig {
+    /// Checks every setting against its range, as [`Producer::new`] does.
+    ///
+    /// # Errors
+    /// The first setting out of range.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        /// Below 2^31: the caps count in 32-bit permits.
+        const CAP_MAX: u64 = (u32::MAX >> 1) as u64;
+        let size = |n: usize| n as u64;
+        let in_range = |setting: &'static str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    setting,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        in_range(
+            "aggregation_max_size",
+            size(self.aggregation_max_size),
+            size(crate::MIN_LIMIT),
+            size(crate::MAX_LIMIT),
+        )?;
+        in_range(
+            "aggregation_max_count",
+            size(self.aggregation_max_count),
+            1,
+            u64::MAX,
+        )?;
+        in_range(
+            "collection_max_count",
+            size(self.collection_max_count),
+            1,
+            size(PUT_RECORDS_MAX_ENTRIES),
+        )?;
+        in_range(
+            "collection_max_size",
+            size(self.collection_max_size),
+            1,
+            size(PUT_RECORDS_MAX_BYTES),
+        )?;
+        in_range(
+            "max_user_record_size",
+            size(self.max_user_record_size),
+            1,
+            size(crate::MAX_LIMIT),
+        )?;
+        in_range("rate_limit", u64::from(self.rate_limit), 1, u64::from(u32::MAX))?;
+        in_range("max_concurrency", size(self.max_concurrency), 1, size(usize::MAX))?;
+        in_range(
+            "max_buffered_bytes",
+            size(self.max_buffered_bytes),
+            size(self.max_user_record_size) + 256,
+            CAP_MAX,
+        )?;
+        in_range(
+            "max_buffered_records",
+            size(self.max_buffered_records),
+            1,
+            CAP_MAX,
+        )?;
         Ok(())
     }
 }

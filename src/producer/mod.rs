@@ -74,7 +74,7 @@ mod receipt;
 mod router;
 mod state;
 
-pub use config::{DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
+pub use config::{ConfigError, DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
 use keys::KeyHashes;
 use pump::pump;
 pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
@@ -85,23 +85,71 @@ use state::*;
 
 /// Why a producer could not start.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ProducerError {
     /// A setting out of range.
-    Config(String),
-    /// ListShards failed, or listed no open shard.
-    Shards(String),
+    Config(ConfigError),
+    /// The stream's shard map could not be had: ListShards failed for good,
+    /// listed shards that make no map, or no open shard.
+    Shards(crate::sdk::ShardMapError),
 }
 
 impl fmt::Display for ProducerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProducerError::Config(m) => write!(f, "producer configuration: {m}"),
-            ProducerError::Shards(m) => write!(f, "cannot list the stream's shards: {m}"),
+            ProducerError::Config(e) => write!(f, "producer configuration: {e}"),
+            ProducerError::Shards(e) => write!(f, "cannot list the stream's shards: {e}"),
         }
     }
 }
 
-impl std::error::Error for ProducerError {}
+impl std::error::Error for ProducerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProducerError::Config(e) => Some(e),
+            ProducerError::Shards(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for ProducerError {
+    fn from(e: ConfigError) -> Self {
+        ProducerError::Config(e)
+    }
+}
+
+/// Why [`Producer::put`] or [`Producer::try_put`] found a user record
+/// invalid: what Kinesis would refuse, or what the producer does not send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// Its partition key or explicit hash key
+    /// ([`Error::InvalidPartitionKey`](crate::Error::InvalidPartitionKey),
+    /// [`Error::InvalidHashKey`](crate::Error::InvalidHashKey)).
+    Key(crate::Error),
+    /// Its data is larger than
+    /// [`max_user_record_size`](ProducerConfig::max_user_record_size).
+    TooLarge {
+        /// Bytes of data.
+        size: usize,
+        /// The most a record may hold.
+        max: usize,
+    },
+    /// It has tags: the producer writes none, as the KPL.
+    Tags,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::Key(e) => fmt::Display::fmt(e, f),
+            Invalid::TooLarge { size, max } => {
+                write!(f, "{size} bytes of data, more than the {max} a record may hold")
+            }
+            Invalid::Tags => f.write_str("tags: the producer writes none (as the KPL)"),
+        }
+    }
+}
 
 /// What [`Producer::put`] and [`Producer::try_put`] take: an
 /// [`OwnedRecord`], moved in, or a [`Record`] borrowed from the caller,
@@ -142,6 +190,7 @@ mod sealed {
 
 /// A user record `put` or `try_put` did not take, handed back.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Rejected<R = OwnedRecord> {
     /// Invalid: a partition key or explicit hash key Kinesis would refuse,
     /// data over `max_user_record_size`, or tags.
@@ -149,7 +198,7 @@ pub enum Rejected<R = OwnedRecord> {
         /// The record.
         record: R,
         /// Why.
-        reason: String,
+        reason: Invalid,
     },
     /// `try_put` only: the buffers are at their caps.
     Full {
@@ -242,33 +291,6 @@ impl fmt::Debug for Producer {
     }
 }
 
-/// The shard map of a stream, by ListShards (open shards only), one
-/// attempt (the SDK's own retries aside).
-pub async fn list_shard_map(client: &Client, stream: &str) -> Result<ShardMap, String> {
-    let shards = crate::sdk::list_shards(client, stream)
-        .await
-        .map_err(|e| describe_sdk_error(&e))?;
-    open_shard_map(stream, &shards)
-}
-
-fn open_shard_map(stream: &str, shards: &[aws_sdk_kinesis::types::Shard]) -> Result<ShardMap, String> {
-    let map = crate::sdk::shard_map(shards).map_err(|e| e.to_string())?;
-    if map.shards().is_empty() {
-        return Err(format!("stream {stream} has no open shard"));
-    }
-    Ok(map)
-}
-
-fn describe_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
-) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
-    }
-}
-
 impl Producer {
     /// A producer for `stream`, its shard map read with ListShards (tried
     /// again on throttling, 5xx, timeouts and lost connections, for up to
@@ -285,15 +307,15 @@ impl Producer {
     ) -> Result<Self, ProducerError> {
         cfg.check()?;
         let stream = stream.into();
-        let shards = crate::sdk::retry_transient(
+        let map = crate::sdk::list_shard_map(
+            &client,
+            &stream,
             cfg.record_ttl,
             cfg.request_timeout,
             |code| tracing::info!(stream = %stream, %code, "ListShards failed; trying again"),
-            || crate::sdk::list_shards(&client, &stream),
         )
         .await
-        .map_err(|e| ProducerError::Shards(e.to_string()))?;
-        let map = open_shard_map(&stream, &shards).map_err(ProducerError::Shards)?;
+        .map_err(ProducerError::Shards)?;
         let now = Instant::now();
         let shards = shard_states(&map, &cfg, now);
         let seed =
@@ -424,25 +446,22 @@ impl Producer {
         self.admit(record, hash, size)
     }
 
-    fn validate(&self, r: Record<'_>) -> Result<(Option<u128>, u32), String> {
-        crate::check_partition_key(r.partition_key).map_err(|e| e.to_string())?;
-        if let Some(e) = r.explicit_hash_key {
-            crate::check_explicit_hash_key(e).map_err(|e| e.to_string())?;
-        }
+    fn validate(&self, r: Record<'_>) -> Result<(Option<u128>, u32), Invalid> {
+        crate::check_partition_key(r.partition_key).map_err(Invalid::Key)?;
         if !r.tags.is_empty() {
-            return Err("tags: the producer writes none (as the KPL)".to_owned());
+            return Err(Invalid::Tags);
         }
         let max = self.shared.cfg.max_user_record_size;
         if r.data.len() > max {
-            return Err(format!(
-                "{} bytes of data, more than the {max} a record may hold",
-                r.data.len()
-            ));
+            return Err(Invalid::TooLarge {
+                size: r.data.len(),
+                max,
+            });
         }
         // An explicit hash key routes the record; else its partition key's
         // MD5, found in the producer's cache (see `admit`).
         let hash = match r.explicit_hash_key {
-            Some(e) => Some(crate::parse_hash_key(e).map_err(|e| e.to_string())?),
+            Some(e) => Some(crate::parse_hash_key(e).map_err(Invalid::Key)?),
             None => None,
         };
         Ok((hash, held_bytes(&r) as u32))

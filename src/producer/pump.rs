@@ -633,7 +633,14 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
 }
 
 pub(crate) async fn refresh_map(s: Arc<Shared>) {
-    let listed = list_shard_map(&s.client, &s.stream).await;
+    let listed = crate::sdk::list_shard_map(
+        &s.client,
+        &s.stream,
+        Duration::ZERO,
+        s.cfg.request_timeout,
+        |_| {},
+    )
+    .await;
     let now = Instant::now();
     let mut st = s.lock();
     st.refreshing = false;

@@ -4,6 +4,7 @@ use super::*;
 
 /// One PutRecords attempt of the Kinesis record that carried a user record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Attempt {
     /// Time from when the Kinesis record was ready (or its previous attempt
     /// ended) to the start of this attempt: backoff, rate limiting, waiting
@@ -91,6 +92,7 @@ impl Eq for Receipt {}
 
 /// Why a user record failed for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// Not put within its TTL.
     Expired,
@@ -104,6 +106,7 @@ pub enum FailureKind {
 
 /// A user record that failed for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordError {
     /// Why.
     pub kind: FailureKind,

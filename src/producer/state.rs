@@ -146,12 +146,16 @@ pub(crate) struct Bucket {
 impl Bucket {
     pub(crate) fn new(percent: u32, now: Instant) -> Self {
         let f = f64::from(percent) / 100.0;
+        let (records, bytes) = (
+            crate::SHARD_RECORDS_PER_SECOND as f64 * f,
+            crate::SHARD_BYTES_PER_SECOND as f64 * f,
+        );
         Bucket {
-            records: 1000.0 * f,
-            bytes: 1_048_576.0 * f,
+            records,
+            bytes,
             last: now,
-            rate_records: 1000.0 * f,
-            rate_bytes: 1_048_576.0 * f,
+            rate_records: records,
+            rate_bytes: bytes,
         }
     }
     pub(crate) fn refill(&mut self, now: Instant) {

@@ -150,7 +150,7 @@ pub fn record_offsets(m: &PbAggregatedRecord) -> Vec<usize> {
         .map(|r| {
             let here = at;
             let len = r.encoded_len();
-            at += 1 + kinesis_agg::varint_len(len as u64) + len;
+            at += 1 + prost::encoding::encoded_len_varint(len as u64) + len;
             here
         })
         .collect()

@@ -53,11 +53,9 @@ pub(crate) struct InRecord {
 impl InRecord {
     /// The record as the library's delivered-record metadata.
     pub(crate) fn outer(&self) -> KinesisRecord<'_> {
-        KinesisRecord {
-            partition_key: self.partition_key.as_deref(),
-            sequence_number: self.sequence_number.as_deref(),
-            ..KinesisRecord::new(&self.blob)
-        }
+        KinesisRecord::new(&self.blob)
+            .with_partition_key(self.partition_key.as_deref())
+            .with_sequence_number(self.sequence_number.as_deref())
     }
 }
 

@@ -107,7 +107,7 @@ Examples:
   kinesis-agg agg --shards shards.json --output put-records --stream-name my-stream records.jsonl")]
     Agg {
         /// Largest aggregate, counting its data and its outer partition key
-        /// as Kinesis does (30 to 10485760).
+        /// as Kinesis does.
         #[arg(long, default_value_t = kinesis_agg::DEFAULT_LIMIT, value_parser = parse_limit)]
         max_size: usize,
         /// Aggregate per shard, with the stream's shards as `aws kinesis

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kinesis_agg::OwnedRecord;
 use kinesis_agg::producer::{
-    Attempt, Producer, ProducerConfig, Receipt, ReceiptFuture, RecordError, Rejected,
+    Attempt, Invalid, Producer, ProducerConfig, Receipt, ReceiptFuture, RecordError, Rejected,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
@@ -30,27 +30,27 @@ pub(crate) struct PutArgs {
     pub(crate) receipts: bool,
     /// Longest a record waits to be aggregated and collected, in
     /// milliseconds.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
+    #[arg(long, default_value_t = millis(defaults().record_max_buffered_time), value_name = "MS")]
     pub(crate) max_buffered_time: u64,
     /// Send every user record as its own Kinesis record.
     #[arg(long)]
     pub(crate) no_aggregation: bool,
     /// Largest aggregate (data plus outer partition key).
-    #[arg(long, default_value_t = 51_200, value_parser = parse_limit)]
+    #[arg(long, default_value_t = defaults().aggregation_max_size, value_parser = parse_limit)]
     pub(crate) aggregation_max_size: usize,
     /// How long a record may take to be put before it fails, in
     /// milliseconds.
-    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    #[arg(long, default_value_t = millis(defaults().record_ttl), value_name = "MS")]
     pub(crate) record_ttl: u64,
     /// How long one PutRecords call may take, in milliseconds.
-    #[arg(long, default_value_t = 6_000, value_name = "MS")]
+    #[arg(long, default_value_t = millis(defaults().request_timeout), value_name = "MS")]
     pub(crate) request_timeout: u64,
     /// Per-shard rate limit, in percent of a shard's 1 MiB/s and 1,000
     /// records/s.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = defaults().rate_limit, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) rate_limit: u32,
     /// Most PutRecords calls in flight.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = defaults().max_concurrency, value_parser = at_least_one)]
     pub(crate) max_concurrency: usize,
     /// Fail a record the first time it is throttled.
     #[arg(long)]
@@ -58,12 +58,41 @@ pub(crate) struct PutArgs {
     /// Keep each partition key's records in order across retries (slower).
     #[arg(long)]
     pub(crate) preserve_order: bool,
-    /// Largest user record's data (up to 10485760 for streams configured
-    /// for large records).
-    #[arg(long, default_value_t = 1_048_576, value_parser = parse_limit)]
+    /// Largest user record's data, in bytes (1 to 10485760: above the
+    /// default only for streams configured for large records).
+    #[arg(long, default_value_t = defaults().max_user_record_size, value_parser = parse_max_user_record_size)]
     pub(crate) max_user_record_size: usize,
     /// Input file (standard input when absent).
     pub(crate) file: Option<PathBuf>,
+}
+
+/// The library's settings: every default the flags show comes from here.
+fn defaults() -> ProducerConfig {
+    ProducerConfig::default()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A user record's largest data: 1 byte to a large-record stream's 10 MiB
+/// (an aggregate's limit, `parse_limit`, starts at 30 and counts the outer
+/// partition key; this counts data alone).
+fn parse_max_user_record_size(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if (1..=kinesis_agg::MAX_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be between 1 and {}", kinesis_agg::MAX_LIMIT))
+    }
 }
 
 #[derive(Serialize)]
@@ -181,12 +210,44 @@ pub(crate) fn put(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
     runtime.block_on(run(args, out))
 }
 
+/// Why a line's record has no receipt: the producer's answer, or what the
+/// command saw itself.
+enum Failed {
+    /// The producer's error for it.
+    Record(RecordError),
+    /// Refused at `put`, never buffered.
+    Invalid(Invalid),
+    /// Abandoned (a second Ctrl-C) while its call was in flight.
+    Abandoned,
+}
+
+impl Failed {
+    fn attempts(&self) -> &[Attempt] {
+        match self {
+            Failed::Record(e) => &e.attempts,
+            Failed::Invalid(_) | Failed::Abandoned => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Record(e) => write!(f, "{e}"),
+            Failed::Invalid(why) => write!(f, "invalid: {why} (after 0 attempts)"),
+            Failed::Abandoned => f.write_str(
+                "abandoned while its PutRecords call was in flight: it may or may not be in the stream (after 0 attempts)",
+            ),
+        }
+    }
+}
+
 fn record(
     tally: &mut Tally,
     out: &mut dyn Write,
     receipts: bool,
     line: u64,
-    result: Result<Receipt, RecordError>,
+    result: Result<Receipt, Failed>,
 ) -> Result<(), Stop> {
     let line_out = match &result {
         Ok(r) => {
@@ -208,7 +269,7 @@ fn record(
                 shard_id: None,
                 sequence_number: None,
                 sub_sequence_number: None,
-                attempts: attempt_lines(&e.attempts),
+                attempts: attempt_lines(e.attempts()),
                 error: Some(e.to_string()),
             }
         }
@@ -222,7 +283,10 @@ fn record(
 async fn run(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
     let started = Instant::now();
     let client = aws::client(&args.aws).await?;
-    let cfg = ProducerConfig::default()
+    let cfg = defaults();
+    // Room for two of the largest records beside the default cap.
+    let max_buffered_bytes = cfg.max_buffered_bytes.max(2 * args.max_user_record_size + 1024);
+    let cfg = cfg
         .record_max_buffered_time(Duration::from_millis(args.max_buffered_time))
         .aggregation(!args.no_aggregation)
         .aggregation_max_size(args.aggregation_max_size)
@@ -233,7 +297,7 @@ async fn run(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
         .fail_if_throttled(args.fail_if_throttled)
         .preserve_order(args.preserve_order)
         .max_user_record_size(args.max_user_record_size)
-        .max_buffered_bytes((64 << 20).max(2 * args.max_user_record_size + 1024));
+        .max_buffered_bytes(max_buffered_bytes);
     let producer = Producer::new(client, &args.aws.stream, cfg)
         .await
         .map_err(|e| Stop::Input(e.to_string()))?;
@@ -281,11 +345,7 @@ async fn run(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
                 match admitted {
                     Some(Ok(f)) => pending.push_back((line, f)),
                     Some(Err(Rejected::Invalid { reason, .. })) => {
-                        let e = RecordError {
-                            kind: kinesis_agg::producer::FailureKind::Rejected,
-                            message: format!("invalid: {reason}"),
-                            attempts: Arc::from([]),
-                        };
+                        let e = Failed::Invalid(reason);
                         // In input order: after the records before it.
                         flush_ready(&mut pending, &mut tally, out, args.receipts, true).await?;
                         record(&mut tally, out, args.receipts, line, Err(e))?;
@@ -335,14 +395,10 @@ async fn run(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
         // At once: records of calls in flight are not waited for.
         flush_ready(&mut pending, &mut tally, out, args.receipts, false).await?;
         for (line, mut f) in pending.drain(..) {
-            let result = f.try_take().unwrap_or_else(|| {
-                Err(RecordError {
-                    kind: kinesis_agg::producer::FailureKind::Shutdown,
-                    message: "abandoned while its PutRecords call was in flight: it may or may not be in the stream"
-                        .to_owned(),
-                    attempts: Arc::from([]),
-                })
-            });
+            let result = match f.try_take() {
+                Some(r) => r.map_err(Failed::Record),
+                None => Err(Failed::Abandoned),
+            };
             record(&mut tally, out, args.receipts, line, result)?;
         }
     } else {
@@ -408,7 +464,7 @@ async fn flush_ready(
             }
         };
         pending.pop_front();
-        record(tally, out, receipts, line, result)?;
+        record(tally, out, receipts, line, result.map_err(Failed::Record))?;
     }
     Ok(())
 }

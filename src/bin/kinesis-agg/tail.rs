@@ -323,6 +323,15 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                             rec.sequence_number()
                         );
                     }
+                    // An outcome the library may add later: said, not lost.
+                    Ok(other) => {
+                        any_broken = true;
+                        eprintln!(
+                            "kinesis-agg: {} sequence number {}: not printed: {other:?}",
+                            r.id,
+                            rec.sequence_number()
+                        );
+                    }
                     Err(broken) => {
                         any_broken = true;
                         eprintln!(
