@@ -214,16 +214,18 @@ fn count_aggregate_alloc(recs: &[Record<'_>]) -> usize {
 }
 
 #[inline(never)]
-fn count_deaggregate(blob: &[u8], opts: &Options) -> usize {
+fn count_deaggregate(blob: &[u8]) -> usize {
+    let opts = Options::new();
     (0..COUNT_ROUNDS)
-        .map(|_| ours_deaggregate(black_box(blob), opts))
+        .map(|_| ours_deaggregate(black_box(blob), &opts))
         .sum()
 }
 
 #[inline(never)]
-fn count_deaggregate_unverified(blob: &[u8], opts: &Options) -> usize {
+fn count_deaggregate_unverified(blob: &[u8]) -> usize {
+    let opts = Options::new().checksum(kinesis_agg::Checksum::Skip);
     (0..COUNT_ROUNDS)
-        .map(|_| ours_deaggregate(black_box(blob), opts))
+        .map(|_| ours_deaggregate(black_box(blob), &opts))
         .sum()
 }
 
@@ -241,9 +243,8 @@ fn count(name: &str) {
     let mut buf = vec![0u8; LIMIT];
     black_box(count_aggregate(&recs, &mut buf));
     black_box(count_aggregate_alloc(&recs));
-    black_box(count_deaggregate(&blob, &Options::new()));
-    let skip = Options::new().checksum(kinesis_agg::Checksum::Skip);
-    black_box(count_deaggregate_unverified(&blob, &skip));
+    black_box(count_deaggregate(&blob));
+    black_box(count_deaggregate_unverified(&blob));
 }
 
 fn bench(c: &mut Criterion) {

@@ -141,12 +141,12 @@ fn compress(state: &mut [u32; 4], block: &[u8]) {
     }
 }
 
-/// Two MD5s at once, for the producer, which completes aggregates in
-/// numbers.
-#[cfg(feature = "producer")]
+/// Two MD5s at once, for aggregates completed in numbers
+/// ([`Aggregate::digest_pair`](crate::Aggregate::digest_pair)).
+#[cfg(feature = "alloc")]
 pub(crate) use pair::md5_pair;
 
-#[cfg(feature = "producer")]
+#[cfg(feature = "alloc")]
 mod pair {
     use super::{K, S};
 
@@ -368,7 +368,7 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "producer")]
+    #[cfg(feature = "alloc")]
     /// The pair against the crate: every pair of lengths across the
     /// paddings (whole blocks side by side, then the longer alone), equal
     /// and unequal, and long ones.

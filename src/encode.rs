@@ -39,7 +39,7 @@ use core::fmt;
 use crate::decode::Tag;
 use crate::error::Error;
 use crate::index::{
-    EHK_BIT, EMPTY, SEED_EHK, SEED_PK, SLOTS_PER_TABLE_KEY, Slot, Slots, bucket, hash_key, insert, same_key,
+    EHK_BIT, EMPTY, FixedIndex, SEED_EHK, SEED_PK, Slot, Slots, bucket, hash_key, insert, same_key,
 };
 use crate::limits::{DIGEST_LEN, MAGIC};
 use crate::wire::{Reader, put_varint, varint_len};
@@ -557,7 +557,7 @@ impl Core {
                 let at = write_entry(buf, MAGIC.len() + self.pk_bytes, TAG_PK, key) - key.len();
                 let idx = self.pk_count;
                 insert(
-                    slots.slots_mut(),
+                    slots.as_mut(),
                     Slot {
                         hash,
                         meta: idx,
@@ -584,7 +584,7 @@ impl Core {
                 let at = write_entry(buf, start, TAG_EHK, key) - key.len();
                 let idx = self.ehk_count;
                 insert(
-                    slots.slots_mut(),
+                    slots.as_mut(),
                     Slot {
                         hash,
                         meta: idx | EHK_BIT,
@@ -616,7 +616,7 @@ impl Core {
         // The common case: both keys already in the tables, no tags, and
         // the record fits after the records already written. One pass, no
         // moves.
-        let s = slots.slots();
+        let s = slots.as_ref();
         if rec.tags.is_empty()
             && let Some((pk_idx, pk_pos)) = self.find_pk(buf, s, rec.partition_key.as_bytes())
         {
@@ -650,7 +650,7 @@ impl Core {
     ) -> Result<(), Error> {
         // Counted in tests: which records took this path.
         crate::wire::tick();
-        let plan = self.plan(buf, slots.slots(), rec)?;
+        let plan = self.plan(buf, slots.as_ref(), rec)?;
         self.admit(&plan, rec, buf.len(), slots)?;
         self.commit(buf, slots, rec, &plan);
         self.update_room(buf.len());
@@ -746,7 +746,7 @@ impl Core {
         self.last_pk = None;
         self.repeat = false;
         self.room = 0;
-        slots.slots_mut().fill(Slot::FREE);
+        slots.as_mut().fill(Slot::FREE);
         Some(done)
     }
 }
@@ -798,10 +798,23 @@ pub struct Finished<'b> {
     pub record_count: usize,
 }
 
-/// Aggregates into storage the caller gives, and never allocates.
+/// The no-heap aggregator: aggregates into a buffer `B` the caller gives
+/// (`&mut [u8]`, `[u8; N]`, `Vec<u8>`: anything `AsMut<[u8]> +
+/// AsRef<[u8]>`; an aggregate never exceeds its length) and never
+/// allocates. `I` is where its key index lives; name it through
+/// [`Aggregator`] (the index inside the aggregator, sized by a const
+/// parameter) or [`IndexedAggregator`] (the index in the caller's slots,
+/// sized at run time). [`RecordAggregator`](crate::RecordAggregator) is
+/// this aggregator over buffers and an index it owns.
+pub struct BufferAggregator<B, I> {
+    buf: B,
+    slots: I,
+    core: Core,
+}
+
+/// Aggregates into storage the caller gives, and never allocates: a
+/// [`BufferAggregator`] with its key index inside it.
 ///
-/// `B` is the output buffer (`&mut [u8]`, `[u8; N]`, `Vec<u8>`: anything
-/// `AsMut<[u8]> + AsRef<[u8]>`); an aggregate never exceeds its length.
 /// `KEYS` (default 32) is the most distinct keys of each table one
 /// aggregate takes: `KEYS` partition keys and `KEYS` explicit hash keys,
 /// as [`deaggregate_fixed::<KEYS>`](crate::deaggregate_fixed) reads them.
@@ -824,13 +837,32 @@ pub struct Finished<'b> {
 /// assert_eq!(done.partition_key, "sensor-1");
 /// assert_eq!(done.record_count, 2);
 /// ```
-pub struct Aggregator<B, const KEYS: usize = 32> {
-    buf: B,
-    slots: [[Slot; SLOTS_PER_TABLE_KEY]; KEYS],
-    core: Core,
-}
+pub type Aggregator<B, const KEYS: usize = 32> = BufferAggregator<B, FixedIndex<KEYS>>;
 
-impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
+/// The no-heap aggregator with its key index in caller storage whose size
+/// is chosen at run time (an [`Aggregator`]'s is inside it, sized by its
+/// `KEYS` parameter). It writes the same bytes as an [`Aggregator`] whose
+/// `KEYS` is `index.len() / INDEX_SLOTS_PER_KEY`, and refuses the same
+/// records.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{INDEX_SLOTS_PER_KEY, IndexedAggregator, KeySlot, Record};
+/// let mut buf = [0u8; 512];
+/// let mut index = [KeySlot::FREE; 3 * INDEX_SLOTS_PER_KEY];
+/// let mut agg = IndexedAggregator::new(&mut buf[..], &mut index, 512).unwrap();
+/// assert_eq!(agg.key_capacity(), Some(3));
+/// for key in ["a", "b", "c"] {
+///     agg.add(Record::new(key, b"21.5")).unwrap();
+/// }
+/// // A fourth distinct key needs another aggregate.
+/// assert!(agg.add(Record::new("d", b"19.0")).is_err());
+/// let done = agg.finish().unwrap();
+/// assert_eq!(done.record_count, 3);
+/// ```
+pub type IndexedAggregator<'i, B> = BufferAggregator<B, &'i mut [Slot]>;
+
+impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> BufferAggregator<B, FixedIndex<KEYS>> {
     // One key of each table, so that any first record (partition key and
     // explicit hash key) fits; table indices stay below the
     // explicit-hash-key bit.
@@ -839,30 +871,76 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     /// An aggregator with the default 1 MiB limit over `buf`.
     pub fn new(buf: B) -> Self {
         let () = Self::CHECK_KEYS;
-        Aggregator {
+        BufferAggregator {
             buf,
-            slots: [[Slot::FREE; SLOTS_PER_TABLE_KEY]; KEYS],
+            slots: FixedIndex::new(),
             core: Core::unchecked(DEFAULT_LIMIT),
         }
     }
 
     /// An aggregator with a size limit (data blob plus outer partition key,
-    /// [`MIN_LIMIT`]..=[`MAX_LIMIT`]). The buffer's length caps the blob too.
+    /// [`MIN_LIMIT`](crate::MIN_LIMIT)..=[`MAX_LIMIT`](crate::MAX_LIMIT)).
+    /// The buffer's length caps the blob too.
     ///
     /// # Errors
     /// [`Error::InvalidLimit`] outside that range.
     pub fn with_limit(buf: B, limit: usize) -> Result<Self, Error> {
         let () = Self::CHECK_KEYS;
-        Ok(Aggregator {
+        Ok(BufferAggregator {
             buf,
-            slots: [[Slot::FREE; SLOTS_PER_TABLE_KEY]; KEYS],
+            slots: FixedIndex::new(),
             core: Core::new(limit)?,
         })
     }
 
+    /// Gives the buffer back.
+    pub fn into_inner(self) -> B {
+        self.buf
+    }
+}
+
+impl<'i, B: AsMut<[u8]> + AsRef<[u8]>> BufferAggregator<B, &'i mut [Slot]> {
+    /// An aggregator over `buf` with its key index in `index` and a size
+    /// limit as [`Aggregator::with_limit`] takes. The index's slots are
+    /// freed first, whatever they held.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for a limit outside
+    /// [`MIN_LIMIT`](crate::MIN_LIMIT)..=[`MAX_LIMIT`](crate::MAX_LIMIT);
+    /// [`Error::InvalidIndex`] for an index of fewer than
+    /// [`INDEX_SLOTS_PER_KEY`](crate::INDEX_SLOTS_PER_KEY) slots (no room
+    /// for a first record's keys) or of 2^28 keys or more.
+    pub fn new(buf: B, index: &'i mut [Slot], limit: usize) -> Result<Self, Error> {
+        // One key of each table, so that any first record fits; table
+        // indices stay below the explicit-hash-key bit.
+        if !(1..MAX_INDEX_KEYS).contains(&crate::index::slice_keys(index.len())) {
+            return Err(Error::InvalidIndex { slots: index.len() });
+        }
+        let core = Core::new(limit)?;
+        index.fill(Slot::FREE);
+        Ok(BufferAggregator {
+            buf,
+            slots: index,
+            core,
+        })
+    }
+
+    /// Gives the buffer and the index back.
+    pub fn into_parts(self) -> (B, &'i mut [Slot]) {
+        (self.buf, self.slots)
+    }
+}
+
+impl<B: AsMut<[u8]> + AsRef<[u8]>, I: Slots> BufferAggregator<B, I> {
     /// The configured limit.
     pub fn limit(&self) -> usize {
         self.core.limit
+    }
+
+    /// Distinct keys of each table one aggregate takes (`None` for an
+    /// index that grows).
+    pub fn key_capacity(&self) -> Option<usize> {
+        self.slots.key_capacity()
     }
 
     /// Adds a record, or hands it back.
@@ -895,7 +973,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
     /// Invalid keys, as [`add`](Self::add).
     pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
         self.core
-            .size_with(self.buf.as_ref(), self.slots.as_flattened(), record)
+            .size_with(self.buf.as_ref(), self.slots.as_ref(), record)
     }
 
     /// Number of user records in the current aggregate.
@@ -914,17 +992,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, const KEYS: usize> Aggregator<B, KEYS> {
         let done = self.core.finish(self.buf.as_mut(), &mut self.slots)?;
         Some(finished(self.buf.as_ref(), &done))
     }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> B {
-        self.buf
-    }
 }
 
-impl<B, const KEYS: usize> fmt::Debug for Aggregator<B, KEYS> {
+impl<B, I: Slots> fmt::Debug for BufferAggregator<B, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Aggregator")
+        f.debug_struct("BufferAggregator")
             .field("limit", &self.core.limit)
+            .field("key_capacity", &self.slots.key_capacity())
             .field("record_count", &self.core.count)
             .field("encoded_len", &self.core.encoded_len())
             .finish_non_exhaustive()
@@ -941,140 +1015,31 @@ fn finished<'b>(buf: &'b [u8], done: &Done) -> Finished<'b> {
     }
 }
 
-/// The no-heap aggregator with its key index in caller storage whose size
-/// is chosen at run time (an [`Aggregator`]'s is inside it, sized by its
-/// `KEYS` parameter). It writes the same bytes as an [`Aggregator`] whose
-/// `KEYS` is `index.len() / INDEX_SLOTS_PER_KEY`, and refuses the same
-/// records.
-///
-/// # Examples
-/// ```
-/// use kinesis_agg::{INDEX_SLOTS_PER_KEY, IndexedAggregator, KeySlot, Record};
-/// let mut buf = [0u8; 512];
-/// let mut index = [KeySlot::FREE; 3 * INDEX_SLOTS_PER_KEY];
-/// let mut agg = IndexedAggregator::new(&mut buf[..], &mut index, 512).unwrap();
-/// assert_eq!(agg.key_capacity(), 3);
-/// for key in ["a", "b", "c"] {
-///     agg.add(Record::new(key, b"21.5")).unwrap();
-/// }
-/// // A fourth distinct key needs another aggregate.
-/// assert!(agg.add(Record::new("d", b"19.0")).is_err());
-/// let done = agg.finish().unwrap();
-/// assert_eq!(done.record_count, 3);
-/// ```
-pub struct IndexedAggregator<'i, B> {
-    buf: B,
-    slots: &'i mut [Slot],
-    core: Core,
-}
-
-impl<'i, B: AsMut<[u8]> + AsRef<[u8]>> IndexedAggregator<'i, B> {
-    /// An aggregator over `buf` with its key index in `index` and a size
-    /// limit as [`Aggregator::with_limit`] takes. The index's slots are
-    /// freed first, whatever they held.
-    ///
-    /// # Errors
-    /// [`Error::InvalidLimit`] for a limit outside
-    /// [`MIN_LIMIT`]..=[`MAX_LIMIT`]; [`Error::InvalidIndex`] for an index
-    /// of fewer than [`INDEX_SLOTS_PER_KEY`](crate::INDEX_SLOTS_PER_KEY) slots (no room for a first
-    /// record's keys) or of 2^28 keys or more.
-    pub fn new(buf: B, index: &'i mut [Slot], limit: usize) -> Result<Self, Error> {
-        // One key of each table, so that any first record fits; table
-        // indices stay below the explicit-hash-key bit.
-        if !(1..MAX_INDEX_KEYS).contains(&crate::index::slice_keys(index.len())) {
-            return Err(Error::InvalidIndex { slots: index.len() });
-        }
-        let core = Core::new(limit)?;
-        index.fill(Slot::FREE);
-        Ok(IndexedAggregator {
-            buf,
-            slots: index,
-            core,
-        })
-    }
-
-    /// The configured limit.
-    pub fn limit(&self) -> usize {
-        self.core.limit
-    }
-
-    /// Distinct keys of each table one aggregate takes.
-    pub fn key_capacity(&self) -> usize {
-        crate::index::slice_keys(self.slots.len())
-    }
-
-    /// Adds a record, or hands it back, as [`Aggregator::add`].
-    ///
-    /// # Errors
-    /// As [`Aggregator::add`]; the aggregator is unchanged.
-    #[inline]
-    pub fn add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
-        self.core
-            .add(self.buf.as_mut(), &mut self.slots, &record)
-            .map_err(|error| Refused { record, error })
-    }
-
-    /// Exact size of the blob [`finish`](Self::finish) would return now (0
-    /// when empty).
-    pub fn encoded_len(&self) -> usize {
-        self.core.encoded_len()
-    }
-
-    /// What [`encoded_len`](Self::encoded_len) would be after adding
-    /// `record`, without adding it, as [`Aggregator::encoded_len_with`].
-    ///
-    /// # Errors
-    /// Invalid keys, as [`add`](Self::add).
-    pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
-        self.core.size_with(self.buf.as_ref(), self.slots, record)
-    }
-
-    /// Number of user records in the current aggregate.
-    pub fn record_count(&self) -> usize {
-        self.core.count
-    }
-
-    /// `true` when no record has been added since the last finish.
-    pub fn is_empty(&self) -> bool {
-        self.core.count == 0
-    }
-
-    /// Completes the current aggregate and starts a new one. `None` when
-    /// empty.
-    pub fn finish(&mut self) -> Option<Finished<'_>> {
-        let done = self.core.finish(self.buf.as_mut(), &mut self.slots)?;
-        Some(finished(self.buf.as_ref(), &done))
-    }
-
-    /// Gives the buffer and the index back.
-    pub fn into_parts(self) -> (B, &'i mut [Slot]) {
-        (self.buf, self.slots)
-    }
-}
-
-impl<B> fmt::Debug for IndexedAggregator<'_, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexedAggregator")
-            .field("limit", &self.core.limit)
-            .field("key_capacity", &crate::index::slice_keys(self.slots.len()))
-            .field("record_count", &self.core.count)
-            .field("encoded_len", &self.core.encoded_len())
-            .finish_non_exhaustive()
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The alloc aggregator
 // ---------------------------------------------------------------------------
 
 #[cfg(feature = "alloc")]
-pub use self::owned::{Aggregate, RecordAggregator};
+pub use self::owned::{Aggregate, Digested, RecordAggregator, Undigested, UndigestedAggregate};
 
 #[cfg(feature = "alloc")]
 mod owned {
     use super::*;
     use alloc::boxed::Box;
     use alloc::vec::Vec;
+    use core::marker::PhantomData;
+
+    /// The state of an [`Aggregate`] whose MD5 trailer is written: its
+    /// data is an aggregated record.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Digested {}
+
+    /// The state of an aggregate completed without its MD5 trailer
+    /// ([`RecordAggregator::finish_undigested`]): its keys and sizes are
+    /// known, its data is not an aggregated record until
+    /// [`digest`](Aggregate::digest) writes the trailer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Undigested {}
 
     /// A completed aggregate that owns its bytes.
     ///
@@ -1082,19 +1047,21 @@ mod owned {
     /// [`RecordAggregator::recycle`] takes back. Comparing, hashing and
     /// cloning look only at what it holds ([`data`](Self::data) and the
     /// keys): a clone copies the blob into a buffer of its own size.
-    pub struct Aggregate {
+    ///
+    /// `S` says whether its MD5 trailer is written: an
+    /// [`UndigestedAggregate`] offers its keys and sizes but not its data,
+    /// and becomes an `Aggregate` when digested.
+    pub struct Aggregate<S = Digested> {
         buf: Vec<u8>,
         done: Done,
-        /// Whether its trailer holds the MD5 (always, but between
-        /// [`RecordAggregator::finish_undigested`] and a digest).
-        digested: bool,
+        state: PhantomData<S>,
     }
 
-    impl Aggregate {
-        /// The Kinesis data blob: magic, body, MD5.
-        pub fn data(&self) -> &[u8] {
-            &self.buf[self.done.start..self.done.end]
-        }
+    /// An aggregate completed without its MD5 trailer, to be digested
+    /// later, several together: see [`RecordAggregator::finish_undigested`].
+    pub type UndigestedAggregate = Aggregate<Undigested>;
+
+    impl<S> Aggregate<S> {
         /// The outer partition key (the first user record's).
         pub fn partition_key(&self) -> &str {
             key_str(&self.buf, self.done.pk)
@@ -1113,39 +1080,60 @@ mod owned {
             self.done.end - self.done.start + self.partition_key().len()
         }
 
-        /// Whether its trailer holds the MD5 yet.
-        #[cfg(feature = "producer")]
-        pub(crate) fn is_digested(&self) -> bool {
-            self.digested
-        }
-
-        /// Writes the MD5 into the trailer.
-        #[cfg(feature = "producer")]
-        pub(crate) fn digest(&mut self) {
-            if !self.digested {
-                write_digest(&mut self.buf, &self.done);
-                self.digested = true;
+        fn with_state<T>(self) -> Aggregate<T> {
+            Aggregate {
+                buf: self.buf,
+                done: self.done,
+                state: PhantomData,
             }
         }
+    }
 
-        /// Writes the MD5s of two aggregates at once (faster than one
-        /// after the other; one already digested gets the same MD5 again).
-        #[cfg(feature = "producer")]
-        pub(crate) fn digest_pair(a: &mut Aggregate, b: &mut Aggregate) {
-            let (body_a, trailer_a) = body_and_trailer(&mut a.buf, &a.done);
-            let (body_b, trailer_b) = body_and_trailer(&mut b.buf, &b.done);
-            let (da, db) = crate::checksum::md5_pair(body_a, body_b);
-            trailer_a.copy_from_slice(&da);
-            trailer_b.copy_from_slice(&db);
-            a.digested = true;
-            b.digested = true;
+    impl Aggregate {
+        /// The Kinesis data blob: magic, body, MD5.
+        pub fn data(&self) -> &[u8] {
+            &self.buf[self.done.start..self.done.end]
         }
+
         /// The data blob as an owned vector (moves the bytes to the front of
         /// the buffer it already owns; no allocation).
         pub fn into_data(mut self) -> Vec<u8> {
             self.buf.truncate(self.done.end);
             self.buf.drain(..self.done.start);
             self.buf
+        }
+    }
+
+    impl Aggregate<Undigested> {
+        /// Writes the MD5 trailer: the aggregate is complete.
+        ///
+        /// # Examples
+        /// ```
+        /// use kinesis_agg::{Record, RecordAggregator};
+        /// let (mut a, mut b) = (RecordAggregator::new(), RecordAggregator::new());
+        /// a.add(Record::new("k", b"one")).unwrap();
+        /// b.add(Record::new("k", b"one")).unwrap();
+        /// let later = a.finish_undigested().unwrap();
+        /// assert_eq!(later.record_count(), 1);
+        /// assert_eq!(later.digest(), b.finish().unwrap());
+        /// ```
+        pub fn digest(mut self) -> Aggregate {
+            let (body, trailer) = body_and_trailer(&mut self.buf, &self.done);
+            trailer.copy_from_slice(&crate::checksum::md5(body));
+            self.with_state()
+        }
+
+        /// Writes the MD5 trailers of two aggregates, computed side by side
+        /// (faster than one after the other on a processor that runs
+        /// independent instructions at once: each MD5 is a chain of
+        /// dependent steps).
+        pub fn digest_pair(mut a: Self, mut b: Self) -> (Aggregate, Aggregate) {
+            let (body_a, trailer_a) = body_and_trailer(&mut a.buf, &a.done);
+            let (body_b, trailer_b) = body_and_trailer(&mut b.buf, &b.done);
+            let (da, db) = crate::checksum::md5_pair(body_a, body_b);
+            trailer_a.copy_from_slice(&da);
+            trailer_b.copy_from_slice(&db);
+            (a.with_state(), b.with_state())
         }
     }
 
@@ -1162,7 +1150,7 @@ mod owned {
                     ehk: self.done.ehk.map(shift),
                     records: self.done.records,
                 },
-                digested: self.digested,
+                state: PhantomData,
             }
         }
     }
@@ -1186,13 +1174,13 @@ mod owned {
         }
     }
 
-    impl fmt::Debug for Aggregate {
+    impl<S> fmt::Debug for Aggregate<S> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("Aggregate")
                 .field("partition_key", &self.partition_key())
                 .field("explicit_hash_key", &self.explicit_hash_key())
                 .field("record_count", &self.record_count())
-                .field("len", &self.data().len())
+                .field("len", &(self.done.end - self.done.start))
                 .finish()
         }
     }
@@ -1200,7 +1188,8 @@ mod owned {
     type Callback = Box<dyn FnMut(&Aggregate) + Send>;
 
     /// Aggregates into buffers it owns, in the manner of the Python
-    /// module's `RecordAggregator`.
+    /// module's `RecordAggregator`: the [`BufferAggregator`] over a buffer
+    /// and a key index it owns.
     ///
     /// Each aggregate gets a buffer as long as the limit (allocated zeroed,
     /// so untouched pages cost no memory); hand finished aggregates back
@@ -1224,9 +1213,7 @@ mod owned {
     /// assert_eq!(done.iter().map(|a| a.record_count()).sum::<usize>(), 10);
     /// ```
     pub struct RecordAggregator {
-        buf: Vec<u8>,
-        slots: Vec<Slot>,
-        core: Core,
+        inner: BufferAggregator<Vec<u8>, Vec<Slot>>,
         spare: Vec<Vec<u8>>,
         callbacks: Vec<Callback>,
     }
@@ -1240,10 +1227,23 @@ mod owned {
     impl fmt::Debug for RecordAggregator {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("RecordAggregator")
-                .field("limit", &self.core.limit)
-                .field("record_count", &self.core.count)
-                .field("encoded_len", &self.core.encoded_len())
+                .field("inner", &self.inner)
                 .finish_non_exhaustive()
+        }
+    }
+
+    impl core::ops::Deref for RecordAggregator {
+        type Target = BufferAggregator<Vec<u8>, Vec<Slot>>;
+
+        /// The aggregator it owns, to read: its
+        /// [`limit`](BufferAggregator::limit),
+        /// [`encoded_len`](BufferAggregator::encoded_len),
+        /// [`encoded_len_with`](BufferAggregator::encoded_len_with),
+        /// [`record_count`](BufferAggregator::record_count) and
+        /// [`is_empty`](BufferAggregator::is_empty). Adding and finishing go
+        /// through the `RecordAggregator`, which owns the buffers.
+        fn deref(&self) -> &Self::Target {
+            &self.inner
         }
     }
 
@@ -1251,30 +1251,25 @@ mod owned {
         /// An aggregator with the default limit of 1 MiB.
         pub fn new() -> Self {
             RecordAggregator {
-                buf: Vec::new(),
-                slots: Vec::new(),
-                core: Core::unchecked(DEFAULT_LIMIT),
+                inner: BufferAggregator {
+                    buf: Vec::new(),
+                    slots: Vec::new(),
+                    core: Core::unchecked(DEFAULT_LIMIT),
+                },
                 spare: Vec::new(),
                 callbacks: Vec::new(),
             }
         }
 
         /// An aggregator with a size limit (data blob plus outer partition
-        /// key, [`MIN_LIMIT`]..=[`MAX_LIMIT`]).
+        /// key, [`MIN_LIMIT`](crate::MIN_LIMIT)..=[`MAX_LIMIT`](crate::MAX_LIMIT)).
         ///
         /// # Errors
         /// [`Error::InvalidLimit`] outside that range.
         pub fn with_limit(limit: usize) -> Result<Self, Error> {
-            let core = Core::new(limit)?;
-            Ok(RecordAggregator {
-                core,
-                ..RecordAggregator::new()
-            })
-        }
-
-        /// The configured limit.
-        pub fn limit(&self) -> usize {
-            self.core.limit
+            let mut agg = RecordAggregator::new();
+            agg.inner.core = Core::new(limit)?;
+            Ok(agg)
         }
 
         /// Registers a callback run (on the caller's thread) with every
@@ -1290,11 +1285,9 @@ mod owned {
         }
 
         fn ensure_buf(&mut self) {
-            if self.buf.is_empty() {
-                self.buf = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| alloc::vec![0u8; self.core.limit]);
+            if self.inner.buf.is_empty() {
+                let limit = self.inner.core.limit;
+                self.inner.buf = self.spare.pop().unwrap_or_else(|| alloc::vec![0u8; limit]);
             }
         }
 
@@ -1318,79 +1311,68 @@ mod owned {
         }
 
         /// Adds a record to the current aggregate or hands it back, as
-        /// [`Aggregator::add`] does (the growable key index never refuses a
-        /// key, so the only refusal for room is [`Error::Full`]).
+        /// [`BufferAggregator::add`] does (the growable key index never
+        /// refuses a key, so the only refusal for room is [`Error::Full`]).
         ///
         /// # Errors
-        /// As [`Aggregator::add`].
+        /// As [`BufferAggregator::add`].
         #[inline]
         pub fn try_add<'r>(&mut self, record: Record<'r>) -> Result<(), Refused<'r>> {
             self.ensure_buf();
-            self.core
-                .add(&mut self.buf, &mut self.slots, &record)
-                .map_err(|error| Refused { record, error })
+            self.inner.add(record)
         }
 
-        /// Exact size of the blob the current aggregate would be (0 when
-        /// empty).
-        pub fn encoded_len(&self) -> usize {
-            self.core.encoded_len()
-        }
-
-        /// What [`encoded_len`](Self::encoded_len) would be after adding
-        /// `record`, without adding it.
-        ///
-        /// # Errors
-        /// Invalid keys.
-        pub fn encoded_len_with(&self, record: &Record<'_>) -> Result<usize, Error> {
-            self.core.size_with(&self.buf, &self.slots, record)
-        }
-
-        /// Number of user records in the current aggregate.
-        pub fn record_count(&self) -> usize {
-            self.core.count
-        }
-
-        /// `true` when no record has been added since the last finish.
-        pub fn is_empty(&self) -> bool {
-            self.core.count == 0
-        }
-
-        /// Completes and returns the current aggregate (`None` when empty).
-        pub fn finish(&mut self) -> Option<Aggregate> {
-            let done = self.core.finish(&mut self.buf, &mut self.slots)?;
-            let agg = Aggregate {
-                buf: core::mem::take(&mut self.buf),
+        /// Lays the current aggregate out and takes its buffer: the next
+        /// aggregate gets another.
+        fn take(&mut self) -> Option<Aggregate<Undigested>> {
+            let inner = &mut self.inner;
+            let done = inner.core.lay_out(&mut inner.buf, &mut inner.slots)?;
+            Some(Aggregate {
+                buf: core::mem::take(&mut inner.buf),
                 done,
-                digested: true,
-            };
+                state: PhantomData,
+            })
+        }
+
+        /// Completes and returns the current aggregate (`None` when empty),
+        /// after running the callbacks with it.
+        pub fn finish(&mut self) -> Option<Aggregate> {
+            let agg = self.take()?.digest();
             for cb in &mut self.callbacks {
                 cb(&agg);
             }
             Some(agg)
         }
 
-        /// [`finish`](Self::finish) without the MD5, for a caller that
-        /// writes it later, two at a time ([`Aggregate::digest_pair`]).
-        /// Callbacks are not run. Its data is not an aggregated record
-        /// until [`Aggregate::digest`].
-        #[cfg(feature = "producer")]
-        pub(crate) fn finish_undigested(&mut self) -> Option<Aggregate> {
-            let done = self.core.lay_out(&mut self.buf, &mut self.slots)?;
-            Some(Aggregate {
-                buf: core::mem::take(&mut self.buf),
-                done,
-                digested: false,
-            })
+        /// Completes the current aggregate without writing its MD5 trailer
+        /// (`None` when empty), for a caller that digests aggregates later,
+        /// several at once ([`Aggregate::digest_pair`]): the same bytes as
+        /// [`finish`](Self::finish) once digested. Callbacks are not run.
+        ///
+        /// # Examples
+        /// ```
+        /// use kinesis_agg::{Aggregate, Record, RecordAggregator};
+        /// let mut shards = [RecordAggregator::new(), RecordAggregator::new()];
+        /// shards[0].add(Record::new("a", b"first shard")).unwrap();
+        /// shards[1].add(Record::new("b", b"second shard")).unwrap();
+        /// let a = shards[0].finish_undigested().unwrap();
+        /// let b = shards[1].finish_undigested().unwrap();
+        /// let (a, b) = Aggregate::digest_pair(a, b);
+        /// let read = kinesis_agg::deaggregate(a.data()).unwrap();
+        /// assert!(matches!(read, kinesis_agg::Deaggregated::Aggregated(_)));
+        /// assert_eq!(b.partition_key(), "b");
+        /// ```
+        pub fn finish_undigested(&mut self) -> Option<UndigestedAggregate> {
+            self.take()
         }
 
         /// Takes back a finished aggregate's buffer for reuse, so that no
         /// new buffer is allocated for the next aggregate. At most two
         /// buffers are kept; a buffer of another aggregator's limit is
         /// dropped.
-        pub fn recycle(&mut self, aggregate: Aggregate) {
+        pub fn recycle<S>(&mut self, aggregate: Aggregate<S>) {
             let buf = aggregate.buf;
-            if buf.len() == self.core.limit && self.spare.len() < 2 {
+            if buf.len() == self.inner.core.limit && self.spare.len() < 2 {
                 self.spare.push(buf);
             }
         }
@@ -1592,64 +1574,5 @@ mod tests {
         assert!(n > 5);
         let size = agg.encoded_len();
         assert_eq!(agg.finish().unwrap().data.len(), size);
-    }
-
-    /// The producer's way: aggregates completed without their MD5, then
-    /// digested one or two at a time, are byte for byte what `finish`
-    /// makes; before the MD5 they do not read as aggregated.
-    #[cfg(feature = "producer")]
-    #[test]
-    fn undigested_aggregates_digested_later_are_the_same_bytes() {
-        use crate::{Deaggregated, deaggregate};
-        let fill = |agg: &mut RecordAggregator, seed: usize, n: usize| {
-            for i in 0..n {
-                let key = alloc::format!("key-{}", (i * 7 + seed) % 13);
-                let data = alloc::vec![(i + seed) as u8; 10 + (i * 31 + seed) % 90];
-                agg.add(Record::new(&key, &data)).unwrap();
-            }
-        };
-        for (n, m) in [(1, 1), (5, 40), (40, 5), (300, 301), (0, 3)] {
-            let (mut a1, mut a2) = (RecordAggregator::new(), RecordAggregator::new());
-            let (mut b1, mut b2) = (RecordAggregator::new(), RecordAggregator::new());
-            fill(&mut a1, 1, n);
-            fill(&mut a2, 1, n);
-            fill(&mut b1, 2, m);
-            fill(&mut b2, 2, m);
-            let (want_a, want_b) = (a1.finish(), b1.finish());
-            let (mut got_a, mut got_b) = (a2.finish_undigested(), b2.finish_undigested());
-            for g in got_a.iter().chain(&got_b) {
-                assert!(!g.is_digested());
-                assert!(
-                    !matches!(deaggregate(g.data()), Ok(Deaggregated::Aggregated(_))),
-                    "an aggregate without its MD5 read as one"
-                );
-            }
-            match (&mut got_a, &mut got_b) {
-                (Some(a), Some(b)) => Aggregate::digest_pair(a, b),
-                (Some(a), None) => a.digest(),
-                (None, Some(b)) => b.digest(),
-                (None, None) => {}
-            }
-            assert_eq!(got_a, want_a, "{n} and {m} records");
-            assert_eq!(got_b, want_b, "{n} and {m} records");
-            for g in got_a.iter().chain(&got_b) {
-                assert!(g.is_digested());
-                assert_eq!(g.counted_len(), g.data().len() + g.partition_key().len());
-            }
-        }
-        // One already digested, the other not: both end digested.
-        let (mut x, mut y, mut y2) = (
-            RecordAggregator::new(),
-            RecordAggregator::new(),
-            RecordAggregator::new(),
-        );
-        fill(&mut x, 3, 20);
-        fill(&mut y, 4, 20);
-        fill(&mut y2, 4, 20);
-        let want_y = y2.finish();
-        let mut dx = x.finish().unwrap();
-        let mut uy = y.finish_undigested().unwrap();
-        Aggregate::digest_pair(&mut dx, &mut uy);
-        assert_eq!(Some(uy), want_y);
     }
 }

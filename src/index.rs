@@ -35,22 +35,34 @@ impl Slot {
     };
 }
 
-/// Storage for the key index: fixed (no heap) or growable.
-pub(crate) trait Slots {
-    fn slots(&self) -> &[Slot];
-    fn slots_mut(&mut self) -> &mut [Slot];
+/// Where an aggregator's key index lives: inside it
+/// ([`FixedIndex`], an [`Aggregator`](crate::Aggregator)'s), in the
+/// caller's slots (an [`IndexedAggregator`](crate::IndexedAggregator)'s),
+/// or in a vector that grows (a
+/// [`RecordAggregator`](crate::RecordAggregator)'s). Implemented for those
+/// three only (sealed): what a slot holds is the aggregator's business.
+pub trait Slots: AsRef<[Slot]> + AsMut<[Slot]> + sealed::Sealed {
+    /// Keys of each table it holds; `None` for an index that grows.
+    fn key_capacity(&self) -> Option<usize>;
+
     /// Makes room for `new_pk` more partition keys beyond `pk_used` and
     /// `new_ehk` more explicit hash keys beyond `ehk_used`.
     ///
     /// # Errors
     /// [`Error::KeyCapacity`] naming the table that is full.
+    #[doc(hidden)]
     fn reserve(
         &mut self,
         pk_used: usize,
         new_pk: usize,
         ehk_used: usize,
         new_ehk: usize,
-    ) -> Result<(), Error>;
+    ) -> Result<(), Error> {
+        match self.key_capacity() {
+            Some(n) => within(n, pk_used + new_pk, ehk_used + new_ehk),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Slots per `KEYS` of a fixed index: `KEYS` partition keys and `KEYS`
@@ -77,22 +89,50 @@ fn within(n: usize, pk: usize, ehk: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The fixed index: room for `N` keys of each table.
-impl<const N: usize> Slots for [[Slot; SLOTS_PER_TABLE_KEY]; N] {
-    fn slots(&self) -> &[Slot] {
-        self.as_flattened()
+mod sealed {
+    /// Only the crate's index storage is one.
+    pub trait Sealed {}
+    impl<const KEYS: usize> Sealed for super::FixedIndex<KEYS> {}
+    impl Sealed for &mut [super::Slot] {}
+    #[cfg(feature = "alloc")]
+    impl Sealed for alloc::vec::Vec<super::Slot> {}
+}
+
+/// The key index an [`Aggregator`](crate::Aggregator) keeps inside itself:
+/// room for `KEYS` keys of each table, in
+/// [`INDEX_SLOTS_PER_KEY`](crate::INDEX_SLOTS_PER_KEY) slots per key
+/// (128 bytes per `KEYS`).
+#[derive(Clone, Copy, Debug)]
+pub struct FixedIndex<const KEYS: usize>([[Slot; SLOTS_PER_TABLE_KEY]; KEYS]);
+
+impl<const KEYS: usize> FixedIndex<KEYS> {
+    /// An index of free slots.
+    pub const fn new() -> Self {
+        FixedIndex([[Slot::FREE; SLOTS_PER_TABLE_KEY]; KEYS])
     }
-    fn slots_mut(&mut self) -> &mut [Slot] {
-        self.as_flattened_mut()
+}
+
+impl<const KEYS: usize> Default for FixedIndex<KEYS> {
+    fn default() -> Self {
+        FixedIndex::new()
     }
-    fn reserve(
-        &mut self,
-        pk_used: usize,
-        new_pk: usize,
-        ehk_used: usize,
-        new_ehk: usize,
-    ) -> Result<(), Error> {
-        within(N, pk_used + new_pk, ehk_used + new_ehk)
+}
+
+impl<const KEYS: usize> AsRef<[Slot]> for FixedIndex<KEYS> {
+    fn as_ref(&self) -> &[Slot] {
+        self.0.as_flattened()
+    }
+}
+
+impl<const KEYS: usize> AsMut<[Slot]> for FixedIndex<KEYS> {
+    fn as_mut(&mut self) -> &mut [Slot] {
+        self.0.as_flattened_mut()
+    }
+}
+
+impl<const KEYS: usize> Slots for FixedIndex<KEYS> {
+    fn key_capacity(&self) -> Option<usize> {
+        Some(KEYS)
     }
 }
 
@@ -104,31 +144,17 @@ pub(crate) const fn slice_keys(slots: usize) -> usize {
 /// The caller's index: room for `len / SLOTS_PER_TABLE_KEY` keys of each
 /// table, as the fixed index of that many keys.
 impl Slots for &mut [Slot] {
-    fn slots(&self) -> &[Slot] {
-        self
-    }
-    fn slots_mut(&mut self) -> &mut [Slot] {
-        self
-    }
-    fn reserve(
-        &mut self,
-        pk_used: usize,
-        new_pk: usize,
-        ehk_used: usize,
-        new_ehk: usize,
-    ) -> Result<(), Error> {
-        within(slice_keys(self.len()), pk_used + new_pk, ehk_used + new_ehk)
+    fn key_capacity(&self) -> Option<usize> {
+        Some(slice_keys(self.len()))
     }
 }
 
 #[cfg(feature = "alloc")]
 impl Slots for alloc::vec::Vec<Slot> {
-    fn slots(&self) -> &[Slot] {
-        self
+    fn key_capacity(&self) -> Option<usize> {
+        None
     }
-    fn slots_mut(&mut self) -> &mut [Slot] {
-        self
-    }
+
     fn reserve(
         &mut self,
         pk_used: usize,
@@ -441,7 +467,7 @@ mod tests {
 
     #[test]
     fn fixed_index_counts_each_table_apart() {
-        let mut idx = [[Slot::FREE; SLOTS_PER_TABLE_KEY]; 2];
+        let mut idx = FixedIndex::<2>::new();
         assert_eq!(idx.reserve(1, 1, 2, 0), Ok(()));
         assert_eq!(
             idx.reserve(2, 1, 0, 0),
@@ -479,7 +505,7 @@ mod tests {
     #[test]
     fn a_fixed_index_takes_128_bytes_per_key_of_each_table() {
         assert_eq!(core::mem::size_of::<Slot>(), 16);
-        assert_eq!(core::mem::size_of::<[[Slot; SLOTS_PER_TABLE_KEY]; 1]>(), 128);
+        assert_eq!(core::mem::size_of::<FixedIndex<1>>(), 128);
     }
 
     #[cfg(feature = "alloc")]

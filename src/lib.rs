@@ -38,13 +38,14 @@ pub use decode::{
 pub use decode::{VecTable, deaggregate};
 pub use delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 #[cfg(feature = "alloc")]
-pub use encode::{Aggregate, RecordAggregator};
+pub use encode::{Aggregate, Digested, RecordAggregator, Undigested, UndigestedAggregate};
 pub use encode::{
-    Aggregator, Finished, IndexedAggregator, Record, Refused, check_explicit_hash_key, check_partition_key,
+    Aggregator, BufferAggregator, Finished, IndexedAggregator, Record, Refused, check_explicit_hash_key,
+    check_partition_key,
 };
 pub use error::{Error, ErrorKind, Required, Table};
 pub use hash::{HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route, write_hash_key};
-pub use index::Slot as KeySlot;
+pub use index::{FixedIndex, Slot as KeySlot, Slots as KeyIndex};
 pub use limits::{
     DEFAULT_LIMIT, DIGEST_LEN, HASH_KEY_MAX_DIGITS, INDEX_SLOTS_PER_KEY, MAGIC, MAX_LIMIT,
     MAX_PARTITION_KEY_UNITS, MIN_LIMIT, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES,

@@ -570,3 +570,64 @@ fn a_caller_buffer_may_be_filled_exactly() {
         }
     );
 }
+
+/// Aggregates completed without their MD5, then digested one or two at a
+/// time, are byte for byte what `finish` makes, and report the same keys
+/// and sizes before the MD5 as after.
+#[test]
+fn undigested_aggregates_digested_later_are_the_same_bytes() {
+    use kinesis_agg::Aggregate;
+    let fill = |agg: &mut RecordAggregator, seed: usize, n: usize| {
+        for i in 0..n {
+            let key = format!("key-{}", (i * 7 + seed) % 13);
+            let data = vec![(i + seed) as u8; 10 + (i * 31 + seed) % 90];
+            let r = Record::new(&key, &data);
+            let ehk = format!("{}", i * 1_000_003);
+            let r = if i % 5 == 1 {
+                r.with_explicit_hash_key(&ehk)
+            } else {
+                r
+            };
+            agg.add(r).unwrap();
+        }
+    };
+    for (n, m) in [(1, 1), (5, 40), (40, 5), (300, 301), (2, 3000)] {
+        let (mut a1, mut a2) = (RecordAggregator::new(), RecordAggregator::new());
+        let (mut b1, mut b2) = (RecordAggregator::new(), RecordAggregator::new());
+        fill(&mut a1, 1, n);
+        fill(&mut a2, 1, n);
+        fill(&mut b1, 2, m);
+        fill(&mut b2, 2, m);
+        let (want_a, want_b) = (a1.finish().unwrap(), b1.finish().unwrap());
+        let (got_a, got_b) = (a2.finish_undigested().unwrap(), b2.finish_undigested().unwrap());
+        for (got, want) in [(&got_a, &want_a), (&got_b, &want_b)] {
+            assert_eq!(got.partition_key(), want.partition_key());
+            assert_eq!(got.explicit_hash_key(), want.explicit_hash_key());
+            assert_eq!(got.record_count(), want.record_count());
+            assert_eq!(got.counted_len(), want.counted_len());
+        }
+        let (got_a, got_b) = Aggregate::digest_pair(got_a, got_b);
+        assert_eq!(got_a, want_a, "{n} and {m} records");
+        assert_eq!(got_b, want_b, "{n} and {m} records");
+        // Alone, and the pair the other way round.
+        fill(&mut a2, 1, n);
+        assert_eq!(a2.finish_undigested().unwrap().digest(), want_a);
+        fill(&mut a2, 1, n);
+        fill(&mut b2, 2, m);
+        let (b, a) = Aggregate::digest_pair(b2.finish_undigested().unwrap(), a2.finish_undigested().unwrap());
+        assert_eq!((a, b), (want_a, want_b));
+    }
+    // Nothing to finish: nothing, and no callback for undigested ones.
+    let mut agg = RecordAggregator::new();
+    assert!(agg.finish_undigested().is_none());
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s2 = seen.clone();
+    agg.on_complete(move |_| {
+        s2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    agg.add(Record::new("k", b"x")).unwrap();
+    let _ = agg.finish_undigested().unwrap();
+    agg.add(Record::new("k", b"x")).unwrap();
+    let _ = agg.finish().unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -64,7 +64,8 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     Aggregate, Deaggregated, HASH_KEY_MAX_DIGITS, OwnedRecord, PUT_RECORDS_MAX_BYTES,
-    PUT_RECORDS_MAX_ENTRIES, Record, RecordAggregator, ShardMap, effective_hash_key, write_hash_key,
+    PUT_RECORDS_MAX_ENTRIES, Record, RecordAggregator, ShardMap, UndigestedAggregate, effective_hash_key,
+    write_hash_key,
 };
 
 mod config;

@@ -266,18 +266,21 @@ pub(crate) fn unreachable_entry() -> PutRecordsRequestEntry {
 /// Writes the MD5 of every aggregate of a call that has none yet, two at
 /// a time (aggregates of like size side by side).
 fn digest_all(batch: &mut [KRecord]) {
-    let mut pending: Vec<&mut Aggregate> = batch
+    let mut pending: Vec<&mut KRecord> = batch
         .iter_mut()
-        .filter_map(|k| match &mut k.payload {
-            Payload::Aggregate(a) if !a.is_digested() => Some(a),
-            _ => None,
-        })
+        .filter(|k| matches!(k.payload, Payload::Pending(_)))
         .collect();
-    pending.sort_unstable_by_key(|a| a.counted_len());
+    pending.sort_unstable_by_key(|k| k.size());
     for pair in pending.chunks_mut(2) {
         match pair {
-            [a, b] => Aggregate::digest_pair(a, b),
-            [a] => a.digest(),
+            [x, y] => {
+                if let (Some(a), Some(b)) = (x.take_pending(), y.take_pending()) {
+                    let (a, b) = Aggregate::digest_pair(a, b);
+                    x.payload = Payload::Aggregate(a);
+                    y.payload = Payload::Aggregate(b);
+                }
+            }
+            [x] => x.digest(),
             _ => {}
         }
     }
@@ -521,8 +524,10 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
     })));
     let bytes = settle_users(s, st, &k.users);
     s.metrics.user_data_put.increment(bytes as u64);
-    if let (Payload::Aggregate(a), Some(i)) = (k.payload, at) {
-        st.shards[i].agg.recycle(a);
+    match (k.payload, at) {
+        (Payload::Aggregate(a), Some(i)) => st.shards[i].agg.recycle(a),
+        (Payload::Pending(a), Some(i)) => st.shards[i].agg.recycle(a),
+        _ => {}
     }
 }
 
@@ -565,6 +570,8 @@ pub(crate) fn hash_keys(k: &mut KRecord) -> Vec<u128> {
                 .collect(),
             _ => Vec::new(),
         },
+        // Digested above.
+        Payload::Pending(_) => Vec::new(),
     }
 }
 
@@ -601,6 +608,8 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
                 .collect(),
             _ => Vec::new(),
         },
+        // Digested by `hash_keys` above.
+        Payload::Pending(_) => Vec::new(),
     };
     if records.len() != k.users.count || keys.len() != k.users.count {
         // Never: the producer wrote the aggregate itself. Should it not

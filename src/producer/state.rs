@@ -72,6 +72,9 @@ impl Clock {
 }
 
 pub(crate) enum Payload {
+    /// An aggregate whose MD5 is written when its call is sent, two at a
+    /// time (see `pump::digest_all`), or when it is read.
+    Pending(UndigestedAggregate),
     Aggregate(Aggregate),
     Plain(OwnedRecord),
 }
@@ -100,37 +103,51 @@ pub(crate) struct KRecord {
 impl KRecord {
     pub(crate) fn partition_key(&self) -> &str {
         match &self.payload {
+            Payload::Pending(a) => a.partition_key(),
             Payload::Aggregate(a) => a.partition_key(),
             Payload::Plain(r) => &r.partition_key,
         }
     }
-    /// Its data blob. An aggregate's MD5 is written when it is sent
-    /// (two at a time, see `pump::send`) or read: [`digest`](Self::digest)
-    /// comes first.
+    /// Its data blob, once an aggregate's MD5 is written
+    /// ([`digest`](Self::digest) comes first; a pending aggregate has no
+    /// data to read yet: empty).
     pub(crate) fn data(&self) -> &[u8] {
         match &self.payload {
-            Payload::Aggregate(a) => {
-                debug_assert!(a.is_digested(), "an aggregate read before its MD5 was written");
-                a.data()
+            Payload::Pending(_) => {
+                debug_assert!(false, "an aggregate read before its MD5 was written");
+                &[]
             }
+            Payload::Aggregate(a) => a.data(),
             Payload::Plain(r) => &r.data,
+        }
+    }
+    /// The pending aggregate, taken out to be digested (put the digested
+    /// one back with `Payload::Aggregate`).
+    pub(crate) fn take_pending(&mut self) -> Option<UndigestedAggregate> {
+        if !matches!(self.payload, Payload::Pending(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.payload, Payload::Plain(OwnedRecord::default())) {
+            Payload::Pending(a) => Some(a),
+            _ => None,
         }
     }
     /// Writes an aggregate's MD5, if not yet written.
     pub(crate) fn digest(&mut self) {
-        if let Payload::Aggregate(a) = &mut self.payload {
-            a.digest();
+        if let Some(a) = self.take_pending() {
+            self.payload = Payload::Aggregate(a.digest());
         }
     }
     /// What Kinesis counts against its limits.
     pub(crate) fn size(&self) -> usize {
         match &self.payload {
+            Payload::Pending(a) => a.counted_len(),
             Payload::Aggregate(a) => a.counted_len(),
             Payload::Plain(r) => r.data.len() + r.partition_key.len(),
         }
     }
     pub(crate) fn aggregated(&self) -> bool {
-        matches!(self.payload, Payload::Aggregate(_))
+        !matches!(self.payload, Payload::Plain(_))
     }
 }
 
@@ -229,28 +246,27 @@ impl ShardState {
     /// record with their slot; the next aggregate starts afresh. A single
     /// user record goes out unaggregated, as the KPL sends it (its buffer
     /// goes back to `agg`).
-    pub(crate) fn seal(&mut self, done: Aggregate, ttl: Duration, now: Instant) -> KRecord {
+    pub(crate) fn seal(&mut self, done: UndigestedAggregate, ttl: Duration, now: Instant) -> KRecord {
         let users = std::mem::take(&mut self.users);
         let slot = std::mem::replace(&mut self.slot, SlotTx::new());
         self.started = None;
         let oldest = self.oldest.take().unwrap_or(now);
-        let mut done = done;
-        let single = if done.record_count() == 1 {
-            done.digest();
-            match crate::deaggregate(done.data()) {
+        let (payload, ehk) = if done.record_count() == 1 {
+            let done = done.digest();
+            let single = match crate::deaggregate(done.data()) {
                 Ok(Deaggregated::Aggregated(a)) => a.records().next().map(OwnedRecord::from),
                 _ => None,
+            };
+            match single {
+                Some(r) => {
+                    self.agg.recycle(done);
+                    let ehk = r.explicit_hash_key.clone();
+                    (Payload::Plain(r), ehk)
+                }
+                None => (Payload::Aggregate(done), Some(hash_text(self.first))),
             }
         } else {
-            None
-        };
-        let (payload, ehk) = match single {
-            Some(r) => {
-                self.agg.recycle(done);
-                let ehk = r.explicit_hash_key.clone();
-                (Payload::Plain(r), ehk)
-            }
-            None => (Payload::Aggregate(done), Some(hash_text(self.first))),
+            (Payload::Pending(done), Some(hash_text(self.first)))
         };
         KRecord {
             payload,
