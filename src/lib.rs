@@ -16,6 +16,8 @@ mod encode;
 mod error;
 mod hash;
 mod index;
+#[cfg(feature = "alloc")]
+mod keycache;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 mod limits;
@@ -46,6 +48,9 @@ pub use encode::{
 pub use error::{Error, ErrorKind, Required, Table};
 pub use hash::{HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route, write_hash_key};
 pub use index::{FixedIndex, Slot as KeySlot, Slots as KeyIndex};
+#[cfg(feature = "alloc")]
+#[cfg(feature = "alloc")]
+pub use keycache::HashKeyCache;
 pub use limits::{
     DEFAULT_LIMIT, DIGEST_LEN, HASH_KEY_MAX_DIGITS, INDEX_SLOTS_PER_KEY, MAGIC, MAX_LIMIT,
     MAX_PARTITION_KEY_UNITS, MIN_LIMIT, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES,
@@ -55,4 +60,4 @@ pub use limits::{
 pub use owned::OwnedRecord;
 pub use put::{Batch, PutRecordsBatcher};
 #[cfg(feature = "alloc")]
-pub use shard::{ListedShard, Shard, ShardAggregate, ShardMap, ShardedAggregator};
+pub use shard::{Inserted, ListedShard, Shard, ShardAggregate, ShardMap, ShardedAggregator};

@@ -1,6 +1,16 @@
 //! Shard-aware aggregation and the KCL's range rule.
+//!
+//! What an aggregate holds and where its records route is checked against
+//! an oracle of the test's own: prost's parse of the body, and hash keys
+//! from the `md-5` crate and `str::parse`, never the library's reader.
+
+mod common;
 
 use std::collections::HashMap;
+
+use common::PbAggregatedRecord;
+use md5::{Digest, Md5};
+use prost::Message;
 
 use kinesis_agg::{
     Deaggregated, Error, HashKeyRange, OutOfRange, Record, RecordAggregator, Shard, ShardAggregate, ShardMap,
@@ -194,6 +204,38 @@ fn list_shards_json_loads_open_shards_only() {
     ));
 }
 
+/// A user record: partition key, explicit hash key, data.
+type Owned = (String, Option<String>, Vec<u8>);
+
+/// A user record's hash key, as Kinesis computes it: the explicit hash key
+/// read as a decimal, else the MD5 of the partition key, big-endian.
+fn oracle_hash_key(partition_key: &str, explicit_hash_key: Option<&str>) -> u128 {
+    match explicit_hash_key {
+        Some(e) => e.parse().unwrap(),
+        None => u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into()),
+    }
+}
+
+/// The user records of an aggregated blob, read by prost: checksum checked
+/// by the `md-5` crate, keys looked up with the record's field presence.
+fn oracle_records(blob: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    assert_eq!(blob[..4], kinesis_agg::MAGIC);
+    let (body, digest) = blob[4..].split_at(blob.len() - 20);
+    assert_eq!(Md5::digest(body).as_slice(), digest, "MD5 trailer");
+    let m = PbAggregatedRecord::decode(body).unwrap();
+    m.records
+        .iter()
+        .map(|r| {
+            (
+                m.partition_key_table[r.partition_key_index as usize].clone(),
+                r.explicit_hash_key_index
+                    .map(|i| m.explicit_hash_key_table[i as usize].clone()),
+                r.data.clone(),
+            )
+        })
+        .collect()
+}
+
 /// Checks every emitted aggregate against the map it was built for, and
 /// collects its records.
 fn verify(out: &[ShardAggregate], map: &ShardMap, seen: &mut Vec<(String, Option<String>, Vec<u8>)>) {
@@ -203,22 +245,18 @@ fn verify(out: &[ShardAggregate], map: &ShardMap, seen: &mut Vec<(String, Option
             .iter()
             .find(|s| s.id == a.shard_id())
             .expect("a shard of the map");
+        let (start, end) = (shard.range.start, shard.range.end);
         let outer: u128 = a.explicit_hash_key().parse().unwrap();
-        assert!(shard.range.contains(outer), "outer EHK outside its shard");
+        assert!(start <= outer && outer <= end, "outer EHK outside its shard");
         assert!(a.aggregate().data().len() + a.aggregate().partition_key().len() <= 2000);
-        let Deaggregated::Aggregated(recs) = kinesis_agg::deaggregate(a.aggregate().data()).unwrap() else {
-            panic!()
-        };
-        assert_eq!(recs.check_range(shard.range), Ok(()), "the KCL would discard it");
-        let first = recs.records().next().unwrap();
-        assert_eq!(first.hash_key(), Some(outer));
-        seen.extend(recs.records().map(|r| {
-            (
-                r.partition_key.to_owned(),
-                r.explicit_hash_key.map(str::to_owned),
-                r.data.to_vec(),
-            )
-        }));
+        let records = oracle_records(a.aggregate().data());
+        for (p, e, _) in &records {
+            let h = oracle_hash_key(p, e.as_deref());
+            assert!(start <= h && h <= end, "the KCL would discard it: {p} {e:?}");
+        }
+        assert_eq!(oracle_hash_key(&records[0].0, records[0].1.as_deref()), outer);
+        assert_eq!(a.record_count(), records.len());
+        seen.extend(records);
     }
 }
 
@@ -378,4 +416,84 @@ fn a_map_with_gaps_refuses_unroutable_records_and_reshard_keeps_them() {
     );
     let out = agg.finish_all();
     assert_eq!(out[0].aggregate().record_count(), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)))]
+
+    /// The steps `add` is made of: `insert` says which shard took a record
+    /// and its position there, and a completed aggregate holds exactly the
+    /// records inserted into its shard since the one before, in order;
+    /// `set_map` hands back what is left. No aggregate holds more than the
+    /// count cap.
+    #[test]
+    fn insert_says_where_each_record_went(
+        cuts in cuts(),
+        keys in proptest::collection::vec((0u32..40, proptest::option::weighted(0.2, any::<u128>()), 0usize..120), 1..if cfg!(miri) { 30 } else { 300 }),
+        max_count in 1usize..40,
+        known_hash in any::<bool>(),
+    ) {
+        let map = map_from_cuts(cuts);
+        let mut agg = ShardedAggregator::with_limit(map.clone(), 2000).unwrap().with_max_count(max_count);
+        // The records each shard has taken since its last aggregate.
+        let mut open: Vec<Vec<Owned>> = vec![Vec::new(); map.shards().len()];
+        let mut seen = Vec::new();
+        let check = |done: ShardAggregate, open: &mut Vec<Vec<_>>, seen: &mut Vec<_>| {
+            let want = std::mem::take(&mut open[done.shard_index()]);
+            let mut got = Vec::new();
+            verify(std::slice::from_ref(&done), &map, &mut got);
+            assert!(got.len() <= max_count);
+            assert_eq!(got, want);
+            seen.extend(got);
+        };
+        for (i, (k, e, n)) in keys.iter().enumerate() {
+            let (p, e, d) = (format!("key-{k}"), e.map(|e| e.to_string()), vec![i as u8; *n]);
+            let h = oracle_hash_key(&p, e.as_deref());
+            let record = Record::new(&p, &d).with_optional_explicit_hash_key(e.as_deref());
+            let ins = agg.insert(record, known_hash.then_some(h)).unwrap();
+            let shard = &map.shards()[ins.shard];
+            prop_assert!(shard.range.start <= h && h <= shard.range.end);
+            if let Some(done) = ins.completed {
+                prop_assert_eq!(done.shard_index(), ins.shard);
+                check(done.digest(), &mut open, &mut seen);
+            }
+            prop_assert_eq!(ins.sub_sequence_number, open[ins.shard].len());
+            open[ins.shard].push((p, e, d));
+            prop_assert_eq!(agg.shard_record_count(ins.shard), open[ins.shard].len());
+        }
+        // What is left, handed back by a change of map, digested in pairs.
+        let mut left = agg.set_map(map.clone());
+        prop_assert!(agg.is_empty());
+        while left.len() >= 2 {
+            let (a, b) = ShardAggregate::digest_pair(left.remove(0), left.remove(0));
+            check(a, &mut open, &mut seen);
+            check(b, &mut open, &mut seen);
+        }
+        if let Some(last) = left.pop() {
+            check(last.digest(), &mut open, &mut seen);
+        }
+        prop_assert!(open.iter().all(Vec::is_empty));
+        prop_assert_eq!(seen.len(), keys.len());
+    }
+}
+
+/// A record whose hash key no shard owns is refused by `insert`, and
+/// nothing changes.
+#[test]
+fn insert_refuses_a_hash_key_in_a_gap() {
+    let half = 1u128 << 127;
+    let map = ShardMap::new([Shard {
+        id: "low".into(),
+        range: HashKeyRange::new(0, half - 1).unwrap(),
+    }])
+    .unwrap();
+    let mut agg = ShardedAggregator::new(map);
+    let r = Record::new("k", b"x");
+    assert_eq!(
+        agg.insert(r, Some(half)).unwrap_err(),
+        Error::NoShardForHashKey { hash_key: half }
+    );
+    assert!(agg.is_empty());
+    assert_eq!(agg.insert(r, Some(5)).unwrap().shard, 0);
+    assert_eq!(agg.hash_key("k", None), Ok(oracle_hash_key("k", None)));
 }

@@ -63,24 +63,19 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::{
-    Aggregate, Deaggregated, HASH_KEY_MAX_DIGITS, OwnedRecord, PUT_RECORDS_MAX_BYTES,
-    PUT_RECORDS_MAX_ENTRIES, Record, RecordAggregator, ShardMap, UndigestedAggregate, effective_hash_key,
-    write_hash_key,
+    Deaggregated, OwnedRecord, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, Record, ShardAggregate,
+    ShardMap, ShardedAggregator, Undigested,
 };
 
 mod config;
-mod keys;
 mod pump;
 mod receipt;
-mod router;
 mod state;
 
 pub use config::{ConfigError, DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
-use keys::KeyHashes;
 use pump::pump;
 pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
 use receipt::{Put, Resolution, Slot, SlotTx};
-use router::Router;
 use sealed::Sealed;
 use state::*;
 
@@ -327,8 +322,7 @@ impl Producer {
             stream,
             state: Mutex::new(State {
                 shards,
-                router: Router::new(&map),
-                map,
+                agg: sharded(map, &cfg),
                 misrouted: Vec::new(),
                 refresh_wanted: false,
                 refreshing: false,
@@ -341,7 +335,6 @@ impl Producer {
                 pending: 0,
                 next_rotation: 0,
                 rng: seed | 1,
-                keys: KeyHashes::new(),
                 next_look: now,
                 fresh: (0, 0),
             }),
@@ -373,7 +366,7 @@ impl Producer {
 
     /// The current shard map.
     pub fn shard_map(&self) -> ShardMap {
-        self.shared.lock().map.clone()
+        self.shared.lock().agg.shard_map().clone()
     }
 
     /// Admits a user record, waiting while the buffers are at their caps,
@@ -484,7 +477,7 @@ impl Producer {
         }
         let hash = match hash {
             Some(h) => h,
-            None => st.keys.hash(record.record().partition_key),
+            None => st.agg.hash_key(record.record().partition_key, None).unwrap_or(0),
         };
         let user = User {
             epoch: st.epoch,
@@ -565,11 +558,12 @@ fn abandon_all(s: &Shared) -> usize {
         });
     };
     let mut queued = Vec::new();
-    for sh in &mut st.shards {
+    let State { shards, agg, .. } = &mut *st;
+    for (i, sh) in shards.iter_mut().enumerate() {
         sh.users = Users::default();
         sh.started = None;
         sh.oldest = None;
-        let _ = sh.agg.finish();
+        let _ = agg.complete(i);
         stopped(std::mem::replace(&mut sh.slot, SlotTx::new()), Vec::new());
         queued.extend(sh.ready.drain(..).chain(sh.retry.drain(..)));
     }
@@ -585,6 +579,14 @@ fn abandon_all(s: &Shared) -> usize {
     s.settled.notify_waiters();
     s.wake.notify_one();
     n
+}
+
+/// The aggregator of a map's shards, as the settings ask.
+fn sharded(map: ShardMap, cfg: &ProducerConfig) -> ShardedAggregator {
+    // The limit was checked with the settings.
+    ShardedAggregator::with_limit(map.clone(), cfg.aggregation_max_size)
+        .unwrap_or_else(|_| ShardedAggregator::new(map))
+        .with_max_count(cfg.aggregation_max_count)
 }
 
 fn shard_states(map: &ShardMap, cfg: &ProducerConfig, now: Instant) -> Vec<ShardState> {

@@ -65,12 +65,12 @@ pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
     // Nothing to wait for: a look now and then all the same.
     let mut next = now + Duration::from_secs(5);
     let flush = std::mem::take(&mut st.flush_now);
-    for sh in &mut st.shards {
-        if let Some(t) = sh.started {
+    for i in 0..st.shards.len() {
+        if let Some(t) = st.shards[i].started {
             let due = t + cfg.record_max_buffered_time;
             if flush || due <= now {
-                if let Some(k) = sh.complete(cfg.record_ttl, now) {
-                    sh.ready.push_back(k);
+                if let Some(k) = st.complete(i, cfg.record_ttl, now) {
+                    st.shards[i].ready.push_back(k);
                 }
             } else {
                 next = next.min(due);
@@ -275,7 +275,7 @@ fn digest_all(batch: &mut [KRecord]) {
         match pair {
             [x, y] => {
                 if let (Some(a), Some(b)) = (x.take_pending(), y.take_pending()) {
-                    let (a, b) = Aggregate::digest_pair(a, b);
+                    let (a, b) = ShardAggregate::digest_pair(a, b);
                     x.payload = Payload::Aggregate(a);
                     y.payload = Payload::Aggregate(b);
                 }
@@ -436,7 +436,7 @@ pub(crate) fn answer(
                 sequence_number,
             } => {
                 if shard_id.as_str() == &*k.shard_id || !k.aggregated() {
-                    if !st.map.shards().iter().any(|sh| sh.id == shard_id) {
+                    if !st.agg.shard_map().shards().iter().any(|sh| sh.id == shard_id) {
                         st.refresh_wanted = true;
                     }
                     deliver(s, &mut st, k, &shard_id, &sequence_number);
@@ -524,10 +524,10 @@ pub(crate) fn deliver(s: &Shared, st: &mut State, k: KRecord, shard_id: &str, se
     })));
     let bytes = settle_users(s, st, &k.users);
     s.metrics.user_data_put.increment(bytes as u64);
-    match (k.payload, at) {
-        (Payload::Aggregate(a), Some(i)) => st.shards[i].agg.recycle(a),
-        (Payload::Pending(a), Some(i)) => st.shards[i].agg.recycle(a),
-        _ => {}
+    match k.payload {
+        Payload::Aggregate(a) => st.agg.recycle(a),
+        Payload::Pending(a) => st.agg.recycle(a),
+        Payload::Plain(_) => {}
     }
 }
 
@@ -556,17 +556,19 @@ pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, me
 }
 
 /// Effective hash keys of a Kinesis record's user records, in order (an
-/// aggregate's MD5 written first, so that it reads back).
-pub(crate) fn hash_keys(k: &mut KRecord) -> Vec<u128> {
+/// aggregate's MD5 written first, so that it reads back), the partition
+/// keys' MD5s from `keys`' cache.
+pub(crate) fn hash_keys(keys: &mut ShardedAggregator, k: &mut KRecord) -> Vec<u128> {
     k.digest();
     match &k.payload {
-        Payload::Plain(r) => effective_hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
+        Payload::Plain(r) => keys
+            .hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
             .into_iter()
             .collect(),
         Payload::Aggregate(a) => match crate::deaggregate(a.data()) {
             Ok(Deaggregated::Aggregated(agg)) => agg
                 .records()
-                .map(|r| effective_hash_key(r.partition_key, r.explicit_hash_key).unwrap_or(0))
+                .map(|r| keys.hash_key(r.partition_key, r.explicit_hash_key).unwrap_or(0))
                 .collect(),
             _ => Vec::new(),
         },
@@ -579,16 +581,17 @@ pub(crate) fn hash_keys(k: &mut KRecord) -> Vec<u128> {
 /// shard that holds all its user records; else record by record into the
 /// shards' aggregates, each remembering the attempts so far.
 pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
-    let keys = hash_keys(&mut k);
-    let mut shards = keys.iter().map(|h| st.router.route_index(*h));
+    let keys = hash_keys(&mut st.agg, &mut k);
+    let map = st.agg.shard_map();
+    let mut shards = keys.iter().map(|h| map.route_index(*h));
     let first = shards.next().flatten();
     let one = first.is_some() && shards.all(|j| j == first);
     if let (true, Some(j)) = (one, first) {
-        let sh = &mut st.shards[j];
         // Records routed here again before this one go first.
-        if let Some(earlier) = sh.complete(s.cfg.record_ttl, now) {
-            sh.ready.push_back(earlier);
+        if let Some(earlier) = st.complete(j, s.cfg.record_ttl, now) {
+            st.shards[j].ready.push_back(earlier);
         }
+        let sh = &mut st.shards[j];
         k.shard_id = sh.id.clone();
         if k.attempts.is_empty() {
             sh.ready.push_back(k);
@@ -656,7 +659,7 @@ pub(crate) async fn refresh_map(s: Arc<Shared>) {
     match listed {
         Ok(map) => {
             st.refresh_failures = 0;
-            let changed = map != st.map;
+            let changed = &map != st.agg.shard_map();
             if changed {
                 tracing::info!(stream = %s.stream, shards = map.shards().len(), "shard map changed: routing buffered records again");
             }
@@ -697,12 +700,13 @@ pub(crate) fn settle_misrouted(
         sh.in_flight = sh.in_flight.saturating_sub(1);
     }
     let range = st
-        .map
+        .agg
+        .shard_map()
         .shards()
         .iter()
         .find(|sh| sh.id == landed)
         .map(|sh| sh.range);
-    if range.is_some_and(|r| hash_keys(&mut k).iter().all(|h| r.contains(*h))) {
+    if range.is_some_and(|r| hash_keys(&mut st.agg, &mut k).iter().all(|h| r.contains(*h))) {
         deliver(s, st, k, landed, seq);
         return;
     }
@@ -731,18 +735,19 @@ pub(crate) fn apply_map(s: &Shared, st: &mut State, map: ShardMap, changed: bool
     }
     let mut queued = Vec::new();
     let mut in_flight = Vec::new();
-    for mut sh in std::mem::take(&mut st.shards) {
+    for i in 0..st.shards.len() {
         // Oldest first: queued records, then the aggregate being built.
+        let building = st.complete(i, s.cfg.record_ttl, now);
+        let sh = &mut st.shards[i];
         queued.extend(sh.ready.drain(..));
         queued.extend(sh.retry.drain(..));
-        if let Some(k) = sh.complete(s.cfg.record_ttl, now) {
-            queued.push(k);
-        }
+        queued.extend(building);
         in_flight.push((sh.id.clone(), sh.in_flight));
     }
     st.shards = shard_states(&map, &s.cfg, now);
-    st.router = Router::new(&map);
-    st.map = map;
+    // Every aggregate was completed above: nothing is left to hand back.
+    let left = st.agg.set_map(map);
+    debug_assert!(left.is_empty());
     // In-flight counts carry over to shards that remain.
     for (id, n) in in_flight {
         if let Some(sh) = st.shards.iter_mut().find(|sh| sh.id == id) {
@@ -755,9 +760,9 @@ pub(crate) fn apply_map(s: &Shared, st: &mut State, map: ShardMap, changed: bool
     for k in queued {
         reroute(s, st, k, now);
     }
-    for sh in &mut st.shards {
-        if let Some(k) = sh.complete(s.cfg.record_ttl, now) {
-            sh.ready.push_back(k);
+    for i in 0..st.shards.len() {
+        if let Some(k) = st.complete(i, s.cfg.record_ttl, now) {
+            st.shards[i].ready.push_back(k);
         }
     }
 }

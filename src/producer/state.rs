@@ -74,8 +74,8 @@ impl Clock {
 pub(crate) enum Payload {
     /// An aggregate whose MD5 is written when its call is sent, two at a
     /// time (see `pump::digest_all`), or when it is read.
-    Pending(UndigestedAggregate),
-    Aggregate(Aggregate),
+    Pending(ShardAggregate<Undigested>),
+    Aggregate(ShardAggregate),
     Plain(OwnedRecord),
 }
 
@@ -123,7 +123,7 @@ impl KRecord {
     }
     /// The pending aggregate, taken out to be digested (put the digested
     /// one back with `Payload::Aggregate`).
-    pub(crate) fn take_pending(&mut self) -> Option<UndigestedAggregate> {
+    pub(crate) fn take_pending(&mut self) -> Option<ShardAggregate<Undigested>> {
         if !matches!(self.payload, Payload::Pending(_)) {
             return None;
         }
@@ -197,19 +197,20 @@ impl Bucket {
     }
 }
 
+/// The producer's books for one shard of the map, beside the shard's
+/// aggregate in the `ShardedAggregator` (at the same index).
 pub(crate) struct ShardState {
     pub(crate) id: Arc<str>,
-    pub(crate) agg: RecordAggregator,
-    /// The user records in `agg`, and where their answer goes.
+    /// The user records in the shard's aggregate, and where their answer
+    /// goes.
     pub(crate) users: Users,
     pub(crate) slot: SlotTx,
-    /// Effective hash key of `agg`'s first record.
-    pub(crate) first: u128,
-    /// Arrival of `agg`'s first record: it is sent at the latest
+    /// Arrival of the aggregate's first record: it is sent at the latest
     /// `record_max_buffered_time` after.
     pub(crate) started: Option<Instant>,
-    /// Arrival of `agg`'s oldest record (its first, but for records routed
-    /// again after a reshard, which keep their Kinesis record's).
+    /// Arrival of the aggregate's oldest record (its first, but for
+    /// records routed again after a reshard, which keep their Kinesis
+    /// record's).
     pub(crate) oldest: Option<Instant>,
     pub(crate) ready: VecDeque<KRecord>,
     pub(crate) retry: VecDeque<KRecord>,
@@ -222,10 +223,8 @@ impl ShardState {
     pub(crate) fn new(id: Arc<str>, cfg: &ProducerConfig, now: Instant) -> Self {
         ShardState {
             id,
-            agg: RecordAggregator::with_limit(cfg.aggregation_max_size).unwrap_or_default(),
             users: Users::default(),
             slot: SlotTx::new(),
-            first: 0,
             started: None,
             oldest: None,
             ready: VecDeque::new(),
@@ -235,18 +234,18 @@ impl ShardState {
         }
     }
 
-    /// Completes the current aggregate into a Kinesis record.
-    pub(crate) fn complete(&mut self, ttl: Duration, now: Instant) -> Option<KRecord> {
-        let aggregate = self.agg.finish_undigested()?;
-        Some(self.seal(aggregate, ttl, now))
-    }
-
     /// `done`, the aggregate of the user records in `users` (its MD5 not
     /// yet written: that is done when it is sent), as a Kinesis
     /// record with their slot; the next aggregate starts afresh. A single
     /// user record goes out unaggregated, as the KPL sends it (its buffer
     /// goes back to `agg`).
-    pub(crate) fn seal(&mut self, done: UndigestedAggregate, ttl: Duration, now: Instant) -> KRecord {
+    pub(crate) fn seal(
+        &mut self,
+        done: ShardAggregate<Undigested>,
+        agg: &mut ShardedAggregator,
+        ttl: Duration,
+        now: Instant,
+    ) -> KRecord {
         let users = std::mem::take(&mut self.users);
         let slot = std::mem::replace(&mut self.slot, SlotTx::new());
         self.started = None;
@@ -259,14 +258,18 @@ impl ShardState {
             };
             match single {
                 Some(r) => {
-                    self.agg.recycle(done);
+                    agg.recycle(done);
                     let ehk = r.explicit_hash_key.clone();
                     (Payload::Plain(r), ehk)
                 }
-                None => (Payload::Aggregate(done), Some(hash_text(self.first))),
+                None => {
+                    let ehk = done.explicit_hash_key().to_owned();
+                    (Payload::Aggregate(done), Some(ehk))
+                }
             }
         } else {
-            (Payload::Pending(done), Some(hash_text(self.first)))
+            let ehk = done.explicit_hash_key().to_owned();
+            (Payload::Pending(done), Some(ehk))
         };
         KRecord {
             payload,
@@ -283,15 +286,11 @@ impl ShardState {
     }
 }
 
-pub(crate) fn hash_text(key: u128) -> String {
-    let mut buf = [0u8; HASH_KEY_MAX_DIGITS];
-    write_hash_key(key, &mut buf).to_owned()
-}
-
 pub(crate) struct State {
+    /// The shards' aggregates, the map and the partition keys' MD5s.
+    pub(crate) agg: ShardedAggregator,
+    /// The books of each shard of `agg`'s map, at the same index.
     pub(crate) shards: Vec<ShardState>,
-    pub(crate) map: ShardMap,
-    pub(crate) router: Router,
     /// Kinesis records that landed on a shard the map did not know, kept
     /// until the map is refreshed: (record, landing shard, sequence number).
     pub(crate) misrouted: Vec<(KRecord, String, String)>,
@@ -310,7 +309,6 @@ pub(crate) struct State {
     pub(crate) pending: usize,
     pub(crate) next_rotation: usize,
     pub(crate) rng: u64,
-    pub(crate) keys: KeyHashes,
     /// When the pump means to look next. It is woken sooner only when
     /// something must go before then, or a full call's worth of Kinesis
     /// records became ready since it last looked (`fresh`): looking costs a
@@ -339,6 +337,26 @@ fn enqueue(
 }
 
 impl State {
+    /// Completes shard `i`'s aggregate into a Kinesis record.
+    pub(crate) fn complete(&mut self, i: usize, ttl: Duration, now: Instant) -> Option<KRecord> {
+        let done = self.agg.complete(i)?;
+        Some(self.shards[i].seal(done, &mut self.agg, ttl, now))
+    }
+
+    /// The shard a hash key goes to: its owner, or in a gap of a map being
+    /// changed, the one before the gap (whose queue and rate limit it
+    /// shares; it goes alone, so Kinesis routes it by its own key).
+    pub(crate) fn shard_for(&self, hash: u128) -> usize {
+        let map = self.agg.shard_map();
+        map.route_index(hash).unwrap_or_else(|| {
+            map.shards()
+                .iter()
+                .position(|s| s.range.start > hash)
+                .unwrap_or(self.shards.len())
+                .saturating_sub(1)
+        })
+    }
+
     pub(crate) fn settle(&mut self, epoch: u64, n: usize) {
         if let Some(c) = self.outstanding.get_mut((epoch - self.base) as usize) {
             *c -= n.min(*c);
@@ -417,8 +435,10 @@ pub(crate) struct Routed {
 }
 
 /// Puts one admitted user record where it goes: its shard's aggregate, or
-/// that shard's ready queue when it goes alone. `received` is its arrival,
-/// `None` for now (a new record).
+/// that shard's ready queue when it goes alone (aggregation off, too large
+/// to aggregate, or in a gap of a map being changed). `hash` is its
+/// effective hash key; `received` its arrival, `None` for now (a new
+/// record).
 pub(crate) fn route<R: Sealed>(
     st: &mut State,
     cfg: &ProducerConfig,
@@ -428,99 +448,86 @@ pub(crate) fn route<R: Sealed>(
     received: Option<Instant>,
     clock: &mut Clock,
 ) -> Routed {
+    let inserted = if cfg.aggregation {
+        st.agg.insert(record.record(), Some(hash))
+    } else {
+        Err(crate::Error::Full)
+    };
+    let ins = match inserted {
+        Ok(ins) => ins,
+        Err(e) => {
+            if let crate::Error::NoShardForHashKey { .. } = e {
+                st.refresh_wanted = true;
+            }
+            let i = st.shard_for(hash);
+            return alone(st, cfg, record.into_owned(), i, user, received, clock);
+        }
+    };
     let State {
         shards,
-        router,
-        map,
-        refresh_wanted,
+        agg,
         fresh,
         next_look,
         ..
     } = st;
     let next_look = *next_look;
-    let i = match router.route_index(hash) {
-        Some(i) => i,
-        // A gap in the map (it is being changed): the nearest shard;
-        // Kinesis routes by hash key, and the result tells the truth.
-        None => {
-            *refresh_wanted = true;
-            map.shards()
-                .iter()
-                .position(|s| s.range.start > hash)
-                .unwrap_or(shards.len())
-                .saturating_sub(1)
-        }
-    };
-    let sh = &mut shards[i];
-    let alone =
-        |record: R, user: User, sh: &mut ShardState, fresh: &mut (usize, usize), clock: &mut Clock| {
-            let record = record.into_owned();
-            let now = clock.now();
-            let received = received.unwrap_or(now);
-            let slot = SlotTx::new();
-            let mut routed = Routed {
-                woke: false,
-                slot: slot.slot().clone(),
-                index: 0,
-            };
-            let k = KRecord {
-                deadline: received + cfg.record_ttl,
-                oldest: received,
-                ehk: record.explicit_hash_key.clone(),
-                payload: Payload::Plain(record),
-                shard_id: sh.id.clone(),
-                users: Users::one(user),
-                slot,
-                attempts: Vec::new(),
-                not_before: now,
-                since: now,
-            };
-            routed.woke = enqueue(sh, k, fresh, next_look, cfg);
-            routed
-        };
-    if !cfg.aggregation {
-        return alone(record, user, sh, fresh, clock);
-    }
+    let sh = &mut shards[ins.shard];
     let mut woke = false;
-    if sh.agg.record_count() >= cfg.aggregation_max_count
-        && let Some(k) = sh.complete(cfg.record_ttl, clock.now())
-    {
+    if let Some(done) = ins.completed {
+        let k = sh.seal(*done, agg, cfg.record_ttl, clock.now());
         woke |= enqueue(sh, k, fresh, next_look, cfg);
     }
-    // As `RecordAggregator::add`, but a full aggregate is completed without
-    // its MD5 (written later, two at a time) and queued before the record
-    // starts the next one.
-    let mut added = sh.agg.try_add(record.record()).map_err(|r| r.error);
-    if added.is_err_and(|e| e.kind() == crate::ErrorKind::Full) {
-        if let Some(done) = sh.agg.finish_undigested() {
-            let k = sh.seal(done, cfg.record_ttl, clock.now());
-            woke |= enqueue(sh, k, fresh, next_look, cfg);
+    match (sh.started, received) {
+        (None, _) => {
+            let t = received.unwrap_or_else(|| clock.now());
+            sh.started = Some(t);
+            sh.oldest = Some(t);
+            // A new aggregate: it completes by this time at the latest.
+            woke |= t + cfg.record_max_buffered_time < next_look;
         }
-        added = sh.agg.try_add(record.record()).map_err(|r| r.error);
+        (Some(_), Some(r)) => sh.oldest = Some(sh.oldest.map_or(r, |o| o.min(r))),
+        (Some(_), None) => {}
     }
-    match added {
-        Ok(()) => {
-            match (sh.started, received) {
-                (None, _) => {
-                    let t = received.unwrap_or_else(|| clock.now());
-                    sh.started = Some(t);
-                    sh.oldest = Some(t);
-                    sh.first = hash;
-                    // A new aggregate: it completes by this time at the latest.
-                    woke |= t + cfg.record_max_buffered_time < next_look;
-                }
-                (Some(_), Some(r)) => sh.oldest = Some(sh.oldest.map_or(r, |o| o.min(r))),
-                (Some(_), None) => {}
-            }
-            let index = sh.users.count as u32;
-            sh.users.push(user);
-            Routed {
-                woke,
-                slot: sh.slot.slot().clone(),
-                index,
-            }
-        }
-        // Larger than an aggregate may be: alone, as the KPL sends it.
-        Err(_) => alone(record, user, sh, fresh, clock),
+    debug_assert_eq!(sh.users.count, ins.sub_sequence_number);
+    let index = sh.users.count as u32;
+    sh.users.push(user);
+    Routed {
+        woke,
+        slot: sh.slot.slot().clone(),
+        index,
+    }
+}
+
+/// Queues a user record on shard `i` as a Kinesis record of its own.
+fn alone(
+    st: &mut State,
+    cfg: &ProducerConfig,
+    record: OwnedRecord,
+    i: usize,
+    user: User,
+    received: Option<Instant>,
+    clock: &mut Clock,
+) -> Routed {
+    let now = clock.now();
+    let received = received.unwrap_or(now);
+    let slot = SlotTx::new();
+    let routed_slot = slot.slot().clone();
+    let sh = &mut st.shards[i];
+    let k = KRecord {
+        deadline: received + cfg.record_ttl,
+        oldest: received,
+        ehk: record.explicit_hash_key.clone(),
+        payload: Payload::Plain(record),
+        shard_id: sh.id.clone(),
+        users: Users::one(user),
+        slot,
+        attempts: Vec::new(),
+        not_before: now,
+        since: now,
+    };
+    Routed {
+        woke: enqueue(sh, k, &mut st.fresh, st.next_look, cfg),
+        slot: routed_slot,
+        index: 0,
     }
 }

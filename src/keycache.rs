@@ -1,6 +1,7 @@
-//! Partition keys' MD5s, remembered. A producer sees the same keys again
-//! and again, and routing a user record needs its key's MD5: looking it up
-//! costs a fraction of computing it, when the table stays in the cache.
+//! Partition keys' MD5s, remembered. An aggregator for a stream's shards
+//! sees the same keys again and again, and routing a user record needs its
+//! key's MD5: looking it up costs a fraction of computing it, when the
+//! table stays in the processor's cache.
 //!
 //! Two open-addressed tables, found by linear probing within 16 entries of
 //! a key's place: keys of up to 15 bytes in 32-byte entries, keys of 16 to
@@ -10,7 +11,10 @@
 //! a new key that finds no free entry near its place takes the place of an
 //! old one. Longer keys are hashed every time.
 
-use super::*;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::Error;
 
 const MIN_ENTRIES: usize = 1024;
 const MAX_ENTRIES: usize = 1 << 16;
@@ -156,7 +160,7 @@ impl<E: Entry> Table<E> {
     /// eighths full).
     fn grow(&mut self) {
         let n = 2 * self.entries.len();
-        let old = std::mem::replace(&mut self.entries, vec![E::EMPTY; n]);
+        let old = core::mem::replace(&mut self.entries, vec![E::EMPTY; n]);
         self.used = 0;
         for e in old.into_iter().filter(|e| !e.key().is_empty()) {
             self.insert(e);
@@ -164,37 +168,78 @@ impl<E: Entry> Table<E> {
     }
 }
 
-pub(crate) struct KeyHashes {
+/// Effective hash keys of user records, with the partition keys' MD5s
+/// remembered: what routing a stream of records to shards computes for
+/// every record, at a fraction of the cost once the keys repeat.
+///
+/// Keys of up to 47 bytes are remembered, in tables that grow with the
+/// keys in use to at most 6 MiB; past that, a new key takes the place of an
+/// old one. Longer keys are hashed every time. Every answer is the MD5 of
+/// the key, whatever the tables hold.
+///
+/// # Examples
+/// ```
+/// use kinesis_agg::{HashKeyCache, effective_hash_key};
+/// let mut cache = HashKeyCache::new();
+/// for _ in 0..3 {
+///     assert_eq!(cache.hash_key("sensor-7", None), effective_hash_key("sensor-7", None));
+/// }
+/// assert_eq!(cache.hash_key("sensor-7", Some("42")), Ok(42));
+/// ```
+pub struct HashKeyCache {
     short: Table<Short>,
     long: Table<Long>,
-    /// MD5s computed (for tests).
-    computed: u64,
 }
 
-impl KeyHashes {
-    pub(crate) fn new() -> Self {
-        KeyHashes {
+impl Default for HashKeyCache {
+    fn default() -> Self {
+        HashKeyCache::new()
+    }
+}
+
+impl core::fmt::Debug for HashKeyCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HashKeyCache")
+            .field("keys", &(self.short.used + self.long.used))
+            .field("bytes", &self.footprint())
+            .finish()
+    }
+}
+
+impl HashKeyCache {
+    /// An empty cache (its first tables take 96 KiB).
+    pub fn new() -> Self {
+        HashKeyCache {
             short: Table::new(),
             long: Table::new(),
-            computed: 0,
         }
     }
 
-    /// The MD5 of `key` as a big-endian 128-bit number (its hash key).
-    pub(crate) fn hash(&mut self, key: &str) -> u128 {
-        let (md5, computed) = match key.len() {
-            0 => (crate::partition_key_hash(key), true),
-            n if n <= Short::KEY_MAX => self.short.hash(key),
-            n if n <= Long::KEY_MAX => self.long.hash(key),
-            _ => (crate::partition_key_hash(key), true),
-        };
-        self.computed += u64::from(computed);
-        md5
+    /// The hash key of a partition key: the MD5 of its UTF-8 bytes as a
+    /// big-endian 128-bit number, as
+    /// [`partition_key_hash`](crate::partition_key_hash) gives it.
+    pub fn partition_key_hash(&mut self, key: &str) -> u128 {
+        match key.len() {
+            n if (1..=Short::KEY_MAX).contains(&n) => self.short.hash(key).0,
+            n if (1..=Long::KEY_MAX).contains(&n) => self.long.hash(key).0,
+            _ => crate::partition_key_hash(key),
+        }
     }
 
-    /// The bytes the tables take.
-    #[cfg(test)]
-    fn footprint(&self) -> usize {
+    /// A user record's effective hash key, as
+    /// [`effective_hash_key`](crate::effective_hash_key) gives it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHashKey`] for an explicit hash key that is not one.
+    pub fn hash_key(&mut self, partition_key: &str, explicit_hash_key: Option<&str>) -> Result<u128, Error> {
+        match explicit_hash_key {
+            Some(e) => crate::parse_hash_key(e),
+            None => Ok(self.partition_key_hash(partition_key)),
+        }
+    }
+
+    /// The bytes its tables take.
+    pub fn footprint(&self) -> usize {
         self.short.entries.len() * core::mem::size_of::<Short>()
             + self.long.entries.len() * core::mem::size_of::<Long>()
     }
@@ -203,6 +248,8 @@ impl KeyHashes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::format;
+    use std::string::String;
 
     #[test]
     fn an_entry_is_half_a_cache_line_or_one() {
@@ -214,7 +261,7 @@ mod tests {
 
     #[test]
     fn every_answer_is_the_md5_of_the_key() {
-        let mut k = KeyHashes::new();
+        let mut k = HashKeyCache::new();
         let keys: Vec<String> = (0..3000)
             .map(|i| match i % 5 {
                 0 => format!("k{i}"),
@@ -223,85 +270,51 @@ mod tests {
                 3 => format!("{}-{i}", "mid".repeat(6)),   // 16 to 47
                 _ => format!("ключ-{i}"),
             })
+            .chain([String::new()])
             .collect();
         for round in 0..3 {
             for key in &keys {
                 assert_eq!(
-                    k.hash(key),
+                    k.partition_key_hash(key),
                     crate::partition_key_hash(key),
                     "{key} in round {round}"
                 );
             }
         }
+        assert_eq!(
+            k.hash_key("k", Some("12a")),
+            Err(Error::InvalidHashKey { position: 2 })
+        );
     }
 
-    #[test]
-    fn keys_seen_again_are_not_hashed_again() {
-        let mut k = KeyHashes::new();
-        let keys: Vec<String> = (0..300)
-            .map(|i| format!("device-{i:05}"))
-            .chain((0..300).map(|i| format!("{i:08x}-0000-4000-8000-000000000000")))
-            .collect();
-        for key in &keys {
-            k.hash(key);
-        }
-        assert_eq!(k.computed, 600);
-        for _ in 0..10 {
-            for key in &keys {
-                k.hash(key);
-            }
-        }
-        assert_eq!(k.computed, 600, "keys computed again");
-        // Keys too long for the tables are computed every time.
-        let long = "k".repeat(48);
-        k.hash(&long);
-        k.hash(&long);
-        assert_eq!(k.computed, 602);
-    }
-
+    /// Memory: the tables grow with the keys in use, up to their cap, and
+    /// the answers stay right past it.
     #[test]
     fn the_tables_grow_with_the_keys_in_use_and_no_further() {
-        let mut k = KeyHashes::new();
-        let start = k.footprint();
-        assert_eq!(start, (32 + 64) << 10);
+        let mut k = HashKeyCache::new();
+        assert_eq!(k.footprint(), (32 + 64) << 10);
         let n = if cfg!(miri) { 2_000 } else { 20_000 };
         let keys: Vec<String> = (0..n).map(|i| format!("device-{i:05}")).collect();
         for key in &keys {
-            k.hash(key);
+            k.partition_key_hash(key);
         }
-        // Three quarters full at most.
-        assert!(
-            k.short.entries.len() * 3 >= n * 4,
-            "{} entries",
-            k.short.entries.len()
-        );
-        assert!(
-            k.short.entries.len() <= 4 * n,
-            "{} entries",
-            k.short.entries.len()
-        );
+        // Room for every key, at most three quarters full, and no more
+        // than four entries a key.
+        let short = k.short.entries.len();
+        assert!(short * 3 >= n * 4 && short <= 4 * n, "{short} entries");
         assert_eq!(k.long.entries.len(), MIN_ENTRIES);
-        // Once grown, a round of the keys computes no MD5.
-        let before = k.computed;
-        for key in &keys {
-            k.hash(key);
-        }
-        assert_eq!(
-            k.computed - before,
-            0,
-            "keys computed again ({} entries)",
-            k.short.entries.len()
-        );
-        // A stream of new keys only: the tables stop at their cap, and the
-        // answers stay right.
+        // A stream of new keys only: the tables stop at their cap (2 MiB
+        // of short entries), and the answers stay right.
         if !cfg!(miri) {
             for i in 0..200_000u32 {
                 let key = format!("new-{i}");
-                assert_eq!(k.hash(&key), crate::partition_key_hash(&key));
+                assert_eq!(k.partition_key_hash(&key), crate::partition_key_hash(&key));
             }
-            assert_eq!(k.short.entries.len(), MAX_ENTRIES);
             assert_eq!(k.footprint(), (2 << 20) + (64 << 10));
-            assert_eq!(k.hash("device-00001"), crate::partition_key_hash("device-00001"));
+            assert_eq!(
+                k.partition_key_hash("device-00001"),
+                crate::partition_key_hash("device-00001")
+            );
         }
     }
 
@@ -314,10 +327,8 @@ mod tests {
             assert!(t.hash(key).1);
         }
         assert_eq!(t.entries.len(), MIN_ENTRIES);
-        assert_eq!(t.used, keys.len());
         t.grow();
         assert_eq!(t.entries.len(), 2 * MIN_ENTRIES);
-        assert_eq!(t.used, keys.len());
         for key in &keys {
             assert_eq!(t.hash(key), (crate::partition_key_hash(key), false));
         }
