@@ -24,9 +24,10 @@ use kinesis_agg::{Aggregator, Deaggregated, MAGIC, Options, Record, RecordAggreg
 use md5::{Digest, Md5};
 use prost::Message;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-use common::{PbAggregatedRecord, PbRecord};
+#[path = "../tests/support/pb.rs"]
+#[allow(dead_code)]
+mod pb;
+use pb::{PbAggregatedRecord, PbRecord};
 
 /// User records as a producer holds them: keys, and data in one arena
 /// (read from the network or a file), so that both implementations read
@@ -50,37 +51,30 @@ fn workload(name: &'static str, records: Vec<(String, Option<String>, Vec<u8>)>)
     Workload { name, records, arena }
 }
 
-/// A small deterministic generator (xorshift), so every run sees the same data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    fn key(&mut self) -> String {
-        // 36 characters, shaped like a UUID.
-        let hex: String = (0..32)
-            .map(|_| char::from(b"0123456789abcdef"[(self.next() % 16) as usize]))
-            .collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
-    }
+/// The tests' deterministic generator, so every run sees the same data.
+#[path = "../tests/support/rng.rs"]
+#[allow(dead_code)]
+mod rng;
+use rng::Rng;
+
+/// A key of 36 characters, shaped like a UUID.
+fn uuid_key(rng: &mut Rng) -> String {
+    let hex: String = (0..32)
+        .map(|_| char::from(b"0123456789abcdef"[rng.below(16) as usize]))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 fn workloads() -> Vec<Workload> {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
-    let keys: Vec<String> = (0..100).map(|_| rng.key()).collect();
+    let keys: Vec<String> = (0..100).map(|_| uuid_key(&mut rng)).collect();
     let ehks: Vec<String> = (0..100)
         .map(|_| (u128::from(rng.next()) << 64 | u128::from(rng.next())).to_string())
         .collect();

@@ -210,12 +210,38 @@ impl<'a> KinesisRecord<'a> {
         record: usize,
         options: Options,
         on_invalid: OnInvalid,
-        mut each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
+        each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
     ) -> Result<(), E> {
-        match options.deaggregate(self.data) {
-            Ok(Deaggregated::Aggregated(agg)) => agg
-                .records()
-                .try_for_each(|u| each(Ok(DeliveredRecord::aggregated(record, *self, u)))),
+        self.try_for_each_user_record_in(record, options, on_invalid, None, each)
+            .map(|_| ())
+    }
+
+    /// [`try_for_each_user_record`](Self::try_for_each_user_record) for a
+    /// record read from a shard whose hash keys are `range`, under the
+    /// KCL's rule: an aggregate holding any user record outside the range
+    /// is discarded whole. Then `each` is not called and the answer is the
+    /// first user record outside (see
+    /// [`AggregatedRecord::check_range`](crate::AggregatedRecord::check_range));
+    /// `None` otherwise. With no range, every aggregate is delivered.
+    ///
+    /// # Errors
+    /// What `each` returned.
+    pub fn try_for_each_user_record_in<E>(
+        &self,
+        record: usize,
+        options: Options,
+        on_invalid: OnInvalid,
+        range: Option<crate::HashKeyRange>,
+        mut each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
+    ) -> Result<Option<crate::OutOfRange>, E> {
+        let delivered = match options.deaggregate(self.data) {
+            Ok(Deaggregated::Aggregated(agg)) => {
+                if let Some(Err(out)) = range.map(|r| agg.check_range(r)) {
+                    return Ok(Some(out));
+                }
+                agg.records()
+                    .try_for_each(|u| each(Ok(DeliveredRecord::aggregated(record, *self, u))))
+            }
             Ok(Deaggregated::Plain { .. }) => each(Ok(DeliveredRecord::plain(record, *self))),
             Err(error) => match on_invalid {
                 OnInvalid::Passthrough => each(Ok(DeliveredRecord::plain(record, *self))),
@@ -226,7 +252,8 @@ impl<'a> KinesisRecord<'a> {
                     error,
                 })),
             },
-        }
+        };
+        delivered.map(|()| None)
     }
 
     /// The user records of this Kinesis record (at `record` in its batch),

@@ -1,7 +1,7 @@
 //! Aggregation: byte-identical to the reference encoders, real KPL output
 //! rebuilt byte for byte, key validation, limits and refusals.
 
-mod common;
+mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -39,7 +39,7 @@ fn matches_expected(name: &str, got: &[u8], want: &Value) {
         Some(d) => assert!(got == STANDARD.decode(d).unwrap(), "{name}: bytes differ"),
         None => {
             assert_eq!(got.len() as u64, want["len"].as_u64().unwrap(), "{name}");
-            assert_eq!(common::md5_hex(got), want["md5"].as_str().unwrap(), "{name}");
+            assert_eq!(support::pb::md5_hex(got), want["md5"].as_str().unwrap(), "{name}");
         }
     }
 }
@@ -256,7 +256,7 @@ fn keys_are_validated_on_add_and_the_aggregator_is_unchanged() {
         .unwrap();
     let done = agg.finish().unwrap();
     assert_eq!(done.record_count, 5);
-    assert_eq!(common::ours(done.data).unwrap().unwrap().len(), 5);
+    assert_eq!(support::pb::ours(done.data).unwrap().unwrap().len(), 5);
 }
 
 #[test]

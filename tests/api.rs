@@ -1,6 +1,8 @@
 //! The public API's smaller surfaces: messages, defaults, conversions,
 //! accessors. Each assertion checks what a caller relies on.
 
+mod support;
+
 use kinesis_agg::{
     Aggregator, Deaggregated, Error, ErrorKind, HashKeyRange, KeyTable, Options, OutOfRange, OwnedRecord,
     PlainReason, Record, RecordAggregator, Required, ShardMap, Table,
@@ -370,17 +372,10 @@ fn owned_records_convert_both_ways() {
 #[test]
 fn arbitrary_records_are_always_accepted() {
     use arbitrary::{Arbitrary, Unstructured};
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = support::rng::Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut accepted = 0;
     for _ in 0..500 {
-        let bytes: Vec<u8> = (0..600)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
+        let bytes = rng.bytes(600);
         let mut u = Unstructured::new(&bytes);
         let Ok(records) = Vec::<OwnedRecord>::arbitrary(&mut u) else {
             continue;

@@ -3,12 +3,10 @@
 //! Ctrl-C. Needs `KINESIS_ENDPOINT` and `-- --ignored`, as `tests/e2e.rs`.
 #![cfg(feature = "cli")]
 
-#[path = "support/kinesis.rs"]
-mod kinesis;
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
-use kinesis::{endpoint, upstream, wait_active};
+use support::kinesis::{self, endpoint, new_stream, upstream, wait_active};
+use support::proxy;
 
 fn client() -> aws_sdk_kinesis::Client {
     kinesis::client(&endpoint())
@@ -64,16 +62,7 @@ fn text(b: &[u8]) -> String {
 }
 
 async fn create(name: &str, shards: i32) -> String {
-    let stream = format!("kagg-cli-{name}-{}", std::process::id());
-    let c = client();
-    c.create_stream()
-        .stream_name(&stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    wait_active(&c, &stream).await;
-    stream
+    new_stream(&client(), &format!("cli-{name}"), shards).await
 }
 
 /// `n` JSON user lines over `keys` keys, numbered from `from`; the data

@@ -8,52 +8,20 @@
 //! `KINESIS_ENDPOINT` (e.g. `http://127.0.0.1:4567`) must name one; `.ci/run`
 //! starts kinesalite on loopback, sets it and runs this test.
 
-use std::collections::HashMap;
-use std::time::Duration;
+mod support;
+
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::types::{Shard, ShardIteratorType, StreamStatus};
 use kinesis_agg::Record;
-use kinesis_agg::sdk::{self, PutStats, Retry, ShardRead};
-use kinesis_agg::{HashKeyRange, ShardedAggregator};
+use kinesis_agg::ShardedAggregator;
+use kinesis_agg::sdk::{self, PutStats, Retry};
+use support::kinesis::{client, endpoint, new_stream, read_stream, wait_active};
 
 type Key = (String, Option<String>);
 
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDKINESISAGG",
-            "test-secret",
-            None,
-            None,
-            "e2e",
-        ))
-        .build();
-    Client::from_conf(conf)
-}
-
-async fn wait_active(client: &Client, stream: &str) {
-    for _ in 0..200 {
-        let d = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {stream} never became active");
-}
-
-async fn list_shards(client: &Client, stream: &str) -> Vec<Shard> {
-    kinesis_agg::sdk::list_shards(client, stream).await.unwrap()
+async fn shard_map(client: &Client, stream: &str) -> kinesis_agg::ShardMap {
+    sdk::shard_map(&sdk::list_shards(client, stream).await.unwrap()).unwrap()
 }
 
 /// 100,000 user records over 1,000 partition keys; one key in ten also
@@ -85,19 +53,9 @@ async fn put(client: &Client, stream: &str, done: Vec<kinesis_agg::ShardAggregat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test e2e -- --ignored"]
 async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
-    let endpoint = std::env::var("KINESIS_ENDPOINT")
-        .expect("KINESIS_ENDPOINT names the Kinesis API to test against (bash .ci/run starts one)");
-    let client = client(&endpoint);
-    let stream = format!("kinesis-agg-e2e-{}", std::process::id());
-    client
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(4)
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &stream).await;
-    let map = sdk::shard_map(&list_shards(&client, &stream).await).unwrap();
+    let client = client(&endpoint());
+    let stream = new_stream(&client, "e2e", 4).await;
+    let map = shard_map(&client, &stream).await;
     assert_eq!(map.shards().len(), 4);
 
     let records = workload();
@@ -124,7 +82,7 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
         .await
         .unwrap();
     wait_active(&client, &stream).await;
-    let after = sdk::shard_map(&list_shards(&client, &stream).await).unwrap();
+    let after = shard_map(&client, &stream).await;
     assert_eq!(after.shards().len(), 5, "two children replace the parent");
     let buffered = agg.record_count();
     let done = agg.reshard(after).unwrap();
@@ -140,56 +98,21 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
     let done = agg.finish_all();
     put(&client, &stream, done, &mut stats).await;
 
-    // Read every shard, parents before children (shard ids grow), from
-    // TRIM_HORIZON until caught up, with its own range.
-    let mut shards = list_shards(&client, &stream).await;
-    shards.sort_by(|a, b| a.shard_id().cmp(b.shard_id()));
+    // Read every shard, parents before children, from TRIM_HORIZON until
+    // caught up, each with its own range.
+    let (read, discarded) = read_stream(&client, &stream).await;
+    let users = read.len();
+    let kinesis_records = read
+        .iter()
+        .map(|r| (r.shard_id.as_str(), r.sequence_number.as_str()))
+        .collect::<HashSet<_>>()
+        .len()
+        + discarded;
     let mut got: HashMap<Key, Vec<Vec<u8>>> = HashMap::new();
-    let (mut kinesis_records, mut discarded, mut users) = (0usize, 0usize, 0usize);
-    for shard in &shards {
-        let range: HashKeyRange = sdk::shard_range(shard).unwrap();
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(&stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(it) = iterator {
-            let out = client
-                .get_records()
-                .shard_iterator(it)
-                .limit(10_000)
-                .send()
-                .await
-                .unwrap();
-            for (i, r) in out.records().iter().enumerate() {
-                kinesis_records += 1;
-                match sdk::user_records_in_shard(r, i, range).unwrap() {
-                    ShardRead::Records(v) => {
-                        for u in v {
-                            users += 1;
-                            let key = (
-                                u.partition_key.unwrap().to_owned(),
-                                u.explicit_hash_key.map(str::to_owned),
-                            );
-                            got.entry(key).or_default().push(u.data.to_vec());
-                        }
-                    }
-                    ShardRead::Discarded { .. } => discarded += 1,
-                    other => panic!("{other:?}"),
-                }
-            }
-            let caught_up = out.records().is_empty() && out.millis_behind_latest() == Some(0);
-            iterator = if caught_up {
-                None
-            } else {
-                out.next_shard_iterator().map(str::to_owned)
-            };
-        }
+    for r in read {
+        got.entry((r.partition_key, r.explicit_hash_key))
+            .or_default()
+            .push(r.data);
     }
     client.delete_stream().stream_name(&stream).send().await.unwrap();
 

@@ -1,7 +1,7 @@
 //! Every committed fixture decodes to its expected records (Google
 //! protobuf's parse), and every broken one gives its documented error.
 
-mod common;
+mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -59,7 +59,7 @@ fn check_records(name: &str, got: &Deaggregated<'_, Vec<&str>>, want: &[Value]) 
                 "{name} #{i}"
             );
             assert_eq!(
-                common::md5_hex(r.data),
+                support::pb::md5_hex(r.data),
                 w["data_md5"].as_str().unwrap(),
                 "{name} #{i}"
             );
@@ -274,7 +274,7 @@ fn fixed_tables_may_fill_before_a_later_structural_error() {
     }
     // A record whose length runs past the end.
     body.extend_from_slice(&[0x1A, 0x40, 0x08, 0x00]);
-    let blob = common::wrap(&body);
+    let blob = support::pb::wrap(&body);
     assert_eq!(
         Options::new().deaggregate_fixed::<4>(&blob).unwrap_err(),
         kinesis_agg::Error::TableFull {

@@ -1,7 +1,7 @@
 //! Aggregation under hostile inputs keeps every invariant: exact sizes,
 //! limits respected, records handed back unchanged, nothing lost.
 
-mod common;
+mod support;
 
 use kinesis_agg::{Aggregator, Error, MIN_LIMIT, Record, RecordAggregator};
 
@@ -24,13 +24,13 @@ fn keys_of_the_longest_legal_shapes() {
             None => assert_eq!(agg.encoded_len(), predicted),
             Some(done) => {
                 assert!(done.data().len() + done.partition_key().len() <= 5000);
-                n += common::ours(done.data()).unwrap().unwrap().len();
+                n += support::pb::ours(done.data()).unwrap().unwrap().len();
             }
         }
     }
     n += agg
         .finish()
-        .map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
+        .map_or(0, |d| support::pb::ours(d.data()).unwrap().unwrap().len());
     assert_eq!(n, 200);
 }
 
@@ -54,7 +54,7 @@ fn data_of_exactly_the_remaining_room() {
                 // Not even empty data fits: only then is the aggregate closed.
                 let done = agg.finish().unwrap();
                 assert!(done.data().len() + pk.len() <= limit);
-                emitted += common::ours(done.data()).unwrap().unwrap().len();
+                emitted += support::pb::ours(done.data()).unwrap().unwrap().len();
                 continue;
             }
             // The largest data that fits now (sizes grow with the data).
@@ -82,7 +82,7 @@ fn data_of_exactly_the_remaining_room() {
         }
         emitted += agg
             .finish()
-            .map_or(0, |d| common::ours(d.data()).unwrap().unwrap().len());
+            .map_or(0, |d| support::pb::ours(d.data()).unwrap().unwrap().len());
         assert_eq!(emitted, added, "limit {limit}");
         assert!(added >= 3, "limit {limit}");
     }
@@ -99,7 +99,7 @@ fn the_smallest_legal_limit() {
         assert_eq!(r.error, Error::Full);
         let done = agg.finish().unwrap();
         assert_eq!(done.data.len() + done.partition_key.len(), MIN_LIMIT);
-        assert_eq!(common::ours(done.data).unwrap().unwrap().len(), 1);
+        assert_eq!(support::pb::ours(done.data).unwrap().unwrap().len(), 1);
     }
     for rec in [
         Record::new("ab", b""),

@@ -6,19 +6,9 @@ use kinesis_agg::{
     Aggregator, Error, INDEX_SLOTS_PER_KEY, IndexedAggregator, KeySlot, Record, Table, deaggregate,
 };
 
-/// A small deterministic generator (the sequences must be reproducible).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+mod support;
+
+use support::rng::Rng;
 
 const PKS: [&str; 12] = [
     "a", "bb", "sensor-1", "sensor-2", "k", "é", "x", "y", "z", "w", "v", "u",

@@ -9,97 +9,27 @@
 //! `./test.sh` starts kinesalite on loopback, sets it and runs these tests.
 #![cfg(feature = "producer")]
 
-#[path = "support/kinesis.rs"]
-mod kinesis;
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
-use kinesis::{client, endpoint, upstream, wait_active};
+use support::kinesis::{Read, client, endpoint, read_stream, upstream, wait_active};
+use support::proxy;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use kinesis_agg::producer::{
     FailureKind, Invalid, Producer, ProducerConfig, Receipt, ReceiptFuture, Rejected,
 };
-use kinesis_agg::sdk::{self, ShardRead};
 use kinesis_agg::{Error, OwnedRecord};
 
 async fn new_stream(client: &Client, name: &str, shards: i32) -> String {
-    let stream = format!("kagg-producer-{name}-{}", std::process::id());
-    client
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    wait_active(client, &stream).await;
-    stream
+    support::kinesis::new_stream(client, &format!("producer-{name}"), shards).await
 }
 
-/// One user record as read back: where it is, and what it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Read {
-    shard_id: String,
-    sequence_number: String,
-    sub_sequence_number: Option<u64>,
-    partition_key: String,
-    data: Vec<u8>,
-}
-
-/// Every user record of the stream, shards read parents before children
-/// (ids grow with each reshard), each from TRIM_HORIZON to its end, under
-/// the KCL's rule (an aggregate with a record outside its shard's range is
-/// discarded whole). Returns the records and the discarded aggregates.
+/// Every user record of the stream, and the aggregates the KCL discards.
 async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
-    let mut shards = sdk::list_shards(client, stream).await.unwrap();
-    shards.sort_by(|a, b| a.shard_id().cmp(b.shard_id()));
-    let (mut got, mut discarded) = (Vec::new(), 0);
-    for shard in &shards {
-        let range = sdk::shard_range(shard).unwrap();
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(i) = it {
-            let out = client
-                .get_records()
-                .shard_iterator(i)
-                .limit(10_000)
-                .send()
-                .await
-                .unwrap();
-            for (n, r) in out.records().iter().enumerate() {
-                match sdk::user_records_in_shard(r, n, range).unwrap() {
-                    ShardRead::Records(v) => got.extend(v.into_iter().map(|u| Read {
-                        shard_id: shard.shard_id().to_owned(),
-                        sequence_number: r.sequence_number().to_owned(),
-                        sub_sequence_number: u.sub_sequence_number,
-                        partition_key: u.partition_key.unwrap_or_default().to_owned(),
-                        data: u.data.to_vec(),
-                    })),
-                    ShardRead::Discarded { .. } => discarded += 1,
-                    other => panic!("{other:?}"),
-                }
-            }
-            let end = out.records().is_empty() && out.millis_behind_latest() == Some(0);
-            it = if end {
-                None
-            } else {
-                out.next_shard_iterator().map(str::to_owned)
-            };
-        }
-    }
-    (got, discarded)
+    read_stream(client, stream).await
 }
 
 /// Every user record of the stream as `kinesis-agg tail` prints it (the
@@ -135,6 +65,7 @@ fn tail_all(stream: &str) -> (Vec<Read>, usize) {
                     None
                 },
                 partition_key: field("partition_key"),
+                explicit_hash_key: v["explicit_hash_key"].as_str().map(str::to_owned),
                 data: base64::engine::general_purpose::STANDARD
                     .decode(field("data"))
                     .unwrap(),

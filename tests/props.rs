@@ -1,12 +1,12 @@
 //! Property tests: our reader against the prost model, and the aggregators'
 //! exact size accounting, limits and canonical bytes.
 
-mod common;
+mod support;
 
-use common::*;
 use kinesis_agg::{Aggregator, Deaggregated, Error, Record, RecordAggregator, Table, Tag};
 use proptest::prelude::*;
 use prost::Message;
+use support::pb::*;
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")

@@ -4,13 +4,13 @@
 //! an oracle of the test's own: prost's parse of the body, and hash keys
 //! from the `md-5` crate and `str::parse`, never the library's reader.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 
-use common::PbAggregatedRecord;
 use md5::{Digest, Md5};
 use prost::Message;
+use support::pb::PbAggregatedRecord;
 
 use kinesis_agg::{
     Deaggregated, Error, HashKeyRange, OutOfRange, Record, RecordAggregator, Shard, ShardAggregate, ShardMap,

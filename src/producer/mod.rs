@@ -314,8 +314,6 @@ impl Producer {
         .map_err(ProducerError::Shards)?;
         let now = Instant::now();
         let shards = shard_states(&map, &cfg, now);
-        let seed =
-            (now.elapsed().as_nanos() as u64) ^ (Arc::as_ptr(&Arc::new(0u8)) as u64) ^ 0x9E37_79B9_7F4A_7C15;
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&stream),
             client,
@@ -334,7 +332,7 @@ impl Producer {
                 outstanding: VecDeque::from([0]),
                 pending: 0,
                 next_rotation: 0,
-                rng: seed | 1,
+                jitter: crate::backoff::Jitter::from_clock(),
                 next_look: now,
                 fresh: (0, 0),
             }),

@@ -478,12 +478,10 @@ pub(crate) fn answer(
 pub(crate) fn retry(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) {
     let cfg = &s.cfg;
     let failures = k.attempts.len().clamp(1, 30) as u32;
-    let cap = cfg
-        .first_backoff
-        .saturating_mul(1 << (failures - 1).min(20))
-        .min(cfg.max_backoff);
-    let jitter = st.random() % (cap.as_micros() as u64 + 1);
-    let wait = Duration::from_micros(jitter).max(Duration::from_millis(1));
+    let backoff = crate::backoff::Backoff::new(cfg.first_backoff, cfg.max_backoff);
+    let wait = backoff
+        .pause(failures, &mut st.jitter)
+        .max(Duration::from_millis(1));
     if now + wait >= k.deadline {
         let m = format!("expired: not put within its TTL of {:?}", cfg.record_ttl);
         s.metrics.expired.increment(k.users.count as u64);
@@ -669,9 +667,8 @@ pub(crate) async fn refresh_map(s: Arc<Shared>) {
             // Again after a pause that doubles with each failure, from 100
             // ms to 10 s (ListShards allows few calls a second).
             st.refresh_failures = st.refresh_failures.saturating_add(1);
-            let pause = Duration::from_millis(100)
-                .saturating_mul(1 << st.refresh_failures.min(7))
-                .min(Duration::from_secs(10));
+            let pause = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
+                .cap(st.refresh_failures + 1);
             tracing::warn!(stream = %s.stream, error = %e, ?pause, "ListShards failed; will try again");
             st.refresh_wanted = true;
             st.refresh_after = now + pause;

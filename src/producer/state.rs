@@ -308,7 +308,8 @@ pub(crate) struct State {
     /// User records buffered or in flight.
     pub(crate) pending: usize,
     pub(crate) next_rotation: usize,
-    pub(crate) rng: u64,
+    /// Draws the retries' jitter.
+    pub(crate) jitter: crate::backoff::Jitter,
     /// When the pump means to look next. It is woken sooner only when
     /// something must go before then, or a full call's worth of Kinesis
     /// records became ready since it last looked (`fresh`): looking costs a
@@ -371,13 +372,6 @@ impl State {
             self.base += 1;
         }
         self.base >= epoch
-    }
-
-    pub(crate) fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 }
 

@@ -55,3 +55,57 @@ pub async fn wait_active(client: &Client, stream: &str) {
     }
     panic!("stream {stream} never became active");
 }
+
+/// A new stream of `shards` shards, named for the test and the process
+/// (several suites share one server), once it is active.
+pub async fn new_stream(client: &Client, name: &str, shards: i32) -> String {
+    let stream = format!("kagg-{name}-{}", std::process::id());
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, &stream).await;
+    stream
+}
+
+/// One user record as read back: where it is, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub sub_sequence_number: Option<u64>,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// Every user record of the stream, read by the library's `StreamReader`
+/// (shards parents before children, each from TRIM_HORIZON to its end)
+/// under the KCL's rule (an aggregate with a record outside its shard's
+/// range is discarded whole). Returns the records, in the order read, and
+/// the discarded aggregates.
+pub async fn read_stream(client: &Client, stream: &str) -> (Vec<Read>, usize) {
+    use kinesis_agg::sdk::{ShardRead, StartingPosition, StreamReader, user_records_in_shard};
+    let mut reader = StreamReader::new(client.clone(), stream, StartingPosition::TrimHorizon);
+    let (mut got, mut discarded) = (Vec::new(), 0);
+    while let Some(page) = reader.next_page().await.unwrap() {
+        for (n, r) in page.records.iter().enumerate() {
+            match user_records_in_shard(r, n, page.range).unwrap() {
+                ShardRead::Records(v) => got.extend(v.into_iter().map(|u| Read {
+                    shard_id: page.shard_id.clone(),
+                    sequence_number: r.sequence_number().to_owned(),
+                    sub_sequence_number: u.sub_sequence_number,
+                    partition_key: u.partition_key.unwrap_or_default().to_owned(),
+                    explicit_hash_key: u.explicit_hash_key.map(str::to_owned),
+                    data: u.data.to_vec(),
+                })),
+                ShardRead::Discarded { .. } => discarded += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    (got, discarded)
+}

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -112,9 +112,10 @@ impl Drop for Proxy {
     }
 }
 
-struct Rng(AtomicU64);
+/// The fault draws, shared by the proxy's connections.
+struct Draws(std::sync::Mutex<super::rng::Rng>);
 
-impl Rng {
+impl Draws {
     /// Draws for one call's faults: the first fault asked for is taken
     /// when `forced` (so that a short run injects at least one), the rest
     /// by chance.
@@ -125,20 +126,8 @@ impl Rng {
                 forced = false;
                 return true;
             }
-            self.chance(p)
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).chance(p)
         }
-    }
-
-    fn chance(&self, p: f64) -> bool {
-        if p <= 0.0 {
-            return false;
-        }
-        let mut x = self.0.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0.store(x, Ordering::Relaxed);
-        (x >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 }
 
@@ -147,7 +136,7 @@ pub async fn start(upstream: SocketAddr, faults: Faults, seed: u64) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let counters = Arc::new(Counters::default());
-    let rng = Arc::new(Rng(AtomicU64::new(seed | 1)));
+    let rng = Arc::new(Draws(std::sync::Mutex::new(super::rng::Rng::new(seed))));
     let c = counters.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -254,7 +243,7 @@ async fn serve(
     upstream: SocketAddr,
     faults: Faults,
     c: &Counters,
-    rng: &Rng,
+    rng: &Draws,
 ) -> std::io::Result<()> {
     let mut up = TcpStream::connect(upstream).await?;
     let (mut cbuf, mut ubuf) = (Vec::new(), Vec::new());

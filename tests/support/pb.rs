@@ -1,6 +1,5 @@
-//! Test support: a prost-derive model of the KPL schema (no protoc), and
+//! A prost-derive model of the KPL schema (no protoc), and
 //! helpers that wrap a body into a Kinesis data blob.
-#![allow(dead_code)]
 
 use md5::{Digest, Md5};
 

@@ -1,10 +1,12 @@
 //! The official Rust SDK's Kinesis types (feature `aws-sdk`): aggregates
 //! into `PutRecordsRequestEntry`s, GetRecords `Record`s into user records,
-//! a shard map from ListShards, and a small helper that sends entries with
-//! PutRecords within its limits and re-sends only the entries that failed.
+//! a shard map from ListShards, a small helper that sends entries with
+//! PutRecords within its limits and re-sends only the entries that failed,
+//! and a reader of a whole stream (every shard, parents before children).
 //!
-//! The crate stays a codec: no background threads, no timers beyond the
-//! backoff between retries of one call, no delivery policy beyond that.
+//! No background threads here, no timers beyond the backoff between
+//! retries of one call, no delivery policy beyond that: the `producer`
+//! module is the one with those.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -18,13 +20,17 @@ use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Record as SdkRecord, Shard as SdkShard};
 
-use crate::decode::{Deaggregated, deaggregate};
+use crate::backoff::{Backoff, Jitter};
+use crate::decode::Options;
 use crate::delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 use crate::encode::Aggregate;
 use crate::error::Error;
 use crate::hash::HashKeyRange;
 use crate::put::{Batch, PutRecordsBatcher};
 use crate::shard::{ListedShard, ShardAggregate, ShardMap};
+
+mod stream;
+pub use stream::{ShardPage, StartingPosition, StreamError, StreamReader};
 
 /// The SDK's builder error (it cannot occur here: data and partition key
 /// are always set, but the SDK's signature says it may).
@@ -84,16 +90,33 @@ pub enum ShardRead<'a> {
     },
 }
 
-/// The SDK record's metadata.
-fn outer(record: &SdkRecord) -> KinesisRecord<'_> {
-    KinesisRecord {
-        partition_key: Some(record.partition_key()),
-        sequence_number: Some(record.sequence_number()),
-        approximate_arrival_millis: record
-            .approximate_arrival_timestamp()
-            .and_then(|t| t.to_millis().ok()),
-        ..KinesisRecord::new(record.data().as_ref())
-    }
+/// The SDK record as the library's [`KinesisRecord`]: its data and
+/// metadata.
+pub fn kinesis_record(record: &SdkRecord) -> KinesisRecord<'_> {
+    KinesisRecord::new(record.data().as_ref())
+        .with_partition_key(Some(record.partition_key()))
+        .with_sequence_number(Some(record.sequence_number()))
+        .with_approximate_arrival_millis(
+            record
+                .approximate_arrival_timestamp()
+                .and_then(|t| t.to_millis().ok()),
+        )
+}
+
+/// Appends the user records of one GetRecords record (at `index` in its
+/// batch) to `out`, under the KCL's rule when `range` is given; says which
+/// user record broke it when the rule discards the aggregate.
+fn deliver<'a>(
+    record: &'a SdkRecord,
+    index: usize,
+    on_invalid: OnInvalid,
+    range: Option<HashKeyRange>,
+    out: &mut Vec<DeliveredRecord<'a>>,
+) -> Result<Option<crate::decode::OutOfRange>, BrokenRecord<'a>> {
+    kinesis_record(record).try_for_each_user_record_in(index, Options::new(), on_invalid, range, |r| {
+        out.push(r?);
+        Ok(())
+    })
 }
 
 /// The user records of one GetRecords record, in order (`record` is its
@@ -102,37 +125,9 @@ fn outer(record: &SdkRecord) -> KinesisRecord<'_> {
 /// # Errors
 /// A record with a valid checksum and a broken body.
 pub fn user_records(record: &SdkRecord, index: usize) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
-    flatten(
-        index,
-        outer(record),
-        deaggregate(record.data().as_ref()),
-        OnInvalid::Error,
-    )
-}
-
-/// The user records of a record already deaggregated.
-fn flatten<'a>(
-    index: usize,
-    outer: KinesisRecord<'a>,
-    read: Result<Deaggregated<'a, crate::decode::VecTable<'a>>, Error>,
-    on_invalid: OnInvalid,
-) -> Result<Vec<DeliveredRecord<'a>>, BrokenRecord<'a>> {
-    match read {
-        Ok(Deaggregated::Aggregated(a)) => Ok(a
-            .records()
-            .map(|r| DeliveredRecord::aggregated(index, outer, r))
-            .collect()),
-        Ok(Deaggregated::Plain { .. }) => Ok(alloc::vec![DeliveredRecord::plain(index, outer)]),
-        Err(_) if on_invalid == OnInvalid::Passthrough => {
-            Ok(alloc::vec![DeliveredRecord::plain(index, outer)])
-        }
-        Err(error) => Err(BrokenRecord {
-            record: index,
-            sequence_number: outer.sequence_number,
-            record_id: None,
-            error,
-        }),
-    }
+    let mut out = Vec::new();
+    deliver(record, index, OnInvalid::Error, None, &mut out)?;
+    Ok(out)
 }
 
 /// The user records of one GetRecords record read from a shard, with the
@@ -146,16 +141,16 @@ pub fn user_records_in_shard(
     index: usize,
     range: HashKeyRange,
 ) -> Result<ShardRead<'_>, BrokenRecord<'_>> {
-    let read = deaggregate(record.data().as_ref());
-    if let Ok(Deaggregated::Aggregated(a)) = &read
-        && let Err(out_of_range) = a.check_range(range)
-    {
-        return Ok(ShardRead::Discarded {
-            sequence_number: record.sequence_number(),
-            out_of_range,
-        });
-    }
-    flatten(index, outer(record), read, OnInvalid::Error).map(ShardRead::Records)
+    let mut out = Vec::new();
+    Ok(
+        match deliver(record, index, OnInvalid::Error, Some(range), &mut out)? {
+            None => ShardRead::Records(out),
+            Some(out_of_range) => ShardRead::Discarded {
+                sequence_number: record.sequence_number(),
+                out_of_range,
+            },
+        },
+    )
 }
 
 /// The user records of a batch of GetRecords records, in order.
@@ -170,7 +165,7 @@ pub fn batch_user_records(
 ) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
     let mut out = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        out.extend(flatten(i, outer(r), deaggregate(r.data().as_ref()), on_invalid)?);
+        deliver(r, i, on_invalid, None, &mut out)?;
     }
     Ok(out)
 }
@@ -267,7 +262,10 @@ pub fn shard_range(shard: &SdkShard) -> Result<HashKeyRange, Error> {
     HashKeyRange::from_decimal(r.starting_hash_key(), r.ending_hash_key())
 }
 
-/// How [`put_all`] retries entries that PutRecords rejected.
+/// How [`put_all`] retries entries that PutRecords rejected: up to
+/// `attempts` calls, each pause drawn from zero to a cap that doubles from
+/// `first_backoff` up to `max_backoff` (exponential backoff with full
+/// jitter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Retry {
@@ -420,7 +418,7 @@ fn entry_size(e: &PutRecordsRequestEntry) -> usize {
 /// Sends `entries` to `stream` with PutRecords, in order, at most 500
 /// entries and 5 MiB per call. When a call rejects some entries
 /// (throttling, internal errors), only those are sent again, with
-/// exponential backoff, before the next call: entries are not reordered
+/// exponential backoff and full jitter, before the next call: entries are not reordered
 /// across calls, though a rejected entry lands after the accepted ones of
 /// its own call (use one entry per shard per call where strict order
 /// matters).
@@ -459,12 +457,12 @@ async fn send(
     retry: Retry,
     stats: &mut PutStats,
 ) -> Result<(), PutError> {
-    let mut backoff = retry.first_backoff;
+    let backoff = Backoff::new(retry.first_backoff, retry.max_backoff);
+    let mut jitter = Jitter::from_clock();
     let mut last_code = None;
     for attempt in 0..retry.attempts.max(1) {
         if attempt > 0 {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(retry.max_backoff);
+            tokio::time::sleep(backoff.pause(attempt, &mut jitter)).await;
             stats.retried += batch.len();
         }
         stats.calls += 1;
@@ -646,11 +644,8 @@ where
     Fut: core::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
 {
     let start = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
-    let mut rng = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        | 1;
+    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut jitter = Jitter::from_clock();
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -668,10 +663,7 @@ where
             },
             Err(_) => GaveUp::Timeout { attempts },
         };
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let wait = Duration::from_micros(rng % (pause.as_micros() as u64 + 1));
+        let wait = backoff.pause(attempts, &mut jitter);
         if start.elapsed() + wait >= budget {
             return Err(failure);
         }
@@ -680,7 +672,6 @@ where
             GaveUp::Timeout { .. } => "Timeout",
         });
         tokio::time::sleep(wait).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 
