@@ -51,9 +51,10 @@ use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use std::vec;
 use std::vec::Vec;
+use tokio::time::Instant;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::retry::RetryConfig;
@@ -71,6 +72,9 @@ mod config;
 mod pump;
 mod receipt;
 mod state;
+#[cfg(test)]
+mod tests;
+mod transport;
 
 pub use config::{ConfigError, DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
 use pump::pump;
@@ -78,6 +82,7 @@ pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
 use receipt::{Put, Resolution, Slot, SlotTx};
 use sealed::Sealed;
 use state::*;
+use transport::{EntryAnswer, PutAnswer, PutEntry, Transport};
 
 /// Why a producer could not start.
 #[derive(Debug)]
@@ -232,7 +237,7 @@ impl<R> fmt::Display for Rejected<R> {
 impl<R: fmt::Debug> std::error::Error for Rejected<R> {}
 
 struct Shared {
-    client: Client,
+    transport: Arc<dyn Transport>,
     stream: String,
     cfg: ProducerConfig,
     state: Mutex<State>,
@@ -301,22 +306,25 @@ impl Producer {
         stream: impl Into<String>,
         cfg: ProducerConfig,
     ) -> Result<Self, ProducerError> {
+        Self::start(Arc::new(client), stream.into(), cfg).await
+    }
+
+    /// A producer on any transport (the unit tests' in-memory stream).
+    pub(crate) async fn start(
+        transport: Arc<dyn Transport>,
+        stream: String,
+        cfg: ProducerConfig,
+    ) -> Result<Self, ProducerError> {
         cfg.check()?;
-        let stream = stream.into();
-        let map = crate::sdk::list_shard_map(
-            &client,
-            &stream,
-            cfg.record_ttl,
-            cfg.request_timeout,
-            |code| tracing::info!(stream = %stream, %code, "ListShards failed; trying again"),
-        )
-        .await
-        .map_err(ProducerError::Shards)?;
+        let map = transport
+            .shard_map(&stream, cfg.record_ttl, cfg.request_timeout)
+            .await
+            .map_err(ProducerError::Shards)?;
         let now = Instant::now();
         let shards = shard_states(&map, &cfg, now);
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&stream),
-            client,
+            transport,
             stream,
             state: Mutex::new(State {
                 shards,

@@ -3,6 +3,7 @@
 use super::*;
 
 /// What a PutRecords result means for one Kinesis record.
+#[derive(Clone)]
 pub(crate) enum Outcome {
     Put {
         shard_id: String,
@@ -17,21 +18,6 @@ pub(crate) enum Outcome {
         code: String,
         message: Option<String>,
     },
-}
-
-/// A name for an error without a service code, for the attempts.
-fn error_kind<E>(
-    e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
-) -> String {
-    use aws_sdk_kinesis::error::SdkError;
-    match e {
-        SdkError::TimeoutError(_) => "Timeout".to_owned(),
-        SdkError::DispatchFailure(_) => "Connection".to_owned(),
-        SdkError::ResponseError(_) => "UnreadableResponse".to_owned(),
-        SdkError::ServiceError(s) if s.raw().status().is_success() => "UnreadableResponse".to_owned(),
-        SdkError::ServiceError(s) => format!("HTTP{}", s.raw().status().as_u16()),
-        _ => "Request".to_owned(),
-    }
 }
 
 pub(crate) async fn pump(s: Arc<Shared>) {
@@ -50,7 +36,7 @@ pub(crate) async fn pump(s: Arc<Shared>) {
         if refresh {
             tokio::spawn(refresh_map(s.clone()));
         }
-        let _ = tokio::time::timeout_at(next.into(), notified).await;
+        let _ = tokio::time::timeout_at(next, notified).await;
     }
 }
 
@@ -239,28 +225,69 @@ pub(crate) fn expire(s: &Shared, st: &mut State, now: Instant) -> Option<Instant
     earliest
 }
 
-pub(crate) fn entry(k: &KRecord) -> PutRecordsRequestEntry {
-    // The builder only refuses a missing data or partition key.
-    PutRecordsRequestEntry::builder()
-        .data(Blob::new(k.data().to_vec()))
-        .partition_key(k.partition_key())
-        .set_explicit_hash_key(k.ehk.clone())
-        .build()
-        .unwrap_or_else(|_| {
-            PutRecordsRequestEntry::builder()
-                .build()
-                .unwrap_or_else(|_| unreachable_entry())
-        })
+/// A Kinesis record as a PutRecords entry (its MD5, if an aggregate,
+/// written first).
+fn entry(k: &KRecord) -> PutEntry<'_> {
+    PutEntry {
+        data: k.data(),
+        partition_key: k.partition_key(),
+        explicit_hash_key: k.ehk.as_deref(),
+    }
 }
 
-#[cold]
-pub(crate) fn unreachable_entry() -> PutRecordsRequestEntry {
-    // Never reached: data and partition key are always set above.
-    PutRecordsRequestEntry::builder()
-        .data(Blob::new(Vec::new()))
-        .partition_key("-")
-        .build()
-        .expect("data and partition key are set")
+/// What a call's answer means for each of its `n` Kinesis records: put,
+/// to try again (throttling, the service's failures, timeouts, lost
+/// connections, answers that cannot be read or do not match the call), or
+/// failed for good.
+fn outcomes(answer: Option<PutAnswer>, n: usize, timeout: Duration) -> Vec<Outcome> {
+    let every = |o: Outcome| (0..n).map(|_| o.clone()).collect::<Vec<_>>();
+    match answer {
+        None => every(Outcome::Retry {
+            code: "Timeout".to_owned(),
+            message: Some(format!("no answer within {timeout:?}")),
+            throttled: false,
+        }),
+        Some(PutAnswer::Failed {
+            code,
+            message,
+            transient: true,
+        }) => every(Outcome::Retry {
+            throttled: crate::sdk::throttling_code(&code),
+            code,
+            message,
+        }),
+        Some(PutAnswer::Failed { code, message, .. }) => every(Outcome::Fail { code, message }),
+        Some(PutAnswer::Entries(answers)) if answers.len() != n => every(Outcome::Retry {
+            code: "ShortResponse".to_owned(),
+            message: Some(format!("{} results for {n} entries", answers.len())),
+            throttled: false,
+        }),
+        Some(PutAnswer::Entries(answers)) => answers
+            .into_iter()
+            .map(|a| match a {
+                EntryAnswer::Put {
+                    shard_id,
+                    sequence_number,
+                } => Outcome::Put {
+                    shard_id,
+                    sequence_number,
+                },
+                EntryAnswer::Failed { code, message } if crate::sdk::transient_code(&code) => {
+                    Outcome::Retry {
+                        throttled: crate::sdk::throttling_code(&code),
+                        code,
+                        message,
+                    }
+                }
+                EntryAnswer::Failed { code, message } => Outcome::Fail { code, message },
+                EntryAnswer::Empty => Outcome::Retry {
+                    code: "ShortResponse".to_owned(),
+                    message: Some("a result with neither an error nor a sequence number".to_owned()),
+                    throttled: false,
+                },
+            })
+            .collect(),
+    }
 }
 
 /// Writes the MD5 of every aggregate of a call that has none yet, two at
@@ -289,113 +316,36 @@ fn digest_all(batch: &mut [KRecord]) {
 pub(crate) async fn send(s: Arc<Shared>, mut batch: Vec<KRecord>, permit: tokio::sync::OwnedSemaphorePermit) {
     use tracing::Instrument;
     digest_all(&mut batch);
-    let entries: Vec<PutRecordsRequestEntry> = batch.iter().map(entry).collect();
     let n = batch.len();
     let span = tracing::debug_span!("PutRecords", stream = %s.stream, entries = n);
     let started = Instant::now();
-    // The producer retries itself (within the TTL, counting each
-    // attempt in the receipts): the SDK's own retries are turned off.
-    let call = s
-        .client
-        .put_records()
-        .stream_name(&s.stream)
-        .set_records(Some(entries))
-        .customize()
-        .config_override(aws_sdk_kinesis::config::Builder::default().retry_config(RetryConfig::disabled()))
-        .send();
-    let result = tokio::time::timeout(s.cfg.request_timeout, call)
-        .instrument(span)
-        .await;
+    let answer = {
+        let entries: Vec<PutEntry<'_>> = batch.iter().map(entry).collect();
+        let call = s.transport.put_records(&s.stream, &entries);
+        tokio::time::timeout(s.cfg.request_timeout, call)
+            .instrument(span)
+            .await
+            .ok()
+    };
     let took = started.elapsed();
     s.metrics.request_time.record(took.as_secs_f64() * 1000.0);
     s.metrics.kinesis_per_request.record(n as f64);
-    let outcomes: Vec<Outcome> = match result {
-        Err(_) => {
-            tracing::debug!(stream = %s.stream, entries = n, "PutRecords timed out");
-            (0..n)
-                .map(|_| Outcome::Retry {
-                    code: "Timeout".to_owned(),
-                    message: Some(format!("no answer within {:?}", s.cfg.request_timeout)),
-                    throttled: false,
-                })
-                .collect()
-        }
-        Ok(Err(e)) => {
-            let (code, message) = match (e.code(), e.message()) {
-                (Some(c), m) => (c.to_owned(), m.map(str::to_owned)),
-                (None, _) => (
-                    error_kind(&e),
-                    Some(format!("{}", aws_sdk_kinesis::error::DisplayErrorContext(&e))),
-                ),
-            };
-            // Throttling, 5xx, timeouts, connections failed or lost and
-            // answers that could not be read are retried; other codes
-            // are final.
-            let retry = crate::sdk::is_transient(&e);
+    match &answer {
+        None => tracing::debug!(stream = %s.stream, entries = n, "PutRecords timed out"),
+        Some(PutAnswer::Failed { code, .. }) => {
             tracing::debug!(stream = %s.stream, entries = n, code = %code, "PutRecords failed");
-            (0..n)
-                .map(|_| {
-                    if retry {
-                        Outcome::Retry {
-                            code: code.clone(),
-                            message: message.clone(),
-                            throttled: crate::sdk::throttling_code(&code),
-                        }
-                    } else {
-                        Outcome::Fail {
-                            code: code.clone(),
-                            message: message.clone(),
-                        }
-                    }
-                })
-                .collect()
         }
-        Ok(Ok(out)) if out.records().len() != n => (0..n)
-            .map(|_| Outcome::Retry {
-                code: "ShortResponse".to_owned(),
-                message: Some(format!("{} results for {n} entries", out.records().len())),
-                throttled: false,
-            })
-            .collect(),
-        Ok(Ok(out)) => out
-            .records()
-            .iter()
-            .map(|r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
-                (Some(code), _, _) => {
-                    let message = r.error_message().map(str::to_owned);
-                    if crate::sdk::transient_code(code) {
-                        Outcome::Retry {
-                            code: code.to_owned(),
-                            message,
-                            throttled: crate::sdk::throttling_code(code),
-                        }
-                    } else {
-                        Outcome::Fail {
-                            code: code.to_owned(),
-                            message,
-                        }
-                    }
-                }
-                (None, Some(shard), Some(seq)) => Outcome::Put {
-                    shard_id: shard.to_owned(),
-                    sequence_number: seq.to_owned(),
-                },
-                (None, _, _) => Outcome::Retry {
-                    code: "ShortResponse".to_owned(),
-                    message: Some("a result with neither an error nor a sequence number".to_owned()),
-                    throttled: false,
-                },
-            })
-            .collect(),
-    };
-    answer(&s, batch, outcomes, started, took);
+        Some(PutAnswer::Entries(_)) => {}
+    }
+    let outcomes = outcomes(answer, n, s.cfg.request_timeout);
+    answer_call(&s, batch, outcomes, started, took);
     drop(permit);
     s.settled.notify_waiters();
     s.wake.notify_one();
 }
 
 /// Applies one call's outcomes.
-pub(crate) fn answer(
+pub(crate) fn answer_call(
     s: &Shared,
     batch: Vec<KRecord>,
     outcomes: Vec<Outcome>,
@@ -643,14 +593,10 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
 }
 
 pub(crate) async fn refresh_map(s: Arc<Shared>) {
-    let listed = crate::sdk::list_shard_map(
-        &s.client,
-        &s.stream,
-        Duration::ZERO,
-        s.cfg.request_timeout,
-        |_| {},
-    )
-    .await;
+    let listed = s
+        .transport
+        .shard_map(&s.stream, Duration::ZERO, s.cfg.request_timeout)
+        .await;
     let now = Instant::now();
     let mut st = s.lock();
     st.refreshing = false;
