@@ -355,6 +355,36 @@ impl<'a, T: KeyTable<'a>> AggregatedRecord<'a, T> {
         self.explicit_hash_keys.as_slice()
     }
 
+    /// The index in [`partition_keys`](Self::partition_keys) of a user
+    /// record's partition key: for a caller that makes one object per
+    /// table entry (a binding's strings) and finds it again for each
+    /// record. `None` for a string that is not one of this aggregate's
+    /// table entries (an equal string elsewhere is not one).
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Deaggregated, Record, RecordAggregator, deaggregate};
+    /// let mut agg = RecordAggregator::new();
+    /// for key in ["b", "a", "b"] {
+    ///     agg.add(Record::new(key, b"x")).unwrap();
+    /// }
+    /// let blob = agg.finish().unwrap().into_data();
+    /// let Ok(Deaggregated::Aggregated(read)) = deaggregate(&blob) else { panic!() };
+    /// let indices: Vec<_> = read.records().map(|r| read.partition_key_index(r.partition_key)).collect();
+    /// assert_eq!(indices, [Some(0), Some(1), Some(0)]);
+    /// assert_eq!(read.partition_key_index("a"), None); // equal, but not the entry
+    /// ```
+    pub fn partition_key_index(&self, key: &str) -> Option<usize> {
+        entry_index(self.partition_keys.as_slice(), key)
+    }
+
+    /// The index in [`explicit_hash_keys`](Self::explicit_hash_keys) of a
+    /// user record's explicit hash key, as
+    /// [`partition_key_index`](Self::partition_key_index).
+    pub fn explicit_hash_key_index(&self, key: &str) -> Option<usize> {
+        entry_index(self.explicit_hash_keys.as_slice(), key)
+    }
+
     /// The user records, in order, borrowing from the input.
     pub fn records(&self) -> Records<'a, '_> {
         Records {
@@ -537,6 +567,16 @@ impl<'a> Iterator for InRange<'a, '_> {
 }
 
 impl FusedIterator for InRange<'_, '_> {}
+
+/// The index of `key` in `table`, found by where it lies: a record's key
+/// borrows the bytes of its table entry, and the entries lie in the body
+/// in table order, so their addresses ascend (a binary search, no string
+/// comparison). The entry found must be `key` itself, not an equal string.
+fn entry_index(table: &[&str], key: &str) -> Option<usize> {
+    let at = key.as_ptr() as usize;
+    let i = table.binary_search_by(|k| (k.as_ptr() as usize).cmp(&at)).ok()?;
+    (table[i].len() == key.len()).then_some(i)
+}
 
 /// Iterator over the user records of an [`AggregatedRecord`].
 ///

@@ -355,10 +355,17 @@ async fn a_response_with_fewer_results_than_entries_is_an_error_not_a_silent_dro
         panic!("{err:?}")
     };
     // The first call (500 entries) came back one result short: nothing is
-    // counted as accepted, all 500 are pending, the other 200 never sent.
+    // counted as accepted, all 500 are pending, then the other 200, never
+    // sent, in order.
     assert_eq!((*sent, *received), (500, 499));
     assert_eq!(stats.entries, 0);
-    assert_eq!(pending.len(), 500);
+    assert_eq!(pending.len(), 700);
+    let want: Vec<Vec<u8>> = entries(700, 10)
+        .iter()
+        .map(|e| e.data().as_ref().to_vec())
+        .collect();
+    let got: Vec<Vec<u8>> = pending.iter().map(|e| e.data().as_ref().to_vec()).collect();
+    assert_eq!(got, want);
     assert_eq!(calls.lock().unwrap().len(), 1);
     assert!(err.to_string().contains("499 results for 500 entries"), "{err}");
 }

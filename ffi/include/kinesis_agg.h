@@ -15,6 +15,9 @@
 // instead of a plain record.
 #define KAGG_STRICT 2
 
+// Digits of the longest hash key (2^128-1).
+#define KAGG_HASH_KEY_MAX_DIGITS 39
+
 // Index slots per key: an index of `n` slots takes `n /
 // KAGG_INDEX_SLOTS_PER_KEY` distinct partition keys per aggregate (and as
 // many explicit hash keys); the next new key is `KAGG_KEY_CAPACITY`.
@@ -22,9 +25,6 @@
 
 // 64-bit words of `kagg_aggregator`'s storage.
 #define KAGG_AGGREGATOR_WORDS 24
-
-// Digits of the longest hash key (2^128-1).
-#define KAGG_HASH_KEY_MAX_DIGITS 39
 
 // What a function did. `KAGG_OK` is 0; every other value is a reason it
 // did nothing (or, for `KAGG_STOPPED`, stopped where the caller asked).
@@ -57,6 +57,9 @@ typedef enum {
   // A key index of fewer than `KAGG_INDEX_SLOTS_PER_KEY` slots (or of
   // 2^28 keys or more).
   KAGG_INVALID_INDEX = 32,
+  // Reading flags that mean nothing: `KAGG_SKIP_CHECKSUM` with
+  // `KAGG_STRICT`, or a bit this version does not name.
+  KAGG_INVALID_FLAGS = 33,
   // More keys in a table of the body than the caller's table holds.
   KAGG_TABLE_FULL = 31,
   // The body ends inside a value.
@@ -90,6 +93,11 @@ typedef enum {
   // given to `kagg_deaggregate_shard` (the KCL discards such an
   // aggregate).
   KAGG_OUT_OF_RANGE = 62,
+  // A panic inside the library, caught at the boundary so that it never
+  // unwinds into C (none is known to happen: every input is checked).
+  // The objects the call was given are in an unknown state: initialize
+  // them again before using them.
+  KAGG_PANIC = 98,
   // An error this version of the header does not name.
   KAGG_OTHER = 99,
 } kagg_status;
@@ -242,10 +250,6 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
-// A static, NUL-terminated description of a `kagg_status` value (never
-// NULL; an unknown value gets a description that says so).
-const char *kagg_strerror(int status);
-
 // Reads the next tag of a user record into `*tag`: `KAGG_OK` with
 // `*found` 1, or `*found` 0 when there are no more.
 //
@@ -300,6 +304,51 @@ kagg_status kagg_deaggregate_shard(const uint8_t *blob,
                                    kagg_record_fn callback,
                                    void *ctx,
                                    kagg_result *result);
+
+// The hash key Kinesis routes a record by when it has no explicit hash
+// key: the MD5 of the partition key's bytes, big-endian.
+//
+// # Safety
+// `key`'s pointer is valid for its length; `out` writable.
+kagg_status kagg_partition_key_hash(kagg_str key, kagg_u128 *out);
+
+// Parses a decimal hash key (`0` or up to 39 digits without a leading
+// zero, at most 2^128-1).
+//
+// # Safety
+// `text`'s pointer is valid for its length; `out` writable.
+kagg_status kagg_parse_hash_key(kagg_str key, kagg_u128 *out);
+
+// Writes `key` in decimal into `buf` (at least `KAGG_HASH_KEY_MAX_DIGITS`
+// bytes; no NUL is written) and its length into `*len`.
+//
+// # Safety
+// `buf` points to `buf_len` writable bytes; `len` writable.
+kagg_status kagg_write_hash_key(kagg_u128 key, char *buf, size_t buf_len, size_t *len);
+
+// Finds the range holding `key` among `n` ranges sorted by start and not
+// overlapping: its index into `*index`; `KAGG_NO_RANGE` when none holds
+// it, `KAGG_INVALID_RANGE` when a range ends before it starts or the
+// table is not sorted without overlaps (the table is checked first, in
+// O(n); the search is O(log n)).
+//
+// # Safety
+// `ranges` points to `n` readable ranges; `index` writable.
+kagg_status kagg_route(const kagg_range *ranges, size_t n, kagg_u128 key, size_t *index);
+
+// A user record's effective hash key, the one Kinesis and the KCL route
+// it by: its explicit hash key when it has one, else the MD5 of its
+// partition key. `KAGG_INVALID_HASH_KEY` when its explicit hash key is not
+// a hash key (another producer wrote it).
+//
+// # Safety
+// `record` comes from `kagg_deaggregate` (its blob still valid); `out`
+// writable.
+kagg_status kagg_record_hash_key(const kagg_user_record *record, kagg_u128 *out);
+
+// A static, NUL-terminated description of a `kagg_status` value (never
+// NULL; an unknown value gets a description that says so).
+const char *kagg_strerror(int status);
 
 // Prepares `agg` to aggregate into `buf` (`buf_len` bytes) with its key
 // index in `index` (`index_len` slots, `KAGG_INDEX_SLOTS_PER_KEY` per key
@@ -369,47 +418,6 @@ kagg_status kagg_check_partition_key(kagg_str key);
 // # Safety
 // `key`'s pointer is valid for its length.
 kagg_status kagg_check_explicit_hash_key(kagg_str key);
-
-// The hash key Kinesis routes a record by when it has no explicit hash
-// key: the MD5 of the partition key's bytes, big-endian.
-//
-// # Safety
-// `key`'s pointer is valid for its length; `out` writable.
-kagg_status kagg_partition_key_hash(kagg_str key, kagg_u128 *out);
-
-// Parses a decimal hash key (`0` or up to 39 digits without a leading
-// zero, at most 2^128-1).
-//
-// # Safety
-// `text`'s pointer is valid for its length; `out` writable.
-kagg_status kagg_parse_hash_key(kagg_str key, kagg_u128 *out);
-
-// Writes `key` in decimal into `buf` (at least `KAGG_HASH_KEY_MAX_DIGITS`
-// bytes; no NUL is written) and its length into `*len`.
-//
-// # Safety
-// `buf` points to `buf_len` writable bytes; `len` writable.
-kagg_status kagg_write_hash_key(kagg_u128 key, char *buf, size_t buf_len, size_t *len);
-
-// Finds the range holding `key` among `n` ranges sorted by start and not
-// overlapping: its index into `*index`; `KAGG_NO_RANGE` when none holds
-// it, `KAGG_INVALID_RANGE` when a range ends before it starts or the
-// table is not sorted without overlaps (the table is checked first, in
-// O(n); the search is O(log n)).
-//
-// # Safety
-// `ranges` points to `n` readable ranges; `index` writable.
-kagg_status kagg_route(const kagg_range *ranges, size_t n, kagg_u128 key, size_t *index);
-
-// A user record's effective hash key, the one Kinesis and the KCL route
-// it by: its explicit hash key when it has one, else the MD5 of its
-// partition key. `KAGG_INVALID_HASH_KEY` when its explicit hash key is not
-// a hash key (another producer wrote it).
-//
-// # Safety
-// `record` comes from `kagg_deaggregate` (its blob still valid); `out`
-// writable.
-kagg_status kagg_record_hash_key(const kagg_user_record *record, kagg_u128 *out);
 
 #ifdef __cplusplus
 }  // extern "C"

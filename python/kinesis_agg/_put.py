@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
-from ._native import PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, Aggregate
+from ._native import Aggregate, PutRecordsBatcher
 
 Entry = Mapping[str, Any]
 
@@ -62,19 +62,16 @@ def _size(e: Entry) -> int:
     return len(e["Data"]) + len(pk.encode("utf-8") if isinstance(pk, str) else pk)
 
 
-def _batches(entries: list[dict[str, Any]], max_entries: int, max_bytes: int) -> list[list[int]]:
+def _batches(entries: list[dict[str, Any]]) -> list[list[int]]:
+    """The entries' indices, packed into calls by the library's batcher."""
     out: list[list[int]] = []
-    cur: list[int] = []
-    size = 0
+    batcher = PutRecordsBatcher()
     for i, e in enumerate(entries):
-        n = _size(e)
-        if cur and (len(cur) == max_entries or size + n > max_bytes):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(i)
-        size += n
-    if cur:
-        out.append(cur)
+        if batcher.push(_size(e)):
+            out.append([])
+        if not out:
+            out.append([])
+        out[-1].append(i)
     return out
 
 
@@ -83,32 +80,36 @@ def put_all(
     stream_name: str,
     aggregates: Iterable[Union[Aggregate, Entry]],
     *,
-    max_attempts: int = 8,
-    base_delay: float = 0.1,
-    max_delay: float = 5.0,
+    attempts: int = 8,
+    first_backoff: float = 0.1,
+    max_backoff: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PutResult:
     """Puts every aggregate (or ``put_records`` entry) with boto3's
-    ``client.put_records``, in calls of at most 500 entries and 5 MiB.
+    ``client.put_records``, in calls of at most 500 entries and 5 MiB
+    (packed by the library's batcher, as the Rust ``sdk::put_all`` packs
+    them).
 
     Entries that Kinesis rejects (``ErrorCode`` in their result, such as
     ``ProvisionedThroughputExceededException``) are re-sent alone, after a
-    delay that doubles from ``base_delay`` up to ``max_delay`` with full
-    jitter, up to ``max_attempts`` calls per batch; accepted entries are
-    never sent again. Raises :class:`PutAllError` (with the pending
-    entries) when a call fails or entries are still rejected at the end.
+    pause drawn from zero to a cap that doubles from ``first_backoff`` up to
+    ``max_backoff`` seconds (full jitter), up to ``attempts`` calls per
+    batch; accepted entries are never sent again. Raises
+    :class:`PutAllError` when a call fails or entries are still rejected at
+    the end; its ``pending`` holds every entry not known to be accepted,
+    the failed call's then those never sent, as the Rust ``PutError``'s.
     """
-    if max_attempts < 1:
-        raise ValueError("max_attempts must be at least 1")
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
     entries = [_entry(a) for a in aggregates]
     result = PutResult(entries=len(entries), results=[{} for _ in entries])
-    batches = _batches(entries, PUT_RECORDS_MAX_ENTRIES, PUT_RECORDS_MAX_BYTES)
+    batches = _batches(entries)
     for b, batch in enumerate(batches):
         pending = list(batch)
         errors: list[str] = []
-        for attempt in range(max_attempts):
+        for attempt in range(attempts):
             if attempt:
-                sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
+                sleep(random.uniform(0, min(max_backoff, first_backoff * 2 ** (attempt - 1))))
                 result.retried += len(pending)
             later = [entries[i] for bb in batches[b + 1 :] for i in bb]
             try:
@@ -143,7 +144,7 @@ def put_all(
             later = [entries[i] for bb in batches[b + 1 :] for i in bb]
             raise PutAllError(
                 "%d entries still rejected after %d attempts (%s)"
-                % (len(pending), max_attempts, ", ".join(sorted(set(errors)))),
+                % (len(pending), attempts, ", ".join(sorted(set(errors)))),
                 [entries[i] for i in pending] + later,
                 result,
                 errors,

@@ -165,7 +165,7 @@ def test_put_all_gives_up_with_what_is_pending() -> None:
     aggs = [a for a in (agg.add("k", bytes(300)) for _ in range(10)) if a]
     r = Refusing()
     with pytest.raises(PutAllError) as e:
-        put_all(r, "s", aggs, max_attempts=3, sleep=lambda s: None)
+        put_all(r, "s", aggs, attempts=3, sleep=lambda s: None)
     assert r.calls == 3
     assert len(e.value.pending) == len(aggs)
     assert set(e.value.errors) == {"InternalFailure"}
@@ -196,3 +196,19 @@ def test_put_all_splits_calls_at_the_api_limits() -> None:
     put_all(c, "s", big)
     assert [len(b) for b in c.batches] == [5, 5, 2]
     assert all(sum(len(e["Data"]) + 1 for e in b) <= kinesis_agg.PUT_RECORDS_MAX_BYTES for b in c.batches)
+
+
+def test_the_batcher_is_the_librarys_and_cuts_at_both_limits() -> None:
+    from kinesis_agg._native import PutRecordsBatcher
+
+    b = PutRecordsBatcher(max_entries=3, max_bytes=100)
+    assert [b.push(60), b.push(40)] == [False, False]
+    assert (b.entries, b.bytes) == (2, 100)
+    assert b.push(1) is True  # one byte over: the call so far goes first
+    assert (b.entries, b.bytes) == (1, 1)
+    assert [b.push(1), b.push(1), b.push(1)] == [False, False, True]  # the fourth entry
+    b.clear()
+    assert b.push(500) is False  # an entry too large alone gets a call of its own
+    assert b.push(1) is True
+    d = PutRecordsBatcher()
+    assert [d.push(0) for _ in range(501)].count(True) == 1

@@ -334,9 +334,9 @@ pub enum PutError {
         error: aws_sdk_kinesis::Error,
         /// What had been accepted before.
         stats: PutStats,
-        /// The entries of the failed call not known to be accepted, in
-        /// order: send these again to resume (an entry an earlier attempt
-        /// of the call did get in is not among them).
+        /// Every entry not known to be accepted, in order: those of the
+        /// failed call (an entry an earlier attempt of the call did get in
+        /// is not among them), then those never sent. Send these to resume.
         pending: Vec<PutRecordsRequestEntry>,
     },
     /// Some entries were still rejected after every attempt.
@@ -347,7 +347,7 @@ pub enum PutError {
         error_code: Option<String>,
         /// What had been accepted before.
         stats: PutStats,
-        /// The rejected entries, in order.
+        /// The rejected entries, in order, then those never sent.
         pending: Vec<PutRecordsRequestEntry>,
     },
     /// Kinesis answered a call with a different number of results than
@@ -359,7 +359,7 @@ pub enum PutError {
         received: usize,
         /// What had been accepted before the call.
         stats: PutStats,
-        /// The entries of that call, in order.
+        /// The entries of that call, in order, then those never sent.
         pending: Vec<PutRecordsRequestEntry>,
     },
 }
@@ -374,10 +374,18 @@ impl PutError {
         }
     }
 
-    /// The entries of the failed call that are not known to be accepted.
-    /// The entries after that call were never sent; resume with these,
-    /// then the rest.
+    /// Every entry not known to be accepted, in order: the failed call's,
+    /// then those never sent. Resume with these.
     pub fn pending(&self) -> &[PutRecordsRequestEntry] {
+        match self {
+            PutError::Sdk { pending, .. }
+            | PutError::GaveUp { pending, .. }
+            | PutError::ShortResponse { pending, .. } => pending,
+        }
+    }
+
+    /// The entries not known to be accepted, to add those never sent to.
+    fn pending_mut(&mut self) -> &mut Vec<PutRecordsRequestEntry> {
         match self {
             PutError::Sdk { pending, .. }
             | PutError::GaveUp { pending, .. }
@@ -426,9 +434,9 @@ fn entry_size(e: &PutRecordsRequestEntry) -> usize {
 /// # Errors
 /// A call failing as a whole, a response that does not match its call, or
 /// entries still rejected after `retry.attempts`. The error says what was
-/// accepted and which entries of the failed call are pending, so that a
-/// caller can resume without sending duplicates; the entries after that
-/// call were not sent.
+/// accepted and which entries are pending (the failed call's not known to
+/// be accepted, then those never sent), so that a caller can resume
+/// without sending duplicates and without losing any.
 pub async fn put_all(
     client: &Client,
     stream: &str,
@@ -438,9 +446,14 @@ pub async fn put_all(
     let mut stats = PutStats::default();
     let mut batch: Vec<PutRecordsRequestEntry> = Vec::new();
     let mut batcher = PutRecordsBatcher::new();
-    for e in entries {
-        if batcher.push(entry_size(&e)) == Batch::SendFirst {
-            send(client, stream, core::mem::take(&mut batch), retry, &mut stats).await?;
+    let mut entries = entries.into_iter();
+    while let Some(e) = entries.next() {
+        if batcher.push(entry_size(&e)) == Batch::SendFirst
+            && let Err(mut err) = send(client, stream, core::mem::take(&mut batch), retry, &mut stats).await
+        {
+            err.pending_mut().push(e);
+            err.pending_mut().extend(entries);
+            return Err(err);
         }
         batch.push(e);
     }

@@ -1,0 +1,318 @@
+//! Deaggregation: user records, the compatibility module's dictionaries,
+//! base64.
+
+use crate::RELEASE_GIL_AT;
+use crate::convert::{data, deaggregation_error, same, text, value_error};
+use std::borrow::Cow;
+
+use kinesis_agg as ka;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+/// One user record read from a Kinesis record.
+///
+/// `aggregated` is False for a plain (not aggregated) record, whose `data`
+/// is the whole blob, whose keys are the outer record's and whose
+/// `sub_sequence_number` is None. `sequence_number` and `record` (the
+/// outer record as delivered, such as a Lambda event record) are set by
+/// the event helpers, else None.
+#[pyclass(frozen, module = "kinesis_agg")]
+pub(crate) struct UserRecord {
+    #[pyo3(get)]
+    pub(crate) partition_key: Py<PyAny>,
+    #[pyo3(get)]
+    pub(crate) explicit_hash_key: Option<Py<PyString>>,
+    #[pyo3(get)]
+    pub(crate) data: Py<PyBytes>,
+    #[pyo3(get)]
+    pub(crate) sub_sequence_number: Option<u64>,
+    #[pyo3(get)]
+    pub(crate) aggregated: bool,
+    #[pyo3(get)]
+    pub(crate) sequence_number: Option<Py<PyAny>>,
+    #[pyo3(get)]
+    pub(crate) record: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl UserRecord {
+    /// The effective hash key: the explicit hash key if set, else the MD5
+    /// of the partition key, as a 128-bit integer. `ValueError` when the
+    /// explicit hash key is not a valid hash key.
+    #[getter]
+    pub(crate) fn hash_key(&self, py: Python<'_>) -> PyResult<u128> {
+        let pk_obj = self.partition_key.bind(py);
+        let pk = text(pk_obj, "partition_key")?;
+        match &self.explicit_hash_key {
+            Some(e) => ka::parse_hash_key(&e.bind(py).to_cow()?).map_err(value_error),
+            None => Ok(ka::partition_key_hash(&pk)),
+        }
+    }
+
+    pub(crate) fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "UserRecord(partition_key={}, explicit_hash_key={}, sub_sequence_number={}, aggregated={}, data={})",
+            self.partition_key.bind(py).repr()?,
+            match &self.explicit_hash_key {
+                Some(e) => e.bind(py).repr()?.to_string(),
+                None => "None".into(),
+            },
+            self.sub_sequence_number.map_or("None".into(), |n| n.to_string()),
+            if self.aggregated { "True" } else { "False" },
+            self.data.bind(py).repr()?
+        ))
+    }
+
+    pub(crate) fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(o) = other.cast::<UserRecord>() else {
+            return Ok(false);
+        };
+        let o = o.get();
+        let opt_eq = |a: &Option<Py<PyString>>, b: &Option<Py<PyString>>| -> PyResult<bool> {
+            Ok(match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same(a.bind(py), b.bind(py))?,
+                _ => false,
+            })
+        };
+        Ok(same(self.partition_key.bind(py), o.partition_key.bind(py))?
+            && opt_eq(&self.explicit_hash_key, &o.explicit_hash_key)?
+            && self.data.bind(py).as_bytes() == o.data.bind(py).as_bytes()
+            && self.sub_sequence_number == o.sub_sequence_number
+            && self.aggregated == o.aggregated)
+    }
+}
+
+pub(crate) fn options(skip_checksum: bool, strict: bool) -> PyResult<ka::Options> {
+    Ok(ka::Options::new().checksum(match (skip_checksum, strict) {
+        (false, false) => ka::Checksum::Verify,
+        (false, true) => ka::Checksum::Strict,
+        (true, false) => ka::Checksum::Skip,
+        (true, true) => {
+            return Err(PyValueError::new_err(
+                "skip_checksum and strict exclude each other: strict makes a wrong checksum an error",
+            ));
+        }
+    }))
+}
+
+/// The blob's bytes: borrowed from `bytes`, copied from other buffers.
+pub(crate) fn blob_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err("the data blob must be bytes-like, not str"));
+    }
+    data(obj)
+}
+
+pub(crate) fn read<'a>(
+    py: Python<'_>,
+    blob: &'a [u8],
+    opts: ka::Options,
+) -> PyResult<ka::Deaggregated<'a, ka::VecTable<'a>>> {
+    let out = if blob.len() >= RELEASE_GIL_AT {
+        py.detach(|| opts.deaggregate(blob))
+    } else {
+        opts.deaggregate(blob)
+    };
+    out.map_err(|e| deaggregation_error(py, e))
+}
+
+/// Python strings for an aggregate's key tables, one per entry, found
+/// again for each record by the library's
+/// `AggregatedRecord::partition_key_index`.
+pub(crate) struct Keys<'py> {
+    pks: Vec<Bound<'py, PyString>>,
+    ehks: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> Keys<'py> {
+    pub(crate) fn new(py: Python<'py>, agg: &ka::AggregatedRecord<'_, ka::VecTable<'_>>) -> Self {
+        let strings = |table: &[&str]| table.iter().map(|k| PyString::new(py, k)).collect();
+        Keys {
+            pks: strings(agg.partition_keys()),
+            ehks: strings(agg.explicit_hash_keys()),
+        }
+    }
+
+    /// The string of a user record's partition key.
+    pub(crate) fn partition_key(
+        &self,
+        agg: &ka::AggregatedRecord<'_, ka::VecTable<'_>>,
+        key: &str,
+    ) -> PyResult<&Bound<'py, PyString>> {
+        found(agg.partition_key_index(key).and_then(|i| self.pks.get(i)))
+    }
+
+    /// The string of a user record's explicit hash key.
+    pub(crate) fn explicit_hash_key(
+        &self,
+        agg: &ka::AggregatedRecord<'_, ka::VecTable<'_>>,
+        key: &str,
+    ) -> PyResult<&Bound<'py, PyString>> {
+        found(agg.explicit_hash_key_index(key).and_then(|i| self.ehks.get(i)))
+    }
+}
+
+fn found<'a, 'py>(s: Option<&'a Bound<'py, PyString>>) -> PyResult<&'a Bound<'py, PyString>> {
+    // The library gives every record's key an index in its table.
+    s.ok_or_else(|| PyValueError::new_err("internal: a record's key is not in its table"))
+}
+
+/// Reads one Kinesis data blob: a list of `UserRecord` (one, not
+/// aggregated, for a plain record). Raises `DeaggregationError` for an
+/// aggregated record whose body is broken; nothing is returned then.
+#[pyfunction]
+#[pyo3(signature = (blob, *, skip_checksum = false, strict = false, partition_key = None, sequence_number = None, record = None))]
+pub(crate) fn deaggregate<'py>(
+    py: Python<'py>,
+    blob: &Bound<'py, PyAny>,
+    skip_checksum: bool,
+    strict: bool,
+    partition_key: Option<&Bound<'py, PyAny>>,
+    sequence_number: Option<&Bound<'py, PyAny>>,
+    record: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let opts = options(skip_checksum, strict)?;
+    let bytes = blob_of(blob)?;
+    let seq = sequence_number.map(|s| s.clone().unbind());
+    let outer = record.map(|s| s.clone().unbind());
+    let clone = |o: &Option<Py<PyAny>>| o.as_ref().map(|o| o.clone_ref(py));
+    match read(py, &bytes, opts)? {
+        ka::Deaggregated::Plain { .. } => {
+            let data = match blob.cast::<PyBytes>() {
+                Ok(b) => b.clone().unbind(),
+                Err(_) => PyBytes::new(py, &bytes).unbind(),
+            };
+            let pk = match partition_key {
+                Some(p) => p.clone().unbind(),
+                None => PyString::intern(py, "").into_any().unbind(),
+            };
+            let one = UserRecord {
+                partition_key: pk,
+                explicit_hash_key: None,
+                data,
+                sub_sequence_number: None,
+                aggregated: false,
+                sequence_number: seq,
+                record: outer,
+            };
+            PyList::new(py, [Py::new(py, one)?])
+        }
+        ka::Deaggregated::Aggregated(agg) => {
+            let keys = Keys::new(py, &agg);
+            let list = PyList::empty(py);
+            for u in agg.records() {
+                let r = UserRecord {
+                    partition_key: keys
+                        .partition_key(&agg, u.partition_key)?
+                        .clone()
+                        .into_any()
+                        .unbind(),
+                    explicit_hash_key: match u.explicit_hash_key {
+                        Some(e) => Some(keys.explicit_hash_key(&agg, e)?.clone().unbind()),
+                        None => None,
+                    },
+                    data: PyBytes::new(py, u.data).unbind(),
+                    sub_sequence_number: Some(u.sub_sequence_number),
+                    aggregated: true,
+                    sequence_number: clone(&seq),
+                    record: clone(&outer),
+                };
+                list.append(Py::new(py, r)?)?;
+            }
+            Ok(list)
+        }
+    }
+}
+
+/// The compatibility deaggregator's core: the user records of one blob as
+/// dictionaries of the reference module's shape, or None for a plain
+/// record (passed through by the caller).
+///
+/// Each is `{'kinesis': {**kinesis_base, 'explicitHashKey', 'partitionKey',
+/// 'subSequenceNumber', 'aggregated': True, 'data': base64 bytes
+/// [, 'recordId']}, **outer_base}`.
+#[pyfunction]
+#[pyo3(signature = (blob, kinesis_base, outer_base, record_id = None, skip_checksum = false, strict = false))]
+pub(crate) fn _lambda_dicts<'py>(
+    py: Python<'py>,
+    blob: &Bound<'py, PyAny>,
+    kinesis_base: &Bound<'py, PyDict>,
+    outer_base: &Bound<'py, PyDict>,
+    record_id: Option<&Bound<'py, PyAny>>,
+    skip_checksum: bool,
+    strict: bool,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    use base64::Engine as _;
+    let opts = options(skip_checksum, strict)?;
+    let bytes = blob_of(blob)?;
+    let agg = match read(py, &bytes, opts)? {
+        ka::Deaggregated::Plain { .. } => return Ok(None),
+        ka::Deaggregated::Aggregated(agg) => agg,
+    };
+    let keys = Keys::new(py, &agg);
+    let (k_kinesis, k_ehk, k_pk, k_sub, k_agg, k_data, k_rid) = (
+        intern!(py, "kinesis"),
+        intern!(py, "explicitHashKey"),
+        intern!(py, "partitionKey"),
+        intern!(py, "subSequenceNumber"),
+        intern!(py, "aggregated"),
+        intern!(py, "data"),
+        intern!(py, "recordId"),
+    );
+    let none = py.None().into_bound(py);
+    // Templates with every key already in place and in the reference's
+    // order: copying one and replacing values never resizes a dict.
+    let k_template = kinesis_base.copy()?;
+    k_template.set_item(k_ehk, &none)?;
+    k_template.set_item(k_pk, &none)?;
+    k_template.set_item(k_sub, &none)?;
+    k_template.set_item(k_agg, true)?;
+    k_template.set_item(k_data, &none)?;
+    if let Some(rid) = record_id {
+        k_template.set_item(k_rid, rid)?;
+    }
+    let d_template = PyDict::new(py);
+    d_template.set_item(k_kinesis, &none)?;
+    d_template.update(outer_base.as_mapping())?;
+    let list = PyList::empty(py);
+    let mut b64 = Vec::new();
+    for u in agg.records() {
+        let k = k_template.copy()?;
+        if let Some(e) = u.explicit_hash_key {
+            k.set_item(k_ehk, keys.explicit_hash_key(&agg, e)?)?;
+        }
+        k.set_item(k_pk, keys.partition_key(&agg, u.partition_key)?)?;
+        k.set_item(k_sub, u.sub_sequence_number)?;
+        b64.clear();
+        b64.resize(base64::encoded_len(u.data.len(), true).unwrap_or(0), 0);
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(u.data, &mut b64)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        k.set_item(k_data, PyBytes::new(py, &b64[..n]))?;
+        let d = d_template.copy()?;
+        d.set_item(k_kinesis, k)?;
+        list.append(d)?;
+    }
+    Ok(Some(list))
+}
+
+/// Decodes standard base64 (`str` or bytes-like; padding required, no
+/// whitespace), as Lambda delivers record data. `ValueError` names the
+/// first bad byte. Large inputs are decoded with the interpreter released.
+#[pyfunction]
+pub(crate) fn _b64decode<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    use base64::Engine as _;
+    let input = data(text)?;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut out = vec![0u8; base64::decoded_len_estimate(input.len())];
+    let decoded = if input.len() >= RELEASE_GIL_AT {
+        py.detach(|| engine.decode_slice(&input, &mut out))
+    } else {
+        engine.decode_slice(&input, &mut out)
+    };
+    let n = decoded.map_err(|e| PyValueError::new_err(format!("record data is not base64: {e}")))?;
+    Ok(PyBytes::new(py, &out[..n]))
+}
