@@ -353,7 +353,6 @@ impl Core {
 
     #[inline]
     fn find(&self, buf: &[u8], slots: &[Slot], key: &[u8], hash: u32, ehk: bool) -> Option<(u32, u32)> {
-        crate::wire::lookup();
         let n = slots.len();
         if n == 0 {
             return None;
@@ -525,7 +524,6 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn move_records(&mut self, buf: &mut [u8], need_gap: usize, need_tail: usize) {
-        crate::wire::moved();
         let cap = buf.len();
         // plan.size == need_gap + need_tail <= cap was checked by admit.
         let free = cap - need_gap - need_tail;
@@ -648,8 +646,6 @@ impl Core {
         slots: &mut S,
         rec: &Record<'_>,
     ) -> Result<(), Error> {
-        // Counted in tests: which records took this path.
-        crate::wire::tick();
         let plan = self.plan(buf, slots.as_ref(), rec)?;
         self.admit(&plan, rec, buf.len(), slots)?;
         self.commit(buf, slots, rec, &plan);
@@ -1382,197 +1378,95 @@ mod owned {
 #[cfg(test)]
 #[cfg(feature = "alloc")]
 mod tests {
-    //! Which path records take. The one-pass add is only faster than the
-    //! full one, so a test that looked at the bytes alone would not notice
-    //! it switched off; the step counter does.
+    //! The edges of the room an aggregate has. Which path a record takes
+    //! (the one-pass add of known keys, the full one) only changes speed,
+    //! never a byte: `CODEC_COUNT` in `benches/codec.rs` counts the
+    //! instructions of each workload, and the tests of `tests/` compare the
+    //! bytes with prost's.
     use super::*;
-    use crate::wire::work;
-    use alloc::vec::Vec;
-
-    /// Full-path adds while adding `records`, in a fresh aggregator.
-    fn full_path_adds(records: &[Record<'_>]) -> u64 {
-        let mut buf = alloc::vec![0u8; 1 << 20];
-        let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
-        work::take();
-        for r in records {
-            agg.add(*r).unwrap();
-        }
-        work::take()
-    }
-
-    #[test]
-    fn records_with_known_keys_take_the_one_pass_add() {
-        let data = [7u8; 300];
-        let keys = ["a", "sensor-0001", "0f8fad5b-d9cb-469f-a165-70867728950e", "k"];
-        let mut records = Vec::new();
-        for i in 0..200 {
-            let pk = keys[i % keys.len()];
-            let r = Record::new(pk, &data[..i % 300]);
-            records.push(if i % 3 == 0 {
-                r.with_explicit_hash_key("12345")
-            } else {
-                r
-            });
-        }
-        // The first record (placing the layout), then one add per new key
-        // record: four partition keys, one explicit hash key (with record 0).
-        assert_eq!(full_path_adds(&records), 4);
-        // The same key repeated: only the first takes the full path.
-        let same = [Record::new("k", b"x"); 50];
-        assert_eq!(full_path_adds(&same), 1);
-    }
 
     /// A record of known keys that fills the aggregate to the limit, to
-    /// the byte, still takes the one-pass add.
+    /// the byte, fits; one byte more does not, and changes nothing.
     #[test]
-    fn a_record_that_fills_the_limit_exactly_takes_the_one_pass_add() {
+    fn a_record_that_fills_the_limit_exactly_fits() {
         let limit = 1_000;
         let mut buf = alloc::vec![0u8; 4096];
         let mut agg = Aggregator::<_, 2>::with_limit(&mut buf[..], limit).unwrap();
         agg.add(Record::new("k", b"first")).unwrap();
-        // The room: the limit less the outer key and the blob so far.
-        assert_eq!(agg.core.room, limit - 1 - agg.encoded_len());
         let data = [1u8; 1000];
         let n = (0..1000)
             .rev()
             .find(|&n| agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() < limit)
             .unwrap();
-        // One byte more does not fit: refused, nothing written.
         let before = agg.encoded_len();
         assert_eq!(
             agg.add(Record::new("k", &data[..n + 1])).unwrap_err().error,
             Error::Full
         );
         assert_eq!(agg.encoded_len(), before);
-        work::take();
         agg.add(Record::new("k", &data[..n])).unwrap();
-        assert_eq!(work::take(), 0, "took the full path");
+        // The limit counts the outer partition key ("k").
         assert_eq!(agg.encoded_len() + 1, limit);
         assert_eq!(agg.add(Record::new("k", b"")).unwrap_err().error, Error::Full);
-    }
-
-    /// The same when the caller's buffer is what bounds the aggregate: a
-    /// record that fills the room after the records exactly takes the
-    /// one-pass add.
-    #[test]
-    fn a_record_that_fills_the_buffer_exactly_takes_the_one_pass_add() {
-        let mut buf = alloc::vec![0u8; 600];
-        let mut agg = Aggregator::<_, 2>::new(&mut buf[..]);
-        agg.add(Record::new("k", b"first")).unwrap();
-        let room = agg.core.room;
-        let by_limit = DEFAULT_LIMIT - 1 - agg.encoded_len();
-        // What is left after the records, less the MD5 trailer.
-        let by_buf = 600 - (agg.core.r + agg.core.rec_bytes + DIGEST_LEN);
-        assert_eq!(room, by_buf);
-        assert!(room < by_limit, "the buffer binds");
-        let data = [1u8; 600];
-        let n = (0..600)
-            .find(|&n| {
-                agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() - agg.encoded_len() == room
-            })
-            .unwrap();
-        work::take();
-        agg.add(Record::new("k", &data[..n])).unwrap();
-        assert_eq!(work::take(), 0, "took the full path");
-        assert_eq!(agg.core.room, 0);
         let size = agg.encoded_len();
         assert_eq!(agg.finish().unwrap().data.len(), size);
     }
 
-    /// While a partition key repeats, it is matched against the last one
-    /// without a lookup in the index.
+    /// The same when the caller's buffer is what bounds the aggregate: a
+    /// record that fills the buffer to the byte fits, one byte more is
+    /// refused.
     #[test]
-    fn a_repeated_partition_key_skips_the_index() {
-        let mut buf = alloc::vec![0u8; 1 << 16];
-        let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
-        let key = "0f8fad5b-d9cb-469f-a165-70867728950e";
-        work::take_lookups();
-        for _ in 0..50 {
-            agg.add(Record::new(key, b"reading")).unwrap();
-        }
-        // The first record looks it up twice (the one-pass try, then the
-        // full path, which adds it); the second finds it; from the third
-        // on the key is known to repeat.
-        assert_eq!(work::take_lookups(), 3);
-        // Another key of the same length breaks the run: two lookups for
-        // it (new), then two for the first key (the run starts again on
-        // the second), then none.
-        let other = "1f8fad5b-d9cb-469f-a165-70867728950e";
-        agg.add(Record::new(other, b"x")).unwrap();
-        for _ in 0..10 {
-            agg.add(Record::new(key, b"y")).unwrap();
-        }
-        assert_eq!(work::take_lookups(), 4);
-        assert_eq!(agg.record_count(), 61);
-        // Tagged records take the full path, which also tries the last key
-        // first: one lookup for the new key, then none.
+    fn a_record_that_fills_the_buffer_exactly_fits() {
+        let mut buf = alloc::vec![0u8; 600];
+        let mut agg = Aggregator::<_, 2>::new(&mut buf[..]);
+        agg.add(Record::new("k", b"first")).unwrap();
+        let data = [1u8; 600];
+        let fits = |agg: &Aggregator<&mut [u8], 2>, n: usize| {
+            agg.encoded_len_with(&Record::new("k", &data[..n])).unwrap() <= 600
+        };
+        let n = (0..600).rev().find(|&n| fits(&agg, n)).unwrap();
+        assert_eq!(
+            agg.add(Record::new("k", &data[..n + 1])).unwrap_err().error,
+            Error::Full
+        );
+        agg.add(Record::new("k", &data[..n])).unwrap();
+        let size = agg.encoded_len();
+        assert!(size > 600 - 4, "{size}: the buffer was not filled");
+        assert_eq!(agg.finish().unwrap().data.len(), size);
+    }
+
+    /// A buffer that the records outgrow, with tagged records among them:
+    /// every aggregate is exact and reads back whole.
+    #[test]
+    fn records_that_need_room_or_carry_tags_make_exact_aggregates() {
         let tags = [Tag {
             key: "t",
             value: None,
         }];
-        let tagged = "2f8fad5b-d9cb-469f-a165-70867728950e";
-        for _ in 0..10 {
-            agg.add(Record::new(tagged, b"z").with_tags(&tags)).unwrap();
-        }
-        assert_eq!(work::take_lookups(), 1);
-        // And the run goes on for the same key without tags.
-        for _ in 0..10 {
-            agg.add(Record::new(tagged, b"w")).unwrap();
-        }
-        assert_eq!(work::take_lookups(), 0);
-    }
-
-    /// The layout guess: within an aggregate, records move only when the
-    /// tables outgrow the gap in front of them, each move leaving slack
-    /// for as much again; the next aggregate starts with a gap sized from
-    /// the last one, so a steady stream of aggregates moves nothing.
-    #[test]
-    fn a_steady_stream_of_aggregates_moves_no_records() {
-        let mut buf = alloc::vec![0u8; 1 << 16];
-        let mut agg = Aggregator::<_, 64>::with_limit(&mut buf[..], 8_000).unwrap();
-        let keys: Vec<alloc::string::String> = (0..40)
-            .map(|i| alloc::format!("device-{i:04}-of-the-fleet"))
-            .collect();
-        let data = [3u8; 150];
-        let mut moves = Vec::new();
-        for _ in 0..6 {
-            work::take_moves();
-            // 40 new keys per aggregate, 40 records.
-            for k in &keys {
-                agg.add(Record::new(k, &data)).unwrap();
-            }
-            moves.push(work::take_moves());
-            let n = agg.record_count();
-            let size = agg.encoded_len();
-            let done = agg.finish().unwrap();
-            assert_eq!((done.record_count, done.data.len()), (n, size));
-        }
-        // The first aggregate's tables (40 keys of 28 bytes: 1,200 bytes)
-        // outgrow its first 64-byte gap a few times, doubling the slack
-        // each time; later aggregates reserve the room at the start.
-        assert!((1..=6).contains(&moves[0]), "{moves:?}");
-        assert_eq!(&moves[1..], [0; 5], "{moves:?}");
-    }
-
-    #[test]
-    fn records_with_tags_or_that_need_room_take_the_full_path() {
-        let tags = [Tag {
-            key: "t",
-            value: None,
-        }];
-        let tagged = [Record::new("k", b"x").with_tags(&tags); 10];
-        assert_eq!(full_path_adds(&tagged), 10);
-        // A buffer that the records outgrow: the add that needs the records
-        // moved takes the full path; the aggregate is still exact.
         let mut buf = alloc::vec![0u8; 400];
         let mut agg = Aggregator::<_, 8>::new(&mut buf[..]);
         let data = [1u8; 30];
         let mut n = 0;
-        while agg.add(Record::new("k", &data)).is_ok() {
+        while agg
+            .add(Record::new("k", &data).with_tags(if n % 3 == 0 { &tags } else { &[] }))
+            .is_ok()
+        {
             n += 1;
         }
         assert!(n > 5);
         let size = agg.encoded_len();
-        assert_eq!(agg.finish().unwrap().data.len(), size);
+        let done = agg.finish().unwrap();
+        assert_eq!(done.data.len(), size);
+        assert_eq!(done.record_count, n);
+        let Ok(crate::Deaggregated::Aggregated(read)) = crate::deaggregate(done.data) else {
+            panic!("not read back")
+        };
+        let tagged: alloc::vec::Vec<usize> = read.records().map(|r| r.tags.count()).collect();
+        assert_eq!(
+            tagged,
+            (0..n)
+                .map(|i| usize::from(i % 3 == 0))
+                .collect::<alloc::vec::Vec<_>>()
+        );
     }
 }

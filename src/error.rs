@@ -404,3 +404,116 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    /// One sample of every variant.
+    fn samples() -> Vec<Error> {
+        std::vec![
+            Error::Truncated { offset: 11 },
+            Error::LengthPastEnd { offset: 12 },
+            Error::VarintTooLong { offset: 13 },
+            Error::InvalidTag { offset: 14 },
+            Error::InvalidWireType {
+                offset: 15,
+                wire_type: 7,
+            },
+            Error::UnexpectedEndGroup { offset: 16 },
+            Error::NestingTooDeep { offset: 17 },
+            Error::MissingField {
+                offset: 18,
+                field: Required::Data,
+            },
+            Error::IndexOutOfRange {
+                offset: 19,
+                table: Table::PartitionKey,
+                index: 5,
+                len: 2,
+            },
+            Error::InvalidUtf8 { offset: 20 },
+            Error::TableFull {
+                offset: 21,
+                table: Table::PartitionKey,
+                capacity: 8,
+            },
+            Error::ChecksumMismatch,
+            Error::InvalidPartitionKey { utf16_len: 300 },
+            Error::InvalidHashKey { position: 22 },
+            Error::Full,
+            Error::KeyCapacity {
+                table: Table::ExplicitHashKey,
+                capacity: 6,
+            },
+            Error::RecordTooLarge {
+                size: 2000,
+                limit: 1000,
+            },
+            Error::InvalidLimit { limit: 3 },
+            Error::InvalidIndex { slots: 5 },
+            Error::InvalidHashKeyRange,
+            Error::ShardsOverlap { shard: 4 },
+            Error::NoShardForHashKey { hash_key: 77 },
+            Error::InvalidShardList { line: 3, column: 9 },
+        ]
+    }
+
+    /// Which variant a sample is. A match without a catch-all: a variant
+    /// added to the enum does not compile here until it has a sample,
+    /// which the test below then checks.
+    const fn variant(e: &Error) -> usize {
+        match e {
+            Error::Truncated { .. } => 0,
+            Error::LengthPastEnd { .. } => 1,
+            Error::VarintTooLong { .. } => 2,
+            Error::InvalidTag { .. } => 3,
+            Error::InvalidWireType { .. } => 4,
+            Error::UnexpectedEndGroup { .. } => 5,
+            Error::NestingTooDeep { .. } => 6,
+            Error::MissingField { .. } => 7,
+            Error::IndexOutOfRange { .. } => 8,
+            Error::InvalidUtf8 { .. } => 9,
+            Error::TableFull { .. } => 10,
+            Error::ChecksumMismatch => 11,
+            Error::InvalidPartitionKey { .. } => 12,
+            Error::InvalidHashKey { .. } => 13,
+            Error::Full => 14,
+            Error::KeyCapacity { .. } => 15,
+            Error::RecordTooLarge { .. } => 16,
+            Error::InvalidLimit { .. } => 17,
+            Error::InvalidIndex { .. } => 18,
+            Error::InvalidHashKeyRange => 19,
+            Error::ShardsOverlap { .. } => 20,
+            Error::NoShardForHashKey { .. } => 21,
+            Error::InvalidShardList { .. } => 22,
+        }
+    }
+
+    /// Every variant has a sample, a message of its own that names the
+    /// offset it carries, and a kind.
+    #[test]
+    fn every_variant_has_a_sample_and_a_message_of_its_own() {
+        let all = samples();
+        let mut seen = [false; 23];
+        let mut texts = Vec::new();
+        for e in &all {
+            seen[variant(e)] = true;
+            let text = e.to_string();
+            assert!(!texts.contains(&text), "two errors read the same: {text}");
+            if let Some(off) = e.offset() {
+                assert!(text.contains(&off.to_string()), "{text}");
+            }
+            texts.push(text);
+        }
+        let missing: Vec<usize> = (0..seen.len()).filter(|&i| !seen[i]).collect();
+        assert!(missing.is_empty(), "variants without a sample: {missing:?}");
+        assert!(
+            Error::InvalidHashKey { position: 22 }
+                .to_string()
+                .contains("character 22")
+        );
+    }
+}

@@ -187,7 +187,11 @@ proptest! {
         let mut accepted = Vec::new();
         for (pk, e, data) in &input {
             let rec = Record::new(pk, data).with_optional_explicit_hash_key(e.as_deref());
-            let predicted = agg.encoded_len_with(&rec).unwrap();
+            // What the aggregate would be with this record: prost's size.
+            let mut with = current.clone();
+            with.push((pk.clone(), e.clone(), data.clone()));
+            let predicted = oracle_len(&with);
+            prop_assert_eq!(agg.encoded_len_with(&rec).unwrap(), predicted);
             match agg.add(rec) {
                 Ok(()) => {
                     prop_assert_eq!(agg.encoded_len(), predicted);
@@ -227,7 +231,8 @@ proptest! {
                             out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.record_count));
                             check(&out.last().unwrap().0, &current, limit)?;
                             current.clear();
-                            let again = agg.encoded_len_with(&rec).unwrap();
+                            let again = oracle_len(&[(pk.clone(), e.clone(), data.clone())]);
+                            prop_assert_eq!(agg.encoded_len_with(&rec).unwrap(), again);
                             match agg.add(rec) {
                                 Ok(()) => {
                                     prop_assert_eq!(agg.encoded_len(), again);
@@ -253,7 +258,7 @@ proptest! {
         // Nothing lost, order kept.
         let mut all = Vec::new();
         for (blob, pk, e, n) in &out {
-            let recs = ours(blob).unwrap().unwrap();
+            let recs = prost_read(blob);
             prop_assert_eq!(recs.len(), *n);
             prop_assert_eq!(pk, &recs[0].partition_key);
             prop_assert_eq!(e, &recs[0].explicit_hash_key);
@@ -277,10 +282,12 @@ proptest! {
         let mut agg = RecordAggregator::new();
         let mut buf = vec![0u8; 1 << 16];
         let mut fixed = Aggregator::<_, 20>::with_limit(&mut buf[..], 1 << 16).unwrap();
-        for (pk, e, data, tags) in &recs {
+        for (n, (pk, e, data, tags)) in recs.iter().enumerate() {
             let tags: Vec<Tag<'_>> = tags.iter().map(|t| Tag { key: &t.key, value: t.value.as_deref() }).collect();
             let rec = Record::new(pk, data).with_optional_explicit_hash_key(e.as_deref()).with_tags(&tags);
-            let predicted = agg.encoded_len_with(&rec).unwrap();
+            // prost's size of the records so far and this one.
+            let predicted = 4 + canonical_tagged(&recs[..=n]).encoded_len() + 16;
+            prop_assert_eq!(agg.encoded_len_with(&rec).unwrap(), predicted);
             prop_assert_eq!(fixed.encoded_len_with(&rec).unwrap(), predicted);
             prop_assert_eq!(agg.add(rec).unwrap(), None);
             prop_assert_eq!(agg.encoded_len(), predicted);
@@ -291,7 +298,7 @@ proptest! {
         prop_assert_eq!(fixed.finish().unwrap().data, &want[..]);
         let done = agg.finish().unwrap();
         prop_assert_eq!(done.data(), &want[..]);
-        let back = ours(done.data()).unwrap().unwrap();
+        let back = prost_read(done.data());
         let tags: Vec<Vec<(String, Option<String>)>> = back.into_iter().map(|r| r.tags).collect();
         let sent: Vec<Vec<(String, Option<String>)>> =
             recs.iter().map(|r| r.3.iter().map(|t| (t.key.clone(), t.value.clone())).collect()).collect();
@@ -307,19 +314,27 @@ proptest! {
         let mut agg = RecordAggregator::with_limit(limit).unwrap();
         let mut out = Vec::new();
         let mut accepted = Vec::new();
+        let mut current: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
         for (i, len) in lens.iter().enumerate() {
             let pk = format!("pk{}", i % 3);
             let data = vec![i as u8; *len];
-            let before = agg.encoded_len_with(&Record::new(&pk, &data)).unwrap();
+            // prost's size of the current aggregate with this record.
+            let mut with = current.clone();
+            with.push((pk.clone(), None, data.clone()));
+            let before = oracle_len(&with);
             let outer = pk.len();
             match agg.add(Record::new(&pk, &data)) {
                 Ok(Some(done)) => {
                     // Greedy: closed only because this record did not fit.
                     prop_assert!(before + done.partition_key().len() > limit);
                     out.push(done);
-                    accepted.push((pk, data));
+                    accepted.push((pk.clone(), data.clone()));
+                    current = vec![(pk, None, data)];
                 }
-                Ok(None) => accepted.push((pk, data)),
+                Ok(None) => {
+                    accepted.push((pk.clone(), data.clone()));
+                    current = with;
+                }
                 Err(Error::RecordTooLarge { size, .. }) => prop_assert!(size > limit && size >= outer),
                 Err(e) => prop_assert!(false, "{:?}", e),
             }
@@ -328,7 +343,7 @@ proptest! {
         let mut all = Vec::new();
         for a in &out {
             prop_assert!(a.data().len() + a.partition_key().len() <= limit);
-            let recs = ours(a.data()).unwrap().unwrap();
+            let recs = prost_read(a.data());
             prop_assert_eq!(recs.len(), a.record_count());
             all.extend(recs.into_iter().map(|r| (r.partition_key, r.data)));
         }
@@ -347,7 +362,7 @@ fn check(
     let expected = wrap(&model.encode_to_vec());
     prop_assert_eq!(blob, &expected[..]);
     prop_assert!(blob.len() + records[0].0.len() <= limit);
-    let got = ours(blob).unwrap().unwrap();
+    let got = prost_read(blob);
     let want: Vec<Owned> = records
         .iter()
         .map(|(p, e, d)| Owned {

@@ -74,6 +74,28 @@ pub fn resolve(m: &PbAggregatedRecord) -> Vec<Owned> {
         .collect()
 }
 
+/// The user records of an aggregated blob as prost reads them (the magic
+/// and the MD5 trailer checked with the `md-5` crate): the tests' oracle,
+/// independent of the library's reader.
+pub fn prost_read(blob: &[u8]) -> Vec<Owned> {
+    use prost::Message;
+    assert_eq!(blob[..4], kinesis_agg::MAGIC, "no magic");
+    let body = &blob[4..blob.len() - 16];
+    assert_eq!(
+        Md5::digest(body).as_slice(),
+        &blob[blob.len() - 16..],
+        "MD5 trailer"
+    );
+    resolve(&PbAggregatedRecord::decode(body).expect("prost reads the body"))
+}
+
+/// The size of the canonical aggregate of `records` (magic, prost's
+/// encoding, MD5): what an aggregator holding them must report.
+pub fn oracle_len(records: &[(String, Option<String>, Vec<u8>)]) -> usize {
+    use prost::Message;
+    4 + canonical(records).encoded_len() + 16
+}
+
 /// Our reader's user records, owned.
 pub fn ours(blob: &[u8]) -> Result<Option<Vec<Owned>>, kinesis_agg::Error> {
     match kinesis_agg::deaggregate(blob)? {
