@@ -1044,7 +1044,9 @@ mod tests {
         v
     }
 
-    /// Steps to classify, validate and fully iterate (tags included).
+    /// Steps to classify, validate and fully iterate (tags included). The
+    /// tests of millions of steps are left out under Miri: the counts do
+    /// not depend on the interpreter.
     fn steps(body: &[u8]) -> (u64, usize) {
         let blob = wrap(body);
         work::take();
@@ -1175,20 +1177,14 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn millions_of_tiny_unknown_fields() {
         // Field 9, varint 0: two bytes each.
         assert_linear("tiny fields", |n| [0x48u8, 0x00].repeat(n), 1_000_000);
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn tiny_records() {
         let make = |n: usize| {
             let mut b = ld(1, b"k");
@@ -1202,10 +1198,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn tables_of_100k_keys() {
         let make = |n: usize| {
             let mut b = Vec::new();
@@ -1219,10 +1212,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn records_with_thousands_of_tags() {
         let make = |n: usize| {
             let mut rec = alloc::vec![0x08, 0x00, 0x1A, 0x01, b'x'];
@@ -1241,10 +1231,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn maximal_varints_everywhere() {
         let ten = |v: u8| {
             let mut x = [0x80u8; 10];
@@ -1273,10 +1260,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn deep_groups_repeated() {
         let make = |n: usize| {
             let mut b = ld(1, b"k");
@@ -1290,10 +1274,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "millions of steps; the work counts do not depend on the interpreter"
-    )]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn an_index_error_late_in_a_long_body_is_still_linear() {
         // The error path rescans the body once to name the first bad record.
         let make = |n: usize| {

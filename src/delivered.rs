@@ -157,43 +157,30 @@ impl<'a> KinesisRecord<'a> {
             record_id: None,
         }
     }
+}
 
-    /// The same record with its own (outer) partition key.
-    pub const fn with_partition_key(mut self, partition_key: Option<&'a str>) -> Self {
-        self.partition_key = partition_key;
-        self
-    }
+/// `with_FIELD(value)`: the same record with that field set.
+macro_rules! with {
+    ($($with:ident $field:ident: $t:ty;)*) => {
+        impl<'a> KinesisRecord<'a> {
+            $(
+                #[doc = concat!("The same record with [`", stringify!($field), "`](Self::", stringify!($field), ") set.")]
+                pub const fn $with(mut self, value: Option<$t>) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
 
-    /// The same record with its sequence number.
-    pub const fn with_sequence_number(mut self, sequence_number: Option<&'a str>) -> Self {
-        self.sequence_number = sequence_number;
-        self
-    }
-
-    /// The same record with the shard it was read from.
-    pub const fn with_shard_id(mut self, shard_id: Option<&'a str>) -> Self {
-        self.shard_id = shard_id;
-        self
-    }
-
-    /// The same record with its arrival time, in milliseconds since the
-    /// epoch.
-    pub const fn with_approximate_arrival_millis(mut self, millis: Option<i64>) -> Self {
-        self.approximate_arrival_millis = millis;
-        self
-    }
-
-    /// The same record with its event source.
-    pub const fn with_event_source(mut self, event_source: Option<&'a str>) -> Self {
-        self.event_source = event_source;
-        self
-    }
-
-    /// The same record with the id its delivery gives it.
-    pub const fn with_record_id(mut self, record_id: Option<&'a str>) -> Self {
-        self.record_id = record_id;
-        self
-    }
+with! {
+    with_partition_key partition_key: &'a str;
+    with_sequence_number sequence_number: &'a str;
+    with_shard_id shard_id: &'a str;
+    with_approximate_arrival_millis approximate_arrival_millis: i64;
+    with_event_source event_source: &'a str;
+    with_record_id record_id: &'a str;
 }
 
 #[cfg(feature = "alloc")]

@@ -504,7 +504,13 @@ impl Core {
         if new_pk + new_ehk > 0 {
             // A fixed index holds at least one key of each table, so an
             // empty aggregate always has room.
-            slots.reserve(self.pk_count as usize, new_pk, self.ehk_count as usize, new_ehk)?;
+            crate::index::reserve(
+                slots,
+                self.pk_count as usize,
+                new_pk,
+                self.ehk_count as usize,
+                new_ehk,
+            )?;
         }
         Ok(())
     }

@@ -508,6 +508,12 @@ mod tests {
             }
             texts.push(text);
         }
+        // Every kind is used; "full" is exactly the two refusals for room.
+        let kind = |k| all.iter().filter(|e| e.kind() == k).count();
+        assert_eq!(kind(ErrorKind::Full), 2);
+        assert_eq!(kind(ErrorKind::InvalidRecord), 3);
+        assert_eq!(kind(ErrorKind::InvalidConfig), 3);
+        assert_eq!(kind(ErrorKind::InvalidData), all.len() - 8);
         let missing: Vec<usize> = (0..seen.len()).filter(|&i| !seen[i]).collect();
         assert!(missing.is_empty(), "variants without a sample: {missing:?}");
         assert!(

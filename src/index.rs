@@ -45,23 +45,11 @@ pub trait Slots: AsRef<[Slot]> + AsMut<[Slot]> + sealed::Sealed {
     /// Keys of each table it holds; `None` for an index that grows.
     fn key_capacity(&self) -> Option<usize>;
 
-    /// Makes room for `new_pk` more partition keys beyond `pk_used` and
-    /// `new_ehk` more explicit hash keys beyond `ehk_used`.
-    ///
-    /// # Errors
-    /// [`Error::KeyCapacity`] naming the table that is full.
+    /// Makes room for `keys` keys in all (an index that grows grows
+    /// here; a fixed one has what it has).
     #[doc(hidden)]
-    fn reserve(
-        &mut self,
-        pk_used: usize,
-        new_pk: usize,
-        ehk_used: usize,
-        new_ehk: usize,
-    ) -> Result<(), Error> {
-        match self.key_capacity() {
-            Some(n) => within(n, pk_used + new_pk, ehk_used + new_ehk),
-            None => Ok(()),
-        }
+    fn grow_to(&mut self, keys: usize) {
+        let _ = keys;
     }
 }
 
@@ -70,6 +58,29 @@ pub trait Slots: AsRef<[Slot]> + AsMut<[Slot]> + sealed::Sealed {
 /// in use, so nearly every key sits in its home slot and a lookup rarely
 /// probes a second one (a mispredicted probe costs more than the hashing).
 pub(crate) const SLOTS_PER_TABLE_KEY: usize = crate::limits::INDEX_SLOTS_PER_KEY;
+
+/// Makes room in `slots` for `new_pk` more partition keys beyond `pk_used`
+/// and `new_ehk` more explicit hash keys beyond `ehk_used`: a fixed index
+/// has room or names the table that is full; a growable one grows.
+///
+/// # Errors
+/// [`Error::KeyCapacity`] naming the table that is full.
+pub(crate) fn reserve<S: Slots + ?Sized>(
+    slots: &mut S,
+    pk_used: usize,
+    new_pk: usize,
+    ehk_used: usize,
+    new_ehk: usize,
+) -> Result<(), Error> {
+    let (pk, ehk) = (pk_used + new_pk, ehk_used + new_ehk);
+    match slots.key_capacity() {
+        Some(n) => within(n, pk, ehk),
+        None => {
+            slots.grow_to(pk + ehk);
+            Ok(())
+        }
+    }
+}
 
 /// `Ok` when `pk` partition keys and `ehk` explicit hash keys fit an
 /// index of `n` keys per table; else the table that is full.
@@ -155,18 +166,11 @@ impl Slots for alloc::vec::Vec<Slot> {
         None
     }
 
-    fn reserve(
-        &mut self,
-        pk_used: usize,
-        new_pk: usize,
-        ehk_used: usize,
-        new_ehk: usize,
-    ) -> Result<(), Error> {
+    fn grow_to(&mut self, need: usize) {
         // Grows to keep at most half the slots in use: fewer slots per key
         // than the fixed index, since this one may hold a great many keys.
-        let need = pk_used + new_pk + ehk_used + new_ehk;
         if need <= self.len() / 2 {
-            return Ok(());
+            return;
         }
         let mut n = self.len().max(64);
         while need > n / 2 {
@@ -176,7 +180,6 @@ impl Slots for alloc::vec::Vec<Slot> {
         for s in old.into_iter().filter(|s| s.meta != EMPTY) {
             insert(self, s);
         }
-        Ok(())
     }
 }
 
@@ -468,16 +471,16 @@ mod tests {
     #[test]
     fn fixed_index_counts_each_table_apart() {
         let mut idx = FixedIndex::<2>::new();
-        assert_eq!(idx.reserve(1, 1, 2, 0), Ok(()));
+        assert_eq!(reserve(&mut idx, 1, 1, 2, 0), Ok(()));
         assert_eq!(
-            idx.reserve(2, 1, 0, 0),
+            reserve(&mut idx, 2, 1, 0, 0),
             Err(Error::KeyCapacity {
                 table: Table::PartitionKey,
                 capacity: 2
             })
         );
         assert_eq!(
-            idx.reserve(0, 0, 2, 1),
+            reserve(&mut idx, 0, 0, 2, 1),
             Err(Error::KeyCapacity {
                 table: Table::ExplicitHashKey,
                 capacity: 2
@@ -514,7 +517,7 @@ mod tests {
         let mut idx: std::vec::Vec<Slot> = std::vec::Vec::new();
         for k in 0..1000u32 {
             let keys = k as usize + 1;
-            Slots::reserve(&mut idx, k as usize, 1, 0, 0).unwrap();
+            reserve(&mut idx, k as usize, 1, 0, 0).unwrap();
             // The smallest power of two from 64 with at most half in use.
             assert_eq!(idx.len(), (2 * keys).next_power_of_two().max(64), "{keys} keys");
             let hash = k.wrapping_mul(0x9E37_79B9);
@@ -533,15 +536,15 @@ mod tests {
         assert_eq!(found, (0..1000).collect::<std::vec::Vec<_>>());
         // Both tables count: 40 and 40 keys need 160 slots, so 256.
         let mut idx: std::vec::Vec<Slot> = std::vec::Vec::new();
-        Slots::reserve(&mut idx, 39, 1, 39, 1).unwrap();
+        reserve(&mut idx, 39, 1, 39, 1).unwrap();
         assert_eq!(idx.len(), 256);
-        Slots::reserve(&mut idx, 64, 0, 64, 0).unwrap();
+        reserve(&mut idx, 64, 0, 64, 0).unwrap();
         assert_eq!(idx.len(), 256);
-        Slots::reserve(&mut idx, 64, 0, 64, 1).unwrap();
+        reserve(&mut idx, 64, 0, 64, 1).unwrap();
         assert_eq!(idx.len(), 512);
         // Exactly half in use is allowed, also when growing in one step.
         let mut idx: std::vec::Vec<Slot> = std::vec::Vec::new();
-        Slots::reserve(&mut idx, 63, 1, 0, 0).unwrap();
+        reserve(&mut idx, 63, 1, 0, 0).unwrap();
         assert_eq!(idx.len(), 128);
     }
 }

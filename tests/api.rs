@@ -8,71 +8,16 @@ use kinesis_agg::{
     PlainReason, Record, RecordAggregator, Required, ShardMap, Table,
 };
 
+/// Every variant's sample, distinct message and offset are checked in
+/// `src/error.rs` (a match without a catch-all there makes a new variant
+/// need a sample); here, what a caller relies on of particular ones.
 #[test]
 fn every_error_says_what_and_where() {
-    let all = [
-        Error::Truncated { offset: 11 },
-        Error::LengthPastEnd { offset: 12 },
-        Error::VarintTooLong { offset: 13 },
-        Error::InvalidTag { offset: 14 },
-        Error::InvalidWireType {
-            offset: 15,
-            wire_type: 7,
-        },
-        Error::UnexpectedEndGroup { offset: 16 },
-        Error::NestingTooDeep { offset: 17 },
-        Error::MissingField {
-            offset: 18,
-            field: Required::TagKey,
-        },
-        Error::MissingField {
-            offset: 18,
-            field: Required::Data,
-        },
-        Error::MissingField {
-            offset: 18,
-            field: Required::PartitionKeyIndex,
-        },
-        Error::IndexOutOfRange {
-            offset: 19,
-            table: Table::ExplicitHashKey,
-            index: 9,
-            len: 2,
-        },
-        Error::InvalidUtf8 { offset: 20 },
-        Error::TableFull {
-            offset: 21,
-            table: Table::PartitionKey,
-            capacity: 8,
-        },
-        Error::InvalidHashKey { position: 22 },
-        Error::KeyCapacity {
-            table: Table::ExplicitHashKey,
-            capacity: 6,
-        },
-        Error::ChecksumMismatch,
-        Error::InvalidPartitionKey { utf16_len: 300 },
+    for e in [
         Error::Full,
-        Error::RecordTooLarge {
-            size: 2000,
-            limit: 1000,
-        },
+        Error::Truncated { offset: 9 },
         Error::InvalidLimit { limit: 3 },
-        Error::InvalidIndex { slots: 5 },
-        Error::InvalidHashKeyRange,
-        Error::ShardsOverlap { shard: 4 },
-        Error::NoShardForHashKey { hash_key: 77 },
-        Error::InvalidShardList { line: 3, column: 9 },
-    ];
-    let mut texts = std::collections::HashSet::new();
-    let mut kinds = std::collections::HashMap::new();
-    for e in all {
-        *kinds.entry(e.kind()).or_insert(0) += 1;
-        let text = e.to_string();
-        assert!(texts.insert(text.clone()), "two errors read the same: {text}");
-        if let Some(off) = e.offset() {
-            assert!(text.contains(&off.to_string()), "{text}");
-        }
+    ] {
         // Copy, and an std::error::Error.
         let copy = e;
         let _: &dyn std::error::Error = &copy;
@@ -109,11 +54,10 @@ fn every_error_says_what_and_where() {
         index.contains("5 slots") && index.contains("8 slots per key"),
         "{index}"
     );
-    // Every kind is used; "full" is exactly the two refusals for room.
-    assert_eq!(kinds[&ErrorKind::Full], 2);
-    assert_eq!(kinds[&ErrorKind::InvalidRecord], 3);
-    assert_eq!(kinds[&ErrorKind::InvalidConfig], 3);
-    assert_eq!(kinds.values().sum::<usize>(), all.len());
+    assert_eq!(
+        Error::InvalidHashKey { position: 2 }.kind(),
+        ErrorKind::InvalidRecord
+    );
     assert!(
         Error::KeyCapacity {
             table: Table::PartitionKey,
@@ -418,26 +362,20 @@ fn reused_key_tables_start_empty() {
         agg.finish().unwrap().into_data()
     };
     let (first, second) = (blob(&["a", "b"]), blob(&["c"]));
-    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate(&first).unwrap() else {
-        panic!()
-    };
-    let (pks, ehks) = a.into_tables();
-    let Deaggregated::Aggregated(b) = Options::new().deaggregate_with(&second, pks, ehks).unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        (b.partition_keys(), b.explicit_hash_keys()),
-        (&["c"][..], &["1"][..])
-    );
-    let Deaggregated::Aggregated(a) = kinesis_agg::deaggregate_fixed::<2>(&first).unwrap() else {
-        panic!()
-    };
-    let (pks, ehks) = a.into_tables();
-    let Deaggregated::Aggregated(b) = Options::new().deaggregate_with(&second, pks, ehks).unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        (b.partition_keys(), b.explicit_hash_keys()),
-        (&["c"][..], &["1"][..])
-    );
+    /// Reads `second` into the tables `first` was read into.
+    fn reuse<'a, T: KeyTable<'a>>(first: Deaggregated<'a, T>, second: &'a [u8]) {
+        let Deaggregated::Aggregated(a) = first else {
+            panic!()
+        };
+        let (pks, ehks) = a.into_tables();
+        let Deaggregated::Aggregated(b) = Options::new().deaggregate_with(second, pks, ehks).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (b.partition_keys(), b.explicit_hash_keys()),
+            (&["c"][..], &["1"][..])
+        );
+    }
+    reuse(kinesis_agg::deaggregate(&first).unwrap(), &second);
+    reuse(kinesis_agg::deaggregate_fixed::<2>(&first).unwrap(), &second);
 }

@@ -2,30 +2,19 @@
 #![cfg(feature = "cli")]
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kinesis_agg::Record;
 use serde_json::{Value, json};
 
+mod support;
+
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
+    c.args(args);
+    support::cli::run(c, stdin)
 }
 
 fn lines(out: &Output) -> Vec<Value> {
@@ -173,6 +162,14 @@ fn deagg_unreadable_input_exits_2() {
     }
 }
 
+/// `agg` input: one user line per record.
+fn user_lines(records: &[(String, Option<String>, Vec<u8>)]) -> String {
+    records
+        .iter()
+        .map(|(p, e, d)| user_line(p, e.as_deref(), d) + "\n")
+        .collect()
+}
+
 fn user_line(pk: &str, ehk: Option<&str>, data: &[u8]) -> String {
     json!({"partition_key": pk, "explicit_hash_key": ehk, "data": b64(data)}).to_string()
 }
@@ -292,10 +289,7 @@ fn agg_splits_greedily_exactly_and_losslessly_at_small_limits() {
             )
         })
         .collect();
-    let input: String = records
-        .iter()
-        .map(|(p, e, d)| user_line(p, e.as_deref(), d) + "\n")
-        .collect();
+    let input = user_lines(&records);
     for limit in [200usize, 257, 1000, 4096] {
         let out = run(&["agg", "--max-size", &limit.to_string()], input.as_bytes());
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -441,10 +435,7 @@ fn agg_with_shards_then_deagg_with_each_shard_range_loses_nothing() {
             )
         })
         .collect();
-    let input: String = records
-        .iter()
-        .map(|(p, e, d)| user_line(p, e.as_deref(), d) + "\n")
-        .collect();
+    let input = user_lines(&records);
     let out = run(
         &["agg", "--max-size", "1500", "--shards", path.to_str().unwrap()],
         input.as_bytes(),

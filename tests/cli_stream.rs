@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::kinesis::{self, endpoint, new_stream, upstream, wait_active};
+use support::kinesis::{self, endpoint, new_stream, upstream};
 use support::proxy;
 
 fn client() -> aws_sdk_kinesis::Client {
@@ -21,34 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-/// The binary with test credentials in the environment, as the AWS CLI
-/// would find them.
-fn cli() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
-    c.env("AWS_ACCESS_KEY_ID", "AKIDKINESISAGG")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE");
-    c
-}
-
-fn run(mut c: Command, stdin: &[u8]) -> Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let w = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    w.join().unwrap();
-    out
-}
+use support::cli::{cli, run};
 
 fn lines(b: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(b)
@@ -188,15 +161,7 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
             .await
             .unwrap();
     let parent = shards.shards()[1].clone();
-    let middle = parent.range.start + (parent.range.end - parent.range.start) / 2;
-    c.split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&parent.id)
-        .new_starting_hash_key(middle.to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(&c, &stream).await;
+    kinesis::split_in_half(&c, &stream, &parent, false).await;
     let (out, more) = put(&stream, &p.url(), &input(20_000, 10_000, 300), 20_000, &fast);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     receipts.extend(more);
@@ -348,6 +313,22 @@ async fn credentials_and_region_come_from_a_profile_as_for_the_aws_cli() {
     assert_eq!(tail(&stream).len(), 10);
 }
 
+/// `put --receipts` started on `n` records, its input left open (a
+/// producer still reading) until the returned writer is dropped.
+fn spawn_put(stream: &str, endpoint: &str, n: usize) -> (Child, std::process::ChildStdin) {
+    let mut child = cli()
+        .args(["put", "--stream", stream, "--endpoint", endpoint, "--receipts"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input(0, n, 10).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    (child, stdin)
+}
+
 fn interrupt(child: &Child) {
     let ok = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -362,23 +343,7 @@ fn interrupt(child: &Child) {
 async fn ctrl_c_sends_what_was_read_and_a_second_one_abandons_the_rest() {
     let stream = create("interrupt", 1).await;
     // First Ctrl-C: input still open; what was read is sent, receipts printed.
-    let mut child = cli()
-        .args([
-            "put",
-            "--stream",
-            &stream,
-            "--endpoint",
-            &endpoint(),
-            "--receipts",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input(0, 500, 10).as_bytes()).unwrap();
-    stdin.flush().unwrap();
+    let (child, stdin) = spawn_put(&stream, &endpoint(), 500);
     std::thread::sleep(Duration::from_millis(1500));
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
@@ -405,23 +370,7 @@ async fn ctrl_c_sends_what_was_read_and_a_second_one_abandons_the_rest() {
         5,
     )
     .await;
-    let mut child = cli()
-        .args([
-            "put",
-            "--stream",
-            &stream,
-            "--endpoint",
-            &stalled.url(),
-            "--receipts",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input(0, 200, 10).as_bytes()).unwrap();
-    stdin.flush().unwrap();
+    let (child, _stdin) = spawn_put(&stream, &stalled.url(), 200);
     std::thread::sleep(Duration::from_millis(1500));
     interrupt(&child);
     std::thread::sleep(Duration::from_millis(500));

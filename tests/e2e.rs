@@ -16,7 +16,7 @@ use aws_sdk_kinesis::Client;
 use kinesis_agg::Record;
 use kinesis_agg::ShardedAggregator;
 use kinesis_agg::sdk::{self, PutStats, Retry};
-use support::kinesis::{client, endpoint, new_stream, read_stream, wait_active};
+use support::kinesis::{client, endpoint, new_stream, read_stream, split_in_half};
 
 type Key = (String, Option<String>);
 
@@ -72,16 +72,7 @@ async fn aggregate_put_reshard_get_deaggregate_nothing_lost() {
     // Split the first shard in the middle of its range while records are
     // still buffered, then keep producing with the refreshed map.
     let parent = agg.shard_map().shards()[0].clone();
-    let middle = parent.range.start + (parent.range.end - parent.range.start) / 2 + 1;
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&parent.id)
-        .new_starting_hash_key(middle.to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(&client, &stream).await;
+    split_in_half(&client, &stream, &parent, true).await;
     let after = shard_map(&client, &stream).await;
     assert_eq!(after.shards().len(), 5, "two children replace the parent");
     let buffered = agg.record_count();

@@ -38,13 +38,8 @@ async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
 #[cfg(feature = "cli")]
 fn tail_all(stream: &str) -> (Vec<Read>, usize) {
     use base64::Engine;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinesis-agg"))
+    let out = support::cli::cli()
         .args(["tail", "--stream", stream, "--endpoint", &endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "AKIDKINESISAGG")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -524,15 +519,7 @@ async fn reshard_run(name: &str, preserve_order: bool) {
     let before = producer.shard_map();
     let parent = before.shards()[0].clone();
     let middle = parent.range.start + (parent.range.end - parent.range.start) / 2 + 1;
-    direct
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&parent.id)
-        .new_starting_hash_key(middle.to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(&direct, &stream).await;
+    support::kinesis::split_in_half(&direct, &stream, &parent, true).await;
     futures.extend(put_all(&producer, &sent[80_000..140_000]).await);
     // Merge the upper child with the second shard, again with records
     // buffered.

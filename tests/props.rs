@@ -195,7 +195,7 @@ proptest! {
             match agg.add(rec) {
                 Ok(()) => {
                     prop_assert_eq!(agg.encoded_len(), predicted);
-                    current.push((pk.clone(), e.clone(), data.clone()));
+                    current = with;
                     accepted.push(current.last().unwrap().clone());
                 }
                 Err(refused) => {
@@ -230,17 +230,14 @@ proptest! {
                             prop_assert_eq!(done.data.len(), size);
                             out.push((done.data.to_vec(), done.partition_key.to_owned(), done.explicit_hash_key.map(str::to_owned), done.record_count));
                             check(&out.last().unwrap().0, &current, limit)?;
-                            current.clear();
-                            let again = oracle_len(&[(pk.clone(), e.clone(), data.clone())]);
+                            // Alone in the next aggregate.
+                            current = vec![(pk.clone(), e.clone(), data.clone())];
+                            let again = oracle_len(&current);
                             prop_assert_eq!(agg.encoded_len_with(&rec).unwrap(), again);
-                            match agg.add(rec) {
-                                Ok(()) => {
-                                    prop_assert_eq!(agg.encoded_len(), again);
-                                    current.push((pk.clone(), e.clone(), data.clone()));
-                                    accepted.push(current.last().unwrap().clone());
-                                }
-                                Err(r) => prop_assert!(false, "refused after finish: {:?}", r.error),
-                            }
+                            let added = agg.add(rec).map_err(|r| r.error);
+                            prop_assert_eq!(added, Ok(()), "refused after finish");
+                            prop_assert_eq!(agg.encoded_len(), again);
+                            accepted.push(current[0].clone());
                         }
                         Error::RecordTooLarge { size, .. } => {
                             prop_assert!(size > limit || size - pk.len() > buf_len.min(limit));

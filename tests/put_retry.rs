@@ -124,6 +124,13 @@ const FAST: Retry = Retry::new()
     .with_attempts(4)
     .with_backoff(Duration::from_millis(1), Duration::from_millis(4));
 
+/// `put_all` of `n` entries of 10 bytes, which must fail.
+async fn put_fails(endpoint: &str, n: usize) -> PutError {
+    put_all(&client(endpoint), "s", entries(n, 10), FAST)
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn only_rejected_entries_are_sent_again() {
     let (endpoint, calls) = fake_kinesis(b"reject", 1);
@@ -169,9 +176,7 @@ async fn calls_stay_within_five_mebibytes() {
 #[tokio::test]
 async fn gives_up_after_the_attempts_and_says_so() {
     let (endpoint, calls) = fake_kinesis(b"reject", usize::MAX);
-    let err = put_all(&client(&endpoint), "s", entries(10, 10), FAST)
-        .await
-        .unwrap_err();
+    let err = put_fails(&endpoint, 10).await;
     let PutError::GaveUp {
         failed,
         error_code,
@@ -342,9 +347,7 @@ async fn a_call_failing_as_a_whole_is_reported() {
 #[tokio::test]
 async fn a_response_with_fewer_results_than_entries_is_an_error_not_a_silent_drop() {
     let (endpoint, calls) = fake_kinesis_with(b"none", 0, true);
-    let err = put_all(&client(&endpoint), "s", entries(700, 10), FAST)
-        .await
-        .unwrap_err();
+    let err = put_fails(&endpoint, 700).await;
     let PutError::ShortResponse {
         sent,
         received,

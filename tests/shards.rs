@@ -392,11 +392,7 @@ fn flush_oldest_goes_by_age_and_the_cap_flushes_the_largest() {
 #[test]
 fn a_map_with_gaps_refuses_unroutable_records_and_reshard_keeps_them() {
     let half = 1u128 << 127;
-    let low = ShardMap::new([Shard {
-        id: "low".into(),
-        range: HashKeyRange::new(0, half - 1).unwrap(),
-    }])
-    .unwrap();
+    let low = lower_half();
     let mut agg = ShardedAggregator::new(ShardMap::single("all"));
     agg.add(Record::new("x", b"1").with_explicit_hash_key("7"))
         .unwrap();
@@ -477,17 +473,22 @@ proptest! {
     }
 }
 
+/// A map of one shard owning the lower half of the hash keys: the upper
+/// half is a gap.
+fn lower_half() -> ShardMap {
+    ShardMap::new([Shard {
+        id: "low".into(),
+        range: HashKeyRange::new(0, (1u128 << 127) - 1).unwrap(),
+    }])
+    .unwrap()
+}
+
 /// A record whose hash key no shard owns is refused by `insert`, and
 /// nothing changes.
 #[test]
 fn insert_refuses_a_hash_key_in_a_gap() {
     let half = 1u128 << 127;
-    let map = ShardMap::new([Shard {
-        id: "low".into(),
-        range: HashKeyRange::new(0, half - 1).unwrap(),
-    }])
-    .unwrap();
-    let mut agg = ShardedAggregator::new(map);
+    let mut agg = ShardedAggregator::new(lower_half());
     let r = Record::new("k", b"x");
     assert_eq!(
         agg.insert(r, Some(half)).unwrap_err(),

@@ -375,43 +375,42 @@ impl State {
     }
 }
 
-pub(crate) struct Metrics {
-    pub(crate) received: metrics::Counter,
-    pub(crate) user_put: metrics::Counter,
-    pub(crate) user_data_put: metrics::Counter,
-    pub(crate) kinesis_put: metrics::Counter,
-    pub(crate) kinesis_data_put: metrics::Counter,
-    pub(crate) all_errors: metrics::Counter,
-    pub(crate) expired: metrics::Counter,
-    pub(crate) pending: metrics::Gauge,
-    pub(crate) buffering_time: metrics::Histogram,
-    pub(crate) retries_per_record: metrics::Histogram,
-    pub(crate) request_time: metrics::Histogram,
-    pub(crate) user_per_kinesis: metrics::Histogram,
-    pub(crate) kinesis_per_request: metrics::Histogram,
-    pub(crate) stream: String,
+/// The producer's metrics: each a field, a kind and the KPL's name.
+macro_rules! metrics {
+    ($($field:ident: $kind:ident $macro:ident $name:literal,)*) => {
+        pub(crate) struct Metrics {
+            $(pub(crate) $field: metrics::$kind,)*
+            pub(crate) stream: String,
+        }
+
+        impl Metrics {
+            pub(crate) fn new(stream: &str) -> Self {
+                Metrics {
+                    $($field: metrics::$macro!($name, "stream" => stream.to_owned()),)*
+                    stream: stream.to_owned(),
+                }
+            }
+        }
+    };
+}
+
+metrics! {
+    received: Counter counter "UserRecordsReceived",
+    user_put: Counter counter "UserRecordsPut",
+    user_data_put: Counter counter "UserRecordsDataPut",
+    kinesis_put: Counter counter "KinesisRecordsPut",
+    kinesis_data_put: Counter counter "KinesisRecordsDataPut",
+    all_errors: Counter counter "AllErrors",
+    expired: Counter counter "UserRecordExpired",
+    pending: Gauge gauge "UserRecordsPending",
+    buffering_time: Histogram histogram "BufferingTime",
+    retries_per_record: Histogram histogram "RetriesPerRecord",
+    request_time: Histogram histogram "RequestTime",
+    user_per_kinesis: Histogram histogram "UserRecordsPerKinesisRecord",
+    kinesis_per_request: Histogram histogram "KinesisRecordsPerPutRecordsRequest",
 }
 
 impl Metrics {
-    pub(crate) fn new(stream: &str) -> Self {
-        let s = stream.to_owned();
-        Metrics {
-            received: metrics::counter!("UserRecordsReceived", "stream" => s.clone()),
-            user_put: metrics::counter!("UserRecordsPut", "stream" => s.clone()),
-            user_data_put: metrics::counter!("UserRecordsDataPut", "stream" => s.clone()),
-            kinesis_put: metrics::counter!("KinesisRecordsPut", "stream" => s.clone()),
-            kinesis_data_put: metrics::counter!("KinesisRecordsDataPut", "stream" => s.clone()),
-            all_errors: metrics::counter!("AllErrors", "stream" => s.clone()),
-            expired: metrics::counter!("UserRecordExpired", "stream" => s.clone()),
-            pending: metrics::gauge!("UserRecordsPending", "stream" => s.clone()),
-            buffering_time: metrics::histogram!("BufferingTime", "stream" => s.clone()),
-            retries_per_record: metrics::histogram!("RetriesPerRecord", "stream" => s.clone()),
-            request_time: metrics::histogram!("RequestTime", "stream" => s.clone()),
-            user_per_kinesis: metrics::histogram!("UserRecordsPerKinesisRecord", "stream" => s.clone()),
-            kinesis_per_request: metrics::histogram!("KinesisRecordsPerPutRecordsRequest", "stream" => s.clone()),
-            stream: s,
-        }
-    }
     pub(crate) fn error(&self, code: &str) {
         self.all_errors.increment(1);
         metrics::counter!("ErrorsByCode", "stream" => self.stream.clone(), "code" => code.to_owned())

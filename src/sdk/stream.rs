@@ -125,10 +125,8 @@ impl Lineage {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ShardPage {
-    /// The shard read.
-    pub shard_id: String,
-    /// Its hash key range.
-    pub range: HashKeyRange,
+    /// The shard read: its id and hash key range.
+    pub shard: crate::Shard,
     /// The records, in the shard's order.
     pub records: Vec<SdkRecord>,
     /// How far behind the shard's newest record this page ends.
@@ -218,9 +216,9 @@ struct Reading {
 /// let mut reader = StreamReader::new(client, "my-stream", StartingPosition::TrimHorizon);
 /// while let Some(page) = reader.next_page().await? {
 ///     for (i, record) in page.records.iter().enumerate() {
-///         if let Ok(ShardRead::Records(users)) = user_records_in_shard(record, i, page.range) {
+///         if let Ok(ShardRead::Records(users)) = user_records_in_shard(record, i, page.shard.range) {
 ///             for u in users {
-///                 println!("{} {:?}", page.shard_id, u.data);
+///                 println!("{} {:?}", page.shard.id, u.data);
 ///             }
 ///         }
 ///     }
@@ -402,8 +400,10 @@ impl StreamReader {
         }
         self.got_any |= !out.records.is_empty();
         Ok(Some(ShardPage {
-            shard_id: r.id.clone(),
-            range: r.range,
+            shard: crate::Shard {
+                id: r.id.clone(),
+                range: r.range,
+            },
             records: out.records,
             millis_behind_latest: out.millis_behind_latest,
         }))

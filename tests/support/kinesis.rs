@@ -93,9 +93,9 @@ pub async fn read_stream(client: &Client, stream: &str) -> (Vec<Read>, usize) {
     let (mut got, mut discarded) = (Vec::new(), 0);
     while let Some(page) = reader.next_page().await.unwrap() {
         for (n, r) in page.records.iter().enumerate() {
-            match user_records_in_shard(r, n, page.range).unwrap() {
+            match user_records_in_shard(r, n, page.shard.range).unwrap() {
                 ShardRead::Records(v) => got.extend(v.into_iter().map(|u| Read {
-                    shard_id: page.shard_id.clone(),
+                    shard_id: page.shard.id.clone(),
                     sequence_number: r.sequence_number().to_owned(),
                     sub_sequence_number: u.sub_sequence_number,
                     partition_key: u.partition_key.unwrap_or_default().to_owned(),
@@ -108,4 +108,20 @@ pub async fn read_stream(client: &Client, stream: &str) -> (Vec<Read>, usize) {
         }
     }
     (got, discarded)
+}
+
+/// Splits `parent` at the middle of its range (`+ 1`: the upper child
+/// starts there) and waits for the stream to be active again.
+pub async fn split_in_half(client: &Client, stream: &str, parent: &kinesis_agg::Shard, plus_one: bool) {
+    let r = parent.range;
+    let middle = r.start + (r.end - r.start) / 2 + u128::from(plus_one);
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(&parent.id)
+        .new_starting_hash_key(middle.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(client, stream).await;
 }

@@ -5,6 +5,8 @@
 //! Each test file takes it with `mod support;`.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "aws-sdk")]
 pub mod kinesis;
 pub mod pb;

@@ -210,6 +210,15 @@ impl From<io::Error> for Stop {
     }
 }
 
+/// The runtime the commands that call Kinesis run on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Stop> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Stop::Input(format!("cannot start the runtime: {e}")))
+}
+
 pub(crate) fn open(file: &Option<PathBuf>) -> Result<Box<dyn BufRead>, Stop> {
     match file {
         None => Ok(Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))),

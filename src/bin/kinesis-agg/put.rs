@@ -202,12 +202,7 @@ fn reader(file: Option<PathBuf>, tx: mpsc::Sender<Item>) {
 }
 
 pub(crate) fn put(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Stop::Input(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(args, out))
+    crate::runtime()?.block_on(run(args, out))
 }
 
 /// Why a line's record has no receipt: the producer's answer, or what the

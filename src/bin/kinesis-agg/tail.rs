@@ -59,12 +59,7 @@ fn parse_from(s: &str) -> Result<StartingPosition, String> {
 const RETRY_BUDGET: Duration = Duration::from_secs(120);
 
 pub(crate) fn tail(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Stop::Input(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(args, out))
+    crate::runtime()?.block_on(run(args, out))
 }
 
 /// Says on stderr which calls were tried again, by error code.
@@ -111,18 +106,18 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
         for rec in &page.records {
             let i = record_index;
             record_index += 1;
-            match sdk::user_records_in_shard(rec, i, page.range) {
+            match sdk::user_records_in_shard(rec, i, page.shard.range) {
                 Ok(ShardRead::Records(users)) => {
                     for u in &users {
                         bytes += u.data.len() as u64;
                         progress.inc_bytes("user records read", bytes);
-                        print_user_in(out, u, &mut text, Some(&page.shard_id))?;
+                        print_user_in(out, u, &mut text, Some(&page.shard.id))?;
                     }
                 }
                 Ok(ShardRead::Discarded { .. }) => {
                     eprintln!(
                         "kinesis-agg: {} sequence number {}: aggregate discarded by the KCL rule (a user record outside the shard's range; a producer that saw the shard change sends such records again)",
-                        page.shard_id,
+                        page.shard.id,
                         rec.sequence_number()
                     );
                 }
@@ -131,7 +126,7 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                     any_broken = true;
                     eprintln!(
                         "kinesis-agg: {} sequence number {}: not printed: {other:?}",
-                        page.shard_id,
+                        page.shard.id,
                         rec.sequence_number()
                     );
                 }
@@ -139,7 +134,7 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                     any_broken = true;
                     eprintln!(
                         "kinesis-agg: {} sequence number {}: invalid aggregated record: {}",
-                        page.shard_id,
+                        page.shard.id,
                         rec.sequence_number(),
                         broken.error
                     );
