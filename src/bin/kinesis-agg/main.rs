@@ -47,22 +47,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Deaggregate Kinesis records into user records, one JSON line each.
-    #[command(after_help = "\
-Output: one JSON object per user record, in order, with the keys
-  record, aggregated, sub_sequence_number, partition_key, explicit_hash_key, data,
-  sequence_number, tags
-(tags: a list of {\"key\", \"value\"}, value null when unset; empty for most records).
-A record that is not aggregated prints one line with aggregated false, its data
-unchanged, and its own partition key (null for base64 and raw input).
-
-Exit status: 0; 1 if any record had a valid checksum but a broken body, or was
-discarded by --shard-range (each is reported on stderr, the others are still
-printed); 2 for usage errors and unreadable input.
-
-Examples:
-  echo 84mawgoFa2V5LTAaJQgAGiFUZXN0aW5nIEtQTCBBZ2dyZWdhdGVkIFJlY29yZCAxLTBlW2Hfd6iL1WkMbznr8jc2 \\
-    | kinesis-agg deagg
-  aws kinesis get-records --shard-iterator \"$IT\" | kinesis-agg deagg --input get-records")]
+    #[command(after_help = include_str!("help/deagg.txt"))]
     Deagg {
         #[command(flatten)]
         input: InputArgs,
@@ -82,29 +67,7 @@ Examples:
         lenient: bool,
     },
     /// Aggregate user records (JSON lines) into aggregated records.
-    #[command(after_help = "\
-Input: one JSON object per line:
-  {\"partition_key\": \"...\", \"explicit_hash_key\": \"...\" or null (optional), \"data\": \"<base64>\",
-   \"tags\": [{\"key\": \"...\", \"value\": \"...\" or null}] (optional)}
-Other keys are ignored, so deagg output is valid input: deagg | agg rebuilds the
-aggregates it read, byte for byte, when they were written canonically.
-Output (--output aggregates): one JSON object per aggregate, in order, with the keys
-  partition_key, explicit_hash_key, data (base64), user_records (and shard_id with --shards)
-Output (--output put-records): one `aws kinesis put-records --cli-input-json` request per
-line, each with at most 500 entries and 5 MiB of data plus partition keys. These are
-for AWS CLI v2, which base64-decodes the Data fields. AWS CLI v1 does not: it stores
-each entry's base64 text as the record's data, so consumers see plain records and every
-user record is lost to them (and large requests are refused with 413). With AWS CLI v1,
-put the records with `kinesis-agg put` instead.
-An aggregate is closed only when the next record does not fit.
-
-Exit status: 0; 1 at the first bad line (the aggregates of all earlier lines are
-written first); 2 for usage errors and unreadable input.
-
-Examples:
-  printf '%s\\n' '{\"partition_key\":\"a\",\"data\":\"aGVsbG8=\"}' '{\"partition_key\":\"b\",\"data\":\"d29ybGQ=\"}' \\
-    | kinesis-agg agg --max-size 51200
-  kinesis-agg agg --shards shards.json --output put-records --stream-name my-stream records.jsonl")]
+    #[command(after_help = include_str!("help/agg.txt"))]
     Agg {
         /// Largest aggregate, counting its data and its outer partition key
         /// as Kinesis does.
@@ -127,13 +90,7 @@ Examples:
     },
     /// Describe each input record: aggregated or not and why, tables, sizes,
     /// errors with their byte offsets.
-    #[command(after_help = "\
-Exit status: 0; 1 if any record had a valid checksum but a broken body; 2 for usage
-errors and unreadable input.
-
-Example:
-  echo 84mawgoFa2V5LTAaJQgAGiFUZXN0aW5nIEtQTCBBZ2dyZWdhdGVkIFJlY29yZCAxLTBlW2Hfd6iL1WkMbznr8jc2 \\
-    | kinesis-agg inspect")]
+    #[command(after_help = include_str!("help/inspect.txt"))]
     Inspect {
         #[command(flatten)]
         input: InputArgs,
@@ -143,43 +100,11 @@ Example:
     },
     /// Put user records (JSON lines, as agg reads them) to a stream through
     /// the producer: aggregated per shard, batched, rate-limited, retried.
-    #[command(after_help = "\
-Input: one JSON object per line, as agg reads them (partition_key, explicit_hash_key,
-data in base64; tags are refused: a producer writes none).
-Output with --receipts: one JSON object per user record, in input order, with the keys
-  line (from 1), shard_id, sequence_number, sub_sequence_number (null when the record
-  went out unaggregated), attempts (each with delay_ms, duration_ms, error_code,
-  error_message), and error for a record that failed for good.
-A summary goes to stderr, and each record that failed, by line.
-
-Credentials and region are found as the AWS CLI finds them (environment, --profile or
-AWS_PROFILE, ~/.aws/config and ~/.aws/credentials, SSO, instance and container roles).
-Ctrl-C stops reading, sends what was read and prints the rest of the receipts; a second
-Ctrl-C stops at once and says how many records were abandoned.
-
-Exit status: 0 when every record was put; 1 if any failed for good, a line was bad (the
-records before it are sent first), or the run was interrupted; 2 for usage errors,
-unreadable input and a stream that cannot be reached.
-
-Examples:
-  kinesis-agg put --stream my-stream --region eu-west-1 --receipts records.jsonl > receipts.jsonl
-  kinesis-agg deagg --input lambda event.json | kinesis-agg put --stream copy --endpoint http://127.0.0.1:4567 --region us-east-1")]
+    #[command(after_help = include_str!("help/put.txt"))]
     Put(put::PutArgs),
     /// Read a stream's records back: every shard, parents before children,
     /// deaggregated under the KCL rule, as deagg prints them (with shard_id).
-    #[command(after_help = "\
-Output: one JSON object per user record, with deagg's keys (record counts Kinesis records
-read, from 0) and shard_id. Shards are read parents before children, so each partition
-key's records come out in the order the stream holds them. An aggregate with a user record
-outside its shard's range is discarded, as the KCL discards it, and reported on stderr.
-
-Exit status: 0; 1 if a record had a valid checksum but a broken body (reported on
-stderr); 2 for usage errors and a stream that cannot be read. Without --follow it stops
-at the end of every shard; with it, at Ctrl-C.
-
-Examples:
-  kinesis-agg tail --stream my-stream --region eu-west-1 --from 2026-12-01T10:00:00Z
-  kinesis-agg tail --stream my-stream --from latest --follow")]
+    #[command(after_help = include_str!("help/tail.txt"))]
     Tail(tail::TailArgs),
 }
 
