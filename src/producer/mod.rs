@@ -64,8 +64,8 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::{
-    Deaggregated, OwnedRecord, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, Record, ShardAggregate,
-    ShardMap, ShardedAggregator, Undigested,
+    Aggregate, Deaggregated, OwnedRecord, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, Record,
+    ShardAggregate, ShardMap, ShardedAggregator, Undigested, UndigestedAggregate,
 };
 
 mod config;
@@ -79,7 +79,7 @@ mod transport;
 pub use config::{ConfigError, DEFAULT_MAX_USER_RECORD_SIZE, ProducerConfig};
 use pump::pump;
 pub use receipt::{Attempt, FailureKind, Receipt, ReceiptFuture, RecordError};
-use receipt::{Put, Resolution, Slot, SlotTx};
+use receipt::{Carried, Put, Resolution, Slot, SlotTx};
 use sealed::Sealed;
 use state::*;
 use transport::{EntryAnswer, PutAnswer, PutEntry, Transport};
@@ -556,11 +556,12 @@ fn abandon_all(s: &Shared) -> usize {
     let mut st = s.lock();
     let n = st.pending;
     let message: Arc<str> = Arc::from("the producer stopped before the record was sent");
-    let stopped = |slot: SlotTx, attempts: Vec<Attempt>| {
+    let stopped = |slot: SlotTx, attempts: Vec<Attempt>, carried: Carried| {
         slot.resolve(Resolution::Failed {
             kind: FailureKind::Shutdown,
             message: message.clone(),
             attempts: Arc::from(attempts),
+            carried,
         });
     };
     let mut queued = Vec::new();
@@ -569,13 +570,15 @@ fn abandon_all(s: &Shared) -> usize {
         sh.users = Users::default();
         sh.started = None;
         sh.oldest = None;
-        let _ = agg.complete(i);
-        stopped(std::mem::replace(&mut sh.slot, SlotTx::new()), Vec::new());
+        let open = agg
+            .complete(i)
+            .map_or(Carried::Nothing, |a| Carried::undigested(a.into_aggregate()));
+        stopped(std::mem::replace(&mut sh.slot, SlotTx::new()), Vec::new(), open);
         queued.extend(sh.ready.drain(..).chain(sh.retry.drain(..)));
     }
     queued.extend(st.misrouted.drain(..).map(|(k, _, _)| k));
     for k in queued {
-        stopped(k.slot, k.attempts);
+        stopped(k.slot, k.attempts, Carried::from_payload(k.payload));
     }
     // Records of calls in flight are answered when their calls end
     // (their receivers may already be gone).

@@ -499,6 +499,7 @@ pub(crate) fn fail(s: &Shared, st: &mut State, k: KRecord, kind: FailureKind, me
         kind,
         message: Arc::from(message),
         attempts: Arc::from(k.attempts),
+        carried: Carried::from_payload(k.payload),
     });
     settle_users(s, st, &k.users);
 }

@@ -114,6 +114,12 @@ pub struct RecordError {
     pub message: String,
     /// Every attempt made.
     pub attempts: Arc<[Attempt]>,
+    /// The record, handed back to be put again or kept elsewhere: read
+    /// from the Kinesis record that carried it (its keys and data as they
+    /// were put). `None` only when the producer was dropped without
+    /// [`shutdown`](Producer::shutdown) or
+    /// [`abandon`](Producer::abandon), which leaves nothing to read.
+    pub record: Option<OwnedRecord>,
 }
 
 impl fmt::Display for RecordError {
@@ -133,6 +139,80 @@ pub(crate) struct Slot {
     wakers: Mutex<Vec<Waker>>,
 }
 
+/// What a Kinesis record that failed carried, from which each of its
+/// user records' errors hands that record back.
+pub(crate) enum Carried {
+    /// Sent unaggregated: the record itself.
+    Plain(OwnedRecord),
+    /// An aggregate, read once, when the first error asks for its record:
+    /// the failure path pays for it, not the producer's lock.
+    Aggregate {
+        blob: Blob,
+        records: OnceLock<Box<[OwnedRecord]>>,
+    },
+    /// Nothing to read (a producer dropped without shutting down).
+    Nothing,
+}
+
+/// An aggregate's blob, or the aggregate before its MD5 is written (it
+/// failed before it was sent), digested when it is read.
+pub(crate) enum Blob {
+    Digested(Aggregate),
+    Undigested(Mutex<Option<UndigestedAggregate>>),
+}
+
+impl Carried {
+    /// What `payload` holds.
+    pub(crate) fn from_payload(payload: Payload) -> Self {
+        match payload {
+            Payload::Plain(r) => Carried::Plain(r),
+            Payload::Aggregate(a) => Carried::aggregate(Blob::Digested(a.into_aggregate())),
+            Payload::Pending(a) => Carried::undigested(a.into_aggregate()),
+        }
+    }
+
+    /// An aggregate completed but not yet digested.
+    pub(crate) fn undigested(a: UndigestedAggregate) -> Self {
+        Carried::aggregate(Blob::Undigested(Mutex::new(Some(a))))
+    }
+
+    fn aggregate(blob: Blob) -> Self {
+        Carried::Aggregate {
+            blob,
+            records: OnceLock::new(),
+        }
+    }
+
+    /// The user record at `index`.
+    fn record(&self, index: u32) -> Option<OwnedRecord> {
+        match self {
+            Carried::Plain(r) => (index == 0).then(|| r.clone()),
+            Carried::Aggregate { blob, records } => records
+                .get_or_init(|| match blob {
+                    Blob::Digested(a) => read_back(a.data()),
+                    // Taken once: `get_or_init` runs this at most once.
+                    Blob::Undigested(m) => {
+                        let taken = m.lock().unwrap_or_else(|p| p.into_inner()).take();
+                        taken.map_or_else(Box::default, |a| read_back(a.digest().data()))
+                    }
+                })
+                .get(index as usize)
+                .cloned(),
+            Carried::Nothing => None,
+        }
+    }
+}
+
+/// The user records of an aggregate the producer wrote, in order. The
+/// producer's own aggregates always read; were one not to, no record is
+/// handed back rather than a wrong one.
+fn read_back(blob: &[u8]) -> Box<[OwnedRecord]> {
+    match crate::deaggregate(blob) {
+        Ok(Deaggregated::Aggregated(agg)) => agg.records().map(OwnedRecord::from).collect(),
+        _ => Box::default(),
+    }
+}
+
 /// What became of a Kinesis record's user records.
 pub(crate) enum Resolution {
     Put(Arc<Put>),
@@ -140,6 +220,7 @@ pub(crate) enum Resolution {
         kind: FailureKind,
         message: Arc<str>,
         attempts: Arc<[Attempt]>,
+        carried: Carried,
     },
     /// Its user records were routed again one by one (the stream was
     /// resharded): where each went, after these attempts.
@@ -197,6 +278,7 @@ impl Drop for SlotTx {
                     kind: FailureKind::Shutdown,
                     message: Arc::from("the producer was dropped before the record was sent"),
                     attempts: Arc::from([]),
+                    carried: Carried::Nothing,
                 },
             );
         }
@@ -282,16 +364,19 @@ impl ReceiptFuture {
                 kind,
                 message,
                 attempts,
+                carried,
             } => Err(RecordError {
                 kind: *kind,
                 message: message.to_string(),
                 attempts: self.with_prior(attempts).unwrap_or_else(|| attempts.clone()),
+                record: carried.record(self.index),
             }),
             // `follow` went past every move.
             Resolution::Moved { attempts, .. } => Err(RecordError {
                 kind: FailureKind::Shutdown,
                 message: "the producer lost track of the record after a reshard".to_owned(),
                 attempts: self.with_prior(attempts).unwrap_or_else(|| attempts.clone()),
+                record: None,
             }),
         }
     }
@@ -431,6 +516,7 @@ mod tests {
             kind: FailureKind::Expired,
             message: Arc::from("expired"),
             attempts: Arc::from(vec![attempt(Some("Timeout"))]),
+            carried: Carried::Nothing,
         });
         let r0 = f0.try_take().unwrap().unwrap();
         assert_eq!(r0.sub_sequence_number(), Some(5));

@@ -396,20 +396,28 @@ async fn a_final_rejection_fails_the_record_once_and_fail_if_throttled_fails_at_
         code: "ValidationException",
     });
     let p = producer(&fake, config()).await;
-    for r in put_all(&p, &records(10, 3)).await {
+    // With explicit hash keys on some.
+    let mut sent = records(10, 3);
+    sent[1].explicit_hash_key = Some("12345".into());
+    sent[4].explicit_hash_key = Some(u128::MAX.to_string());
+    for (r, record) in put_all(&p, &sent).await.into_iter().zip(&sent) {
         let e = r.unwrap_err();
         assert_eq!(e.kind, FailureKind::Rejected);
         assert_eq!(e.attempts.len(), 1, "a final error is not retried");
         assert!(e.message.contains("ValidationException"), "{e}");
+        // Each error hands its own record back, keys and data as put.
+        assert_eq!(e.record.as_ref(), Some(record));
     }
     let fake = FakeKinesis::new(1, |_| Plan::Reject {
         nth: 1,
         code: "ProvisionedThroughputExceededException",
     });
-    let p = producer(&fake, config().fail_if_throttled(true)).await;
-    for r in put_all(&p, &records(10, 3)).await {
+    // Unaggregated, each record its own Kinesis record.
+    let p = producer(&fake, config().fail_if_throttled(true).aggregation(false)).await;
+    for (r, record) in put_all(&p, &sent).await.into_iter().zip(&sent) {
         let e = r.unwrap_err();
         assert_eq!((e.kind, e.attempts.len()), (FailureKind::Throttled, 1));
+        assert_eq!(e.record.as_ref(), Some(record));
     }
 }
 
@@ -463,9 +471,11 @@ async fn records_expire_after_their_ttl_when_no_call_is_answered() {
     )
     .await;
     let start = Instant::now();
-    for r in put_all(&p, &records(20, 4)).await {
+    let sent = records(20, 4);
+    for (r, record) in put_all(&p, &sent).await.into_iter().zip(&sent) {
         let e = r.unwrap_err();
         assert_eq!(e.kind, FailureKind::Expired, "{e}");
+        assert_eq!(e.record.as_ref(), Some(record));
         assert!(
             e.attempts
                 .iter()
@@ -501,10 +511,14 @@ async fn try_put_hands_records_back_at_the_caps_and_put_waits() {
     // put waits for room: nothing frees it here.
     let waited = tokio::time::timeout(Duration::from_secs(3), p.put(sent[100].clone())).await;
     assert!(waited.is_err(), "put did not wait at the cap");
-    // abandon answers everything buffered.
+    // abandon answers everything buffered, handing each record back:
+    // those in aggregates not yet sent (no MD5 written yet) and those
+    // still being aggregated.
     assert_eq!(p.abandon(), 100);
-    for f in futures {
-        assert_eq!(f.await.unwrap_err().kind, FailureKind::Shutdown);
+    for (f, record) in futures.into_iter().zip(&sent) {
+        let e = f.await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Shutdown);
+        assert_eq!(e.record.as_ref(), Some(record));
     }
 }
 
