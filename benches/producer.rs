@@ -168,22 +168,22 @@ fn cpu() -> (f64, f64) {
     (v(11), v(12))
 }
 
-fn rss_mib() -> f64 {
+/// A size line of `/proc/self/status` in MiB (0 where there is none).
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
 fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    status_mib("VmHWM:")
 }
 
 fn main() {

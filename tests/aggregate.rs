@@ -78,16 +78,7 @@ fn output_is_identical_to_the_python_and_node_encoders() {
             let done = fixed.finish().unwrap();
             assert_eq!(done.data.len(), size);
             matches_expected(&name, done.data, want);
-            assert_eq!(
-                done.partition_key,
-                want["partition_key"].as_str().unwrap(),
-                "{name}"
-            );
-            assert_eq!(
-                done.explicit_hash_key,
-                want["explicit_hash_key"].as_str(),
-                "{name}"
-            );
+            support::assert_keys(done.partition_key, done.explicit_hash_key, want, &name);
             assert_eq!(done.record_count, n);
             let agg = owned.finish().unwrap();
             matches_expected(&name, agg.data(), want);

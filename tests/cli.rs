@@ -33,6 +33,25 @@ fn b64(b: &[u8]) -> String {
     STANDARD.encode(b)
 }
 
+/// `text` contains every one of `parts`.
+#[track_caller]
+fn assert_has(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} is not in:\n{text}");
+    }
+}
+
+/// The names of a JSON object's fields, in order, separated by spaces.
+fn field_names(v: &Value) -> String {
+    let names: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    names.join(" ")
+}
+
+/// One base64 line per blob.
+fn b64_lines(blobs: &[&[u8]]) -> String {
+    blobs.iter().map(|b| b64(b) + "\n").collect()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -69,27 +88,14 @@ fn deagg_prints_exactly_the_contract() {
     assert_eq!(got.len(), 3 + 6);
     assert_eq!(got[4]["explicit_hash_key"], "12345");
     for l in &got {
-        let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
         assert_eq!(
-            keys,
-            [
-                "aggregated",
-                "data",
-                "explicit_hash_key",
-                "partition_key",
-                "record",
-                "sequence_number",
-                "sub_sequence_number",
-                "tags"
-            ]
+            field_names(l),
+            "aggregated data explicit_hash_key partition_key record sequence_number sub_sequence_number tags"
         );
     }
     let err = stderr(&out);
-    assert!(
-        err.contains("record 2") && err.contains("line 5") && err.contains("byte 10"),
-        "{err}"
-    );
-    assert!(err.contains("Record.data"), "{err}");
+    assert_has(&err, &["record 2", "line 5", "byte 10"]);
+    assert_has(&err, &["Record.data"]);
 }
 
 #[test]
@@ -187,10 +193,9 @@ fn agg_output_contract_and_round_trip() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let got = lines(&out);
     assert_eq!(got.len(), 1);
-    let keys: Vec<&String> = got[0].as_object().unwrap().keys().collect();
     assert_eq!(
-        keys,
-        ["data", "explicit_hash_key", "partition_key", "user_records"]
+        field_names(&got[0]),
+        "data explicit_hash_key partition_key user_records"
     );
     assert_eq!(got[0]["partition_key"], "a");
     assert_eq!(got[0]["explicit_hash_key"], Value::Null);
@@ -446,16 +451,9 @@ fn agg_with_shards_then_deagg_with_each_shard_range_loses_nothing() {
     assert!(aggs.len() >= 4);
     let mut got = Vec::new();
     for a in &aggs {
-        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
         assert_eq!(
-            keys,
-            [
-                "data",
-                "explicit_hash_key",
-                "partition_key",
-                "shard_id",
-                "user_records"
-            ]
+            field_names(a),
+            "data explicit_hash_key partition_key shard_id user_records"
         );
         let id = a["shard_id"].as_str().unwrap();
         assert_ne!(id, "shardId-closed");
@@ -505,17 +503,14 @@ fn deagg_shard_range_applies_the_kcl_rule_or_keeps_in_range_records() {
             .unwrap();
         agg.finish().unwrap().into_data()
     };
-    let input = format!("{}\n{}\n", b64(&mixed), b64(b"plain"));
+    let input = b64_lines(&[&mixed, b"plain"]);
     let out = run(&["deagg", "--shard-range", "0:100"], input.as_bytes());
     assert_eq!(out.status.code(), Some(1));
     let got = lines(&out);
     assert_eq!(got.len(), 1, "only the plain record");
     assert_eq!(got[0]["aggregated"], false);
     let err = stderr(&out);
-    assert!(
-        err.contains("record 0") && err.contains("discarded") && err.contains("1000"),
-        "{err}"
-    );
+    assert_has(&err, &["record 0", "discarded", "1000"]);
     let out = run(
         &["deagg", "--shard-range", "0:100", "--lenient"],
         input.as_bytes(),
@@ -626,9 +621,12 @@ fn json_inputs_report_broken_records_by_sequence_number() {
     let out = run(&["deagg", "--input", "lambda"], &event("lambda_kinesis"));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("record 3") && err.contains("49590338271490256608559692538361571095921575989136588901"),
-        "{err}"
+    assert_has(
+        &err,
+        &[
+            "record 3",
+            "49590338271490256608559692538361571095921575989136588901",
+        ],
     );
     assert!(lines(&out).iter().all(|l| l["record"] != 3));
     // Several documents in one input, and the wrong shape.
@@ -681,8 +679,7 @@ fn put_records_requests_respect_both_limits_and_pack_greedily() {
     assert_eq!(counts, [500, 500, 1]);
     assert_eq!(reqs[0]["StreamName"], "s1");
     let first = &reqs[0]["Records"][0];
-    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["Data", "PartitionKey"]);
+    assert_eq!(field_names(first), "Data PartitionKey");
     // Near-1 MiB aggregates: at most 5 MiB of data plus keys per request.
     let big = vec![1u8; 1_000_000];
     let input: String = (0..11)
@@ -723,34 +720,21 @@ fn put_records_requests_respect_both_limits_and_pack_greedily() {
 
 #[test]
 fn inspect_describes_every_record() {
-    let input = format!(
-        "{}\n{}\n{}\n{}\n",
-        b64(&fixture("py_mixed_keys")),
-        b64(b"plain"),
-        b64(&fixture("wrong_checksum")),
-        b64(&fixture("missing_data"))
-    );
+    let input = b64_lines(&[
+        &fixture("py_mixed_keys"),
+        b"plain",
+        &fixture("wrong_checksum"),
+        &fixture("missing_data"),
+    ]);
     let out = run(&["inspect"], input.as_bytes());
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("record 0 (line 1): aggregated"), "{text}");
-    assert!(
-        text.contains("4 partition keys, 3 explicit hash keys; 6 user records"),
-        "{text}"
-    );
-    assert!(text.contains("smallest 3, largest 5, total 22 bytes"), "{text}");
-    assert!(
-        text.contains("record 1 (line 2): not aggregated, 5 bytes: no magic"),
-        "{text}"
-    );
-    assert!(
-        text.contains("record 2 (line 3): not aggregated") && text.contains("checksum mismatch"),
-        "{text}"
-    );
-    assert!(
-        text.contains("record 3 (line 4): BROKEN") && text.contains("byte 10"),
-        "{text}"
-    );
+    assert_has(&text, &["record 0 (line 1): aggregated"]);
+    assert_has(&text, &["4 partition keys, 3 explicit hash keys; 6 user records"]);
+    assert_has(&text, &["smallest 3, largest 5, total 22 bytes"]);
+    assert_has(&text, &["record 1 (line 2): not aggregated, 5 bytes: no magic"]);
+    assert_has(&text, &["record 2 (line 3): not aggregated", "checksum mismatch"]);
+    assert_has(&text, &["record 3 (line 4): BROKEN", "byte 10"]);
     let out = run(&["inspect", "--json"], input.as_bytes());
     let got = lines(&out);
     assert_eq!(got[0]["user_records"], 6);
@@ -841,20 +825,17 @@ fn inputs_longer_than_the_largest_record_needs_are_refused() {
 fn base64_text_of_an_aggregate_is_recognised_and_recoverable() {
     let aggregate = fixture("py_mixed_keys");
     let stored = b64(&aggregate); // the record's data: the text itself
-    let input = format!(
-        "{}\n{}\n{}\n",
-        b64(stored.as_bytes()),
-        b64(b"84mawg plain"),
-        b64(b"plain")
-    );
+    let input = b64_lines(&[stored.as_bytes(), b"84mawg plain", b"plain"]);
     let out = run(&["deagg"], input.as_bytes());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains("record 0 (line 1): not aggregated: its data is the base64 text of an aggregated record of 6 user records"),
-        "{err}"
+    assert_has(
+        &err,
+        &[
+            "record 0 (line 1): not aggregated: its data is the base64 text of an aggregated record of 6 user records",
+        ],
     );
-    assert!(err.contains("AWS CLI v1") && err.contains("base64 -d"), "{err}");
+    assert_has(&err, &["AWS CLI v1", "base64 -d"]);
     // Only that record: text that merely starts like one is not named.
     assert_eq!(err.matches("base64 text").count(), 1, "{err}");
     // The record itself is printed unchanged, as any plain record.
@@ -871,11 +852,8 @@ fn base64_text_of_an_aggregate_is_recognised_and_recoverable() {
 
     let out = run(&["inspect"], input.as_bytes());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("record 0 (line 1): not aggregated"), "{text}");
-    assert!(
-        text.contains("base64 text of an aggregated record of 6 user records"),
-        "{text}"
-    );
+    assert_has(&text, &["record 0 (line 1): not aggregated"]);
+    assert_has(&text, &["base64 text of an aggregated record of 6 user records"]);
     assert_eq!(text.matches("base64 text").count(), 1, "{text}");
     let out = run(&["inspect", "--json"], input.as_bytes());
     let got = lines(&out);
@@ -888,14 +866,8 @@ fn base64_text_of_an_aggregate_is_recognised_and_recoverable() {
 fn agg_help_says_which_aws_cli_the_documents_are_for() {
     let out = run(&["agg", "--help"], b"");
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        help.contains("AWS CLI v2") && help.contains("AWS CLI v1"),
-        "{help}"
-    );
-    assert!(
-        help.contains("base64 text") && help.contains("kinesis-agg put"),
-        "{help}"
-    );
+    assert_has(&help, &["AWS CLI v2", "AWS CLI v1"]);
+    assert_has(&help, &["base64 text", "kinesis-agg put"]);
 }
 
 /// The value `--help` shows as a flag's default.

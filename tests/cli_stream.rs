@@ -21,7 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use support::cli::{cli, run};
+use support::cli::{cli, cli_at_home, run, spawn_piped};
 
 fn lines(b: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(b)
@@ -84,6 +84,9 @@ fn tail(stream: &str) -> Vec<Value> {
     lines(&out.stdout)
 }
 
+/// Producer settings for many small aggregates sent soon.
+const QUICK: [&str; 4] = ["--max-buffered-time", "20", "--aggregation-max-size", "8000"];
+
 fn tail_via(stream: &str, endpoint: &str, extra: &[&str]) -> Output {
     let mut c = cli();
     c.args(["tail", "--stream", stream, "--endpoint", endpoint])
@@ -125,22 +128,12 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
     let stream = create("faults", 3).await;
     // Faults that lose no answer: every record must be in the stream once.
     // ListShards, which put calls first, fails too.
-    let faults = proxy::Faults {
-        throttle_entries: 0.2,
-        call_500: 0.1,
-        call_throttled: 0.1,
-        other_500: 0.2,
-        other_throttled: 0.2,
-        ..Default::default()
-    };
+    let faults = proxy::Faults::with(|f| {
+        (f.throttle_entries, f.call_500, f.call_throttled) = (0.2, 0.1, 0.1);
+        (f.other_500, f.other_throttled) = (0.2, 0.2);
+    });
     let p = proxy::start(upstream(), faults, 11).await;
-    let fast = [
-        "--max-buffered-time",
-        "20",
-        "--aggregation-max-size",
-        "8000",
-        "--preserve-order",
-    ];
+    let fast = [&QUICK[..], &["--preserve-order"]].concat();
     let (out, mut receipts) = put(&stream, &p.url(), &input(0, 20_000, 300), 0, &fast);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
@@ -174,15 +167,11 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
     // GetShardIterator, GetRecords): answers refused, held past the
     // request timeout, lost with the connection. The same lines, each
     // once, and the retries counted on stderr.
-    let faulty = proxy::Faults {
-        other_500: 0.15,
-        other_throttled: 0.15,
-        other_delay: 0.05,
-        other_close: 0.1,
-        other_garble: 0.05,
-        hold: Duration::from_millis(1500),
-        ..Default::default()
-    };
+    let faulty = proxy::Faults::with(|f| {
+        (f.other_500, f.other_throttled, f.other_delay) = (0.15, 0.15, 0.05);
+        (f.other_close, f.other_garble) = (0.1, 0.05);
+        f.hold = Duration::from_millis(1500);
+    });
     let fp = proxy::start(upstream(), faulty, 13).await;
     let out = tail_via(&stream, &fp.url(), &["--request-timeout", "500"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -220,21 +209,11 @@ async fn put_then_tail_every_record_once_in_key_order_under_faults_and_a_split()
     // Faults that lose answers: duplicates, and only where an answer was
     // lost.
     let stream = create("lossy", 2).await;
-    let faults = proxy::Faults {
-        delay: 0.1,
-        hold: Duration::from_millis(2000),
-        close_after_forward: 0.1,
-        ..Default::default()
-    };
+    let faults = proxy::Faults::with(|f| {
+        (f.delay, f.hold, f.close_after_forward) = (0.1, Duration::from_millis(2000), 0.1)
+    });
     let p = proxy::start(upstream(), faults, 12).await;
-    let lossy = [
-        "--max-buffered-time",
-        "20",
-        "--aggregation-max-size",
-        "8000",
-        "--request-timeout",
-        "800",
-    ];
+    let lossy = [&QUICK[..], &["--request-timeout", "800"]].concat();
     let (out, receipts) = put(&stream, &p.url(), &input(0, 5_000, 50), 0, &lossy);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let read = tail(&stream);
@@ -271,17 +250,7 @@ async fn credentials_and_region_come_from_a_profile_as_for_the_aws_cli() {
         "[tester]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = from-the-profile\n",
     )
     .unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
-    for v in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_PROFILE",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("HOME", &home).env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut c = cli_at_home(&home);
     c.args([
         "put",
         "--stream",
@@ -294,17 +263,7 @@ async fn credentials_and_region_come_from_a_profile_as_for_the_aws_cli() {
     let out = run(c, input(0, 10, 2).as_bytes());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // No region anywhere: refused, saying where to give one.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-agg"));
-    for v in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_PROFILE",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("HOME", &home).env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut c = cli_at_home(&home);
     c.args(["put", "--stream", &stream, "--endpoint", &endpoint()]);
     let out = run(c, input(0, 1, 1).as_bytes());
     assert_eq!(out.status.code(), Some(2));
@@ -316,13 +275,9 @@ async fn credentials_and_region_come_from_a_profile_as_for_the_aws_cli() {
 /// `put --receipts` started on `n` records, its input left open (a
 /// producer still reading) until the returned writer is dropped.
 fn spawn_put(stream: &str, endpoint: &str, n: usize) -> (Child, std::process::ChildStdin) {
-    let mut child = cli()
-        .args(["put", "--stream", stream, "--endpoint", endpoint, "--receipts"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = cli();
+    c.args(["put", "--stream", stream, "--endpoint", endpoint, "--receipts"]);
+    let mut child = spawn_piped(c);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input(0, n, 10).as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -362,11 +317,7 @@ async fn ctrl_c_sends_what_was_read_and_a_second_one_abandons_the_rest() {
     // abandons them and says how many.
     let stalled = proxy::start(
         upstream(),
-        proxy::Faults {
-            delay: 1.0,
-            hold: Duration::from_secs(120),
-            ..Default::default()
-        },
+        proxy::Faults::with(|f| (f.delay, f.hold) = (1.0, Duration::from_secs(120))),
         5,
     )
     .await;
@@ -431,31 +382,11 @@ async fn tail_follow_prints_records_as_they_come_and_stops_cleanly() {
         .unwrap()
         .as_secs()
         - 120;
-    let mut c = cli();
-    c.args([
-        "tail",
-        "--stream",
-        &stream,
-        "--endpoint",
-        &endpoint(),
-        "--from",
-        &since.to_string(),
-    ]);
-    let out = run(c, b"");
+    let out = tail_via(&stream, &endpoint(), &["--from", &since.to_string()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(lines(&out.stdout).len(), 100);
     // --from latest: nothing already there.
-    let mut c = cli();
-    c.args([
-        "tail",
-        "--stream",
-        &stream,
-        "--endpoint",
-        &endpoint(),
-        "--from",
-        "latest",
-    ]);
-    let out = run(c, b"");
+    let out = tail_via(&stream, &endpoint(), &["--from", "latest"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
     // --from a sequence number: that record and the rest of its shard.

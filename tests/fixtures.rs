@@ -40,16 +40,7 @@ fn check_records(name: &str, got: &Deaggregated<'_, Vec<&str>>, want: &[Value]) 
     assert_eq!(records.len(), want.len(), "{name}: records yielded");
     for (i, (r, w)) in records.into_iter().zip(want).enumerate() {
         assert_eq!(r.sub_sequence_number, i as u64, "{name}");
-        assert_eq!(
-            r.partition_key,
-            w["partition_key"].as_str().unwrap(),
-            "{name} #{i}"
-        );
-        assert_eq!(
-            r.explicit_hash_key,
-            w["explicit_hash_key"].as_str(),
-            "{name} #{i}"
-        );
+        support::assert_keys(r.partition_key, r.explicit_hash_key, w, &format!("{name} #{i}"));
         if let Some(d) = w["data"].as_str() {
             assert_eq!(r.data, STANDARD.decode(d).unwrap(), "{name} #{i}");
         } else {

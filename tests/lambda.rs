@@ -5,8 +5,8 @@
 use aws_lambda_events::event::firehose::KinesisFirehoseEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use kinesis_agg::Error;
-use kinesis_agg::OnInvalid;
 use kinesis_agg::lambda::{firehose_event_records, kinesis_event_records};
+use kinesis_agg::{DeliveredRecord, OnInvalid};
 
 fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
     serde_json::from_slice(&std::fs::read(format!("tests/fixtures/events/{name}.json")).unwrap()).unwrap()
@@ -50,6 +50,20 @@ type Flat = (String, Option<String>, Vec<u8>, Option<u64>);
 /// fixture blob, from the manifest `generate.py` wrote: the records of an
 /// aggregated blob, nothing for a plain one (`Ok(vec![])`), or the name of
 /// the error for a broken one. The events carry only fixture blobs.
+/// `r` is the user record Google's parser gives as `want`.
+fn assert_user(r: &DeliveredRecord<'_>, want: &Flat) {
+    let (pk, ehk, data, sub) = want;
+    assert_eq!(
+        (
+            r.partition_key,
+            r.explicit_hash_key,
+            r.data,
+            r.sub_sequence_number
+        ),
+        (Some(pk.as_str()), ehk.as_deref(), &data[..], *sub)
+    );
+}
+
 fn expected(blob: &[u8]) -> Result<Vec<Flat>, (String, usize)> {
     let manifest: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read("tests/fixtures/deagg/manifest.json").unwrap()).unwrap();
@@ -104,17 +118,9 @@ fn kinesis_event_metadata_and_errors() {
                 i += 1;
             }
             Ok(users) => {
-                for (pk, ehk, data, sub) in users {
+                for want in users {
                     let r = got[i].unwrap();
-                    assert_eq!(
-                        (
-                            r.partition_key,
-                            r.explicit_hash_key,
-                            r.data,
-                            r.sub_sequence_number
-                        ),
-                        (Some(pk.as_str()), ehk.as_deref(), &data[..], sub)
-                    );
+                    assert_user(&r, &want);
                     assert_eq!(
                         r.outer.sequence_number,
                         Some(outer.kinesis.sequence_number.as_str())
@@ -184,17 +190,9 @@ fn firehose_event_metadata() {
     for (n, outer) in event.records.iter().enumerate() {
         match expected(&outer.data.0) {
             Ok(users) if !users.is_empty() => {
-                for (pk, ehk, data, sub) in users {
+                for want in users {
                     let r = got[i].unwrap();
-                    assert_eq!(
-                        (
-                            r.partition_key,
-                            r.explicit_hash_key,
-                            r.data,
-                            r.sub_sequence_number
-                        ),
-                        (Some(pk.as_str()), ehk.as_deref(), &data[..], sub)
-                    );
+                    assert_user(&r, &want);
                     assert_eq!(r.record, n);
                     assert_eq!(r.outer.record_id, outer.record_id.as_deref());
                     i += 1;

@@ -27,6 +27,19 @@ async fn new_stream(client: &Client, name: &str, shards: i32) -> String {
     support::kinesis::new_stream(client, &format!("producer-{name}"), shards).await
 }
 
+/// The default settings, records buffered for at most `time`.
+fn buffered_for(time: Duration) -> ProducerConfig {
+    ProducerConfig::default().record_max_buffered_time(time)
+}
+
+/// A client of the endpoint under test and a new stream of `shards`
+/// shards on it.
+async fn fresh_stream(name: &str, shards: i32) -> (Client, String) {
+    let client = client(&endpoint());
+    let stream = new_stream(&client, name, shards).await;
+    (client, stream)
+}
+
 /// Every user record of the stream, and the aggregates the KCL discards.
 async fn read_all(client: &Client, stream: &str) -> (Vec<Read>, usize) {
     read_stream(client, stream).await
@@ -161,9 +174,8 @@ async fn put_all(producer: &Producer, recs: &[OwnedRecord]) -> Vec<ReceiptFuture
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn every_receipt_names_where_its_record_is() {
-    let client = client(&endpoint());
-    let stream = new_stream(&client, "receipts", 4).await;
-    let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_millis(50));
+    let (client, stream) = fresh_stream("receipts", 4).await;
+    let cfg = buffered_for(Duration::from_millis(50));
     let producer = Producer::new(client.clone(), &stream, cfg).await.unwrap();
     let sent = records(20_000, 200);
     // Half put owned, half borrowed (copied into the aggregates).
@@ -213,8 +225,7 @@ async fn every_receipt_names_where_its_record_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn invalid_records_are_refused_at_put_and_handed_back() {
-    let client = client(&endpoint());
-    let stream = new_stream(&client, "invalid", 1).await;
+    let (client, stream) = fresh_stream("invalid", 1).await;
     let producer = Producer::new(
         client,
         &stream,
@@ -288,10 +299,9 @@ async fn invalid_records_are_refused_at_put_and_handed_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn shutdown_sends_what_is_buffered_and_then_refuses() {
-    let client = client(&endpoint());
-    let stream = new_stream(&client, "shutdown", 2).await;
+    let (client, stream) = fresh_stream("shutdown", 2).await;
     // Records wait up to a minute to be aggregated: only shutdown sends them.
-    let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_secs(60));
+    let cfg = buffered_for(Duration::from_secs(60));
     let producer = Producer::new(client.clone(), &stream, cfg.clone()).await.unwrap();
     let sent = records(300, 30);
     let futures = put_all(&producer, &sent).await;
@@ -329,36 +339,30 @@ async fn shutdown_sends_what_is_buffered_and_then_refuses() {
 /// A Kinesis API that answers everything but never PutRecords: a proxy
 /// that holds every PutRecords answer for a minute.
 async fn stalled() -> proxy::Proxy {
-    let faults = proxy::Faults {
-        delay: 1.0,
-        hold: Duration::from_secs(60),
-        ..Default::default()
-    };
+    let faults = proxy::Faults::with(|f| (f.delay, f.hold) = (1.0, Duration::from_secs(60)));
     proxy::start(upstream(), faults, 7).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn a_stalled_stream_pushes_back_and_records_expire_after_their_ttl() {
-    let direct = client(&endpoint());
-    let stream = new_stream(&direct, "stalled", 1).await;
+    let (_, stream) = fresh_stream("stalled", 1).await;
     let p = stalled().await;
-    let cfg = ProducerConfig::default()
-        .record_max_buffered_time(Duration::from_millis(10))
+    let cfg = buffered_for(Duration::from_millis(10))
         .request_timeout(Duration::from_millis(300))
         .record_ttl(Duration::from_secs(3))
         .max_buffered_records(50);
     let producer = Producer::new(client(&p.url()), &stream, cfg).await.unwrap();
     let sent = records(60, 10);
-    let mut futures = Vec::new();
-    for r in &sent[..50] {
-        futures.push(producer.try_put(r.clone()).unwrap());
-    }
+    let futures: Vec<_> = sent[..50]
+        .iter()
+        .map(|r| producer.try_put(r.clone()).unwrap())
+        .collect();
     // At the cap: try_put hands the record back, put waits.
-    match producer.try_put(sent[50].clone()) {
-        Err(Rejected::Full { record }) => assert_eq!(record, sent[50]),
-        other => panic!("not refused at the cap: {other:?}"),
-    }
+    let Err(Rejected::Full { record }) = producer.try_put(sent[50].clone()) else {
+        panic!("not refused at the cap");
+    };
+    assert_eq!(record, sent[50]);
     let waiting = tokio::time::timeout(Duration::from_millis(300), producer.put(sent[51].clone())).await;
     assert!(waiting.is_err(), "put returned while the buffers were full");
     assert_eq!(producer.pending(), 50);
@@ -390,11 +394,9 @@ async fn a_stalled_stream_pushes_back_and_records_expire_after_their_ttl() {
 /// Runs 3,000 records through the proxy with `faults`; checks the stream.
 async fn under_faults(name: &str, faults: proxy::Faults) {
     use std::sync::atomic::Ordering::Relaxed;
-    let direct = client(&endpoint());
-    let stream = new_stream(&direct, name, 3).await;
+    let (direct, stream) = fresh_stream(name, 3).await;
     let p = proxy::start(upstream(), faults, 0xfeed ^ name.len() as u64).await;
-    let cfg = ProducerConfig::default()
-        .record_max_buffered_time(Duration::from_millis(20))
+    let cfg = buffered_for(Duration::from_millis(20))
         .aggregation_max_size(4_000)
         .request_timeout(Duration::from_millis(700))
         .first_backoff(Duration::from_millis(10))
@@ -439,65 +441,31 @@ async fn under_faults(name: &str, faults: proxy::Faults) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn nothing_is_lost_under_each_fault_and_all_at_once() {
+    // Each fault alone at its rate, then all of them at once.
     let hold = Duration::from_millis(1500);
     let each = [
         (
             "throttled-entries",
-            proxy::Faults {
-                throttle_entries: 0.3,
-                ..Default::default()
-            },
+            proxy::Faults::with(|f| f.throttle_entries = 0.3),
         ),
-        (
-            "calls-500",
-            proxy::Faults {
-                call_500: 0.3,
-                ..Default::default()
-            },
-        ),
-        (
-            "calls-throttled",
-            proxy::Faults {
-                call_throttled: 0.3,
-                ..Default::default()
-            },
-        ),
+        ("calls-500", proxy::Faults::with(|f| f.call_500 = 0.3)),
+        ("calls-throttled", proxy::Faults::with(|f| f.call_throttled = 0.3)),
         (
             "answers-late",
-            proxy::Faults {
-                delay: 0.2,
-                hold,
-                ..Default::default()
-            },
+            proxy::Faults::with(|f| (f.delay, f.hold) = (0.2, hold)),
         ),
         (
             "answers-lost",
-            proxy::Faults {
-                close_after_forward: 0.2,
-                ..Default::default()
-            },
+            proxy::Faults::with(|f| f.close_after_forward = 0.2),
         ),
-        (
-            "answers-garbled",
-            proxy::Faults {
-                garble: 0.2,
-                ..Default::default()
-            },
-        ),
+        ("answers-garbled", proxy::Faults::with(|f| f.garble = 0.2)),
         (
             "all",
-            proxy::Faults {
-                throttle_entries: 0.15,
-                call_500: 0.1,
-                call_throttled: 0.1,
-                delay: 0.1,
-                hold,
-                close_after_forward: 0.1,
-                garble: 0.05,
-                other_500: 0.1,
-                other_throttled: 0.1,
-                ..Default::default()
-            },
+            proxy::Faults::with(|f| {
+                (f.throttle_entries, f.call_500, f.call_throttled) = (0.15, 0.1, 0.1);
+                (f.delay, f.hold, f.close_after_forward, f.garble) = (0.1, hold, 0.1, 0.05);
+                (f.other_500, f.other_throttled) = (0.1, 0.1);
+            }),
         ),
     ];
     for (name, faults) in each {
@@ -506,11 +474,8 @@ async fn nothing_is_lost_under_each_fault_and_all_at_once() {
 }
 
 async fn reshard_run(name: &str, preserve_order: bool) {
-    let direct = client(&endpoint());
-    let stream = new_stream(&direct, name, 2).await;
-    let cfg = ProducerConfig::default()
-        .record_max_buffered_time(Duration::from_millis(300))
-        .preserve_order(preserve_order);
+    let (direct, stream) = fresh_stream(name, 2).await;
+    let cfg = buffered_for(Duration::from_millis(300)).preserve_order(preserve_order);
     let producer = Producer::new(direct.clone(), &stream, cfg).await.unwrap();
     let sent = records(200_000, 1_000);
     let mut futures = put_all(&producer, &sent[..80_000]).await;
@@ -613,60 +578,43 @@ async fn a_split_and_a_merge_while_records_are_buffered_lose_nothing() {
     reshard_run("reshard", false).await;
 }
 
+/// Puts 20 records through a proxy injecting `faults`: each fails as
+/// `kind` after one attempt, answered `code`. The proxy, still running.
+async fn fail_at_once(
+    stream: &str,
+    faults: proxy::Faults,
+    seed: u64,
+    cfg: ProducerConfig,
+    kind: FailureKind,
+    code: &str,
+) -> proxy::Proxy {
+    let p = proxy::start(upstream(), faults, seed).await;
+    let producer = Producer::new(client(&p.url()), stream, cfg).await.unwrap();
+    for f in put_all(&producer, &records(20, 4)).await {
+        let e = f.await.unwrap_err();
+        assert_eq!(e.kind, kind, "{e}");
+        assert_eq!(e.attempts.len(), 1);
+        assert_eq!(e.attempts[0].error_code.as_deref(), Some(code));
+        assert!(e.message.contains(code), "{e}");
+    }
+    producer.shutdown().await;
+    p
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn validation_errors_are_final_and_fail_if_throttled_fails_at_once() {
-    let direct = client(&endpoint());
-    let stream = new_stream(&direct, "final", 1).await;
-    let quick = ProducerConfig::default()
-        .record_max_buffered_time(Duration::from_millis(10))
-        .first_backoff(Duration::from_millis(5));
+    let (direct, stream) = fresh_stream("final", 1).await;
+    let quick = buffered_for(Duration::from_millis(10)).first_backoff(Duration::from_millis(5));
     // A ValidationException is not retried: one attempt, Rejected.
-    let p = proxy::start(
-        upstream(),
-        proxy::Faults {
-            call_invalid: 1.0,
-            ..Default::default()
-        },
-        3,
-    )
-    .await;
-    let producer = Producer::new(client(&p.url()), &stream, quick.clone())
-        .await
-        .unwrap();
-    let futures = put_all(&producer, &records(20, 4)).await;
-    for f in futures {
-        let e = f.await.unwrap_err();
-        assert_eq!(e.kind, FailureKind::Rejected, "{e}");
-        assert_eq!(e.attempts.len(), 1);
-        assert_eq!(e.attempts[0].error_code.as_deref(), Some("ValidationException"));
-        assert!(e.message.contains("ValidationException"), "{e}");
-    }
-    producer.shutdown().await;
+    let invalid = proxy::Faults::with(|f| f.call_invalid = 1.0);
+    let code = "ValidationException";
+    fail_at_once(&stream, invalid, 3, quick.clone(), FailureKind::Rejected, code).await;
     // Throttled entries with fail_if_throttled: Throttled after one attempt.
-    let p = proxy::start(
-        upstream(),
-        proxy::Faults {
-            throttle_entries: 1.0,
-            ..Default::default()
-        },
-        4,
-    )
-    .await;
-    let producer = Producer::new(client(&p.url()), &stream, quick.clone().fail_if_throttled(true))
-        .await
-        .unwrap();
-    let futures = put_all(&producer, &records(20, 4)).await;
-    for f in futures {
-        let e = f.await.unwrap_err();
-        assert_eq!(e.kind, FailureKind::Throttled, "{e}");
-        assert_eq!(e.attempts.len(), 1);
-        assert_eq!(
-            e.attempts[0].error_code.as_deref(),
-            Some("ProvisionedThroughputExceededException")
-        );
-    }
-    producer.shutdown().await;
+    let throttled = proxy::Faults::with(|f| f.throttle_entries = 1.0);
+    let code = "ProvisionedThroughputExceededException";
+    let with = quick.clone().fail_if_throttled(true);
+    let p = fail_at_once(&stream, throttled, 4, with, FailureKind::Throttled, code).await;
     // Without it, the same throttling is retried until the TTL.
     let producer = Producer::new(
         client(&p.url()),
@@ -687,9 +635,8 @@ async fn validation_errors_are_final_and_fail_if_throttled_fails_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn a_record_into_an_idle_producer_waits_its_buffered_time_and_no_longer() {
-    let client = client(&endpoint());
-    let stream = new_stream(&client, "idle", 1).await;
-    let cfg = ProducerConfig::default().record_max_buffered_time(Duration::from_millis(300));
+    let (client, stream) = fresh_stream("idle", 1).await;
+    let cfg = buffered_for(Duration::from_millis(300));
     let producer = Producer::new(client, &stream, cfg).await.unwrap();
     // Nothing buffered: the producer has nothing to look at for seconds.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -722,11 +669,8 @@ async fn a_record_into_an_idle_producer_waits_its_buffered_time_and_no_longer() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
 async fn large_records_go_alone_and_small_ones_together() {
-    let direct = client(&endpoint());
-    let stream = new_stream(&direct, "large", 1).await;
-    let cfg = ProducerConfig::default()
-        .record_max_buffered_time(Duration::from_millis(20))
-        .aggregation_max_size(1_000);
+    let (direct, stream) = fresh_stream("large", 1).await;
+    let cfg = buffered_for(Duration::from_millis(20)).aggregation_max_size(1_000);
     let producer = Producer::new(direct.clone(), &stream, cfg).await.unwrap();
     let mut sent = records(6, 2);
     sent[2].data.resize(5_000, b'#'); // larger than an aggregate may be
@@ -817,19 +761,9 @@ mod recorder {
 async fn metrics_are_reported_under_the_kpl_names() {
     let counts = std::sync::Arc::new(recorder::Counts::default());
     metrics::set_global_recorder(recorder::Rec(counts.clone())).expect("the only test that sets a recorder");
-    let direct = client(&endpoint());
-    let stream = new_stream(&direct, "metrics", 2).await;
-    let p = proxy::start(
-        upstream(),
-        proxy::Faults {
-            throttle_entries: 0.3,
-            ..Default::default()
-        },
-        9,
-    )
-    .await;
-    let cfg = ProducerConfig::default()
-        .record_max_buffered_time(Duration::from_millis(20))
+    let (_, stream) = fresh_stream("metrics", 2).await;
+    let p = proxy::start(upstream(), proxy::Faults::with(|f| f.throttle_entries = 0.3), 9).await;
+    let cfg = buffered_for(Duration::from_millis(20))
         .aggregation_max_size(2_000)
         .first_backoff(Duration::from_millis(5));
     let producer = Producer::new(client(&p.url()), &stream, cfg).await.unwrap();

@@ -74,3 +74,16 @@ pub(crate) unsafe fn text<'a>(s: kagg_str) -> Result<&'a str, kagg_status> {
     let b = unsafe { bytes(s.ptr.cast(), s.len) }.ok_or(KAGG_NULL_ARGUMENT)?;
     core::str::from_utf8(b).map_err(|_| KAGG_NOT_UTF8)
 }
+
+/// Writes `value` to `*out`; `KAGG_NULL_ARGUMENT` when `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or writable.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> kagg_status {
+    if out.is_null() {
+        return KAGG_NULL_ARGUMENT;
+    }
+    // SAFETY: non-NULL, and the caller promises it writable.
+    unsafe { *out = value };
+    KAGG_OK
+}

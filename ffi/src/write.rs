@@ -83,6 +83,21 @@ pub(crate) unsafe fn aggregator<'x>(agg: *mut kagg_aggregator) -> Result<&'x mut
     Ok(unsafe { &mut *(&raw mut a.storage).cast::<Agg>() })
 }
 
+/// The aggregator and the record of a call that takes both.
+///
+/// # Safety
+/// As [`aggregator`] and [`record`].
+unsafe fn aggregator_and_record<'x>(
+    agg: *mut kagg_aggregator,
+    rec: *const kagg_record,
+) -> Result<(&'x mut Agg, ka::Record<'x>), kagg_status> {
+    // SAFETY: forwarded.
+    match unsafe { (aggregator(agg), record(rec)) } {
+        (Ok(a), Ok(r)) => Ok((a, r)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
 /// # Safety
 /// The record's pointers are valid for their lengths.
 pub(crate) unsafe fn record<'r>(rec: *const kagg_record) -> Result<ka::Record<'r>, kagg_status> {
@@ -174,13 +189,11 @@ pub unsafe extern "C" fn kagg_aggregator_add(
 ) -> kagg_status {
     boundary(|| {
         // SAFETY: the caller's promises, forwarded.
-        let (a, r) = match unsafe { (aggregator(agg), record(rec)) } {
-            (Ok(a), Ok(r)) => (a, r),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        match a.add(r) {
-            Ok(()) => KAGG_OK,
-            Err(refused) => status(refused.error),
+        match unsafe { aggregator_and_record(agg, rec) } {
+            Ok((a, r)) => a
+                .add(r)
+                .map_or_else(|refused| status(refused.error), |()| KAGG_OK),
+            Err(e) => e,
         }
     })
 }
@@ -227,21 +240,12 @@ pub unsafe extern "C" fn kagg_aggregator_size_with(
     size: *mut usize,
 ) -> kagg_status {
     boundary(|| {
-        if size.is_null() {
-            return KAGG_NULL_ARGUMENT;
-        }
-        // SAFETY: forwarded.
-        let (a, r) = match unsafe { (aggregator(agg), record(rec)) } {
-            (Ok(a), Ok(r)) => (a, r),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        match a.encoded_len_with(&r) {
-            Ok(n) => {
-                // SAFETY: checked non-NULL.
-                unsafe { *size = n };
-                KAGG_OK
-            }
-            Err(e) => status(e),
+        // SAFETY: the caller's promises, forwarded (`size` writable or NULL).
+        match unsafe { aggregator_and_record(agg, rec) } {
+            Ok((a, r)) => a
+                .encoded_len_with(&r)
+                .map_or_else(status, |n| unsafe { write_out(size, n) }),
+            Err(e) => e,
         }
     })
 }
@@ -266,21 +270,17 @@ pub unsafe extern "C" fn kagg_aggregator_finish(
             Ok(a) => a,
             Err(e) => return e,
         };
-        match a.finish() {
-            None => KAGG_EMPTY,
-            Some(done) => {
-                // SAFETY: checked non-NULL.
-                unsafe {
-                    *out = kagg_finished {
-                        data: kagg_bytes::of(done.data),
-                        partition_key: kagg_str::of(done.partition_key),
-                        explicit_hash_key: kagg_str::of_opt(done.explicit_hash_key),
-                        records: done.record_count,
-                    }
-                };
-                KAGG_OK
-            }
-        }
+        let Some(done) = a.finish() else {
+            return KAGG_EMPTY;
+        };
+        let finished = kagg_finished {
+            data: kagg_bytes::of(done.data),
+            partition_key: kagg_str::of(done.partition_key),
+            explicit_hash_key: kagg_str::of_opt(done.explicit_hash_key),
+            records: done.record_count,
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, finished) }
     })
 }
 
@@ -302,19 +302,26 @@ pub unsafe extern "C" fn kagg_aggregator_reset(agg: *mut kagg_aggregator) -> kag
     })
 }
 
+/// `key` checked by `rule`.
+///
+/// # Safety
+/// `key`'s pointer is valid for its length.
+unsafe fn check(key: kagg_str, rule: fn(&str) -> Result<(), ka::Error>) -> kagg_status {
+    // SAFETY: forwarded.
+    match unsafe { text(key) } {
+        Ok(k) => rule(k).map_or_else(status, |()| KAGG_OK),
+        Err(e) => e,
+    }
+}
+
 /// Checks a partition key as `kagg_aggregator_add` does.
 ///
 /// # Safety
 /// `key`'s pointer is valid for its length.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kagg_check_partition_key(key: kagg_str) -> kagg_status {
-    boundary(|| {
-        // SAFETY: forwarded.
-        match unsafe { text(key) } {
-            Ok(k) => ka::check_partition_key(k).map_or_else(status, |()| KAGG_OK),
-            Err(e) => e,
-        }
-    })
+    // SAFETY: forwarded.
+    boundary(|| unsafe { check(key, ka::check_partition_key) })
 }
 
 /// Checks an explicit hash key as `kagg_aggregator_add` does.
@@ -323,11 +330,6 @@ pub unsafe extern "C" fn kagg_check_partition_key(key: kagg_str) -> kagg_status 
 /// `key`'s pointer is valid for its length.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kagg_check_explicit_hash_key(key: kagg_str) -> kagg_status {
-    boundary(|| {
-        // SAFETY: forwarded.
-        match unsafe { text(key) } {
-            Ok(k) => ka::check_explicit_hash_key(k).map_or_else(status, |()| KAGG_OK),
-            Err(e) => e,
-        }
-    })
+    // SAFETY: forwarded.
+    boundary(|| unsafe { check(key, ka::check_explicit_hash_key) })
 }

@@ -1,7 +1,7 @@
 //! The modern aggregator and its aggregates.
 
 use crate::RELEASE_GIL_AT;
-use crate::convert::{RecordArgs, lock, same, value_error};
+use crate::convert::{RecordArgs, lock, repr_optional, same, value_error};
 use std::sync::Mutex;
 
 use kinesis_agg as ka;
@@ -43,17 +43,12 @@ pub(crate) fn finish(py: Python<'_>, agg: &mut ka::RecordAggregator) -> Option<k
 /// `explicit_hash_key` (None when unset) are the keys to put it with;
 /// `shard_id` is the shard it was aggregated for (shard-aware aggregation
 /// only, else None).
-#[pyclass(frozen, module = "kinesis_agg")]
+#[pyclass(frozen, get_all, module = "kinesis_agg")]
 pub(crate) struct Aggregate {
-    #[pyo3(get)]
     pub(crate) partition_key: Py<PyString>,
-    #[pyo3(get)]
     pub(crate) explicit_hash_key: Option<Py<PyString>>,
-    #[pyo3(get)]
     pub(crate) data: Py<PyBytes>,
-    #[pyo3(get)]
     pub(crate) user_records: usize,
-    #[pyo3(get)]
     pub(crate) shard_id: Option<Py<PyString>>,
 }
 
@@ -125,10 +120,7 @@ impl Aggregate {
         Ok(format!(
             "Aggregate(partition_key={}, explicit_hash_key={}, user_records={}, size={}{})",
             self.partition_key.bind(py).repr()?,
-            match &self.explicit_hash_key {
-                Some(e) => e.bind(py).repr()?.to_string(),
-                None => "None".into(),
-            },
+            repr_optional(py, &self.explicit_hash_key)?,
             self.user_records,
             self.data.bind(py).as_bytes().len(),
             match &self.shard_id {

@@ -109,6 +109,14 @@ pub(crate) fn same(a: &Bound<'_, impl PyTypeCheck>, b: &Bound<'_, impl PyTypeChe
     PyAnyMethods::eq(a.as_any(), b.as_any())
 }
 
+/// `repr()` of an optional string, `None` when absent.
+pub(crate) fn repr_optional(py: Python<'_>, s: &Option<Py<PyString>>) -> PyResult<String> {
+    Ok(match s {
+        Some(e) => e.bind(py).repr()?.to_string(),
+        None => "None".into(),
+    })
+}
+
 pub(crate) fn value_error(e: ka::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }

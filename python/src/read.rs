@@ -2,7 +2,7 @@
 //! base64.
 
 use crate::RELEASE_GIL_AT;
-use crate::convert::{data, deaggregation_error, same, text, value_error};
+use crate::convert::{data, deaggregation_error, repr_optional, same, text, value_error};
 use std::borrow::Cow;
 
 use kinesis_agg as ka;
@@ -18,21 +18,14 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 /// `sub_sequence_number` is None. `sequence_number` and `record` (the
 /// outer record as delivered, such as a Lambda event record) are set by
 /// the event helpers, else None.
-#[pyclass(frozen, module = "kinesis_agg")]
+#[pyclass(frozen, get_all, module = "kinesis_agg")]
 pub(crate) struct UserRecord {
-    #[pyo3(get)]
     pub(crate) partition_key: Py<PyAny>,
-    #[pyo3(get)]
     pub(crate) explicit_hash_key: Option<Py<PyString>>,
-    #[pyo3(get)]
     pub(crate) data: Py<PyBytes>,
-    #[pyo3(get)]
     pub(crate) sub_sequence_number: Option<u64>,
-    #[pyo3(get)]
     pub(crate) aggregated: bool,
-    #[pyo3(get)]
     pub(crate) sequence_number: Option<Py<PyAny>>,
-    #[pyo3(get)]
     pub(crate) record: Option<Py<PyAny>>,
 }
 
@@ -55,10 +48,7 @@ impl UserRecord {
         Ok(format!(
             "UserRecord(partition_key={}, explicit_hash_key={}, sub_sequence_number={}, aggregated={}, data={})",
             self.partition_key.bind(py).repr()?,
-            match &self.explicit_hash_key {
-                Some(e) => e.bind(py).repr()?.to_string(),
-                None => "None".into(),
-            },
+            repr_optional(py, &self.explicit_hash_key)?,
             self.sub_sequence_number.map_or("None".into(), |n| n.to_string()),
             if self.aggregated { "True" } else { "False" },
             self.data.bind(py).repr()?
@@ -136,22 +126,15 @@ impl<'py> Keys<'py> {
         }
     }
 
-    /// The string of a user record's partition key.
-    pub(crate) fn partition_key(
-        &self,
-        agg: &ka::AggregatedRecord<'_, ka::VecTable<'_>>,
-        key: &str,
-    ) -> PyResult<&Bound<'py, PyString>> {
-        found(agg.partition_key_index(key).and_then(|i| self.pks.get(i)))
+    /// The string of a partition key, by its index in the table
+    /// (`AggregatedRecord::partition_key_index`).
+    pub(crate) fn pk(&self, index: Option<usize>) -> PyResult<&Bound<'py, PyString>> {
+        found(index.and_then(|i| self.pks.get(i)))
     }
 
-    /// The string of a user record's explicit hash key.
-    pub(crate) fn explicit_hash_key(
-        &self,
-        agg: &ka::AggregatedRecord<'_, ka::VecTable<'_>>,
-        key: &str,
-    ) -> PyResult<&Bound<'py, PyString>> {
-        found(agg.explicit_hash_key_index(key).and_then(|i| self.ehks.get(i)))
+    /// The string of an explicit hash key, by its index in the table.
+    pub(crate) fn ehk(&self, index: Option<usize>) -> PyResult<&Bound<'py, PyString>> {
+        found(index.and_then(|i| self.ehks.get(i)))
     }
 }
 
@@ -206,12 +189,12 @@ pub(crate) fn deaggregate<'py>(
             for u in agg.records() {
                 let r = UserRecord {
                     partition_key: keys
-                        .partition_key(&agg, u.partition_key)?
+                        .pk(agg.partition_key_index(u.partition_key))?
                         .clone()
                         .into_any()
                         .unbind(),
                     explicit_hash_key: match u.explicit_hash_key {
-                        Some(e) => Some(keys.explicit_hash_key(&agg, e)?.clone().unbind()),
+                        Some(e) => Some(keys.ehk(agg.explicit_hash_key_index(e))?.clone().unbind()),
                         None => None,
                     },
                     data: PyBytes::new(py, u.data).unbind(),
@@ -282,9 +265,9 @@ pub(crate) fn _lambda_dicts<'py>(
     for u in agg.records() {
         let k = k_template.copy()?;
         if let Some(e) = u.explicit_hash_key {
-            k.set_item(k_ehk, keys.explicit_hash_key(&agg, e)?)?;
+            k.set_item(k_ehk, keys.ehk(agg.explicit_hash_key_index(e))?)?;
         }
-        k.set_item(k_pk, keys.partition_key(&agg, u.partition_key)?)?;
+        k.set_item(k_pk, keys.pk(agg.partition_key_index(u.partition_key))?)?;
         k.set_item(k_sub, u.sub_sequence_number)?;
         b64.clear();
         b64.resize(base64::encoded_len(u.data.len(), true).unwrap_or(0), 0);

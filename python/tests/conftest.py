@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
+import threading
+from typing import Any, Callable, Optional, TypeVar
 
 import pytest
 
@@ -16,6 +17,31 @@ FIXTURES = ROOT / "tests" / "fixtures"
 def manifest() -> list[dict[str, Any]]:
     """The deaggregation fixtures with Google protobuf's parse of each."""
     return json.loads((FIXTURES / "deagg" / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+
+T = TypeVar("T")
+
+
+def add_from_threads(add: Callable[[str, bytes], Optional[T]], per_writer: int, writers: int = 4) -> list[T]:
+    """Calls ``add("w<w>", b"<w>:<i>")`` for ``i`` below ``per_writer`` from
+    ``writers`` threads at once; returns what the calls returned, Nones left
+    out."""
+    lock = threading.Lock()
+    out: list[T] = []
+
+    def writer(w: int) -> None:
+        for i in range(per_writer):
+            r = add("w%d" % w, b"%d:%d" % (w, i))
+            if r is not None:
+                with lock:
+                    out.append(r)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
 
 
 def blob(name: str) -> bytes:

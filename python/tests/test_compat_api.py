@@ -16,7 +16,7 @@ import kinesis_agg
 import kinesis_agg.aggregator as agg
 import kinesis_agg.deaggregator as deagg
 
-from conftest import lambda_record
+from conftest import add_from_threads, lambda_record
 
 
 def test_top_level_constants(reference: Any) -> None:
@@ -152,20 +152,7 @@ def test_callbacks_on_new_threads_under_concurrent_adds() -> None:
 
     a = agg.RecordAggregator(max_size=2000)
     a.on_record_complete(callback)
-    returned: list[Any] = []
-
-    def writer(w: int) -> None:
-        for i in range(500):
-            r = a.add_user_record("w%d" % w, b"%d:%d" % (w, i))
-            if r is not None:
-                with lock:
-                    returned.append(r)
-
-    writers = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in writers:
-        t.start()
-    for t in writers:
-        t.join()
+    returned = add_from_threads(a.add_user_record, 500)
     deadline = time.time() + 10
     while len(delivered) < len(returned) and time.time() < deadline:
         time.sleep(0.01)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import kinesis_agg
 from kinesis_agg import Aggregate, Aggregator, ShardedAggregator, ShardMap, UserRecord
 
-from conftest import FIXTURES, blob
+from conftest import FIXTURES, add_from_threads, blob
 
 keys = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12)
 ehks = st.one_of(st.none(), st.integers(0, 2**128 - 1).map(str))
@@ -241,21 +241,7 @@ def test_shard_map_and_sharded_aggregation() -> None:
 
 def test_an_aggregator_shared_by_threads_loses_nothing() -> None:
     agg = Aggregator(5000)
-    out: list[Aggregate] = []
-    lock = threading.Lock()
-
-    def writer(w: int) -> None:
-        for i in range(2000):
-            full = agg.add("w%d" % w, b"%d:%d" % (w, i))
-            if full is not None:
-                with lock:
-                    out.append(full)
-
-    ts = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    out = add_from_threads(agg.add, 2000)
     last = agg.flush()
     assert last is not None
     got = [u.data for a in out + [last] for u in kinesis_agg.deaggregate(a.data)]

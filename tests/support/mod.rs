@@ -13,3 +13,15 @@ pub mod pb;
 #[cfg(feature = "aws-sdk")]
 pub mod proxy;
 pub mod rng;
+
+/// `partition_key` and `explicit_hash_key` are those of `want`, an entry
+/// of a fixture manifest (Google's parse), for the case `case`.
+pub fn assert_keys(
+    partition_key: &str,
+    explicit_hash_key: Option<&str>,
+    want: &serde_json::Value,
+    case: &str,
+) {
+    assert_eq!(partition_key, want["partition_key"].as_str().unwrap(), "{case}");
+    assert_eq!(explicit_hash_key, want["explicit_hash_key"].as_str(), "{case}");
+}

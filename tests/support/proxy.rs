@@ -53,6 +53,15 @@ pub struct Faults {
     pub other_garble: f64,
 }
 
+impl Faults {
+    /// No fault but what `set` sets.
+    pub fn with(set: impl FnOnce(&mut Faults)) -> Faults {
+        let mut f = Faults::default();
+        set(&mut f);
+        f
+    }
+}
+
 /// What the proxy did.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -300,30 +309,37 @@ async fn serve(
         // The first call always takes the first fault asked for, so that a
         // short run injects at least one; later calls, by chance.
         let mut chance = rng.draws(c.put_calls.fetch_add(1, Ordering::Relaxed) == 0);
-        if chance(faults.call_500) {
-            c.calls_500.fetch_add(1, Ordering::Relaxed);
-            client
-                .write_all(&error_answer("500 Internal Server Error", "InternalFailure", "injected").bytes())
-                .await?;
-            continue;
-        }
-        if chance(faults.call_invalid) {
-            let e = error_answer(
+        // Whole calls answered with an error, each fault drawn in turn.
+        let call_faults = [
+            (
+                faults.call_500,
+                Some(&c.calls_500),
+                "500 Internal Server Error",
+                "InternalFailure",
+                "injected",
+            ),
+            (
+                faults.call_invalid,
+                None,
                 "400 Bad Request",
                 "ValidationException",
                 "1 validation error detected (injected)",
-            );
-            client.write_all(&e.bytes()).await?;
-            continue;
-        }
-        if chance(faults.call_throttled) {
-            c.calls_throttled.fetch_add(1, Ordering::Relaxed);
-            let e = error_answer(
+            ),
+            (
+                faults.call_throttled,
+                Some(&c.calls_throttled),
                 "400 Bad Request",
                 "ProvisionedThroughputExceededException",
                 "Rate exceeded (injected)",
-            );
-            client.write_all(&e.bytes()).await?;
+            ),
+        ];
+        if let Some(&(_, counter, status, kind, message)) = call_faults.iter().find(|f| chance(f.0)) {
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            client
+                .write_all(&error_answer(status, kind, message).bytes())
+                .await?;
             continue;
         }
         // Entries to reject: removed from the request, answered throttled.

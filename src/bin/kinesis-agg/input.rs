@@ -197,9 +197,9 @@ mod json {
             if de.end().is_ok() {
                 return Ok(());
             }
-            let seed = Document {
+            let seed = Walk {
                 shape,
-                doc,
+                list: None,
                 each: &mut *each,
                 stop: &mut stop,
             };
@@ -213,32 +213,37 @@ mod json {
         Ok(())
     }
 
-    struct Document<'e, 's> {
+    /// A document (`list` None), or its record list (`list` Some: whether
+    /// it is a Firehose event's), read with `each` called per record.
+    struct Walk<'e, 's> {
         shape: Input,
-        doc: usize,
+        list: Option<bool>,
         each: &'e mut dyn FnMut(InRecord) -> Result<(), Stop>,
         stop: &'s mut Option<Stop>,
     }
 
-    impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
+    impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
         type Value = ();
         fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
+            match self.list {
+                None => d.deserialize_map(self),
+                Some(_) => d.deserialize_seq(self),
+            }
         }
     }
 
-    impl<'de> Visitor<'de> for Document<'_, '_> {
+    impl<'de> Visitor<'de> for Walk<'_, '_> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a Lambda Kinesis event, a Firehose event or get-records output")
+            f.write_str(match self.list {
+                None => "a Lambda Kinesis event, a Firehose event or get-records output",
+                Some(_) => "a list of records",
+            })
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = false;
-            let Document {
-                shape,
-                doc,
-                each,
-                stop,
+            let Walk {
+                shape, each, stop, ..
             } = self;
             while let Some(key) = map.next_key::<String>()? {
                 let list = matches!(
@@ -248,11 +253,9 @@ mod json {
                 );
                 if list && !seen {
                     seen = true;
-                    let firehose = key == "records";
-                    map.next_value_seed(List {
+                    map.next_value_seed(Walk {
                         shape,
-                        firehose,
-                        doc,
+                        list: Some(key == "records"),
                         each: &mut *each,
                         stop: &mut *stop,
                     })?;
@@ -270,39 +273,17 @@ mod json {
             }
             Ok(())
         }
-    }
-
-    struct List<'e, 's> {
-        shape: Input,
-        firehose: bool,
-        doc: usize,
-        each: &'e mut dyn FnMut(InRecord) -> Result<(), Stop>,
-        stop: &'s mut Option<Stop>,
-    }
-
-    impl<'de> DeserializeSeed<'de> for List<'_, '_> {
-        type Value = ();
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for List<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of records")
-        }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let firehose = self.list == Some(true);
             let mut i = 0usize;
             while let Some(el) = seq.next_element::<Element>()? {
-                let rec = record(el, self.shape, self.firehose, i).map_err(de::Error::custom)?;
+                let rec = record(el, self.shape, firehose, i).map_err(de::Error::custom)?;
                 if let Err(stop) = (self.each)(rec) {
                     *self.stop = Some(stop);
                     return Err(de::Error::custom("stopped"));
                 }
                 i += 1;
             }
-            let _ = self.doc;
             Ok(())
         }
     }
