@@ -329,9 +329,80 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// Independent aggregates, as a Lambda event or a GetRecords answer holds
+/// them: `n` of about `size` bytes each (`ragged`: each of a size drawn
+/// from 64 bytes to twice `size`), of 100-byte records over 100 keys.
+fn batch(n: usize, size: usize, ragged: bool) -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x5EED_1234_ABCD_0002 ^ size as u64);
+    let keys: Vec<String> = (0..100).map(|_| uuid_key(&mut rng)).collect();
+    (0..n)
+        .map(|_| {
+            let target = if ragged {
+                64 + rng.below(2 * size as u64 - 64) as usize
+            } else {
+                size
+            };
+            let mut agg = RecordAggregator::with_limit(LIMIT).unwrap();
+            while agg.encoded_len() < target {
+                let data = rng.bytes(100.min(target - agg.encoded_len()).max(1));
+                agg.add(Record::new(&keys[rng.below(100) as usize], &data))
+                    .unwrap();
+            }
+            agg.finish().unwrap().into_data()
+        })
+        .collect()
+}
+
+/// Many aggregates read through the batch API (their checksums computed
+/// side by side, then each read), beside each read alone and beside
+/// `md-5` over the same bodies one after another: the single-stream MD5
+/// floor that one-at-a-time reading cannot pass.
+fn bench_batches(c: &mut Criterion) {
+    if std::env::var("CODEC_COUNT").is_ok() {
+        return;
+    }
+    let opts = Options::new();
+    for (name, blobs) in [
+        ("64x50KiB", batch(64, 50 * 1024, false)),
+        ("16x1MiB", batch(16, 1 << 20, false)),
+        ("1000x1KiB", batch(1000, 1024, false)),
+        ("1000x0-2KiB", batch(1000, 1024, true)),
+    ] {
+        let views: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+        let bytes: usize = views.iter().map(|b| b.len()).sum();
+        let mut g = c.benchmark_group(format!("batch/{name}"));
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function("kinesis-agg-verify", |b| {
+            b.iter(|| black_box(opts.verify_all(black_box(&views)).len()))
+        });
+        g.bench_function("kinesis-agg-read", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for v in opts.verify_all(black_box(&views)) {
+                    if let Ok(Deaggregated::Aggregated(a)) = v.deaggregate() {
+                        n += a.records().map(|r| r.data.len()).sum::<usize>();
+                    }
+                }
+                black_box(n)
+            })
+        });
+        g.bench_function("kinesis-agg-one-by-one", |b| {
+            b.iter(|| black_box(views.iter().map(|b| ours_deaggregate(b, &opts)).sum::<usize>()))
+        });
+        g.bench_function("md5-one-after-another", |b| {
+            b.iter(|| {
+                for v in &views {
+                    black_box(Md5::digest(&v[4..v.len() - 16]));
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = codec;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_batches
 }
 criterion_main!(codec);

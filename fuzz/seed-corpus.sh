@@ -3,7 +3,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fixtures="$here/../tests/fixtures/deagg"
-for t in deaggregate deaggregate_body differential roundtrip; do mkdir -p "$here/corpus/$t"; done
+for t in deaggregate deaggregate_body differential roundtrip batch; do mkdir -p "$here/corpus/$t"; done
 for f in "$fixtures"/*.bin; do
     name="$(basename "$f" .bin)"
     cp "$f" "$here/corpus/deaggregate/$name"
@@ -13,6 +13,10 @@ for f in "$fixtures"/*.bin; do
     if [ "$size" -gt 20 ] && [ "$size" -lt 65536 ]; then
         tail -c +5 "$f" | head -c $((size - 20)) > "$here/corpus/deaggregate_body/$name"
         cp "$here/corpus/deaggregate_body/$name" "$here/corpus/differential/$name"
+    fi
+    # A batch of one (flag byte, then the blob with its length), small ones.
+    if [ "$size" -lt 65536 ]; then
+        { printf '\000'; python3 -c "import struct,sys; sys.stdout.buffer.write(struct.pack('<H', $size))"; cat "$f"; } > "$here/corpus/batch/$name"
     fi
     # Arbitrary-driven input for the round trip: any bytes will do.
     if [ "$size" -lt 4096 ]; then cp "$f" "$here/corpus/roundtrip/$name"; fi

@@ -5,6 +5,27 @@
 //! compact loop below: the same digest in about a quarter of the flash,
 //! which a microcontroller counts before speed.
 
+#[cfg(not(target_os = "none"))]
+mod lanes;
+#[cfg(not(target_os = "none"))]
+pub(crate) use lanes::{LANES, md5_each};
+
+/// One message at a time on bare metal.
+#[cfg(target_os = "none")]
+pub(crate) const LANES: usize = 1;
+
+/// MD5 of every message, one at a time (bare metal: the compact loop,
+/// whose flash a microcontroller counts before speed).
+#[cfg(target_os = "none")]
+pub(crate) fn md5_each<'a>(
+    messages: impl IntoIterator<Item = (usize, &'a [u8])>,
+    mut done: impl FnMut(usize, [u8; 16]),
+) {
+    for (i, m) in messages {
+        done(i, md5_compact(m));
+    }
+}
+
 /// MD5 of `data`.
 #[inline]
 pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
@@ -141,180 +162,6 @@ fn compress(state: &mut [u32; 4], block: &[u8]) {
     }
 }
 
-/// Two MD5s at once, for aggregates completed in numbers
-/// ([`Aggregate::digest_pair`](crate::Aggregate::digest_pair)).
-#[cfg(feature = "alloc")]
-pub(crate) use pair::md5_pair;
-
-#[cfg(feature = "alloc")]
-mod pair {
-    use super::{K, S};
-
-    /// The message indexes of the four rounds' steps.
-    const fn g(i: usize) -> usize {
-        match i / 16 {
-            0 => i,
-            1 => (5 * i + 1) % 16,
-            2 => (3 * i + 5) % 16,
-            _ => (7 * i) % 16,
-        }
-    }
-
-    /// A message's 64-byte blocks as MD5 reads them: its whole blocks, then
-    /// one or two made of the rest, 0x80, zeros and the length in bits.
-    struct Padded<'a> {
-        data: &'a [u8],
-        whole: usize,
-        tail: [u8; 128],
-        blocks: usize,
-    }
-
-    impl<'a> Padded<'a> {
-        fn new(data: &'a [u8]) -> Self {
-            let whole = data.len() / 64;
-            let rest = &data[whole * 64..];
-            let mut tail = [0u8; 128];
-            tail[..rest.len()].copy_from_slice(rest);
-            tail[rest.len()] = 0x80;
-            let end = if rest.len() < 56 { 64 } else { 128 };
-            tail[end - 8..end].copy_from_slice(&(data.len() as u64).wrapping_mul(8).to_le_bytes());
-            Padded {
-                data,
-                whole,
-                tail,
-                blocks: whole + end / 64,
-            }
-        }
-
-        fn words(&self, i: usize) -> [u32; 16] {
-            let block = if i < self.whole {
-                &self.data[i * 64..i * 64 + 64]
-            } else {
-                &self.tail[(i - self.whole) * 64..(i - self.whole) * 64 + 64]
-            };
-            let mut m = [0u32; 16];
-            for (w, b) in m.iter_mut().zip(block.chunks_exact(4)) {
-                *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-            m
-        }
-    }
-
-    #[inline(always)]
-    fn ff(b: u32, c: u32, d: u32) -> u32 {
-        d ^ (b & (c ^ d))
-    }
-    #[inline(always)]
-    fn gg(b: u32, c: u32, d: u32) -> u32 {
-        c ^ (d & (b ^ c))
-    }
-    #[inline(always)]
-    fn hh(b: u32, c: u32, d: u32) -> u32 {
-        b ^ c ^ d
-    }
-    #[inline(always)]
-    fn ii(b: u32, c: u32, d: u32) -> u32 {
-        c ^ (b | !d)
-    }
-
-    /// One MD5 step on each lane: `a = b + rotl(a + f(b, c, d) + m + k, s)`.
-    macro_rules! step {
-        ($f:ident, $i:expr, $m:ident, $a:ident, $b:ident, $c:ident, $d:ident) => {
-            $a = $b.wrapping_add(
-                $a.wrapping_add($f($b, $c, $d))
-                    .wrapping_add($m[g($i)])
-                    .wrapping_add(K[$i])
-                    .rotate_left(S[($i / 16) * 4 + $i % 4]),
-            );
-        };
-    }
-
-    /// The 64 steps over any number of lanes, each lane's steps side by side
-    /// so that the processor works on one while another waits.
-    macro_rules! rounds {
-        ($(($m:ident, $a:ident, $b:ident, $c:ident, $d:ident)),+) => {
-            let mut i = 0;
-            while i < 64 {
-                match i / 16 {
-                    0 => {
-                        $( step!(ff, i, $m, $a, $b, $c, $d); )+
-                        $( step!(ff, i + 1, $m, $d, $a, $b, $c); )+
-                        $( step!(ff, i + 2, $m, $c, $d, $a, $b); )+
-                        $( step!(ff, i + 3, $m, $b, $c, $d, $a); )+
-                    }
-                    1 => {
-                        $( step!(gg, i, $m, $a, $b, $c, $d); )+
-                        $( step!(gg, i + 1, $m, $d, $a, $b, $c); )+
-                        $( step!(gg, i + 2, $m, $c, $d, $a, $b); )+
-                        $( step!(gg, i + 3, $m, $b, $c, $d, $a); )+
-                    }
-                    2 => {
-                        $( step!(hh, i, $m, $a, $b, $c, $d); )+
-                        $( step!(hh, i + 1, $m, $d, $a, $b, $c); )+
-                        $( step!(hh, i + 2, $m, $c, $d, $a, $b); )+
-                        $( step!(hh, i + 3, $m, $b, $c, $d, $a); )+
-                    }
-                    _ => {
-                        $( step!(ii, i, $m, $a, $b, $c, $d); )+
-                        $( step!(ii, i + 1, $m, $d, $a, $b, $c); )+
-                        $( step!(ii, i + 2, $m, $c, $d, $a, $b); )+
-                        $( step!(ii, i + 3, $m, $b, $c, $d, $a); )+
-                    }
-                }
-                i += 4;
-            }
-        };
-    }
-
-    fn compress_one(st: &mut [u32; 4], m: &[u32; 16]) {
-        let [mut a, mut b, mut c, mut d] = *st;
-        rounds!((m, a, b, c, d));
-        for (s, v) in st.iter_mut().zip([a, b, c, d]) {
-            *s = s.wrapping_add(v);
-        }
-    }
-
-    fn compress_two(s1: &mut [u32; 4], m1: &[u32; 16], s2: &mut [u32; 4], m2: &[u32; 16]) {
-        let [mut a1, mut b1, mut c1, mut d1] = *s1;
-        let [mut a2, mut b2, mut c2, mut d2] = *s2;
-        rounds!((m1, a1, b1, c1, d1), (m2, a2, b2, c2, d2));
-        for (s, v) in s1.iter_mut().zip([a1, b1, c1, d1]) {
-            *s = s.wrapping_add(v);
-        }
-        for (s, v) in s2.iter_mut().zip([a2, b2, c2, d2]) {
-            *s = s.wrapping_add(v);
-        }
-    }
-
-    fn digest_of(state: [u32; 4]) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        for (o, s) in out.chunks_exact_mut(4).zip(state) {
-            o.copy_from_slice(&s.to_le_bytes());
-        }
-        out
-    }
-
-    /// The MD5s of two messages, computed together: their blocks side by
-    /// side as long as both have one (each step of one lane fills the wait
-    /// on the other's), then the rest of the longer alone.
-    pub(crate) fn md5_pair(x: &[u8], y: &[u8]) -> ([u8; 16], [u8; 16]) {
-        const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-        let (px, py) = (Padded::new(x), Padded::new(y));
-        let (mut sx, mut sy) = (INIT, INIT);
-        let both = px.blocks.min(py.blocks);
-        for i in 0..both {
-            compress_two(&mut sx, &px.words(i), &mut sy, &py.words(i));
-        }
-        for i in both..px.blocks {
-            compress_one(&mut sx, &px.words(i));
-        }
-        for i in both..py.blocks {
-            compress_one(&mut sy, &py.words(i));
-        }
-        (digest_of(sx), digest_of(sy))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,43 +213,5 @@ mod tests {
             assert_eq!(md5_compact(&data[..n]), want, "length {n}");
             assert_eq!(md5(&data[..n]), want, "length {n}");
         }
-    }
-
-    #[cfg(feature = "alloc")]
-    /// The pair against the crate: every pair of lengths across the
-    /// paddings (whole blocks side by side, then the longer alone), equal
-    /// and unequal, and long ones.
-    #[test]
-    fn md5_pair_agrees_with_the_crate() {
-        let data: std::vec::Vec<u8> = (0..9000u32)
-            .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
-            .collect();
-        let other: std::vec::Vec<u8> = data.iter().rev().map(|b| b ^ 0x5a).collect();
-        let md5 = |d: &[u8]| -> [u8; 16] { Md5::digest(d).into() };
-        let step = if cfg!(miri) { 37 } else { 1 };
-        for n in (0..=200).step_by(step) {
-            for m in (0..=200).step_by(if cfg!(miri) { 41 } else { 7 }) {
-                let (a, b) = md5_pair(&data[..n], &other[..m]);
-                assert_eq!((a, b), (md5(&data[..n]), md5(&other[..m])), "lengths {n}, {m}");
-            }
-        }
-        let long: &[(usize, usize)] = if cfg!(miri) {
-            &[(1000, 999)]
-        } else {
-            &[
-                (9000, 9000),
-                (9000, 8999),
-                (5, 9000),
-                (8191, 4096),
-                (4096, 8191),
-                (6000, 0),
-            ]
-        };
-        for &(n, m) in long {
-            let (a, b) = md5_pair(&data[..n], &other[..m]);
-            assert_eq!((a, b), (md5(&data[..n]), md5(&other[..m])), "lengths {n}, {m}");
-        }
-        // The same message twice.
-        assert_eq!(md5_pair(&data, &data), (md5(&data), md5(&data)));
     }
 }

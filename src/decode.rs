@@ -203,20 +203,90 @@ impl Options {
     /// assert_eq!(e, Ok(Envelope::Plain(PlainReason::TooShort)));
     /// ```
     pub fn envelope<'a>(&self, blob: &'a [u8]) -> Result<Envelope<'a>, Error> {
-        if !blob.starts_with(&MAGIC) {
-            return Ok(Envelope::Plain(PlainReason::NoMagic));
+        match split(blob) {
+            Err(reason) => Ok(Envelope::Plain(reason)),
+            Ok((body, _)) if self.checksum == Checksum::Skip => Ok(Envelope::Aggregated { body }),
+            Ok((body, trailer)) => self.judge(body, trailer, &crate::checksum::md5(body)),
         }
-        if blob.len() <= MAGIC.len() + DIGEST_LEN {
-            return Ok(Envelope::Plain(PlainReason::TooShort));
+    }
+
+    /// The envelope of a body whose MD5 is `md5`, by the policy.
+    fn judge<'a>(
+        &self,
+        body: &'a [u8],
+        trailer: &[u8],
+        md5: &[u8; DIGEST_LEN],
+    ) -> Result<Envelope<'a>, Error> {
+        if md5[..] == *trailer {
+            Ok(Envelope::Aggregated { body })
+        } else if self.checksum == Checksum::Strict {
+            Err(Error::ChecksumMismatch)
+        } else {
+            Ok(Envelope::Plain(PlainReason::ChecksumMismatch))
         }
-        let (body, digest) = blob[MAGIC.len()..].split_at(blob.len() - MAGIC.len() - DIGEST_LEN);
-        if self.checksum != Checksum::Skip && crate::checksum::md5(body)[..] != *digest {
-            if self.checksum == Checksum::Strict {
-                return Err(Error::ChecksumMismatch);
-            }
-            return Ok(Envelope::Plain(PlainReason::ChecksumMismatch));
+    }
+
+    /// Reads the envelopes of many blobs, their checksums computed side by
+    /// side ([`MD5_LANES`](crate::MD5_LANES) at a time): `out[i]` is
+    /// `blobs[i]`'s, to be read as [`Options::deaggregate`] would read it.
+    /// No heap. Reads as many blobs as `out` has room for and returns how
+    /// many.
+    ///
+    /// Independent MD5s run in SIMD lanes several times faster than one
+    /// after another: a batch of blobs (a Lambda event, a GetRecords
+    /// answer) is verified at a fraction of the cost of verifying each.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Deaggregated, Options, Record, RecordAggregator, Verified};
+    /// let mut agg = RecordAggregator::new();
+    /// agg.add(Record::new("k", b"one")).unwrap();
+    /// let blob = agg.finish().unwrap().into_data();
+    /// let blobs: [&[u8]; 2] = [&blob, b"plain"];
+    /// let mut out = [Verified::default(); 2];
+    /// assert_eq!(Options::new().verify_into(&blobs, &mut out), 2);
+    /// assert!(matches!(out[0].deaggregate_fixed::<4>(), Ok(Deaggregated::Aggregated(_))));
+    /// assert!(matches!(out[1].deaggregate_fixed::<4>(), Ok(Deaggregated::Plain { data: b"plain", .. })));
+    /// ```
+    pub fn verify_into<'a>(&self, blobs: &[&'a [u8]], out: &mut [Verified<'a>]) -> usize {
+        let n = blobs.len().min(out.len());
+        let (blobs, out) = (&blobs[..n], &mut out[..n]);
+        let mut check = false;
+        for (o, &blob) in out.iter_mut().zip(blobs) {
+            let envelope = match split(blob) {
+                Err(reason) => Ok(Envelope::Plain(reason)),
+                Ok((body, _)) => {
+                    check |= self.checksum != Checksum::Skip;
+                    Ok(Envelope::Aggregated { body })
+                }
+            };
+            *o = Verified {
+                blob,
+                envelope,
+                options: *self,
+            };
         }
-        Ok(Envelope::Aggregated { body })
+        if check {
+            let bodies = blobs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| split(b).ok().map(|(body, _)| (i, body)));
+            crate::checksum::md5_each(bodies, |i, md5| {
+                if let Ok((body, trailer)) = split(blobs[i]) {
+                    out[i].envelope = self.judge(body, trailer, &md5);
+                }
+            });
+        }
+        n
+    }
+
+    /// [`verify_into`](Self::verify_into) into a vector: every blob's
+    /// envelope, in order.
+    #[cfg(feature = "alloc")]
+    pub fn verify_all<'a>(&self, blobs: &[&'a [u8]]) -> alloc::vec::Vec<Verified<'a>> {
+        let mut out = alloc::vec![Verified::default(); blobs.len()];
+        self.verify_into(blobs, &mut out);
+        out
     }
 
     /// Deaggregates `blob` with key tables the caller provides (they are
@@ -228,10 +298,21 @@ impl Options {
     pub fn deaggregate_with<'a, T: KeyTable<'a>>(
         &self,
         blob: &'a [u8],
+        partition_keys: T,
+        explicit_hash_keys: T,
+    ) -> Result<Deaggregated<'a, T>, Error> {
+        self.read(blob, self.envelope(blob)?, partition_keys, explicit_hash_keys)
+    }
+
+    /// Reads `blob`'s body, its envelope read already.
+    fn read<'a, T: KeyTable<'a>>(
+        &self,
+        blob: &'a [u8],
+        envelope: Envelope<'a>,
         mut partition_keys: T,
         mut explicit_hash_keys: T,
     ) -> Result<Deaggregated<'a, T>, Error> {
-        let body = match self.envelope(blob)? {
+        let body = match envelope {
             Envelope::Plain(reason) => return Ok(Deaggregated::Plain { data: blob, reason }),
             Envelope::Aggregated { body } => body,
         };
@@ -267,6 +348,82 @@ impl Options {
         blob: &'a [u8],
     ) -> Result<Deaggregated<'a, FixedTable<'a, N>>, Error> {
         self.deaggregate_with(blob, FixedTable::new(), FixedTable::new())
+    }
+}
+
+/// A blob's body and trailer, or why it is plain whatever its checksum.
+fn split(blob: &[u8]) -> Result<(&[u8], &[u8]), PlainReason> {
+    if !blob.starts_with(&MAGIC) {
+        return Err(PlainReason::NoMagic);
+    }
+    if blob.len() <= MAGIC.len() + DIGEST_LEN {
+        return Err(PlainReason::TooShort);
+    }
+    Ok(blob[MAGIC.len()..].split_at(blob.len() - MAGIC.len() - DIGEST_LEN))
+}
+
+/// A blob whose envelope was read with others', their checksums computed
+/// side by side ([`Options::verify_into`], [`Options::verify_all`]). Read
+/// it as [`Options`] reads a blob: the same [`Deaggregated`] outcome or
+/// error, without computing its MD5 again.
+///
+/// `Verified::default()` is an empty plain blob, to fill arrays with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified<'a> {
+    blob: &'a [u8],
+    envelope: Result<Envelope<'a>, Error>,
+    options: Options,
+}
+
+impl Default for Verified<'_> {
+    fn default() -> Self {
+        Verified {
+            blob: &[],
+            envelope: Ok(Envelope::Plain(PlainReason::NoMagic)),
+            options: Options::new(),
+        }
+    }
+}
+
+impl<'a> Verified<'a> {
+    /// The blob.
+    pub fn blob(&self) -> &'a [u8] {
+        self.blob
+    }
+
+    /// Its envelope, as [`Options::envelope`] gives it.
+    pub fn envelope(&self) -> Result<Envelope<'a>, Error> {
+        self.envelope
+    }
+
+    /// As [`Options::deaggregate_with`].
+    ///
+    /// # Errors
+    /// As [`Options::deaggregate_with`].
+    pub fn deaggregate_with<T: KeyTable<'a>>(
+        &self,
+        partition_keys: T,
+        explicit_hash_keys: T,
+    ) -> Result<Deaggregated<'a, T>, Error> {
+        self.options
+            .read(self.blob, self.envelope?, partition_keys, explicit_hash_keys)
+    }
+
+    /// As [`Options::deaggregate`].
+    ///
+    /// # Errors
+    /// As [`Options::deaggregate_with`].
+    #[cfg(feature = "alloc")]
+    pub fn deaggregate(&self) -> Result<Deaggregated<'a, VecTable<'a>>, Error> {
+        self.deaggregate_with(VecTable::new(), VecTable::new())
+    }
+
+    /// As [`Options::deaggregate_fixed`].
+    ///
+    /// # Errors
+    /// As [`Options::deaggregate_with`].
+    pub fn deaggregate_fixed<const N: usize>(&self) -> Result<Deaggregated<'a, FixedTable<'a, N>>, Error> {
+        self.deaggregate_with(FixedTable::new(), FixedTable::new())
     }
 }
 

@@ -6,7 +6,7 @@
 use core::fmt;
 
 #[cfg(feature = "alloc")]
-use crate::decode::{Deaggregated, Options};
+use crate::decode::{Deaggregated, Options, Verified};
 use crate::decode::{Tags, UserRecord};
 use crate::error::Error;
 
@@ -219,9 +219,24 @@ impl<'a> KinesisRecord<'a> {
         options: Options,
         on_invalid: OnInvalid,
         range: Option<crate::HashKeyRange>,
+        each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
+    ) -> Result<Option<crate::OutOfRange>, E> {
+        let mut verified = [Verified::default()];
+        options.verify_into(&[self.data], &mut verified);
+        self.deliver(record, &verified[0], on_invalid, range, each)
+    }
+
+    /// Hands out the user records of this Kinesis record, whose envelope
+    /// `verified` holds.
+    pub(crate) fn deliver<E>(
+        &self,
+        record: usize,
+        verified: &Verified<'a>,
+        on_invalid: OnInvalid,
+        range: Option<crate::HashKeyRange>,
         mut each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
     ) -> Result<Option<crate::OutOfRange>, E> {
-        let delivered = match options.deaggregate(self.data) {
+        let delivered = match verified.deaggregate() {
             Ok(Deaggregated::Aggregated(agg)) => {
                 if let Some(Err(out)) = range.map(|r| agg.check_range(r)) {
                     return Ok(Some(out));
@@ -257,4 +272,48 @@ impl<'a> KinesisRecord<'a> {
         });
         out
     }
+}
+
+/// The user records of many Kinesis records (a Lambda event, a GetRecords
+/// answer), their checksums verified side by side
+/// ([`Options::verify_all`]): to `each`, in order, what
+/// [`KinesisRecord::try_for_each_user_record_in`] gives for each record
+/// (at its index in `records`), the KCL's range rule applied when `range`
+/// is given. Returns, for each record, the first user record outside the
+/// range of a discarded aggregate.
+///
+/// # Errors
+/// What `each` returned; the records after it are not read.
+#[cfg(feature = "alloc")]
+pub fn try_for_each_user_record_of<'a, E>(
+    records: &[KinesisRecord<'a>],
+    options: Options,
+    on_invalid: OnInvalid,
+    range: Option<crate::HashKeyRange>,
+    mut each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
+) -> Result<alloc::vec::Vec<Option<crate::OutOfRange>>, E> {
+    let blobs: alloc::vec::Vec<&'a [u8]> = records.iter().map(|r| r.data).collect();
+    let verified = options.verify_all(&blobs);
+    records
+        .iter()
+        .zip(&verified)
+        .enumerate()
+        .map(|(i, (r, v))| r.deliver(i, v, on_invalid, range, &mut each))
+        .collect()
+}
+
+/// The user records of many Kinesis records, in order, their checksums
+/// verified side by side (see [`try_for_each_user_record_of`]).
+#[cfg(feature = "alloc")]
+pub fn user_records_of<'a>(
+    records: &[KinesisRecord<'a>],
+    options: Options,
+    on_invalid: OnInvalid,
+) -> alloc::vec::Vec<Result<DeliveredRecord<'a>, BrokenRecord<'a>>> {
+    let mut out = alloc::vec::Vec::new();
+    let _ = try_for_each_user_record_of(records, options, on_invalid, None, |r| {
+        out.push(r);
+        Ok::<(), core::convert::Infallible>(())
+    });
+    out
 }

@@ -1022,6 +1022,8 @@ fn finished<'b>(buf: &'b [u8], done: &Done) -> Finished<'b> {
 // ---------------------------------------------------------------------------
 
 #[cfg(feature = "alloc")]
+pub(crate) use self::owned::digests_of;
+#[cfg(feature = "alloc")]
 pub use self::owned::{Aggregate, Digested, RecordAggregator, Undigested, UndigestedAggregate};
 
 #[cfg(feature = "alloc")]
@@ -1125,18 +1127,63 @@ mod owned {
             self.with_state()
         }
 
-        /// Writes the MD5 trailers of two aggregates, computed side by side
-        /// (faster than one after the other on a processor that runs
-        /// independent instructions at once: each MD5 is a chain of
-        /// dependent steps).
-        pub fn digest_pair(mut a: Self, mut b: Self) -> (Aggregate, Aggregate) {
-            let (body_a, trailer_a) = body_and_trailer(&mut a.buf, &a.done);
-            let (body_b, trailer_b) = body_and_trailer(&mut b.buf, &b.done);
-            let (da, db) = crate::checksum::md5_pair(body_a, body_b);
-            trailer_a.copy_from_slice(&da);
-            trailer_b.copy_from_slice(&db);
-            (a.with_state(), b.with_state())
+        /// Writes the MD5 trailers of many aggregates, computed side by
+        /// side ([`MD5_LANES`](crate::MD5_LANES) at a time, several times
+        /// faster than one after another): the digested aggregates, in
+        /// order.
+        ///
+        /// # Examples
+        /// ```
+        /// use kinesis_agg::{Aggregate, Record, RecordAggregator};
+        /// let (mut agg, mut now) = (RecordAggregator::new(), RecordAggregator::new());
+        /// let (mut later, mut singly) = (Vec::new(), Vec::new());
+        /// for key in ["a", "b", "c", "d", "e"] {
+        ///     agg.add(Record::new(key, b"data")).unwrap();
+        ///     now.add(Record::new(key, b"data")).unwrap();
+        ///     later.extend(agg.finish_undigested());
+        ///     singly.extend(now.finish());
+        /// }
+        /// assert_eq!(Aggregate::digest_all(later), singly);
+        /// ```
+        pub fn digest_all(aggregates: impl IntoIterator<Item = Self>) -> Vec<Aggregate> {
+            let all: Vec<Self> = aggregates.into_iter().collect();
+            let digests = digests_of(all.iter().map(Self::body));
+            all.into_iter()
+                .zip(digests)
+                .map(|(a, d)| a.with_digest(d))
+                .collect()
         }
+
+        /// The protobuf body, between the magic and the trailer.
+        pub(crate) fn body(&self) -> &[u8] {
+            &self.buf[self.done.start + MAGIC.len()..self.done.end - DIGEST_LEN]
+        }
+
+        /// With `md5`, its body's MD5, written in the trailer.
+        pub(crate) fn with_digest(mut self, md5: [u8; DIGEST_LEN]) -> Aggregate {
+            body_and_trailer(&mut self.buf, &self.done)
+                .1
+                .copy_from_slice(&md5);
+            self.with_state()
+        }
+    }
+
+    /// The MD5s of `bodies`, in order: side by side when there are
+    /// several, without a vector of results when there is one.
+    pub(crate) fn digests_of<'b>(
+        bodies: impl ExactSizeIterator<Item = &'b [u8]>,
+    ) -> core::iter::Chain<core::option::IntoIter<[u8; DIGEST_LEN]>, alloc::vec::IntoIter<[u8; DIGEST_LEN]>>
+    {
+        let n = bodies.len();
+        let mut one = None;
+        let mut many = Vec::new();
+        if n == 1 {
+            one = bodies.map(crate::checksum::md5).next();
+        } else {
+            many = alloc::vec![[0u8; DIGEST_LEN]; n];
+            crate::checksum::md5_each(bodies.enumerate(), |i, d| many[i] = d);
+        }
+        one.into_iter().chain(many)
     }
 
     impl Clone for Aggregate {
@@ -1348,7 +1395,7 @@ mod owned {
 
         /// Completes the current aggregate without writing its MD5 trailer
         /// (`None` when empty), for a caller that digests aggregates later,
-        /// several at once ([`Aggregate::digest_pair`]): the same bytes as
+        /// several at once ([`Aggregate::digest_all`]): the same bytes as
         /// [`finish`](Self::finish) once digested. Callbacks are not run.
         ///
         /// # Examples
@@ -1359,7 +1406,7 @@ mod owned {
         /// shards[1].add(Record::new("b", b"second shard")).unwrap();
         /// let a = shards[0].finish_undigested().unwrap();
         /// let b = shards[1].finish_undigested().unwrap();
-        /// let (a, b) = Aggregate::digest_pair(a, b);
+        /// let [a, b] = <[Aggregate; 2]>::try_from(Aggregate::digest_all([a, b])).unwrap();
         /// let read = kinesis_agg::deaggregate(a.data()).unwrap();
         /// assert!(matches!(read, kinesis_agg::Deaggregated::Aggregated(_)));
         /// assert_eq!(b.partition_key(), "b");

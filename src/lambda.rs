@@ -1,6 +1,7 @@
 //! Deaggregating AWS Lambda events (feature `lambda`): a Kinesis event and
 //! a Firehose transformation event, each user record as a
-//! [`DeliveredRecord`] with the outer record's metadata. Uses the
+//! [`DeliveredRecord`] with the outer record's metadata, the records'
+//! checksums verified side by side. Uses the
 //! `aws_lambda_events` crate's types and borrows from them.
 //!
 //! ```
@@ -30,20 +31,14 @@ use aws_lambda_events::event::firehose::KinesisFirehoseEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 
 use crate::decode::Options;
-use crate::delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
+use crate::delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid, user_records_of};
 
 /// User records or broken records, in order.
 pub type EventRecords<'a> = Vec<Result<DeliveredRecord<'a>, BrokenRecord<'a>>>;
 
 fn expand<'a>(outers: impl Iterator<Item = KinesisRecord<'a>>, on_invalid: OnInvalid) -> EventRecords<'a> {
-    let mut out = Vec::new();
-    for (i, outer) in outers.enumerate() {
-        let _ = outer.try_for_each_user_record(i, Options::new(), on_invalid, |r| {
-            out.push(r);
-            Ok::<(), core::convert::Infallible>(())
-        });
-    }
-    out
+    let outers: Vec<KinesisRecord<'a>> = outers.collect();
+    user_records_of(&outers, Options::new(), on_invalid)
 }
 
 /// The user records of a Lambda Kinesis event, in order. The shard id is

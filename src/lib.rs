@@ -36,11 +36,13 @@ mod wire;
 
 pub use decode::{
     AggregatedRecord, Checksum, Deaggregated, Envelope, FixedTable, InRange, KeyTable, Options, OutOfRange,
-    PlainReason, Records, Tag, Tags, UserRecord, deaggregate_fixed,
+    PlainReason, Records, Tag, Tags, UserRecord, Verified, deaggregate_fixed,
 };
 #[cfg(feature = "alloc")]
 pub use decode::{VecTable, deaggregate};
 pub use delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
+#[cfg(feature = "alloc")]
+pub use delivered::{try_for_each_user_record_of, user_records_of};
 #[cfg(feature = "alloc")]
 pub use encode::{Aggregate, Digested, RecordAggregator, Undigested, UndigestedAggregate};
 pub use encode::{
@@ -53,6 +55,13 @@ pub use index::{FixedIndex, Slot as KeySlot, Slots as KeyIndex};
 #[cfg(feature = "alloc")]
 #[cfg(feature = "alloc")]
 pub use keycache::HashKeyCache;
+/// How many MD5s run side by side when many blobs are verified or many
+/// aggregates digested together ([`Options::verify_into`],
+/// [`Aggregate::digest_all`]): 8 on every x86-64 (two SSE2 vectors, or one
+/// AVX2 vector with `RUSTFLAGS="-C target-feature=+avx2"`) and aarch64
+/// (NEON), 16 with AVX-512 (`-C target-cpu=native` on a processor that has
+/// it); 1 on bare metal, which keeps the compact single-stream code.
+pub const MD5_LANES: usize = checksum::LANES;
 pub use limits::{
     DEFAULT_LIMIT, DIGEST_LEN, HASH_KEY_MAX_DIGITS, INDEX_SLOTS_PER_KEY, MAGIC, MAX_LIMIT,
     MAX_PARTITION_KEY_UNITS, MIN_LIMIT, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES,

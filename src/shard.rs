@@ -359,20 +359,18 @@ impl ShardAggregate<Undigested> {
         }
     }
 
-    /// Writes two MD5 trailers side by side (see
-    /// [`Aggregate::digest_pair`]).
-    pub fn digest_pair(a: Self, b: Self) -> (ShardAggregate, ShardAggregate) {
-        let (x, y) = Aggregate::digest_pair(a.aggregate, b.aggregate);
-        (
-            ShardAggregate {
+    /// Writes the MD5 trailers of many shard aggregates side by side (see
+    /// [`Aggregate::digest_all`]), in order.
+    pub fn digest_all(aggregates: impl IntoIterator<Item = Self>) -> Vec<ShardAggregate> {
+        let all: Vec<Self> = aggregates.into_iter().collect();
+        let digests = crate::encode::digests_of(all.iter().map(|a| a.aggregate.body()));
+        all.into_iter()
+            .zip(digests)
+            .map(|(a, d)| ShardAggregate {
                 route: a.route,
-                aggregate: x,
-            },
-            ShardAggregate {
-                route: b.route,
-                aggregate: y,
-            },
-        )
+                aggregate: a.aggregate.with_digest(d),
+            })
+            .collect()
     }
 }
 
@@ -701,17 +699,17 @@ impl ShardedAggregator {
     pub fn add(&mut self, record: Record<'_>) -> Result<Vec<ShardAggregate>, Error> {
         let mut completed = None;
         self.place(record, None, &mut completed)?;
-        let mut out: Vec<ShardAggregate> = completed.map(ShardAggregate::digest).into_iter().collect();
+        let mut out: Vec<ShardAggregate<Undigested>> = completed.into_iter().collect();
         if let Some(cap) = self.cap {
             while self.buffered_bytes() > cap {
                 let largest = (0..self.shards.len()).max_by_key(|&j| self.shards[j].agg.encoded_len());
                 match largest.and_then(|j| self.complete(j)) {
-                    Some(a) => out.push(a.digest()),
+                    Some(a) => out.push(a),
                     None => break,
                 }
             }
         }
-        Ok(out)
+        Ok(ShardAggregate::digest_all(out))
     }
 
     /// The shard whose aggregate was started first, if any is buffered.
@@ -727,12 +725,10 @@ impl ShardedAggregator {
         self.complete(i).map(ShardAggregate::digest)
     }
 
-    /// Completes every buffered aggregate, oldest first.
+    /// Completes every buffered aggregate, oldest first, their MD5s
+    /// computed side by side.
     pub fn finish_all(&mut self) -> Vec<ShardAggregate> {
-        self.complete_all()
-            .into_iter()
-            .map(ShardAggregate::digest)
-            .collect()
+        ShardAggregate::digest_all(self.complete_all())
     }
 
     /// Completes every buffered aggregate, oldest first, without MD5s.

@@ -597,17 +597,30 @@ fn undigested_aggregates_digested_later_are_the_same_bytes() {
             assert_eq!(got.record_count(), want.record_count());
             assert_eq!(got.counted_len(), want.counted_len());
         }
-        let (got_a, got_b) = Aggregate::digest_pair(got_a, got_b);
-        assert_eq!(got_a, want_a, "{n} and {m} records");
-        assert_eq!(got_b, want_b, "{n} and {m} records");
+        let got = Aggregate::digest_all([got_a, got_b]);
+        assert_eq!(got, [want_a.clone(), want_b.clone()], "{n} and {m} records");
         // Alone, and the pair the other way round.
         fill(&mut a2, 1, n);
         assert_eq!(a2.finish_undigested().unwrap().digest(), want_a);
         fill(&mut a2, 1, n);
         fill(&mut b2, 2, m);
-        let (b, a) = Aggregate::digest_pair(b2.finish_undigested().unwrap(), a2.finish_undigested().unwrap());
-        assert_eq!((a, b), (want_a, want_b));
+        let got = Aggregate::digest_all([b2.finish_undigested().unwrap(), a2.finish_undigested().unwrap()]);
+        assert_eq!(got, [want_b, want_a]);
     }
+    // Many at once, of many sizes (more than the lanes, so lanes are
+    // refilled), in order; and none.
+    let mut want = Vec::new();
+    let mut later = Vec::new();
+    for i in 0..3 * kinesis_agg::MD5_LANES + 1 {
+        let (mut x, mut y) = (RecordAggregator::new(), RecordAggregator::new());
+        let n = (i * 37) % 500 + 1;
+        fill(&mut x, i, n);
+        fill(&mut y, i, n);
+        want.push(x.finish().unwrap());
+        later.push(y.finish_undigested().unwrap());
+    }
+    assert_eq!(Aggregate::digest_all(later), want);
+    assert!(Aggregate::digest_all([]).is_empty());
     // Nothing to finish: nothing, and no callback for undigested ones.
     let mut agg = RecordAggregator::new();
     assert!(agg.finish_undigested().is_none());

@@ -379,3 +379,55 @@ fn reused_key_tables_start_empty() {
     reuse(kinesis_agg::deaggregate(&first).unwrap(), &second);
     reuse(kinesis_agg::deaggregate_fixed::<2>(&first).unwrap(), &second);
 }
+
+/// A record's keys name their table entries: the index of each is the one
+/// Google's parse gives (prost, with field presence), and a string that
+/// only equals an entry, or is a part of one, is no entry.
+#[test]
+fn key_indexes_are_the_entries_the_records_name() {
+    use prost::Message;
+    let blob = std::fs::read("tests/fixtures/deagg/py_mixed_keys.bin").unwrap();
+    let body = &blob[4..blob.len() - 16];
+    let pb = support::pb::PbAggregatedRecord::decode(body).unwrap();
+    let Ok(Deaggregated::Aggregated(read)) = kinesis_agg::deaggregate(&blob) else {
+        panic!("not aggregated")
+    };
+    let mut with_ehk = 0;
+    for (r, want) in read.records().zip(&pb.records) {
+        assert_eq!(
+            read.partition_key_index(r.partition_key),
+            Some(want.partition_key_index as usize)
+        );
+        let ehk = r.explicit_hash_key.and_then(|e| read.explicit_hash_key_index(e));
+        assert_eq!(ehk, want.explicit_hash_key_index.map(|i| i as usize));
+        with_ehk += usize::from(ehk.is_some());
+    }
+    assert!(
+        with_ehk > 0 && pb.partition_key_table.len() > 2,
+        "the fixture mixes keys"
+    );
+    for (i, key) in read.partition_keys().iter().enumerate() {
+        assert_eq!(read.partition_key_index(key), Some(i));
+        let copy: String = key.chars().collect();
+        assert_eq!(read.partition_key_index(&copy), None, "an equal copy");
+        assert_eq!(read.partition_key_index(&key[..key.len() - 1]), None, "a prefix");
+        assert_eq!(read.explicit_hash_key_index(key), None, "the other table");
+    }
+}
+
+/// An aggregate's debug form says its keys, records and size, and not its
+/// bytes.
+#[test]
+fn an_aggregate_debugs_as_its_summary() {
+    let mut agg = RecordAggregator::new();
+    agg.add(Record::new("key", b"0123456789")).unwrap();
+    let done = agg.finish().unwrap();
+    let text = format!("{done:?}");
+    let len = done.data().len();
+    assert_eq!(
+        text,
+        format!(
+            "Aggregate {{ partition_key: \"key\", explicit_hash_key: None, record_count: 1, len: {len} }}"
+        )
+    );
+}

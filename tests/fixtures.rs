@@ -279,3 +279,54 @@ fn fixed_tables_may_fill_before_a_later_structural_error() {
         kinesis_agg::Error::LengthPastEnd { offset: 20 }
     );
 }
+
+/// Every fixture, verified together with the others (checksums side by
+/// side), reads as it reads alone, under each policy: the same outcome,
+/// records, errors and offsets; and a batch larger than its room reads
+/// what fits.
+#[test]
+fn a_batch_reads_as_each_blob_alone() {
+    let cases: Vec<Value> = manifest().into_iter().filter(|c| !too_big_for_miri(c)).collect();
+    let blobs: Vec<Vec<u8>> = cases
+        .iter()
+        .map(|c| blob(c["name"].as_str().unwrap()))
+        .chain([Vec::new(), b"plain".to_vec()])
+        .collect();
+    let views: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+    let mut aggregated = 0;
+    for policy in [Checksum::Verify, Checksum::Strict, Checksum::Skip] {
+        let opts = Options::new().checksum(policy);
+        let batch = opts.verify_all(&views);
+        assert_eq!(batch.len(), views.len());
+        for (v, &b) in batch.iter().zip(&views) {
+            assert_eq!(v.blob(), b);
+            assert_eq!(v.envelope(), opts.envelope(b), "{policy:?}");
+            let (got, want) = (v.deaggregate(), opts.deaggregate(b));
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{policy:?}");
+            aggregated += usize::from(matches!(want, Ok(Deaggregated::Aggregated(_))));
+            assert_eq!(
+                format!("{:?}", v.deaggregate_fixed::<4>()),
+                format!("{:?}", opts.deaggregate_fixed::<4>(b))
+            );
+        }
+        // Room for three: three read, the rest untouched.
+        let mut out = [kinesis_agg::Verified::default(); 4];
+        assert_eq!(opts.verify_into(&views[..3], &mut out), 3);
+        assert_eq!(&out[..3], &batch[..3]);
+        assert_eq!(out[3], kinesis_agg::Verified::default());
+        let mut room = [kinesis_agg::Verified::default(); 2];
+        assert_eq!(opts.verify_into(&views, &mut room), 2);
+        assert_eq!(room, batch[..2]);
+    }
+    assert!(aggregated > 10, "the fixtures hold aggregated records");
+    // An empty blob by default: plain, read as plain.
+    let d = kinesis_agg::Verified::default();
+    assert_eq!(
+        d.envelope(),
+        Ok(kinesis_agg::Envelope::Plain(PlainReason::NoMagic))
+    );
+    assert!(matches!(
+        d.deaggregate(),
+        Ok(Deaggregated::Plain { data: b"", .. })
+    ));
+}

@@ -290,26 +290,16 @@ fn outcomes(answer: Option<PutAnswer>, n: usize, timeout: Duration) -> Vec<Outco
     }
 }
 
-/// Writes the MD5 of every aggregate of a call that has none yet, two at
-/// a time (aggregates of like size side by side).
+/// Writes the MD5 of every aggregate of a call that has none yet, side
+/// by side ([`ShardAggregate::digest_all`]).
 fn digest_all(batch: &mut [KRecord]) {
-    let mut pending: Vec<&mut KRecord> = batch
+    let (at, pending): (Vec<usize>, Vec<ShardAggregate<Undigested>>) = batch
         .iter_mut()
-        .filter(|k| matches!(k.payload, Payload::Pending(_)))
-        .collect();
-    pending.sort_unstable_by_key(|k| k.size());
-    for pair in pending.chunks_mut(2) {
-        match pair {
-            [x, y] => {
-                if let (Some(a), Some(b)) = (x.take_pending(), y.take_pending()) {
-                    let (a, b) = ShardAggregate::digest_pair(a, b);
-                    x.payload = Payload::Aggregate(a);
-                    y.payload = Payload::Aggregate(b);
-                }
-            }
-            [x] => x.digest(),
-            _ => {}
-        }
+        .enumerate()
+        .filter_map(|(i, k)| k.take_pending().map(|a| (i, a)))
+        .unzip();
+    for (i, a) in at.into_iter().zip(ShardAggregate::digest_all(pending)) {
+        batch[i].payload = Payload::Aggregate(a);
     }
 }
 

@@ -21,7 +21,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Record as SdkRecord, Shard as SdkShard};
 
 use crate::backoff::{Backoff, Jitter};
-use crate::decode::Options;
+use crate::decode::{Options, Verified};
 use crate::delivered::{BrokenRecord, DeliveredRecord, KinesisRecord, OnInvalid};
 use crate::encode::Aggregate;
 use crate::error::Error;
@@ -104,19 +104,28 @@ pub fn kinesis_record(record: &SdkRecord) -> KinesisRecord<'_> {
 }
 
 /// Appends the user records of one GetRecords record (at `index` in its
-/// batch) to `out`, under the KCL's rule when `range` is given; says which
-/// user record broke it when the rule discards the aggregate.
+/// batch, its envelope in `verified`) to `out`, under the KCL's rule when
+/// `range` is given; says which user record broke it when the rule
+/// discards the aggregate.
 fn deliver<'a>(
     record: &'a SdkRecord,
     index: usize,
+    verified: &Verified<'a>,
     on_invalid: OnInvalid,
     range: Option<HashKeyRange>,
     out: &mut Vec<DeliveredRecord<'a>>,
 ) -> Result<Option<crate::decode::OutOfRange>, BrokenRecord<'a>> {
-    kinesis_record(record).try_for_each_user_record_in(index, Options::new(), on_invalid, range, |r| {
+    kinesis_record(record).deliver(index, verified, on_invalid, range, |r| {
         out.push(r?);
         Ok(())
     })
+}
+
+/// The envelopes of GetRecords records, their checksums verified side by
+/// side.
+fn verify_each(records: &[SdkRecord]) -> Vec<Verified<'_>> {
+    let blobs: Vec<&[u8]> = records.iter().map(|r| r.data().as_ref()).collect();
+    Options::new().verify_all(&blobs)
 }
 
 /// The user records of one GetRecords record, in order (`record` is its
@@ -126,7 +135,8 @@ fn deliver<'a>(
 /// A record with a valid checksum and a broken body.
 pub fn user_records(record: &SdkRecord, index: usize) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
     let mut out = Vec::new();
-    deliver(record, index, OnInvalid::Error, None, &mut out)?;
+    let verified = verify_each(core::slice::from_ref(record));
+    deliver(record, index, &verified[0], OnInvalid::Error, None, &mut out)?;
     Ok(out)
 }
 
@@ -141,9 +151,36 @@ pub fn user_records_in_shard(
     index: usize,
     range: HashKeyRange,
 ) -> Result<ShardRead<'_>, BrokenRecord<'_>> {
+    let verified = verify_each(core::slice::from_ref(record));
+    shard_read(record, index, &verified[0], range)
+}
+
+/// [`user_records_in_shard`] for every record of a GetRecords answer, in
+/// order, their checksums verified side by side: the record at `i` is
+/// numbered `first + i`.
+pub fn user_records_in_shard_each(
+    records: &[SdkRecord],
+    first: usize,
+    range: HashKeyRange,
+) -> Vec<Result<ShardRead<'_>, BrokenRecord<'_>>> {
+    let verified = verify_each(records);
+    records
+        .iter()
+        .zip(&verified)
+        .enumerate()
+        .map(|(i, (r, v))| shard_read(r, first + i, v, range))
+        .collect()
+}
+
+fn shard_read<'a>(
+    record: &'a SdkRecord,
+    index: usize,
+    verified: &Verified<'a>,
+    range: HashKeyRange,
+) -> Result<ShardRead<'a>, BrokenRecord<'a>> {
     let mut out = Vec::new();
     Ok(
-        match deliver(record, index, OnInvalid::Error, Some(range), &mut out)? {
+        match deliver(record, index, verified, OnInvalid::Error, Some(range), &mut out)? {
             None => ShardRead::Records(out),
             Some(out_of_range) => ShardRead::Discarded {
                 sequence_number: record.sequence_number(),
@@ -153,7 +190,8 @@ pub fn user_records_in_shard(
     )
 }
 
-/// The user records of a batch of GetRecords records, in order.
+/// The user records of a batch of GetRecords records, in order, their
+/// checksums verified side by side.
 ///
 /// # Errors
 /// The first record with a broken body, with its position in the batch
@@ -164,8 +202,9 @@ pub fn batch_user_records(
     on_invalid: OnInvalid,
 ) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
     let mut out = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        deliver(r, i, on_invalid, None, &mut out)?;
+    let verified = verify_each(records);
+    for (i, (r, v)) in records.iter().zip(&verified).enumerate() {
+        deliver(r, i, v, on_invalid, None, &mut out)?;
     }
     Ok(out)
 }

@@ -103,10 +103,10 @@ async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
                 return Err(Stop::Input(e.to_string()));
             }
         };
-        for rec in &page.records {
-            let i = record_index;
-            record_index += 1;
-            match sdk::user_records_in_shard(rec, i, page.shard.range) {
+        let reads = sdk::user_records_in_shard_each(&page.records, record_index, page.shard.range);
+        record_index += page.records.len();
+        for (rec, read) in page.records.iter().zip(reads) {
+            match read {
                 Ok(ShardRead::Records(users)) => {
                     for u in &users {
                         bytes += u.data.len() as u64;
