@@ -286,7 +286,14 @@ fn fixed_tables_may_fill_before_a_later_structural_error() {
 /// what fits.
 #[test]
 fn a_batch_reads_as_each_blob_alone() {
-    let cases: Vec<Value> = manifest().into_iter().filter(|c| !too_big_for_miri(c)).collect();
+    // Under Miri, which interprets every step of every lane, a sample: a
+    // third of the fixtures of up to 1 KiB (the native run reads them all).
+    let cases: Vec<Value> = manifest()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| !cfg!(miri) || (i % 3 == 0 && c["len"].as_u64().unwrap() <= 1024))
+        .map(|(_, c)| c)
+        .collect();
     let blobs: Vec<Vec<u8>> = cases
         .iter()
         .map(|c| blob(c["name"].as_str().unwrap()))
@@ -318,7 +325,10 @@ fn a_batch_reads_as_each_blob_alone() {
         assert_eq!(opts.verify_into(&views, &mut room), 2);
         assert_eq!(room, batch[..2]);
     }
-    assert!(aggregated > 10, "the fixtures hold aggregated records");
+    assert!(
+        aggregated > if cfg!(miri) { 3 } else { 10 },
+        "the fixtures hold aggregated records"
+    );
     // An empty blob by default: plain, read as plain.
     let d = kinesis_agg::Verified::default();
     assert_eq!(
