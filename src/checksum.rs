@@ -114,22 +114,37 @@ const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21]
 /// MD5 (RFC 1321) in one loop of 64 steps.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 pub(crate) fn md5_compact(data: &[u8]) -> [u8; 16] {
-    let mut state = [0x6745_2301u32, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    let mut state = INIT;
     let mut blocks = data.chunks_exact(64);
     for block in &mut blocks {
         compress(&mut state, block);
     }
-    // The rest, 0x80, zeros, then the length in bits: one or two blocks.
-    let rest = blocks.remainder();
+    let (last, end) = padding(data);
+    for block in last[..end].chunks_exact(64) {
+        compress(&mut state, block);
+    }
+    digest_of(state)
+}
+
+/// MD5's initial state.
+const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+/// The last block or two of `data` as MD5 reads them: the bytes after its
+/// whole 64-byte blocks, 0x80, zeros, then the length in bits; and how many
+/// of the 128 bytes they take (64 or 128).
+fn padding(data: &[u8]) -> ([u8; 128], usize) {
+    let rest = &data[data.len() / 64 * 64..];
     let mut last = [0u8; 128];
     last[..rest.len()].copy_from_slice(rest);
     last[rest.len()] = 0x80;
     let end = if rest.len() < 56 { 64 } else { 128 };
     let bits = (data.len() as u64).wrapping_mul(8);
     last[end - 8..end].copy_from_slice(&bits.to_le_bytes());
-    for block in last[..end].chunks_exact(64) {
-        compress(&mut state, block);
-    }
+    (last, end)
+}
+
+/// The digest of a final state: its words, little-endian.
+fn digest_of(state: [u32; 4]) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (o, s) in out.chunks_exact_mut(4).zip(state) {
         o.copy_from_slice(&s.to_le_bytes());

@@ -280,6 +280,16 @@ impl Options {
         n
     }
 
+    /// One blob's envelope, its MD5 computed alone.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn verify<'a>(&self, blob: &'a [u8]) -> Verified<'a> {
+        Verified {
+            blob,
+            envelope: self.envelope(blob),
+            options: *self,
+        }
+    }
+
     /// [`verify_into`](Self::verify_into) into a vector: every blob's
     /// envelope, in order.
     #[cfg(feature = "alloc")]

@@ -221,9 +221,7 @@ impl<'a> KinesisRecord<'a> {
         range: Option<crate::HashKeyRange>,
         each: impl FnMut(Result<DeliveredRecord<'a>, BrokenRecord<'a>>) -> Result<(), E>,
     ) -> Result<Option<crate::OutOfRange>, E> {
-        let mut verified = [Verified::default()];
-        options.verify_into(&[self.data], &mut verified);
-        self.deliver(record, &verified[0], on_invalid, range, each)
+        self.deliver(record, &options.verify(self.data), on_invalid, range, each)
     }
 
     /// Hands out the user records of this Kinesis record, whose envelope

@@ -431,3 +431,26 @@ fn an_aggregate_debugs_as_its_summary() {
         )
     );
 }
+
+/// One Kinesis record read alone hands out what the reader finds in it:
+/// its user records in order, or the whole blob when it is plain.
+#[test]
+fn a_kinesis_record_alone_gives_its_user_records() {
+    use kinesis_agg::{KinesisRecord, OnInvalid};
+    let blob = std::fs::read("tests/fixtures/deagg/py_mixed_keys.bin").unwrap();
+    let Ok(Deaggregated::Aggregated(read)) = kinesis_agg::deaggregate(&blob) else {
+        panic!("not aggregated")
+    };
+    let got = KinesisRecord::new(&blob).user_records(7, OnInvalid::Error);
+    assert_eq!(got.len(), read.len());
+    for (g, want) in got.iter().zip(read.records()) {
+        let g = g.as_ref().unwrap();
+        assert!(g.aggregated && g.record == 7);
+        assert_eq!((g.partition_key, g.data), (Some(want.partition_key), want.data));
+        assert_eq!(g.sub_sequence_number, Some(want.sub_sequence_number));
+    }
+    let plain = KinesisRecord::new(b"plain").user_records(0, OnInvalid::Error);
+    assert_eq!(plain.len(), 1);
+    let p = plain[0].as_ref().unwrap();
+    assert!(!p.aggregated && p.data == b"plain");
+}

@@ -16,7 +16,7 @@
 //! hold the others back; the last message left alone finishes on the
 //! single-stream code, which is faster than one busy lane of many.
 
-use super::K;
+use super::{INIT, K, digest_of, padding};
 
 /// How many messages are hashed side by side.
 pub(crate) const LANES: usize = if cfg!(target_feature = "avx512f") {
@@ -31,8 +31,6 @@ pub(crate) const LANES: usize = if cfg!(target_feature = "avx512f") {
 
 /// A word of every lane.
 type Words = [u32; LANES];
-
-const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
 #[inline(always)]
 fn ff(b: u32, c: u32, d: u32) -> u32 {
@@ -155,12 +153,7 @@ struct Job<'a> {
 impl<'a> Job<'a> {
     fn new(index: usize, data: &'a [u8]) -> Self {
         let whole = data.len() / 64;
-        let rest = &data[whole * 64..];
-        let mut tail = [0u8; 128];
-        tail[..rest.len()].copy_from_slice(rest);
-        tail[rest.len()] = 0x80;
-        let end = if rest.len() < 56 { 64 } else { 128 };
-        tail[end - 8..end].copy_from_slice(&(data.len() as u64).wrapping_mul(8).to_le_bytes());
+        let (tail, end) = padding(data);
         Job {
             index,
             data,
@@ -183,14 +176,6 @@ impl<'a> Job<'a> {
     }
 }
 
-fn digest_of(state: [u32; 4]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    for (o, s) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&s.to_le_bytes());
-    }
-    out
-}
-
 /// The MD5 of every message: `done(index, digest)` for each `(index,
 /// message)` of `messages`, in the order they finish (not the order given).
 /// No heap: the lanes' state lives on the stack.
@@ -203,8 +188,6 @@ pub(crate) fn md5_each<'a>(
     let mut state = [[0u32; LANES]; 4];
     let mut m = [[0u32; LANES]; 16];
     loop {
-        let mut active = 0;
-        let mut last = 0;
         for (l, job) in jobs.iter_mut().enumerate() {
             if job.is_none()
                 && let Some((index, data)) = messages.next()
@@ -214,21 +197,18 @@ pub(crate) fn md5_each<'a>(
                     s[l] = v;
                 }
             }
-            if job.is_some() {
-                active += 1;
-                last = l;
-            }
         }
+        let active = jobs.iter().filter(|j| j.is_some()).count();
         if active == 0 {
             return;
         }
-        if active == 1 {
-            // Alone: the single-stream code is faster than one lane of many.
-            if let Some(job) = jobs[last].take() {
-                let mut st = [state[0][last], state[1][last], state[2][last], state[3][last]];
-                finish_alone(&mut st, &job);
-                done(job.index, digest_of(st));
-            }
+        if alone(active)
+            && let Some(last) = jobs.iter().rposition(Option::is_some)
+            && let Some(job) = jobs[last].take()
+        {
+            let mut st = [state[0][last], state[1][last], state[2][last], state[3][last]];
+            finish_alone(&mut st, &job);
+            done(job.index, digest_of(st));
             continue;
         }
         for (l, job) in jobs.iter().enumerate() {
@@ -250,6 +230,13 @@ pub(crate) fn md5_each<'a>(
             }
         }
     }
+}
+
+/// Whether the messages in the lanes are few enough for the last to finish
+/// on the single-stream code, which is faster than one busy lane of many.
+/// Speed only: a job finishes with the same digest either way.
+fn alone(active: usize) -> bool {
+    active == 1
 }
 
 /// The rest of `job`'s blocks on the single-stream code.

@@ -135,8 +135,8 @@ fn verify_each(records: &[SdkRecord]) -> Vec<Verified<'_>> {
 /// A record with a valid checksum and a broken body.
 pub fn user_records(record: &SdkRecord, index: usize) -> Result<Vec<DeliveredRecord<'_>>, BrokenRecord<'_>> {
     let mut out = Vec::new();
-    let verified = verify_each(core::slice::from_ref(record));
-    deliver(record, index, &verified[0], OnInvalid::Error, None, &mut out)?;
+    let verified = Options::new().verify(record.data().as_ref());
+    deliver(record, index, &verified, OnInvalid::Error, None, &mut out)?;
     Ok(out)
 }
 
@@ -151,8 +151,8 @@ pub fn user_records_in_shard(
     index: usize,
     range: HashKeyRange,
 ) -> Result<ShardRead<'_>, BrokenRecord<'_>> {
-    let verified = verify_each(core::slice::from_ref(record));
-    shard_read(record, index, &verified[0], range)
+    let verified = Options::new().verify(record.data().as_ref());
+    shard_read(record, index, &verified, range)
 }
 
 /// [`user_records_in_shard`] for every record of a GetRecords answer, in
