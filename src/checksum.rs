@@ -119,7 +119,8 @@ pub(crate) fn md5_compact(data: &[u8]) -> [u8; 16] {
     for block in &mut blocks {
         compress(&mut state, block);
     }
-    let (last, end) = padding(data);
+    let mut last = [0u8; 128];
+    let end = padding(data, &mut last);
     for block in last[..end].chunks_exact(64) {
         compress(&mut state, block);
     }
@@ -129,18 +130,19 @@ pub(crate) fn md5_compact(data: &[u8]) -> [u8; 16] {
 /// MD5's initial state.
 const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
-/// The last block or two of `data` as MD5 reads them: the bytes after its
-/// whole 64-byte blocks, 0x80, zeros, then the length in bits; and how many
-/// of the 128 bytes they take (64 or 128).
-fn padding(data: &[u8]) -> ([u8; 128], usize) {
+/// Writes into `last` (zeroed) the last block or two of `data` as MD5 reads
+/// them: the bytes after its whole 64-byte blocks, 0x80, zeros, then the
+/// length in bits; returns how many of the 128 bytes they take (64 or
+/// 128). In place, so that no 128-byte copy is made (bare metal links no
+/// `memcpy` for it).
+fn padding(data: &[u8], last: &mut [u8; 128]) -> usize {
     let rest = &data[data.len() / 64 * 64..];
-    let mut last = [0u8; 128];
     last[..rest.len()].copy_from_slice(rest);
     last[rest.len()] = 0x80;
     let end = if rest.len() < 56 { 64 } else { 128 };
     let bits = (data.len() as u64).wrapping_mul(8);
     last[end - 8..end].copy_from_slice(&bits.to_le_bytes());
-    (last, end)
+    end
 }
 
 /// The digest of a final state: its words, little-endian.

@@ -153,15 +153,16 @@ struct Job<'a> {
 impl<'a> Job<'a> {
     fn new(index: usize, data: &'a [u8]) -> Self {
         let whole = data.len() / 64;
-        let (tail, end) = padding(data);
-        Job {
+        let mut job = Job {
             index,
             data,
             next: 0,
             whole,
-            blocks: whole + end / 64,
-            tail,
-        }
+            blocks: whole,
+            tail: [0; 128],
+        };
+        job.blocks += padding(data, &mut job.tail) / 64;
+        job
     }
 
     /// The next block's bytes.
