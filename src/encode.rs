@@ -227,6 +227,16 @@ struct Plan {
     size: usize,
 }
 
+impl Plan {
+    /// How many keys the add brings into each table (0 or 1 each).
+    fn new_keys(&self) -> (usize, usize) {
+        (
+            usize::from(matches!(self.pk, Lookup::New(_))),
+            usize::from(matches!(self.ehk, Some(Lookup::New(_)))),
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Lookup {
     /// Already in the table: index and the slot's `pos`.
@@ -482,6 +492,39 @@ impl Core {
     /// Checks a plan against the limit, the buffer and the index.
     #[inline]
     fn admit<S: Slots>(&self, plan: &Plan, rec: &Record<'_>, cap: usize, slots: &mut S) -> Result<(), Error> {
+        self.room(plan, rec, cap)?;
+        let (new_pk, new_ehk) = plan.new_keys();
+        if new_pk + new_ehk > 0 {
+            // A fixed index holds at least one key of each table, so an
+            // empty aggregate always has room.
+            crate::index::reserve(
+                slots,
+                self.pk_count as usize,
+                new_pk,
+                self.ehk_count as usize,
+                new_ehk,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What [`add`](Self::add) would answer for `rec`, without adding it:
+    /// the plan checked against the limit, the buffer (`cap` bytes) and
+    /// the index, which is not grown.
+    fn check<S: Slots>(&self, buf: &[u8], slots: &S, rec: &Record<'_>, cap: usize) -> Result<(), Error> {
+        let plan = self.plan(buf, slots.as_ref(), rec)?;
+        self.room(&plan, rec, cap)?;
+        let (new_pk, new_ehk) = plan.new_keys();
+        crate::index::has_room(
+            slots,
+            self.pk_count as usize + new_pk,
+            self.ehk_count as usize + new_ehk,
+        )
+    }
+
+    /// Checks a plan's bytes against the limit and the buffer.
+    #[inline]
+    fn room(&self, plan: &Plan, rec: &Record<'_>, cap: usize) -> Result<(), Error> {
         let outer = if self.count == 0 {
             rec.partition_key.len()
         } else {
@@ -498,19 +541,6 @@ impl Core {
                 });
             }
             return Err(Error::Full);
-        }
-        let new_pk = usize::from(matches!(plan.pk, Lookup::New(_)));
-        let new_ehk = usize::from(matches!(plan.ehk, Some(Lookup::New(_))));
-        if new_pk + new_ehk > 0 {
-            // A fixed index holds at least one key of each table, so an
-            // empty aggregate always has room.
-            crate::index::reserve(
-                slots,
-                self.pk_count as usize,
-                new_pk,
-                self.ehk_count as usize,
-                new_ehk,
-            )?;
         }
         Ok(())
     }
@@ -978,6 +1008,31 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>, I: Slots> BufferAggregator<B, I> {
             .size_with(self.buf.as_ref(), self.slots.as_ref(), record)
     }
 
+    /// What [`add`](Self::add) would answer for `record`, without adding
+    /// it: `Ok` when the current aggregate would take it, else the error
+    /// `add` would give ([`Error::Full`] or [`Error::KeyCapacity`] when it
+    /// fits only a later aggregate, [`Error::RecordTooLarge`] when it fits
+    /// none, invalid keys).
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Aggregator, Error, Record};
+    /// let mut agg = Aggregator::<_, 4>::with_limit([0u8; 64], 64).unwrap();
+    /// let r = Record::new("k", b"0123456789");
+    /// assert_eq!(agg.check(&r), Ok(()));
+    /// agg.add(r).unwrap();
+    /// agg.add(r).unwrap();
+    /// assert_eq!(agg.check(&r), Err(Error::Full));
+    /// assert_eq!(agg.record_count(), 2);
+    /// ```
+    pub fn check(&self, record: &Record<'_>) -> Result<(), Error> {
+        self.core
+            .check(self.buf.as_ref(), &self.slots, record, self.buf.as_ref().len())
+    }
+
     /// Number of user records in the current aggregate.
     pub fn record_count(&self) -> usize {
         self.core.count
@@ -1357,6 +1412,19 @@ mod owned {
                 }
                 Err(r) => Err(r.error),
             }
+        }
+
+        /// What [`try_add`](Self::try_add) would answer for `record`,
+        /// without adding it: `Ok` when the current aggregate would take
+        /// it, [`Error::Full`] when only the next one would,
+        /// [`Error::RecordTooLarge`] or invalid keys otherwise.
+        ///
+        /// # Errors
+        /// As [`try_add`](Self::try_add).
+        pub fn check(&self, record: &Record<'_>) -> Result<(), Error> {
+            let inner = &self.inner;
+            let cap = inner.core.limit;
+            inner.core.check(&inner.buf, &inner.slots, record, cap)
         }
 
         /// Adds a record to the current aggregate or hands it back, as

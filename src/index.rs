@@ -82,6 +82,18 @@ pub(crate) fn reserve<S: Slots + ?Sized>(
     }
 }
 
+/// `Ok` when the index holds `pk` partition keys and `ehk` explicit hash
+/// keys as it is (a growable one always will, after growing).
+///
+/// # Errors
+/// [`Error::KeyCapacity`] naming the table that is full.
+pub(crate) fn has_room<S: Slots + ?Sized>(slots: &S, pk: usize, ehk: usize) -> Result<(), Error> {
+    match slots.key_capacity() {
+        Some(n) => within(n, pk, ehk),
+        None => Ok(()),
+    }
+}
+
 /// `Ok` when `pk` partition keys and `ehk` explicit hash keys fit an
 /// index of `n` keys per table; else the table that is full.
 fn within(n: usize, pk: usize, ehk: usize) -> Result<(), Error> {

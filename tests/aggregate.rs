@@ -635,3 +635,63 @@ fn undigested_aggregates_digested_later_are_the_same_bytes() {
     let _ = agg.finish().unwrap();
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// `check` answers what `add` then does, for every kind of answer: taken,
+/// full (bytes or key capacity), too large alone, invalid keys; and it
+/// changes nothing.
+#[test]
+fn check_answers_what_add_does_and_changes_nothing() {
+    let mut rng = support::rng::Rng::new(0xC4EC_0001);
+    let mut fixed = Aggregator::<_, 3>::with_limit(vec![0u8; 600], 600).unwrap();
+    let mut owned = RecordAggregator::with_limit(700).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..3000 {
+        let pk = match rng.below(20) {
+            0 => String::new(),
+            n => format!("key-{}", n % 6),
+        };
+        let ehk = match rng.below(6) {
+            0 => Some("not a number".to_owned()),
+            1 | 2 => Some(rng.below(4).to_string()),
+            _ => None,
+        };
+        let len = match rng.below(30) {
+            0 => 800,
+            _ => rng.below(120) as usize,
+        };
+        let data = rng.bytes(len);
+        let r = Record::new(&pk, &data).with_optional_explicit_hash_key(ehk.as_deref());
+
+        // Each aggregator: (size before, check, size after check, add).
+        let answers = [
+            {
+                let before = (fixed.record_count(), fixed.encoded_len());
+                let checked = fixed.check(&r);
+                let after = (fixed.record_count(), fixed.encoded_len());
+                (before, checked, after, fixed.add(r).map_err(|r| r.error))
+            },
+            {
+                let before = (owned.record_count(), owned.encoded_len());
+                let checked = owned.check(&r);
+                let after = (owned.record_count(), owned.encoded_len());
+                (before, checked, after, owned.try_add(r).map_err(|r| r.error))
+            },
+        ];
+        for (before, checked, after, added) in answers {
+            assert_eq!(before, after, "record {i}: check changed the aggregator");
+            assert_eq!(checked, added, "record {i}");
+            if let Err(e) = added {
+                seen.insert(core::mem::discriminant(&e));
+            }
+        }
+        if fixed.check(&r).is_err_and(|e| e.kind() == ErrorKind::Full) {
+            fixed.finish();
+        }
+        if owned.check(&r) == Err(Error::Full) {
+            assert!(owned.finish().is_some());
+            assert_eq!(owned.check(&r), Ok(()), "record {i}: fits a fresh aggregate");
+        }
+    }
+    // Full, KeyCapacity, RecordTooLarge and both invalid keys were seen.
+    assert!(seen.len() >= 5, "{} kinds of refusal", seen.len());
+}
