@@ -9,9 +9,12 @@
 # reference module aws-kinesis-agg 1.2.3 (with six, which it imports), the
 # package itself built from python/ by pip, and kinesalite (npm) for a
 # Kinesis API on loopback, which it starts on a free port and stops by PID.
-# It also adds the rustup targets the wheels need (python/build.sh).
-# Needs: cargo (rustup), python3 (3.9+) with venv, node and npm, make and a
-# C compiler with the sanitizers (gcc or clang).
+# It also adds the rustup targets the wheels need (python/build.sh), and for
+# the JavaScript package (js/) the wasm32 target, wasm-bindgen-cli (cargo
+# install into .tools/bin, the version of the wasm-bindgen crate in
+# Cargo.lock) and js/'s npm dev dependencies (npm ci, into js/node_modules).
+# Needs: cargo (rustup), python3 (3.9+) with venv, node (18+) and npm, make
+# and a C compiler with the sanitizers (gcc or clang).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$PWD"
@@ -72,6 +75,21 @@ step "Python: mypy --strict"
 
 step "C: the interface's tests (ASan, UBSan), the example, kagg-deagg against the CLI"
 make -C ffi test
+
+step "JavaScript: the npm package (js/): build, mocha, tsc --strict on the declarations"
+rustup target add wasm32-unknown-unknown
+WB_VERSION=$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"$/\1/p;}' Cargo.lock)
+if [ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WB_VERSION" ]; then
+    # Not --locked: a dependency its lock file pins may be yanked.
+    cargo install --root "$TOOLS" wasm-bindgen-cli --version "$WB_VERSION"
+fi
+(
+    cd js
+    npm ci --no-audit --no-fund
+    PATH="$TOOLS/bin:$PATH" npm run build
+    npm test
+    npm run types
+)
 
 kill "$KPID"
 trap - EXIT

@@ -1,0 +1,60 @@
+// npm run build: the core for wasm32 (cargo), its JavaScript glue
+// (wasm-bindgen, installed with `cargo install wasm-bindgen-cli --version`
+// the wasm-bindgen crate's), then the package's CommonJS and ESM files
+// (esbuild), the WebAssembly built into the core's file so that loading
+// is synchronous and needs no file system or fetch.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const run = (cmd, args, cwd = root) => execFileSync(cmd, args, { cwd, stdio: 'inherit' });
+
+run('cargo', ['build', '-p', 'kinesis-agg-js', '--target', 'wasm32-unknown-unknown', '--profile', 'wasm']);
+const wasm = join(root, 'target', 'wasm32-unknown-unknown', 'wasm', 'kinesis_agg_js.wasm');
+rmSync(join(here, 'pkg'), { recursive: true, force: true });
+run('wasm-bindgen', ['--target', 'web', '--out-dir', join(here, 'pkg'), '--out-name', 'kinesis_agg_js', wasm]);
+
+rmSync(join(here, 'dist'), { recursive: true, force: true });
+mkdirSync(join(here, 'dist'));
+for (const [format, ext] of [['cjs', 'cjs'], ['esm', 'mjs']]) {
+  // index and compat share one core file per format.
+  const core = {
+    name: 'core',
+    setup(b) {
+      b.onResolve({ filter: /^\.\/core\.js$/ }, () => ({ path: './core.' + ext, external: true }));
+    },
+  };
+  await esbuild.build({
+    entryPoints: [join(here, 'lib', 'core.js')],
+    outfile: join(here, 'dist', 'core.' + ext),
+    bundle: true,
+    format,
+    platform: 'neutral',
+    target: 'es2020',
+    loader: { '.wasm': 'binary' },
+    // The glue's asynchronous loader (never called here) names the file by
+    // import.meta.url, which CommonJS has not.
+    define: format === 'cjs' ? { 'import.meta.url': 'undefined' } : {},
+    logLevel: 'warning',
+  });
+  for (const name of ['index', 'compat']) {
+    await esbuild.build({
+      entryPoints: [join(here, 'lib', name + '.js')],
+      outfile: join(here, 'dist', name + '.' + ext),
+      bundle: true,
+      format,
+      platform: 'neutral',
+      target: 'es2020',
+      plugins: [core],
+      logLevel: 'warning',
+    });
+  }
+}
+for (const name of ['index', 'compat', 'events']) {
+  copyFileSync(join(here, 'types', name + '.d.ts'), join(here, 'dist', name + '.d.ts'));
+}
+console.log('wasm: ' + statSync(join(here, 'pkg', 'kinesis_agg_js_bg.wasm')).size + ' bytes');

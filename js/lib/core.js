@@ -1,0 +1,147 @@
+// The WebAssembly core, loaded synchronously from bytes built into this
+// file, and the helpers both APIs share: reading a blob into user records
+// whose data are views of the input, keys decoded once per aggregate, and
+// the library's errors as DeaggregationError.
+import wasmBytes from '../pkg/kinesis_agg_js_bg.wasm';
+import { initSync, read, limits, Aggregator as WasmAggregator } from '../pkg/kinesis_agg_js.js';
+
+initSync({ module: wasmBytes });
+
+export { WasmAggregator };
+
+const [DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT] = limits();
+export { DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT };
+
+/** Marks a user record without an explicit hash key in the read table. */
+const NO_KEY = 0xffffffff;
+
+/** Why a blob is a plain record, by the core's reason number. */
+export const PLAIN_REASONS = ['noMagic', 'tooShort', 'checksumMismatch', 'unparsable'];
+
+/**
+ * An aggregated record whose checksum is right (or not verified) but
+ * whose body is broken. Thrown before any user record is returned.
+ */
+export class DeaggregationError extends Error {
+  constructor(message, offset, code) {
+    super(message);
+    this.name = 'DeaggregationError';
+    /** The byte offset in the blob where the body breaks, when known. */
+    this.offset = offset;
+    /** Why, as the message says it. */
+    this.reason = message;
+    /** The library's error by name (such as 'MissingField'). */
+    this.code = code;
+  }
+}
+
+const POLICIES = { verify: 0, skip: 1, strict: 2 };
+
+/** The checksum policy's number: 'verify' (the default), 'skip', 'strict'. */
+export function policyOf(checksum) {
+  if (checksum === undefined) return 0;
+  const p = POLICIES[checksum];
+  if (p === undefined || typeof checksum !== 'string') {
+    throw new TypeError("checksum must be 'verify', 'skip' or 'strict', not " + String(checksum));
+  }
+  return p;
+}
+
+const utf8 = new TextDecoder('utf-8');
+const utf8Encoder = new TextEncoder();
+
+/** Whether a string is well-formed UTF-16 (no lone surrogate), so that
+ * its UTF-8 bytes say exactly what it says. */
+function wellFormed(s) {
+  if (typeof s.isWellFormed === 'function') return s.isWellFormed();
+  return !/[\uD800-\uDFFF]/.test(s.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ''));
+}
+
+/** A key argument: a well-formed string, else a TypeError naming it. */
+export function keyArg(s, what) {
+  if (typeof s !== 'string') throw new TypeError(what + ' must be a string');
+  if (!wellFormed(s)) throw new TypeError(what + ' holds a lone surrogate, which UTF-8 cannot carry');
+  return s;
+}
+
+/** A string's UTF-8 bytes. */
+export function encodeUtf8(s) {
+  return utf8Encoder.encode(s);
+}
+
+/** Bytes as the core takes them: a Uint8Array (a Buffer is one), an
+ * ArrayBuffer or another typed array's view of its bytes. */
+export function asBytes(data, what) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError(what + ' must be a Uint8Array, Buffer or ArrayBuffer');
+}
+
+/** Short ASCII keys are decoded without a TextDecoder call. */
+function key(blob, at, len) {
+  if (len <= 64) {
+    let s = '';
+    for (let i = at; i < at + len; i++) {
+      const c = blob[i];
+      if (c >= 0x80) return utf8.decode(blob.subarray(at, at + len));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return utf8.decode(blob.subarray(at, at + len));
+}
+
+/**
+ * Reads a blob with the core. Calls `plain(reason)` for a plain record,
+ * or `user(partitionKey, explicitHashKey, data, subSequenceNumber)` for
+ * each user record of an aggregate, in order, after the whole body was
+ * validated; a broken body throws DeaggregationError before any call.
+ */
+export function readBlob(blob, policy, plain, user) {
+  let t;
+  try {
+    t = read(blob, policy);
+  } catch (e) {
+    if (e instanceof Error && 'reason' in e) throw new DeaggregationError(e.message, e.offset, e.code);
+    throw e;
+  }
+  if (t[0] === 0) {
+    plain(PLAIN_REASONS[t[1]]);
+    return;
+  }
+  const nPk = t[1];
+  const nEhk = t[2];
+  const pks = new Array(nPk);
+  const ehks = new Array(nEhk);
+  let i = 3;
+  for (let k = 0; k < nPk; k++, i += 2) pks[k] = key(blob, t[i], t[i + 1]);
+  for (let k = 0; k < nEhk; k++, i += 2) ehks[k] = key(blob, t[i], t[i + 1]);
+  const n = t[i++];
+  for (let r = 0; r < n; r++, i += 4) {
+    const e = t[i + 1];
+    const at = t[i + 2];
+    user(pks[t[i]], e === NO_KEY ? undefined : ehks[e], blob.subarray(at, at + t[i + 3]), r);
+  }
+}
+
+/** Base64 to bytes, with Node's Buffer where there is one. */
+export function fromBase64(s) {
+  if (typeof Buffer === 'function') return Buffer.from(s, 'base64');
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Bytes to base64, with Node's Buffer where there is one. */
+export function toBase64(bytes) {
+  if (typeof Buffer === 'function') {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  }
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}

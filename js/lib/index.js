@@ -1,0 +1,185 @@
+// The modern API: the same shape as the Python package's.
+import {
+  DEFAULT_LIMIT,
+  DeaggregationError,
+  MAX_LIMIT,
+  MIN_LIMIT,
+  WasmAggregator,
+  asBytes,
+  encodeUtf8,
+  fromBase64,
+  keyArg,
+  policyOf,
+  readBlob,
+} from './core.js';
+
+export { DEFAULT_LIMIT, MAX_LIMIT, MIN_LIMIT, DeaggregationError };
+
+/**
+ * The user records of one Kinesis record's data: an aggregate's, in order,
+ * or the blob itself as one record with `aggregated: false`. `data` is a
+ * view of `bytes`, not a copy.
+ */
+export function deaggregate(bytes, options = {}) {
+  const blob = asBytes(bytes, 'bytes');
+  const out = [];
+  readBlob(
+    blob,
+    policyOf(options.checksum),
+    () => {
+      out.push({
+        partitionKey: options.partitionKey,
+        explicitHashKey: undefined,
+        data: blob,
+        subSequenceNumber: undefined,
+        aggregated: false,
+      });
+    },
+    (partitionKey, explicitHashKey, data, subSequenceNumber) => {
+      out.push({ partitionKey, explicitHashKey, data, subSequenceNumber, aggregated: true });
+    },
+  );
+  return out;
+}
+
+/** Data as bytes: a string is encoded as UTF-8. */
+function dataBytes(data) {
+  return typeof data === 'string' ? encodeUtf8(data) : asBytes(data, 'data');
+}
+
+function optionalKey(explicitHashKey) {
+  if (explicitHashKey === undefined || explicitHashKey === null) return undefined;
+  return keyArg(explicitHashKey, 'explicitHashKey');
+}
+
+function partitionKeyOf(partitionKey) {
+  return keyArg(partitionKey, 'partitionKey');
+}
+
+/** A completed aggregate: one Kinesis record holding many user records. */
+export class Aggregate {
+  constructor(partitionKey, explicitHashKey, data, userRecords) {
+    /** The partition key to put it with. */
+    this.partitionKey = partitionKey;
+    /** The explicit hash key to put it with, or undefined. */
+    this.explicitHashKey = explicitHashKey;
+    /** The record's data blob. */
+    this.data = data;
+    /** How many user records it holds. */
+    this.userRecords = userRecords;
+  }
+
+  /** What Kinesis counts against its record size limit: the data plus
+   * the partition key's UTF-8 bytes. */
+  get countedSize() {
+    return this.data.length + encodeUtf8(this.partitionKey).length;
+  }
+
+  /** The entry PutRecords takes (`@aws-sdk/client-kinesis`). */
+  putRecordsEntry() {
+    const e = { Data: this.data, PartitionKey: this.partitionKey };
+    if (this.explicitHashKey !== undefined) e.ExplicitHashKey = this.explicitHashKey;
+    return e;
+  }
+}
+
+/** Takes the core's aggregate into a plain object and frees it. */
+export function fromCore(a) {
+  if (a === undefined) return undefined;
+  try {
+    return new Aggregate(a.partitionKey, a.explicitHashKey, a.data, a.userRecords);
+  } finally {
+    a.free();
+  }
+}
+
+/** User records in, aggregates out, each within `limit` bytes as Kinesis
+ * counts a record (1 MiB by default, up to 10 MiB). */
+export class Aggregator {
+  constructor(options = {}) {
+    const limit = options.limit === undefined ? DEFAULT_LIMIT : options.limit;
+    if (typeof limit !== 'number') throw new TypeError('limit must be a number');
+    this._core = new WasmAggregator(limit);
+  }
+
+  /** Adds a user record; returns the completed aggregate when the current
+   * one could not take it (the record then starts the next), else
+   * undefined. Throws, changing nothing, for a record that is invalid or
+   * too large to fit even alone. */
+  add(partitionKey, data, explicitHashKey) {
+    return fromCore(this._core.add(partitionKeyOf(partitionKey), dataBytes(data), optionalKey(explicitHashKey)));
+  }
+
+  /** Completes the current aggregate; undefined when it is empty. */
+  flush() {
+    return fromCore(this._core.flush());
+  }
+
+  /** Bytes the current aggregate counts against the limit. */
+  get size() {
+    return this._core.size;
+  }
+
+  /** What `size` would be with one more record. */
+  sizeWith(partitionKey, data, explicitHashKey) {
+    return this._core.sizeWith(partitionKeyOf(partitionKey), dataBytes(data), optionalKey(explicitHashKey));
+  }
+
+  /** User records in the current aggregate. */
+  get length() {
+    return this._core.length;
+  }
+
+  /** The size limit. */
+  get limit() {
+    return this._core.limit;
+  }
+}
+
+/**
+ * The user records of a Lambda Kinesis event (or of its `Records` array),
+ * in order, each with its outer record's `sequenceNumber` and the event
+ * record as `record`.
+ *
+ * An aggregate whose body is broken ends the batch there: the records
+ * before it are returned and its sequence number is the one entry of
+ * `batchItemFailures`, the answer a function with ReportBatchItemFailures
+ * gives so that Lambda retries from that record and skips none. With
+ * `onInvalid: 'pass'` it is returned as one plain record instead.
+ */
+export function lambdaUserRecords(event, options = {}) {
+  const records = Array.isArray(event) ? event : event.Records;
+  const policy = policyOf(options.checksum);
+  const onInvalid = options.onInvalid === undefined ? 'fail' : options.onInvalid;
+  if (onInvalid !== 'fail' && onInvalid !== 'pass') throw new TypeError("onInvalid must be 'fail' or 'pass'");
+  const out = [];
+  for (const record of records) {
+    const k = record.kinesis;
+    const blob = fromBase64(k.data);
+    const sequenceNumber = k.sequenceNumber;
+    const plain = () => {
+      out.push({
+        partitionKey: k.partitionKey,
+        explicitHashKey: undefined,
+        data: blob,
+        subSequenceNumber: undefined,
+        aggregated: false,
+        sequenceNumber,
+        record,
+      });
+    };
+    try {
+      readBlob(blob, policy, plain, (partitionKey, explicitHashKey, data, subSequenceNumber) => {
+        out.push({ partitionKey, explicitHashKey, data, subSequenceNumber, aggregated: true, sequenceNumber, record });
+      });
+    } catch (e) {
+      if (!(e instanceof DeaggregationError)) throw e;
+      if (onInvalid === 'pass') {
+        plain();
+        continue;
+      }
+      return { records: out, batchItemFailures: [{ itemIdentifier: sequenceNumber }] };
+    }
+  }
+  return { records: out, batchItemFailures: [] };
+}

@@ -1,0 +1,284 @@
+//! The WebAssembly face of kinesis-agg, bound by the npm package in `js/`.
+//!
+//! This crate only maps JavaScript's shapes onto the library: every rule
+//! (the envelope, the wire format, the limits, key checks) lives in
+//! `kinesis-agg`. Reading returns positions, not objects: a table of
+//! offsets into the caller's bytes from which the package's JavaScript
+//! builds user records whose `data` is a view of the input (no copy, and
+//! no object built across the boundary one field at a time). Writing keeps
+//! a `RecordAggregator` on the WebAssembly side.
+//!
+//! It forbids `unsafe` like the library: the glue WebAssembly needs lives
+//! inside `wasm-bindgen` and the code its macros generate.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use kinesis_agg as ka;
+use wasm_bindgen::prelude::*;
+
+/// Marks a user record without an explicit hash key in [`read`]'s table.
+pub const NO_KEY: u32 = u32::MAX;
+
+/// The checksum policy by its number: 0 verify, 1 skip, 2 strict.
+fn policy(checksum: u8) -> Result<ka::Options, JsValue> {
+    let policy = match checksum {
+        0 => ka::Checksum::Verify,
+        1 => ka::Checksum::Skip,
+        2 => ka::Checksum::Strict,
+        _ => return Err(type_error("checksum must be 'verify', 'skip' or 'strict'")),
+    };
+    Ok(ka::Options::new().checksum(policy))
+}
+
+fn type_error(message: &str) -> JsValue {
+    js_sys::TypeError::new(message).into()
+}
+
+/// A library error as a JavaScript `Error` with the error's `offset` in
+/// the blob (undefined when it has none), its `reason` (the message) and
+/// `code`, the library's error variant by name (`MissingField`).
+fn error(e: &ka::Error) -> JsValue {
+    let message = e.to_string();
+    let err = js_sys::Error::new(&message);
+    let offset = match e.offset() {
+        Some(o) => JsValue::from_f64(o as f64),
+        None => JsValue::UNDEFINED,
+    };
+    // Setting a property on a fresh plain Error object cannot fail.
+    let _ = js_sys::Reflect::set(&err, &"offset".into(), &offset);
+    let _ = js_sys::Reflect::set(&err, &"reason".into(), &message.into());
+    // The variant's name (`MissingField`), what Node calls an error's code.
+    let debug = format!("{e:?}");
+    let code = debug
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default();
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &code.into());
+    err.into()
+}
+
+/// Where `part` lies in `whole`: its offset and length, `part` being a
+/// slice of `whole` (keys and data the reader borrows from the blob).
+fn span(whole: &[u8], part: &[u8]) -> [u32; 2] {
+    let at = part.as_ptr() as usize - whole.as_ptr() as usize;
+    [at as u32, part.len() as u32]
+}
+
+/// Reads one Kinesis data blob and describes it by positions in `blob`:
+///
+/// - a plain record: `[0, reason]`, the reason 0 no magic, 1 too short,
+///   2 checksum mismatch, 3 unparsable (not verified and not a valid body);
+/// - an aggregate: `[1, partition keys, explicit hash keys, (offset,
+///   length) of each key of both tables, records, then (partition key
+///   index, explicit hash key index or NO_KEY, data offset, data length)
+///   of each user record in order]`.
+///
+/// A broken body throws an `Error` with `offset`, `reason` and `code`
+/// before anything is described: nothing is half-read.
+#[wasm_bindgen]
+pub fn read(blob: &[u8], checksum: u8) -> Result<Vec<u32>, JsValue> {
+    let opts = policy(checksum)?;
+    let agg = match opts.deaggregate(blob).map_err(|e| error(&e))? {
+        ka::Deaggregated::Plain { reason, .. } => {
+            let code = match reason {
+                ka::PlainReason::NoMagic => 0,
+                ka::PlainReason::TooShort => 1,
+                ka::PlainReason::ChecksumMismatch => 2,
+                _ => 3,
+            };
+            return Ok(vec![0, code]);
+        }
+        ka::Deaggregated::Aggregated(agg) => agg,
+    };
+    let (pks, ehks) = (agg.partition_keys(), agg.explicit_hash_keys());
+    let count = agg.records().len();
+    let mut out = Vec::with_capacity(4 + 2 * (pks.len() + ehks.len()) + 4 * count);
+    out.extend([1, pks.len() as u32, ehks.len() as u32]);
+    for k in pks.iter().chain(ehks) {
+        out.extend(span(blob, k.as_bytes()));
+    }
+    out.push(count as u32);
+    for u in agg.records() {
+        let pk = agg.partition_key_index(u.partition_key);
+        let ehk = u.explicit_hash_key.map(|e| agg.explicit_hash_key_index(e));
+        out.push(pk.map_or(NO_KEY, |i| i as u32));
+        out.push(match ehk {
+            Some(Some(i)) => i as u32,
+            _ => NO_KEY,
+        });
+        out.extend(span(blob, u.data));
+    }
+    Ok(out)
+}
+
+/// A refused record's error, naming the explicit hash key when it is the
+/// one at fault (the library's message speaks of any hash key).
+fn refused(e: &ka::Error, explicit_hash_key: Option<&str>) -> JsValue {
+    let err = error(e);
+    if let (ka::Error::InvalidHashKey { .. }, Some(k)) = (e, explicit_hash_key) {
+        let message = format!("explicit hash key {k:?} refused: {e}");
+        let _ = js_sys::Reflect::set(&err, &"message".into(), &message.clone().into());
+        let _ = js_sys::Reflect::set(&err, &"reason".into(), &message.into());
+    }
+    err
+}
+
+/// An add or check's answer as a boolean: taken (or would be), or refused
+/// for room (false); any other refusal throws.
+fn room(answer: Result<(), ka::Error>, explicit_hash_key: Option<&str>) -> Result<bool, JsValue> {
+    match answer {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ka::ErrorKind::Full => Ok(false),
+        Err(e) => Err(refused(&e, explicit_hash_key)),
+    }
+}
+
+/// A record for the library, its keys checked by the library on add.
+fn record<'a>(partition_key: &'a str, data: &'a [u8], explicit_hash_key: Option<&'a str>) -> ka::Record<'a> {
+    ka::Record::new(partition_key, data).with_optional_explicit_hash_key(explicit_hash_key)
+}
+
+/// An aggregator owning its buffers: user records in, aggregates out.
+#[wasm_bindgen]
+pub struct Aggregator {
+    inner: ka::RecordAggregator,
+}
+
+#[wasm_bindgen]
+impl Aggregator {
+    /// An aggregator whose aggregates stay within `limit` bytes as Kinesis
+    /// counts them (data plus the outer partition key's UTF-8 bytes).
+    #[wasm_bindgen(constructor)]
+    pub fn new(limit: f64) -> Result<Aggregator, JsValue> {
+        if !(limit.is_finite() && limit >= 0.0 && limit.fract() == 0.0) {
+            return Err(type_error("limit must be a whole number of bytes"));
+        }
+        let inner = ka::RecordAggregator::with_limit(limit as usize).map_err(|e| error(&e))?;
+        Ok(Aggregator { inner })
+    }
+
+    /// Adds a user record. When the current aggregate cannot take it, that
+    /// aggregate is completed and returned and the record starts the next
+    /// one. A record the library refuses (its keys, or too large alone)
+    /// throws and changes nothing.
+    pub fn add(&mut self, pk: &str, data: &[u8], ehk: Option<String>) -> Result<Option<Aggregate>, JsValue> {
+        let r = record(pk, data, ehk.as_deref());
+        match self.inner.add(r) {
+            Ok(done) => Ok(done.map(Aggregate::from)),
+            Err(e) => Err(refused(&e, ehk.as_deref())),
+        }
+    }
+
+    /// Adds a user record to the current aggregate only: false, and nothing
+    /// changes, when it does not fit there. Throws as `add` does for a
+    /// record the library refuses for any other reason.
+    #[wasm_bindgen(js_name = addIfFits)]
+    pub fn add_if_fits(&mut self, pk: &str, data: &[u8], ehk: Option<String>) -> Result<bool, JsValue> {
+        let r = record(pk, data, ehk.as_deref());
+        let taken = self.inner.try_add(r).map_err(|r| r.error);
+        room(taken, ehk.as_deref())
+    }
+
+    /// Whether `addIfFits` would take the record now: false when it fits
+    /// only a later aggregate or none (too large alone). Throws for a
+    /// record the library refuses for its keys.
+    pub fn fits(&self, pk: &str, data: &[u8], ehk: Option<String>) -> Result<bool, JsValue> {
+        let r = record(pk, data, ehk.as_deref());
+        let checked = match self.inner.check(&r) {
+            Err(ka::Error::RecordTooLarge { .. }) => Err(ka::Error::Full),
+            other => other,
+        };
+        room(checked, ehk.as_deref())
+    }
+
+    /// Completes the current aggregate; undefined when it holds no record.
+    pub fn flush(&mut self) -> Option<Aggregate> {
+        self.inner.finish().map(Aggregate::from)
+    }
+
+    /// Bytes of the current aggregate's blob (0 when empty); Kinesis counts
+    /// them plus the outer partition key's.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> usize {
+        self.inner.encoded_len()
+    }
+
+    /// What `size` would be with one more record (throws for a record the
+    /// library refuses).
+    #[wasm_bindgen(js_name = sizeWith)]
+    pub fn size_with(&self, pk: &str, data: &[u8], ehk: Option<String>) -> Result<usize, JsValue> {
+        let r = record(pk, data, ehk.as_deref());
+        self.inner
+            .encoded_len_with(&r)
+            .map_err(|e| refused(&e, ehk.as_deref()))
+    }
+
+    /// User records in the current aggregate.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.inner.record_count()
+    }
+
+    /// The size limit.
+    #[wasm_bindgen(getter)]
+    pub fn limit(&self) -> usize {
+        self.inner.limit()
+    }
+}
+
+/// A completed aggregate: one Kinesis record holding many user records.
+#[wasm_bindgen]
+pub struct Aggregate {
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+    data: Vec<u8>,
+    user_records: usize,
+}
+
+impl From<ka::Aggregate> for Aggregate {
+    fn from(a: ka::Aggregate) -> Self {
+        Aggregate {
+            partition_key: a.partition_key().into(),
+            explicit_hash_key: a.explicit_hash_key().map(Into::into),
+            user_records: a.record_count(),
+            data: a.into_data(),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Aggregate {
+    /// The partition key to put it with.
+    #[wasm_bindgen(getter, js_name = partitionKey)]
+    pub fn partition_key(&self) -> String {
+        self.partition_key.clone()
+    }
+
+    /// The explicit hash key to put it with, when it has one.
+    #[wasm_bindgen(getter, js_name = explicitHashKey)]
+    pub fn explicit_hash_key(&self) -> Option<String> {
+        self.explicit_hash_key.clone()
+    }
+
+    /// The record's data blob.
+    #[wasm_bindgen(getter)]
+    pub fn data(&self) -> Vec<u8> {
+        self.data.clone()
+    }
+
+    /// How many user records it holds.
+    #[wasm_bindgen(getter, js_name = userRecords)]
+    pub fn user_records(&self) -> usize {
+        self.user_records
+    }
+}
+
+/// The library's limits, by name: `[DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT]`.
+#[wasm_bindgen]
+pub fn limits() -> Vec<u32> {
+    vec![
+        ka::DEFAULT_LIMIT as u32,
+        ka::MIN_LIMIT as u32,
+        ka::MAX_LIMIT as u32,
+    ]
+}

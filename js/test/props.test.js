@@ -1,0 +1,108 @@
+// Property tests (fast-check): what both APIs promise for any records.
+const assert = require('node:assert/strict');
+const fc = require('fast-check');
+const kagg = require('../dist/index.cjs');
+const compat = require('../dist/compat.cjs');
+
+const hashKey = fc.oneof(
+  fc.constant(undefined),
+  fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }).map(String),
+  fc.constantFrom('0', '1', '10', '2'),
+);
+const record = fc.record({
+  partitionKey: fc.oneof(
+    fc.string({ minLength: 1, maxLength: 12, unit: 'grapheme' }),
+    fc.constantFrom('0', '2', '10', 'a', 'b', '鍵'),
+  ),
+  explicitHashKey: hashKey,
+  data: fc.uint8Array({ maxLength: 300 }),
+});
+const invalid = fc.oneof(
+  fc.record({ partitionKey: fc.constant(''), explicitHashKey: hashKey, data: fc.uint8Array({ maxLength: 10 }) }),
+  fc.record({
+    partitionKey: fc.constant('k'),
+    explicitHashKey: fc.constantFrom('-1', '01', 'x', '340282366920938463463374607431768211456'),
+    data: fc.uint8Array({ maxLength: 10 }),
+  }),
+  fc.record({ partitionKey: fc.constant('\ud800'), explicitHashKey: fc.constant(undefined), data: fc.uint8Array({ maxLength: 10 }) }),
+);
+
+/** Runs records through the modern aggregator: the aggregates. */
+function modern(records, limit) {
+  const agg = new kagg.Aggregator({ limit });
+  const out = [];
+  for (const r of records) {
+    const size = agg.size;
+    const done = agg.add(r.partitionKey, r.data, r.explicitHashKey);
+    if (done) {
+      assert.equal(done.data.length, size, 'the size reported before is the blob completed');
+      out.push(done);
+    }
+  }
+  const last = agg.flush();
+  if (last) out.push(last);
+  return out;
+}
+
+describe('properties', () => {
+  it('round trip: every record back, in order, each aggregate within its limit', () => {
+    fc.assert(
+      fc.property(fc.array(record, { maxLength: 60 }), fc.integer({ min: 700, max: 4096 }), (records, limit) => {
+        const aggs = modern(records, limit);
+        const back = [];
+        for (const a of aggs) {
+          assert.ok(a.countedSize <= limit);
+          const users = kagg.deaggregate(a.data);
+          assert.equal(users.length, a.userRecords);
+          back.push(...users);
+        }
+        assert.deepEqual(
+          back.map((u) => [u.partitionKey, u.explicitHashKey, Buffer.from(u.data).toString('hex')]),
+          records.map((r) => [r.partitionKey, r.explicitHashKey, Buffer.from(r.data).toString('hex')]),
+        );
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a refused record changes nothing', () => {
+    fc.assert(
+      fc.property(fc.array(record, { maxLength: 20 }), fc.array(invalid, { minLength: 1, maxLength: 5 }), (good, bad) => {
+        const agg = new kagg.Aggregator();
+        const ref = new kagg.Aggregator();
+        for (const r of good) {
+          agg.add(r.partitionKey, r.data, r.explicitHashKey);
+          ref.add(r.partitionKey, r.data, r.explicitHashKey);
+        }
+        for (const r of bad) {
+          assert.throws(() => agg.add(r.partitionKey, r.data, r.explicitHashKey));
+          assert.equal(agg.size, ref.size);
+          assert.equal(agg.length, ref.length);
+        }
+        const a = agg.flush();
+        const b = ref.flush();
+        assert.deepEqual(a && Buffer.from(a.data), b && Buffer.from(b.data));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('compat and modern write the same bytes', () => {
+    fc.assert(
+      fc.property(fc.array(record, { maxLength: 60 }), (records) => {
+        const big = records.map((r, i) => ({ ...r, data: i % 7 === 0 ? new Uint8Array(200 * 1024).fill(i) : r.data }));
+        const fromCompat = [];
+        new compat.RecordAggregator((err, e) => {
+          assert.equal(err, null);
+          fromCompat.push(e);
+        }).aggregateRecords(big, true);
+        const fromModern = modern(big, kagg.DEFAULT_LIMIT);
+        assert.deepEqual(
+          fromCompat.map((e) => [e.partitionKey, e.ExplicitHashKey, Buffer.from(e.data).toString('base64')]),
+          fromModern.map((a) => [a.partitionKey, a.explicitHashKey, Buffer.from(a.data).toString('base64')]),
+        );
+      }),
+      { numRuns: 50 },
+    );
+  });
+});
