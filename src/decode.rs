@@ -203,10 +203,51 @@ impl Options {
     /// assert_eq!(e, Ok(Envelope::Plain(PlainReason::TooShort)));
     /// ```
     pub fn envelope<'a>(&self, blob: &'a [u8]) -> Result<Envelope<'a>, Error> {
+        self.envelope_by(blob, crate::checksum::md5)
+    }
+
+    /// The envelope, the body's MD5 (when the policy wants it) from `md5`.
+    #[inline]
+    fn envelope_by<'a>(
+        &self,
+        blob: &'a [u8],
+        md5: impl FnOnce(&[u8]) -> [u8; DIGEST_LEN],
+    ) -> Result<Envelope<'a>, Error> {
         match split(blob) {
             Err(reason) => Ok(Envelope::Plain(reason)),
             Ok((body, _)) if self.checksum == Checksum::Skip => Ok(Envelope::Aggregated { body }),
-            Ok((body, trailer)) => self.judge(body, trailer, &crate::checksum::md5(body)),
+            Ok((body, trailer)) => self.judge(body, trailer, &md5(body)),
+        }
+    }
+
+    /// Reads `blob`'s envelope with its body's MD5 computed by the caller,
+    /// with a platform's own MD5 (a JavaScript runtime's native one, a
+    /// hardware engine): `body_md5` is the MD5 of the bytes between the
+    /// magic and the trailer, `blob[4..blob.len() - 16]`. The library still
+    /// decides: it is used only when the blob has the magic and is longer
+    /// than 20 bytes, and not under [`Checksum::Skip`]. The blob then reads
+    /// as [`Options`] reads it, given the right MD5; a wrong one reads as a
+    /// wrong trailer would.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Deaggregated, Options, Record, RecordAggregator};
+    /// use md5::{Digest, Md5};
+    /// let mut agg = RecordAggregator::new();
+    /// agg.add(Record::new("k", b"one")).unwrap();
+    /// let blob = agg.finish().unwrap().into_data();
+    /// let md5: [u8; 16] = Md5::digest(&blob[4..blob.len() - 16]).into();
+    /// let read = Options::new().verify_with_md5(&blob, &md5);
+    /// assert!(matches!(read.deaggregate(), Ok(Deaggregated::Aggregated(_))));
+    /// // A wrong MD5 is a wrong trailer: the blob is a plain record.
+    /// let wrong = Options::new().verify_with_md5(&blob, &[0; 16]);
+    /// assert!(matches!(wrong.deaggregate(), Ok(Deaggregated::Plain { .. })));
+    /// ```
+    pub fn verify_with_md5<'a>(&self, blob: &'a [u8], body_md5: &[u8; DIGEST_LEN]) -> Verified<'a> {
+        Verified {
+            blob,
+            envelope: self.envelope_by(blob, |_| *body_md5),
+            options: *self,
         }
     }
 
