@@ -78,6 +78,27 @@ export function asBytes(data, what) {
   throw new TypeError(what + ' must be a Uint8Array, Buffer or ArrayBuffer');
 }
 
+// The runtime's own MD5 where it has one (Node 20.16 and later, 22, and
+// Lambda's Node runtimes): several times faster than MD5 in WebAssembly.
+// Elsewhere (browsers, older Node) the core computes it.
+const nodeCrypto =
+  typeof process === 'object' && process !== null && typeof process.getBuiltinModule === 'function'
+    ? process.getBuiltinModule('node:crypto')
+    : undefined;
+
+/**
+ * The MD5 of a blob's body (between the magic and the trailer), from the
+ * runtime's MD5, for a blob that may be an aggregate; undefined when the
+ * runtime has none or the blob cannot be one (the core decides either
+ * way: this only spares it the MD5).
+ */
+function nativeMd5(blob) {
+  if (nodeCrypto === undefined || blob.length <= 20 || blob[0] !== 0xf3 || blob[1] !== 0x89 || blob[2] !== 0x9a || blob[3] !== 0xc2) {
+    return undefined;
+  }
+  return nodeCrypto.createHash('md5').update(blob.subarray(4, blob.length - 16)).digest();
+}
+
 /** Short ASCII keys are decoded without a TextDecoder call. */
 function key(blob, at, len) {
   if (len <= 64) {
@@ -101,7 +122,7 @@ function key(blob, at, len) {
 export function readBlob(blob, policy, plain, user) {
   let t;
   try {
-    t = read(blob, policy);
+    t = read(blob, policy, policy !== 1 ? nativeMd5(blob) : undefined);
   } catch (e) {
     if (e instanceof Error && 'reason' in e) throw new DeaggregationError(e.message, e.offset, e.code);
     throw e;

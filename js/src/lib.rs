@@ -75,10 +75,21 @@ fn span(whole: &[u8], part: &[u8]) -> [u32; 2] {
 ///
 /// A broken body throws an `Error` with `offset`, `reason` and `code`
 /// before anything is described: nothing is half-read.
+///
+/// `md5`, when given, is the MD5 of the body (`blob[4..len - 16]`) computed
+/// by the runtime's own MD5 (Node's, faster than WebAssembly's); the
+/// library still decides what the blob is (`Options::verify_with_md5`).
 #[wasm_bindgen]
-pub fn read(blob: &[u8], checksum: u8) -> Result<Vec<u32>, JsValue> {
+pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>) -> Result<Vec<u32>, JsValue> {
     let opts = policy(checksum)?;
-    let agg = match opts.deaggregate(blob).map_err(|e| error(&e))? {
+    let read = match md5 {
+        Some(d) => {
+            let d: [u8; 16] = (*d).try_into().map_err(|_| type_error("md5 must be 16 bytes"))?;
+            opts.verify_with_md5(blob, &d).deaggregate()
+        }
+        None => opts.deaggregate(blob),
+    };
+    let agg = match read.map_err(|e| error(&e))? {
         ka::Deaggregated::Plain { reason, .. } => {
             let code = match reason {
                 ka::PlainReason::NoMagic => 0,
