@@ -2,7 +2,7 @@
 // record shapes and field names, on the core. The deliberate differences
 // (each a bug of the reference's or a record Kinesis would refuse) are
 // listed in README.md.
-import { DEFAULT_LIMIT, WasmAggregator, encodeUtf8, fromBase64, keyArg, readBlob, toBase64 } from './core.js';
+import { DEFAULT_LIMIT, WasmAggregator, ehkAt, encodeUtf8, fromBase64, keyArg, readBlob, toBase64 } from './core.js';
 
 /** A record's fields in camelCase, whichever case it came in (Lambda's
  * records are camelCase, the AWS SDK v3's PascalCase). */
@@ -28,6 +28,15 @@ function blobOf(data) {
   throw new TypeError('the record has no data');
 }
 
+/** Base64 of a range of `blob`: with one Buffer over it in Node. */
+function base64Of(blob) {
+  if (typeof Buffer === 'function') {
+    const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+    return (start, end) => buf.toString('base64', start, end);
+  }
+  return (start, end) => toBase64(blob.subarray(start, end));
+}
+
 /**
  * Deaggregates one Kinesis record (Lambda's camelCase shape, or the SDK
  * v3's PascalCase one, answered in kind): `perRecordCallback(null,
@@ -39,43 +48,37 @@ function blobOf(data) {
 export function deaggregate(kinesisRecord, computeChecksums, perRecordCallback, afterRecordCallback) {
   const v3 = typeof kinesisRecord.Data !== 'undefined';
   const r = v3 ? camel(kinesisRecord) : kinesisRecord;
-  const shape = v3 ? pascal : (x) => x;
-  let users;
+  let blob;
+  let read;
   try {
-    const blob = blobOf(r.data);
-    users = [];
-    readBlob(
-      blob,
-      computeChecksums === true ? 0 : 1,
-      () => {
-        users = null;
-      },
-      (partitionKey, explicitHashKey, data, subSequenceNumber) => {
-        users.push({
-          partitionKey,
-          explicitPartitionKey: explicitHashKey,
-          sequenceNumber: r.sequenceNumber,
-          subSequenceNumber,
-          data: toBase64(data),
-        });
-      },
-    );
+    blob = blobOf(r.data);
+    read = readBlob(blob, computeChecksums === true ? 0 : 1);
   } catch (e) {
     afterRecordCallback(e);
     return;
   }
-  if (users === null) {
-    perRecordCallback(
-      null,
-      shape({
-        partitionKey: r.partitionKey,
-        explicitPartitionKey: r.explicitPartitionKey,
-        sequenceNumber: r.sequenceNumber,
-        data: r.data,
-      }),
-    );
+  if (read.plain !== undefined) {
+    const whole = { partitionKey: r.partitionKey, explicitPartitionKey: r.explicitPartitionKey, sequenceNumber: r.sequenceNumber, data: r.data };
+    perRecordCallback(null, v3 ? pascal(whole) : whole);
   } else {
-    for (const u of users) perRecordCallback(null, shape(u));
+    const { pks, ehks, t, first, count } = read;
+    const b64 = base64Of(blob);
+    const sequenceNumber = r.sequenceNumber;
+    // All built before the first callback: a callback that throws cannot
+    // leave the others half-delivered by this function.
+    const users = new Array(count);
+    for (let k = 0, i = first; k < count; k++, i += 4) {
+      const at = t[i + 2];
+      const u = {
+        partitionKey: pks[t[i]],
+        explicitPartitionKey: ehkAt(ehks, t[i + 1]),
+        sequenceNumber,
+        subSequenceNumber: k,
+        data: b64(at, at + t[i + 3]),
+      };
+      users[k] = v3 ? pascal(u) : u;
+    }
+    for (let k = 0; k < count; k++) perRecordCallback(null, users[k]);
   }
   afterRecordCallback();
 }

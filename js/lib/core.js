@@ -114,12 +114,16 @@ function key(blob, at, len) {
 }
 
 /**
- * Reads a blob with the core. Calls `plain(reason)` for a plain record,
- * or `user(partitionKey, explicitHashKey, data, subSequenceNumber)` for
- * each user record of an aggregate, in order, after the whole body was
- * validated; a broken body throws DeaggregationError before any call.
+ * Reads a blob with the core: `{ plain }` (why it is a plain record) for a
+ * plain record, else the aggregate's key tables and its records' table:
+ * `{ pks, ehks, t, first, count }`, record r's partition key index at
+ * `t[first + 4r]`, its explicit hash key index (NO_KEY for none) at
+ * `+ 1`, its data's offset and length in the blob at `+ 2` and `+ 3`.
+ * The whole body is validated first: a broken one throws
+ * DeaggregationError and nothing is read. Each API builds its own records
+ * from this in its own loop (one shape per loop keeps them fast).
  */
-export function readBlob(blob, policy, plain, user) {
+export function readBlob(blob, policy) {
   let t;
   try {
     t = read(blob, policy, policy !== 1 ? nativeMd5(blob) : undefined);
@@ -127,10 +131,7 @@ export function readBlob(blob, policy, plain, user) {
     if (e instanceof Error && 'reason' in e) throw new DeaggregationError(e.message, e.offset, e.code);
     throw e;
   }
-  if (t[0] === 0) {
-    plain(PLAIN_REASONS[t[1]]);
-    return;
-  }
+  if (t[0] === 0) return { plain: PLAIN_REASONS[t[1]], pks: undefined, ehks: undefined, t, first: 0, count: 0 };
   const nPk = t[1];
   const nEhk = t[2];
   const pks = new Array(nPk);
@@ -138,12 +139,12 @@ export function readBlob(blob, policy, plain, user) {
   let i = 3;
   for (let k = 0; k < nPk; k++, i += 2) pks[k] = key(blob, t[i], t[i + 1]);
   for (let k = 0; k < nEhk; k++, i += 2) ehks[k] = key(blob, t[i], t[i + 1]);
-  const n = t[i++];
-  for (let r = 0; r < n; r++, i += 4) {
-    const e = t[i + 1];
-    const at = t[i + 2];
-    user(pks[t[i]], e === NO_KEY ? undefined : ehks[e], blob.subarray(at, at + t[i + 3]), r);
-  }
+  return { plain: undefined, pks, ehks, t, first: i + 1, count: t[i] };
+}
+
+/** An explicit hash key by its index in the read table. */
+export function ehkAt(ehks, e) {
+  return e === NO_KEY ? undefined : ehks[e];
 }
 
 /** Base64 to bytes, with Node's Buffer where there is one. */

@@ -6,6 +6,7 @@ import {
   MIN_LIMIT,
   WasmAggregator,
   asBytes,
+  ehkAt,
   encodeUtf8,
   fromBase64,
   keyArg,
@@ -22,23 +23,26 @@ export { DEFAULT_LIMIT, MAX_LIMIT, MIN_LIMIT, DeaggregationError };
  */
 export function deaggregate(bytes, options = {}) {
   const blob = asBytes(bytes, 'bytes');
-  const out = [];
-  readBlob(
-    blob,
-    policyOf(options.checksum),
-    () => {
-      out.push({
-        partitionKey: options.partitionKey,
-        explicitHashKey: undefined,
-        data: blob,
-        subSequenceNumber: undefined,
-        aggregated: false,
-      });
-    },
-    (partitionKey, explicitHashKey, data, subSequenceNumber) => {
-      out.push({ partitionKey, explicitHashKey, data, subSequenceNumber, aggregated: true });
-    },
-  );
+  const read = readBlob(blob, policyOf(options.checksum));
+  if (read.plain !== undefined) {
+    return [{ partitionKey: options.partitionKey, explicitHashKey: undefined, data: blob, subSequenceNumber: undefined, aggregated: false }];
+  }
+  return userRecords(blob, read);
+}
+
+/** The user records of an aggregate read by readBlob. */
+function userRecords(blob, { pks, ehks, t, first, count }) {
+  const out = new Array(count);
+  for (let r = 0, i = first; r < count; r++, i += 4) {
+    const at = t[i + 2];
+    out[r] = {
+      partitionKey: pks[t[i]],
+      explicitHashKey: ehkAt(ehks, t[i + 1]),
+      data: blob.subarray(at, at + t[i + 3]),
+      subSequenceNumber: r,
+      aggregated: true,
+    };
+  }
   return out;
 }
 
@@ -157,7 +161,15 @@ export function lambdaUserRecords(event, options = {}) {
     const k = record.kinesis;
     const blob = fromBase64(k.data);
     const sequenceNumber = k.sequenceNumber;
-    const plain = () => {
+    let read;
+    try {
+      read = readBlob(blob, policy);
+    } catch (e) {
+      if (!(e instanceof DeaggregationError)) throw e;
+      if (onInvalid !== 'pass') return { records: out, batchItemFailures: [{ itemIdentifier: sequenceNumber }] };
+      read = undefined;
+    }
+    if (read === undefined || read.plain !== undefined) {
       out.push({
         partitionKey: k.partitionKey,
         explicitHashKey: undefined,
@@ -167,18 +179,20 @@ export function lambdaUserRecords(event, options = {}) {
         sequenceNumber,
         record,
       });
-    };
-    try {
-      readBlob(blob, policy, plain, (partitionKey, explicitHashKey, data, subSequenceNumber) => {
-        out.push({ partitionKey, explicitHashKey, data, subSequenceNumber, aggregated: true, sequenceNumber, record });
+      continue;
+    }
+    const { pks, ehks, t, first, count } = read;
+    for (let r = 0, i = first; r < count; r++, i += 4) {
+      const at = t[i + 2];
+      out.push({
+        partitionKey: pks[t[i]],
+        explicitHashKey: ehkAt(ehks, t[i + 1]),
+        data: blob.subarray(at, at + t[i + 3]),
+        subSequenceNumber: r,
+        aggregated: true,
+        sequenceNumber,
+        record,
       });
-    } catch (e) {
-      if (!(e instanceof DeaggregationError)) throw e;
-      if (onInvalid === 'pass') {
-        plain();
-        continue;
-      }
-      return { records: out, batchItemFailures: [{ itemIdentifier: sequenceNumber }] };
     }
   }
   return { records: out, batchItemFailures: [] };
