@@ -13,6 +13,8 @@
 # the JavaScript package (js/) the wasm32 target, wasm-bindgen-cli (cargo
 # install into .tools/bin, the version of the wasm-bindgen crate in
 # Cargo.lock) and js/'s npm dev dependencies (npm ci, into js/node_modules).
+# The JavaScript browser test drives Debian's chromium when it is installed
+# (.ci/run installs it) and is skipped without it.
 # Needs: cargo (rustup), python3 (3.9+) with venv, node (18+) and npm, make
 # and a C compiler with the sanitizers (gcc or clang).
 set -euo pipefail
@@ -76,7 +78,7 @@ step "Python: mypy --strict"
 step "C: the interface's tests (ASan, UBSan), the example, kagg-deagg against the CLI"
 make -C ffi test
 
-step "JavaScript: the npm package (js/): build, mocha, tsc --strict on the declarations"
+step "JavaScript: the npm package (js/): build, mocha (fixtures, both APIs, the reference beside it, properties, the bundled and packed examples, the browser), tsc --strict"
 rustup target add wasm32-unknown-unknown
 WB_VERSION=$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"$/\1/p;}' Cargo.lock)
 if [ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WB_VERSION" ]; then

@@ -226,3 +226,42 @@ describe('Lambda events', () => {
     assert.ok(Buffer.from(whole.data).equals(bad.blob));
   });
 });
+
+describe('without the runtime MD5 (Node 18, browsers)', () => {
+  it('the core computes it and every fixture reads the same', () => {
+    // A child without process.getBuiltinModule, as Node 18 is: the core's MD5.
+    const script = `
+      delete process.getBuiltinModule;
+      const k = require(${JSON.stringify(require.resolve('../dist/index.cjs'))});
+      const { deaggFixtures } = require(${JSON.stringify(require.resolve('./support'))});
+      const out = {};
+      for (const m of deaggFixtures()) {
+        for (const checksum of ['verify', 'strict', 'skip']) {
+          try {
+            out[m.name + '/' + checksum] = k.deaggregate(m.blob, { checksum }).map((u) => [u.partitionKey, u.explicitHashKey, Buffer.from(u.data).toString('base64').length, u.aggregated]);
+          } catch (e) {
+            out[m.name + '/' + checksum] = [e.name, e.code, e.offset];
+          }
+        }
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    const child = JSON.parse(require('node:child_process').execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 1 << 26 }));
+    let compared = 0;
+    for (const m of fixtures) {
+      for (const checksum of ['verify', 'strict', 'skip']) {
+        let here;
+        try {
+          here = kagg.deaggregate(m.blob, { checksum }).map((u) => [u.partitionKey, u.explicitHashKey, Buffer.from(u.data).toString('base64').length, u.aggregated]);
+        } catch (e) {
+          here = [e.name, e.code, e.offset];
+        }
+        assert.deepEqual(child[m.name + '/' + checksum], JSON.parse(JSON.stringify(here)), m.name + '/' + checksum);
+        compared += 1;
+      }
+    }
+    // The mismatched checksums (plain under verify, an error under strict) were among them.
+    assert.equal(child['wrong_checksum/strict'][1], 'ChecksumMismatch');
+    assert.equal(child['wrong_checksum/verify'][0][3], false);
+    assert.ok(compared > 150);
+  });
+});
