@@ -1,8 +1,9 @@
 // npm run build: the core for wasm32 (cargo), its JavaScript glue
 // (wasm-bindgen, installed with `cargo install wasm-bindgen-cli --version`
 // the wasm-bindgen crate's), then the package's CommonJS and ESM files
-// (esbuild), the WebAssembly built into the core's file so that loading
-// is synchronous and needs no file system or fetch.
+// (esbuild), the WebAssembly optimized (wasm-opt) and built into the
+// core's file so that loading is synchronous and needs no file system or
+// fetch.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,6 +18,11 @@ run('cargo', ['build', '-p', 'kinesis-agg-js', '--target', 'wasm32-unknown-unkno
 const wasm = join(root, 'target', 'wasm32-unknown-unknown', 'wasm', 'kinesis_agg_js.wasm');
 rmSync(join(here, 'pkg'), { recursive: true, force: true });
 run('wasm-bindgen', ['--target', 'web', '--out-dir', join(here, 'pkg'), '--out-name', 'kinesis_agg_js', wasm]);
+// Binaryen's optimizer (npm binaryen, a dev dependency): a quarter smaller.
+// The features are those rustc's wasm32 target emits.
+const module = join(here, 'pkg', 'kinesis_agg_js_bg.wasm');
+const features = ['bulk-memory', 'nontrapping-float-to-int', 'sign-ext', 'mutable-globals', 'multivalue', 'reference-types'];
+run(join(here, 'node_modules', '.bin', 'wasm-opt'), ['-O3', ...features.map((f) => '--enable-' + f), module, '-o', module], here);
 
 rmSync(join(here, 'dist'), { recursive: true, force: true });
 mkdirSync(join(here, 'dist'));
@@ -57,4 +63,4 @@ for (const [format, ext] of [['cjs', 'cjs'], ['esm', 'mjs']]) {
 for (const name of ['index', 'compat', 'events']) {
   copyFileSync(join(here, 'types', name + '.d.ts'), join(here, 'dist', name + '.d.ts'));
 }
-console.log('wasm: ' + statSync(join(here, 'pkg', 'kinesis_agg_js_bg.wasm')).size + ' bytes');
+console.log('wasm: ' + statSync(module).size + ' bytes');
