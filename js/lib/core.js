@@ -3,11 +3,18 @@
 // whose data are views of the input, keys decoded once per aggregate, and
 // the library's errors as DeaggregationError.
 import wasmBytes from '../pkg/kinesis_agg_js_bg.wasm';
-import { initSync, read, limits, Aggregator as WasmAggregator } from '../pkg/kinesis_agg_js.js';
+import {
+  initSync,
+  read,
+  limits,
+  Aggregator as WasmAggregator,
+  ShardMap as WasmShardMap,
+  ShardedAggregator as WasmShardedAggregator,
+} from '../pkg/kinesis_agg_js.js';
 
 initSync({ module: wasmBytes });
 
-export { WasmAggregator };
+export { WasmAggregator, WasmShardMap, WasmShardedAggregator };
 
 const [DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT] = limits();
 export { DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT };

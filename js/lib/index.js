@@ -5,6 +5,8 @@ import {
   MAX_LIMIT,
   MIN_LIMIT,
   WasmAggregator,
+  WasmShardMap,
+  WasmShardedAggregator,
   asBytes,
   ehkAt,
   encodeUtf8,
@@ -62,7 +64,7 @@ function partitionKeyOf(partitionKey) {
 
 /** A completed aggregate: one Kinesis record holding many user records. */
 export class Aggregate {
-  constructor(partitionKey, explicitHashKey, data, userRecords) {
+  constructor(partitionKey, explicitHashKey, data, userRecords, shardId) {
     /** The partition key to put it with. */
     this.partitionKey = partitionKey;
     /** The explicit hash key to put it with, or undefined. */
@@ -71,6 +73,8 @@ export class Aggregate {
     this.data = data;
     /** How many user records it holds. */
     this.userRecords = userRecords;
+    /** The shard it was aggregated for (ShardedAggregator), else undefined. */
+    this.shardId = shardId;
   }
 
   /** What Kinesis counts against its record size limit: the data plus
@@ -91,7 +95,7 @@ export class Aggregate {
 export function fromCore(a) {
   if (a === undefined) return undefined;
   try {
-    return new Aggregate(a.partitionKey, a.explicitHashKey, a.data, a.userRecords);
+    return new Aggregate(a.partitionKey, a.explicitHashKey, a.data, a.userRecords, a.shardId);
   } finally {
     a.free();
   }
@@ -137,6 +141,107 @@ export class Aggregator {
   /** The size limit. */
   get limit() {
     return this._core.limit;
+  }
+}
+
+/** A hash key as the core takes it: decimal text (a bigint or a safe
+ * integer is written so). */
+function hashKeyText(key) {
+  if (typeof key === 'bigint' || (typeof key === 'number' && Number.isSafeInteger(key))) return key.toString();
+  if (typeof key !== 'string') throw new TypeError('a hash key is decimal text or a bigint');
+  return key;
+}
+
+/** The open shards of a stream and the hash keys each owns. */
+export class ShardMap {
+  constructor(core) {
+    this._core = core;
+  }
+
+  /**
+   * The map of a ListShards answer (`@aws-sdk/client-kinesis`'s
+   * `ListShardsCommand` output, or what `aws kinesis list-shards` prints),
+   * or of its `Shards` array. Closed shards (with an
+   * `EndingSequenceNumber`) are left out; the open ones must not overlap.
+   * Give every page of a paginated answer.
+   */
+  static fromListShards(answer) {
+    const shards = Array.isArray(answer) ? answer : answer && answer.Shards;
+    if (!Array.isArray(shards)) throw new TypeError('a ListShards answer has a Shards array');
+    const ids = [];
+    const starts = [];
+    const ends = [];
+    const closed = new Uint8Array(shards.length);
+    shards.forEach((s, i) => {
+      ids.push(String(s.ShardId));
+      starts.push(String(s.HashKeyRange && s.HashKeyRange.StartingHashKey));
+      ends.push(String(s.HashKeyRange && s.HashKeyRange.EndingHashKey));
+      closed[i] = s.SequenceNumberRange && s.SequenceNumberRange.EndingSequenceNumber !== undefined ? 1 : 0;
+    });
+    return new ShardMap(WasmShardMap.fromListed(ids, starts, ends, closed));
+  }
+
+  /** The shard that owns a hash key (decimal text or a bigint), if any. */
+  route(hashKey) {
+    return this._core.route(hashKeyText(hashKey));
+  }
+
+  /** The shard a record goes to: by its explicit hash key, else by its
+   * partition key's MD5. */
+  shardFor(partitionKey, explicitHashKey) {
+    return this._core.shardFor(partitionKeyOf(partitionKey), optionalKey(explicitHashKey));
+  }
+
+  /** The open shards in hash key order: `{ shardId, startingHashKey,
+   * endingHashKey }`, the keys as decimal text. */
+  get shards() {
+    const flat = this._core.shards();
+    const out = [];
+    for (let i = 0; i < flat.length; i += 3) {
+      out.push({ shardId: flat[i], startingHashKey: flat[i + 1], endingHashKey: flat[i + 2] });
+    }
+    return out;
+  }
+}
+
+/**
+ * Aggregation per shard: every aggregate holds records of one shard only,
+ * so that the KCL, which drops a whole aggregate holding a record outside
+ * its shard, keeps them all. Each aggregate names its shard (`shardId`).
+ */
+export class ShardedAggregator {
+  constructor(shardMap, options = {}) {
+    if (!(shardMap instanceof ShardMap)) throw new TypeError('a ShardMap is needed');
+    const limit = options.limit === undefined ? DEFAULT_LIMIT : options.limit;
+    if (typeof limit !== 'number') throw new TypeError('limit must be a number');
+    this._core = new WasmShardedAggregator(shardMap._core, limit);
+  }
+
+  /** Adds a user record to its shard's aggregate; returns the aggregates
+   * this completed (usually none). Throws, changing nothing, for an
+   * invalid record, one too large alone, or a hash key no shard owns. */
+  add(partitionKey, data, explicitHashKey) {
+    return this._core.add(partitionKeyOf(partitionKey), dataBytes(data), optionalKey(explicitHashKey)).map(fromCore);
+  }
+
+  /** Completes every shard's aggregate. */
+  flush() {
+    return this._core.flush().map(fromCore);
+  }
+
+  /** Completes the aggregate buffered longest; undefined when none is. */
+  flushOldest() {
+    return fromCore(this._core.flushOldest());
+  }
+
+  /** Bytes buffered across the shards' aggregates. */
+  get bufferedBytes() {
+    return this._core.bufferedBytes;
+  }
+
+  /** User records buffered. */
+  get length() {
+    return this._core.length;
   }
 }
 

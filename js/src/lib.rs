@@ -30,6 +30,15 @@ fn policy(checksum: u8) -> Result<ka::Options, JsValue> {
     Ok(ka::Options::new().checksum(policy))
 }
 
+/// A limit in bytes: a whole, non-negative number.
+fn whole(limit: f64) -> Result<usize, JsValue> {
+    if limit.is_finite() && limit >= 0.0 && limit.fract() == 0.0 {
+        Ok(limit as usize)
+    } else {
+        Err(type_error("limit must be a whole number of bytes"))
+    }
+}
+
 fn type_error(message: &str) -> JsValue {
     js_sys::TypeError::new(message).into()
 }
@@ -161,10 +170,7 @@ impl Aggregator {
     /// counts them (data plus the outer partition key's UTF-8 bytes).
     #[wasm_bindgen(constructor)]
     pub fn new(limit: f64) -> Result<Aggregator, JsValue> {
-        if !(limit.is_finite() && limit >= 0.0 && limit.fract() == 0.0) {
-            return Err(type_error("limit must be a whole number of bytes"));
-        }
-        let inner = ka::RecordAggregator::with_limit(limit as usize).map_err(|e| error(&e))?;
+        let inner = ka::RecordAggregator::with_limit(whole(limit)?).map_err(|e| error(&e))?;
         Ok(Aggregator { inner })
     }
 
@@ -244,6 +250,7 @@ pub struct Aggregate {
     explicit_hash_key: Option<String>,
     data: Vec<u8>,
     user_records: usize,
+    shard_id: Option<String>,
 }
 
 impl From<ka::Aggregate> for Aggregate {
@@ -253,6 +260,17 @@ impl From<ka::Aggregate> for Aggregate {
             explicit_hash_key: a.explicit_hash_key().map(Into::into),
             user_records: a.record_count(),
             data: a.into_data(),
+            shard_id: None,
+        }
+    }
+}
+
+impl From<ka::ShardAggregate> for Aggregate {
+    fn from(a: ka::ShardAggregate) -> Self {
+        let shard_id = Some(a.shard_id().into());
+        Aggregate {
+            shard_id,
+            ..Aggregate::from(a.into_aggregate())
         }
     }
 }
@@ -281,6 +299,132 @@ impl Aggregate {
     #[wasm_bindgen(getter, js_name = userRecords)]
     pub fn user_records(&self) -> usize {
         self.user_records
+    }
+
+    /// The shard it was aggregated for (shard-aware aggregation only).
+    #[wasm_bindgen(getter, js_name = shardId)]
+    pub fn shard_id(&self) -> Option<String> {
+        self.shard_id.clone()
+    }
+}
+
+/// The open shards of a stream and the hash keys each owns.
+#[wasm_bindgen]
+pub struct ShardMap {
+    inner: ka::ShardMap,
+}
+
+/// A hash key as decimal text.
+fn decimal(key: u128) -> String {
+    let mut buf = [0u8; ka::HASH_KEY_MAX_DIGITS];
+    ka::write_hash_key(key, &mut buf).into()
+}
+
+#[wasm_bindgen]
+impl ShardMap {
+    /// The map of the shards ListShards lists, given field by field (the
+    /// JavaScript maps an answer's shapes onto these): closed shards are
+    /// left out, open ones must not overlap.
+    #[wasm_bindgen(js_name = fromListed)]
+    pub fn from_listed(
+        ids: Vec<String>,
+        starts: Vec<String>,
+        ends: Vec<String>,
+        closed: Vec<u8>,
+    ) -> Result<ShardMap, JsValue> {
+        if starts.len() != ids.len() || ends.len() != ids.len() || closed.len() != ids.len() {
+            return Err(type_error(
+                "every shard needs an id, a range and whether it is closed",
+            ));
+        }
+        let listed = (0..ids.len()).map(|i| ka::ListedShard {
+            shard_id: &ids[i],
+            starting_hash_key: &starts[i],
+            ending_hash_key: &ends[i],
+            closed: closed[i] != 0,
+        });
+        let inner = ka::ShardMap::from_listed(listed).map_err(|e| error(&e))?;
+        Ok(ShardMap { inner })
+    }
+
+    /// The shard that owns a hash key (decimal), if any.
+    pub fn route(&self, hash_key: &str) -> Result<Option<String>, JsValue> {
+        let key = ka::parse_hash_key(hash_key).map_err(|e| error(&e))?;
+        Ok(self.inner.route(key).map(|s| s.id.clone()))
+    }
+
+    /// The shard a record goes to: by its explicit hash key, else its
+    /// partition key's MD5.
+    #[wasm_bindgen(js_name = shardFor)]
+    pub fn shard_for(&self, pk: &str, ehk: Option<String>) -> Result<Option<String>, JsValue> {
+        let key = ka::effective_hash_key(pk, ehk.as_deref()).map_err(|e| refused(&e, ehk.as_deref()))?;
+        Ok(self.inner.route(key).map(|s| s.id.clone()))
+    }
+
+    /// The shards as `[id, starting hash key, ending hash key, ...]`, in
+    /// hash key order.
+    pub fn shards(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(3 * self.inner.shards().len());
+        for s in self.inner.shards() {
+            out.push(s.id.clone());
+            out.push(decimal(s.range.start));
+            out.push(decimal(s.range.end));
+        }
+        out
+    }
+}
+
+/// Aggregation per shard: each aggregate holds records of one shard only,
+/// so that the KCL (which drops an aggregate holding a record outside its
+/// shard) keeps them all.
+#[wasm_bindgen]
+pub struct ShardedAggregator {
+    inner: ka::ShardedAggregator,
+}
+
+#[wasm_bindgen]
+impl ShardedAggregator {
+    /// An aggregator for these shards, each aggregate within `limit`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(map: &ShardMap, limit: f64) -> Result<ShardedAggregator, JsValue> {
+        let inner =
+            ka::ShardedAggregator::with_limit(map.inner.clone(), whole(limit)?).map_err(|e| error(&e))?;
+        Ok(ShardedAggregator { inner })
+    }
+
+    /// Adds a user record to its shard's aggregate: the aggregates it
+    /// completed (its shard's previous one when it did not fit). Throws,
+    /// changing nothing, for an invalid record, one too large alone, or a
+    /// hash key no shard owns.
+    pub fn add(&mut self, pk: &str, data: &[u8], ehk: Option<String>) -> Result<Vec<Aggregate>, JsValue> {
+        let r = record(pk, data, ehk.as_deref());
+        match self.inner.add(r) {
+            Ok(done) => Ok(done.into_iter().map(Aggregate::from).collect()),
+            Err(e) => Err(refused(&e, ehk.as_deref())),
+        }
+    }
+
+    /// Completes every shard's aggregate.
+    pub fn flush(&mut self) -> Vec<Aggregate> {
+        self.inner.finish_all().into_iter().map(Aggregate::from).collect()
+    }
+
+    /// Completes the aggregate buffered longest, if any.
+    #[wasm_bindgen(js_name = flushOldest)]
+    pub fn flush_oldest(&mut self) -> Option<Aggregate> {
+        self.inner.finish_oldest().map(Aggregate::from)
+    }
+
+    /// Bytes buffered in every shard's aggregate.
+    #[wasm_bindgen(getter, js_name = bufferedBytes)]
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffered_bytes()
+    }
+
+    /// User records buffered.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.inner.record_count()
     }
 }
 

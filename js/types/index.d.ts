@@ -89,6 +89,8 @@ export declare class Aggregate {
   readonly explicitHashKey: string | undefined;
   readonly data: Uint8Array;
   readonly userRecords: number;
+  /** The shard it was aggregated for (ShardedAggregator), else undefined. */
+  readonly shardId: string | undefined;
   /** The data plus the partition key's UTF-8 bytes. */
   readonly countedSize: number;
   putRecordsEntry(): PutRecordsEntry;
@@ -115,4 +117,34 @@ export declare class Aggregator {
   /** User records in the current aggregate. */
   readonly length: number;
   readonly limit: number;
+}
+
+/** One shard as ListShards lists it (the fields read here). */
+export interface ListedShard {
+  ShardId: string;
+  HashKeyRange: { StartingHashKey: string; EndingHashKey: string };
+  SequenceNumberRange?: { StartingSequenceNumber?: string; EndingSequenceNumber?: string };
+}
+
+/** The open shards of a stream and the hash keys each owns. */
+export declare class ShardMap {
+  private constructor();
+  /** From a ListShards answer (or its Shards array): closed shards left out. */
+  static fromListShards(answer: { Shards?: ListedShard[] } | ListedShard[]): ShardMap;
+  /** The shard that owns a hash key, if any. */
+  route(hashKey: string | bigint | number): string | undefined;
+  /** The shard a record goes to. */
+  shardFor(partitionKey: string, explicitHashKey?: string): string | undefined;
+  readonly shards: { shardId: string; startingHashKey: string; endingHashKey: string }[];
+}
+
+/** Aggregation per shard: each aggregate holds one shard's records. */
+export declare class ShardedAggregator {
+  constructor(shardMap: ShardMap, options?: AggregatorOptions);
+  /** The aggregates this add completed (usually none). */
+  add(partitionKey: string, data: Uint8Array | string, explicitHashKey?: string): Aggregate[];
+  flush(): Aggregate[];
+  flushOldest(): Aggregate | undefined;
+  readonly bufferedBytes: number;
+  readonly length: number;
 }

@@ -1,6 +1,6 @@
 // Type-checked with tsc --strict (npm run types) against the package's own
 // declarations, with nothing else installed: both APIs as users call them.
-import { Aggregate, Aggregator, DeaggregationError, deaggregate, lambdaUserRecords, MAX_LIMIT } from 'kinesis-agg';
+import { Aggregate, Aggregator, DeaggregationError, deaggregate, lambdaUserRecords, MAX_LIMIT, ShardMap, ShardedAggregator } from 'kinesis-agg';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, UserRecord } from 'kinesis-agg';
 import { RecordAggregator, aggregate, deaggregateSync } from 'kinesis-agg/compat';
 import type { EncodedRecord, UserRecord as CompatUserRecord } from 'kinesis-agg/compat';
@@ -53,3 +53,9 @@ aggregate([{ partitionKey: 'k', data: 'x' }], (encoded, done) => done(null, enco
 
 // @ts-expect-error the modern aggregator takes a key first.
 new Aggregator().add(new Uint8Array(1));
+
+const shards = ShardMap.fromListShards({ Shards: [{ ShardId: 's', HashKeyRange: { StartingHashKey: '0', EndingHashKey: '9' } }] });
+const sharded = new ShardedAggregator(shards, { limit: 1 << 20 });
+const completed: Aggregate[] = sharded.add('k', 'v', '5');
+const owner: string | undefined = shards.route(5n) ?? shards.shardFor('k');
+void [completed, owner, sharded.flushOldest()?.shardId];
