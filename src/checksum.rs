@@ -4,25 +4,43 @@
 //! portable code). Bare-metal targets (`target_os = "none"`) use the
 //! compact loop below: the same digest in about a quarter of the flash,
 //! which a microcontroller counts before speed.
+//!
+//! Independent messages are hashed side by side in SIMD lanes (`lanes`)
+//! where the target has vectors: not on bare metal, and not on WebAssembly
+//! without `simd128`, where lanes of scalars run no faster than one
+//! message after another and only add code.
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(any(
+    target_os = "none",
+    all(target_arch = "wasm32", not(target_feature = "simd128"))
+)))]
 mod lanes;
-#[cfg(not(target_os = "none"))]
+#[cfg(not(any(
+    target_os = "none",
+    all(target_arch = "wasm32", not(target_feature = "simd128"))
+)))]
 pub(crate) use lanes::{LANES, md5_each};
 
-/// One message at a time on bare metal.
-#[cfg(target_os = "none")]
+/// One message at a time where there are no vectors.
+#[cfg(any(
+    target_os = "none",
+    all(target_arch = "wasm32", not(target_feature = "simd128"))
+))]
 pub(crate) const LANES: usize = 1;
 
 /// MD5 of every message, one at a time (bare metal: the compact loop,
-/// whose flash a microcontroller counts before speed).
-#[cfg(target_os = "none")]
+/// whose flash a microcontroller counts before speed; WebAssembly without
+/// vectors: `md-5`).
+#[cfg(any(
+    target_os = "none",
+    all(target_arch = "wasm32", not(target_feature = "simd128"))
+))]
 pub(crate) fn md5_each<'a>(
     messages: impl IntoIterator<Item = (usize, &'a [u8])>,
     mut done: impl FnMut(usize, [u8; 16]),
 ) {
     for (i, m) in messages {
-        done(i, md5_compact(m));
+        done(i, md5(m));
     }
 }
 

@@ -60,7 +60,9 @@ pub use keycache::HashKeyCache;
 /// [`Aggregate::digest_all`]): 8 on every x86-64 (two SSE2 vectors, or one
 /// AVX2 vector with `RUSTFLAGS="-C target-feature=+avx2"`) and aarch64
 /// (NEON), 16 with AVX-512 (`-C target-cpu=native` on a processor that has
-/// it); 1 on bare metal, which keeps the compact single-stream code.
+/// it), 8 on WebAssembly with `simd128` (two 128-bit vectors); 1 on bare
+/// metal, which keeps the compact single-stream code, and on WebAssembly
+/// without `simd128`, where lanes of scalars are no faster.
 pub const MD5_LANES: usize = checksum::LANES;
 pub use limits::{
     DEFAULT_LIMIT, DIGEST_LEN, HASH_KEY_MAX_DIGITS, INDEX_SLOTS_PER_KEY, MAGIC, MAX_LIMIT,
