@@ -105,6 +105,11 @@ function modernDeagg() {
   return n;
 }
 
+const lambdaEvent = { Records: lambdaRecords.map((r) => ({ kinesis: r })) };
+function modernLambda() {
+  return kagg.lambdaUserRecords(lambdaEvent).records.length;
+}
+
 function md5Floor() {
   for (const b of blobs) crypto.createHash('md5').update(b.subarray(4, b.length - 16)).digest();
   return N;
@@ -120,6 +125,7 @@ row('deaggregate', 'aws-kinesis-agg 4.2.8 deaggregateSync', measure(() => deaggW
 row('deaggregate', 'kinesis-agg/compat deaggregateSync', measure(() => deaggWith(compat), N));
 row('deaggregate', 'floor: the same objects from known offsets', measure(compatFloor, N));
 row('deaggregate', 'kinesis-agg deaggregate (modern, bytes)', measure(modernDeagg, N));
+row('deaggregate', 'kinesis-agg lambdaUserRecords (modern, a Lambda event in base64)', measure(modernLambda, N));
 row('deaggregate', 'floor: node:crypto MD5 of the same bytes', measure(md5Floor, N));
 
 console.log(`node ${process.version}, ${process.arch}; ${N} records of 100 bytes over 100 keys, ${blobs.length} aggregates; median of ${REPEAT} runs\n`);

@@ -6,6 +6,7 @@ import wasmBytes from '../pkg/kinesis_agg_js_bg.wasm';
 import {
   initSync,
   read,
+  readMany,
   limits,
   Aggregator as WasmAggregator,
   ShardMap as WasmShardMap,
@@ -138,15 +139,71 @@ export function readBlob(blob, policy) {
     if (e instanceof Error && 'reason' in e) throw new DeaggregationError(e.message, e.offset, e.code);
     throw e;
   }
-  if (t[0] === 0) return { plain: PLAIN_REASONS[t[1]], pks: undefined, ehks: undefined, t, first: 0, count: 0 };
-  const nPk = t[1];
-  const nEhk = t[2];
+  return described(blob, t, 0);
+}
+
+/** A blob's description at `t[i]` (read's or readMany's), its positions
+ * in `base`: as readBlob returns it. */
+function described(base, t, i) {
+  if (t[i] === 0) return { plain: PLAIN_REASONS[t[i + 1]], pks: undefined, ehks: undefined, t, first: 0, count: 0 };
+  const nPk = t[i + 1];
+  const nEhk = t[i + 2];
   const pks = new Array(nPk);
   const ehks = new Array(nEhk);
-  let i = 3;
-  for (let k = 0; k < nPk; k++, i += 2) pks[k] = key(blob, t[i], t[i + 1]);
-  for (let k = 0; k < nEhk; k++, i += 2) ehks[k] = key(blob, t[i], t[i + 1]);
+  i += 3;
+  for (let k = 0; k < nPk; k++, i += 2) pks[k] = key(base, t[i], t[i + 1]);
+  for (let k = 0; k < nEhk; k++, i += 2) ehks[k] = key(base, t[i], t[i + 1]);
   return { plain: undefined, pks, ehks, t, first: i + 1, count: t[i] };
+}
+
+/**
+ * Reads many blobs, a broken one not stopping the others. For each, in
+ * order: `{ blob, base, read }` (read as readBlob returns it, its positions
+ * in `base`) or `{ blob, base, broken }` (the DeaggregationError of a blob
+ * whose body is broken). With the runtime's MD5, blob by blob (Node's MD5
+ * is as fast as the core's lanes on a Lambda event's few large blobs);
+ * without it (browsers, Node 18), together in the core, the MD5s side by
+ * side, the blobs copied into one buffer.
+ */
+export function readBlobs(blobs, policy) {
+  if (nodeCrypto !== undefined) {
+    return blobs.map((blob) => {
+      try {
+        return { blob, base: blob, read: readBlob(blob, policy), broken: undefined };
+      } catch (e) {
+        if (!(e instanceof DeaggregationError)) throw e;
+        return { blob, base: blob, read: undefined, broken: e };
+      }
+    });
+  }
+  let total = 0;
+  for (const b of blobs) total += b.length;
+  const all = new Uint8Array(total);
+  const ends = new Uint32Array(blobs.length);
+  let at = 0;
+  blobs.forEach((b, i) => {
+    all.set(b, at);
+    at += b.length;
+    ends[i] = at;
+  });
+  const t = readMany(all, ends, policy);
+  const out = new Array(blobs.length);
+  for (let i = 0, j = 0, start = 0; i < blobs.length; start = ends[i], j += t[j] + 1, i++) {
+    const blob = all.subarray(start, ends[i]);
+    if (t[j + 1] !== 2) {
+      out[i] = { blob, base: all, read: described(all, t, j + 1), broken: undefined };
+      continue;
+    }
+    // The error, with its offset, from the blob read alone.
+    try {
+      readBlob(blob, policy);
+      throw new Error('internal: a broken blob read alone');
+    } catch (e) {
+      if (!(e instanceof DeaggregationError)) throw e;
+      out[i] = { blob, base: all, read: undefined, broken: e };
+    }
+  }
+  return out;
 }
 
 /** An explicit hash key by its index in the read table. */

@@ -14,6 +14,7 @@ import {
   keyArg,
   policyOf,
   readBlob,
+  readBlobs,
 } from './core.js';
 
 export { DEFAULT_LIMIT, MAX_LIMIT, MIN_LIMIT, DeaggregationError };
@@ -261,20 +262,20 @@ export function lambdaUserRecords(event, options = {}) {
   const policy = policyOf(options.checksum);
   const onInvalid = options.onInvalid === undefined ? 'fail' : options.onInvalid;
   if (onInvalid !== 'fail' && onInvalid !== 'pass') throw new TypeError("onInvalid must be 'fail' or 'pass'");
+  const reads = readBlobs(
+    records.map((r) => fromBase64(r.kinesis.data)),
+    policy,
+  );
   const out = [];
-  for (const record of records) {
+  for (let n = 0; n < records.length; n++) {
+    const record = records[n];
     const k = record.kinesis;
-    const blob = fromBase64(k.data);
     const sequenceNumber = k.sequenceNumber;
-    let read;
-    try {
-      read = readBlob(blob, policy);
-    } catch (e) {
-      if (!(e instanceof DeaggregationError)) throw e;
-      if (onInvalid !== 'pass') return { records: out, batchItemFailures: [{ itemIdentifier: sequenceNumber }] };
-      read = undefined;
+    const { blob, base, read, broken } = reads[n];
+    if (broken !== undefined && onInvalid !== 'pass') {
+      return { records: out, batchItemFailures: [{ itemIdentifier: sequenceNumber }] };
     }
-    if (read === undefined || read.plain !== undefined) {
+    if (broken !== undefined || read.plain !== undefined) {
       out.push({
         partitionKey: k.partitionKey,
         explicitHashKey: undefined,
@@ -292,7 +293,7 @@ export function lambdaUserRecords(event, options = {}) {
       out.push({
         partitionKey: pks[t[i]],
         explicitHashKey: ehkAt(ehks, t[i + 1]),
-        data: blob.subarray(at, at + t[i + 3]),
+        data: base.subarray(at, at + t[i + 3]),
         subSequenceNumber: r,
         aggregated: true,
         sequenceNumber,

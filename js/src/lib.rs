@@ -98,7 +98,16 @@ pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>) -> Result<Vec<u32
         }
         None => opts.deaggregate(blob),
     };
-    let agg = match read.map_err(|e| error(&e))? {
+    let read = read.map_err(|e| error(&e))?;
+    let mut out = Vec::new();
+    describe(blob, read, &mut out);
+    Ok(out)
+}
+
+/// Appends `read`'s description (see [`read`]) to `out`, positions taken
+/// in `base`, the bytes the blob lies in.
+fn describe(base: &[u8], read: ka::Deaggregated<'_, ka::VecTable<'_>>, out: &mut Vec<u32>) {
+    let agg = match read {
         ka::Deaggregated::Plain { reason, .. } => {
             let code = match reason {
                 ka::PlainReason::NoMagic => 0,
@@ -106,16 +115,17 @@ pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>) -> Result<Vec<u32
                 ka::PlainReason::ChecksumMismatch => 2,
                 _ => 3,
             };
-            return Ok(vec![0, code]);
+            out.extend([0, code]);
+            return;
         }
         ka::Deaggregated::Aggregated(agg) => agg,
     };
     let (pks, ehks) = (agg.partition_keys(), agg.explicit_hash_keys());
     let count = agg.records().len();
-    let mut out = Vec::with_capacity(4 + 2 * (pks.len() + ehks.len()) + 4 * count);
+    out.reserve(4 + 2 * (pks.len() + ehks.len()) + 4 * count);
     out.extend([1, pks.len() as u32, ehks.len() as u32]);
     for k in pks.iter().chain(ehks) {
-        out.extend(span(blob, k.as_bytes()));
+        out.extend(span(base, k.as_bytes()));
     }
     out.push(count as u32);
     for u in agg.records() {
@@ -126,7 +136,38 @@ pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>) -> Result<Vec<u32
             Some(Some(i)) => i as u32,
             _ => NO_KEY,
         });
-        out.extend(span(blob, u.data));
+        out.extend(span(base, u.data));
+    }
+}
+
+/// Reads many blobs at once, their MD5s computed side by side
+/// (`Options::verify_all`): `all` holds them one after another, blob `i`
+/// ending at `ends[i]`. For each blob in order: the length of its part,
+/// then its description as [`read`] gives it (positions in `all`), or
+/// `[2]` for a broken body (read that blob alone for its error). A broken
+/// blob does not stop the others.
+#[wasm_bindgen(js_name = readMany)]
+pub fn read_many(all: &[u8], ends: &[u32], checksum: u8) -> Result<Vec<u32>, JsValue> {
+    let opts = policy(checksum)?;
+    let mut blobs = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for &end in ends {
+        let end = end as usize;
+        if end < start || end > all.len() {
+            return Err(type_error("blob ends must ascend within the bytes"));
+        }
+        blobs.push(&all[start..end]);
+        start = end;
+    }
+    let mut out = Vec::new();
+    for v in opts.verify_all(&blobs) {
+        let at = out.len();
+        out.push(0);
+        match v.deaggregate() {
+            Ok(read) => describe(all, read, &mut out),
+            Err(_) => out.push(2),
+        }
+        out[at] = (out.len() - at - 1) as u32;
     }
     Ok(out)
 }

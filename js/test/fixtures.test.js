@@ -207,6 +207,33 @@ describe('Lambda events', () => {
     assert.deepEqual(batchItemFailures, broken ? [{ itemIdentifier: broken.kinesis.sequenceNumber }] : []);
   });
 
+  it('reads a batch of every fixture (MD5s side by side) as each alone, under each policy', () => {
+    const all = fixtures.filter((m) => m.blob.length < 65536);
+    const ev = { Records: all.map((m, i) => ({ kinesis: { data: m.blob.toString('base64'), partitionKey: 'outer-' + i, sequenceNumber: String(i) } })) };
+    for (const checksum of ['verify', 'strict', 'skip']) {
+      const want = [];
+      let firstBroken;
+      all.forEach((m, i) => {
+        try {
+          for (const u of kagg.deaggregate(m.blob, { checksum, partitionKey: 'outer-' + i })) want.push({ ...u, sequenceNumber: String(i) });
+        } catch (e) {
+          assert.ok(e instanceof kagg.DeaggregationError);
+          if (firstBroken === undefined) firstBroken = want.length;
+          want.push({ partitionKey: 'outer-' + i, explicitHashKey: undefined, data: m.blob, subSequenceNumber: undefined, aggregated: false, sequenceNumber: String(i) });
+        }
+      });
+      // Unverified, a body that does not parse is a plain record: nothing is broken.
+      assert.equal(firstBroken === undefined, checksum === 'skip', checksum);
+      const passed = kagg.lambdaUserRecords(ev, { checksum, onInvalid: 'pass' });
+      const shape = (u) => [u.partitionKey, u.explicitHashKey, repr(u.data), u.subSequenceNumber, u.aggregated, u.sequenceNumber];
+      assert.deepEqual(passed.records.map(shape), want.map(shape), checksum);
+      assert.deepEqual(passed.batchItemFailures, []);
+      const failed = kagg.lambdaUserRecords(ev, { checksum });
+      assert.deepEqual(failed.records.map(shape), want.slice(0, firstBroken).map(shape), checksum);
+      assert.deepEqual(failed.batchItemFailures, firstBroken === undefined ? [] : [{ itemIdentifier: want[firstBroken].sequenceNumber }]);
+    }
+  });
+
   it('ends the batch at a broken aggregate, or passes it whole', () => {
     const good = fixtures.find((m) => m.expect === 'aggregated');
     const bad = fixtures.find((m) => m.expect === 'error');
@@ -244,6 +271,12 @@ describe('without the runtime MD5 (Node 18, browsers)', () => {
           }
         }
       }
+      const ev = { Records: deaggFixtures().filter((m) => m.blob.length < 65536).map((m, i) => ({ kinesis: { data: m.blob.toString('base64'), partitionKey: 'p', sequenceNumber: String(i) } })) };
+      for (const checksum of ['verify', 'strict', 'skip']) {
+        const { records, batchItemFailures } = k.lambdaUserRecords(ev, { checksum, onInvalid: 'pass' });
+        out['lambda/' + checksum] = [records.map((u) => [u.partitionKey, u.explicitHashKey, Buffer.from(u.data).toString('base64'), u.aggregated, u.sequenceNumber]), batchItemFailures];
+        out['lambda-fail/' + checksum] = k.lambdaUserRecords(ev, { checksum }).batchItemFailures;
+      }
       process.stdout.write(JSON.stringify(out));`;
     const child = JSON.parse(require('node:child_process').execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 1 << 26 }));
     let compared = 0;
@@ -258,6 +291,14 @@ describe('without the runtime MD5 (Node 18, browsers)', () => {
         assert.deepEqual(child[m.name + '/' + checksum], JSON.parse(JSON.stringify(here)), m.name + '/' + checksum);
         compared += 1;
       }
+    }
+    // A Lambda event of them, read together (the core's MD5s side by side), as here.
+    const ev = { Records: fixtures.filter((m) => m.blob.length < 65536).map((m, i) => ({ kinesis: { data: m.blob.toString('base64'), partitionKey: 'p', sequenceNumber: String(i) } })) };
+    for (const checksum of ['verify', 'strict', 'skip']) {
+      const { records, batchItemFailures } = kagg.lambdaUserRecords(ev, { checksum, onInvalid: 'pass' });
+      const here = [records.map((u) => [u.partitionKey, u.explicitHashKey, Buffer.from(u.data).toString('base64'), u.aggregated, u.sequenceNumber]), batchItemFailures];
+      assert.deepEqual(child['lambda/' + checksum], JSON.parse(JSON.stringify(here)), checksum);
+      assert.deepEqual(child['lambda-fail/' + checksum], kagg.lambdaUserRecords(ev, { checksum }).batchItemFailures, checksum);
     }
     // The mismatched checksums (plain under verify, an error under strict) were among them.
     assert.equal(child['wrong_checksum/strict'][1], 'ChecksumMismatch');
