@@ -125,7 +125,7 @@ function buffer(bytes) {
 function encoded(a) {
   if (a === undefined) return undefined;
   try {
-    const out = { partitionKey: a.partitionKey, data: buffer(a.data) };
+    const out = { partitionKey: a.partitionKey, data: buffer(a.takeData()) };
     const ehk = a.explicitHashKey;
     if (ehk !== undefined) out.ExplicitHashKey = ehk;
     return out;

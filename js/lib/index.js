@@ -96,7 +96,7 @@ export class Aggregate {
 export function fromCore(a) {
   if (a === undefined) return undefined;
   try {
-    return new Aggregate(a.partitionKey, a.explicitHashKey, a.data, a.userRecords, a.shardId);
+    return new Aggregate(a.partitionKey, a.explicitHashKey, a.takeData(), a.userRecords, a.shardId);
   } finally {
     a.free();
   }

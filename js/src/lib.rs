@@ -330,10 +330,11 @@ impl Aggregate {
         self.explicit_hash_key.clone()
     }
 
-    /// The record's data blob.
-    #[wasm_bindgen(getter)]
-    pub fn data(&self) -> Vec<u8> {
-        self.data.clone()
+    /// The record's data blob, taken out: it is given once (the
+    /// JavaScript then owns it, and the aggregate holds none).
+    #[wasm_bindgen(js_name = takeData)]
+    pub fn take_data(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.data)
     }
 
     /// How many user records it holds.
