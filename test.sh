@@ -60,6 +60,9 @@ cargo test --all-features --test producer -- --ignored --nocapture --test-thread
 step "Rust: kinesis-agg put and tail against kinesalite, directly and through a fault proxy"
 cargo test --all-features --test cli_stream -- --ignored --test-threads 1
 
+step "Rust: kinesis-agg proxy with the Rust SDK against kinesalite"
+cargo test --all-features --test proxy -- --ignored --test-threads 1
+
 step "Python: the package built from source (pip install ./python)"
 "$PY" -m pip install -q --force-reinstall --no-deps ./python
 

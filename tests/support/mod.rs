@@ -12,6 +12,8 @@ pub mod kinesis;
 pub mod pb;
 #[cfg(feature = "aws-sdk")]
 pub mod proxy;
+#[cfg(feature = "cli")]
+pub mod proxy_cli;
 pub mod rng;
 
 /// `partition_key` and `explicit_hash_key` are those of `want`, an entry

@@ -14,6 +14,13 @@ pub(crate) struct AwsArgs {
     /// The stream's name.
     #[arg(long)]
     pub(crate) stream: String,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// Where the Kinesis API is and whose credentials call it.
+#[derive(clap::Args)]
+pub(crate) struct Connection {
     /// The Kinesis API's URL, for a local one such as kinesalite
     /// (http://127.0.0.1:4567); AWS's own endpoint for the region when
     /// absent.
@@ -29,7 +36,13 @@ pub(crate) struct AwsArgs {
 }
 
 /// A Kinesis client as the arguments ask.
-pub(crate) async fn client(args: &AwsArgs) -> Result<Client, Stop> {
+pub(crate) async fn client(args: &Connection) -> Result<Client, Stop> {
+    Ok(Client::new(&config(args).await?))
+}
+
+/// The AWS configuration the arguments ask for: credentials, region and
+/// endpoint.
+pub(crate) async fn config(args: &Connection) -> Result<aws_config::SdkConfig, Stop> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &args.profile {
         loader = loader.profile_name(p);
@@ -46,5 +59,5 @@ pub(crate) async fn client(args: &AwsArgs) -> Result<Client, Stop> {
             "no region: pass --region, or set AWS_REGION or a profile's region as for the AWS CLI".to_owned(),
         ));
     }
-    Ok(Client::new(&conf))
+    Ok(conf)
 }

@@ -11,6 +11,7 @@ mod aws;
 mod deagg;
 mod input;
 mod inspect;
+mod proxy;
 mod put;
 mod tail;
 
@@ -106,6 +107,11 @@ pub(crate) enum Command {
     /// deaggregated under the KCL rule, as deagg prints them (with shard_id).
     #[command(after_help = include_str!("help/tail.txt"))]
     Tail(tail::TailArgs),
+    /// Serve the Kinesis API on a local port: records put through it are
+    /// aggregated per shard, records read through it deaggregated, every
+    /// other call forwarded, each signed with the proxy's credentials.
+    #[command(after_help = include_str!("help/proxy.txt"))]
+    Proxy(proxy::ProxyArgs),
 }
 
 pub(crate) fn parse_limit(s: &str) -> Result<usize, String> {
@@ -227,6 +233,7 @@ fn main() -> ExitCode {
         Command::Inspect { input, json } => inspect::inspect(&input, json, &mut out),
         Command::Put(args) => put::put(args, &mut out),
         Command::Tail(args) => tail::tail(args, &mut out),
+        Command::Proxy(args) => proxy::proxy(args),
     };
     let flushed = out.flush();
     let code = match result {

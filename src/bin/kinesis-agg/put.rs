@@ -28,6 +28,15 @@ pub(crate) struct PutArgs {
     /// unaggregated), attempts, and error for a record that failed.
     #[arg(long)]
     pub(crate) receipts: bool,
+    #[command(flatten)]
+    pub(crate) producer: ProducerArgs,
+    /// Input file (standard input when absent).
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// The producer's settings, as `put` and `proxy` take them.
+#[derive(clap::Args)]
+pub(crate) struct ProducerArgs {
     /// Longest a record waits to be aggregated and collected, in
     /// milliseconds.
     #[arg(long, default_value_t = millis(defaults().record_max_buffered_time), value_name = "MS")]
@@ -62,8 +71,26 @@ pub(crate) struct PutArgs {
     /// default only for streams configured for large records).
     #[arg(long, default_value_t = defaults().max_user_record_size, value_parser = parse_max_user_record_size)]
     pub(crate) max_user_record_size: usize,
-    /// Input file (standard input when absent).
-    pub(crate) file: Option<PathBuf>,
+}
+
+impl ProducerArgs {
+    /// The library's settings with these flags applied.
+    pub(crate) fn config(&self) -> ProducerConfig {
+        let cfg = defaults();
+        // Room for two of the largest records beside the default cap.
+        let max_buffered_bytes = cfg.max_buffered_bytes.max(2 * self.max_user_record_size + 1024);
+        cfg.record_max_buffered_time(Duration::from_millis(self.max_buffered_time))
+            .aggregation(!self.no_aggregation)
+            .aggregation_max_size(self.aggregation_max_size)
+            .record_ttl(Duration::from_millis(self.record_ttl))
+            .request_timeout(Duration::from_millis(self.request_timeout))
+            .rate_limit(self.rate_limit)
+            .max_concurrency(self.max_concurrency)
+            .fail_if_throttled(self.fail_if_throttled)
+            .preserve_order(self.preserve_order)
+            .max_user_record_size(self.max_user_record_size)
+            .max_buffered_bytes(max_buffered_bytes)
+    }
 }
 
 /// The library's settings: every default the flags show comes from here.
@@ -277,22 +304,8 @@ fn record(
 
 async fn run(args: PutArgs, out: &mut impl Write) -> Result<bool, Stop> {
     let started = Instant::now();
-    let client = aws::client(&args.aws).await?;
-    let cfg = defaults();
-    // Room for two of the largest records beside the default cap.
-    let max_buffered_bytes = cfg.max_buffered_bytes.max(2 * args.max_user_record_size + 1024);
-    let cfg = cfg
-        .record_max_buffered_time(Duration::from_millis(args.max_buffered_time))
-        .aggregation(!args.no_aggregation)
-        .aggregation_max_size(args.aggregation_max_size)
-        .record_ttl(Duration::from_millis(args.record_ttl))
-        .request_timeout(Duration::from_millis(args.request_timeout))
-        .rate_limit(args.rate_limit)
-        .max_concurrency(args.max_concurrency)
-        .fail_if_throttled(args.fail_if_throttled)
-        .preserve_order(args.preserve_order)
-        .max_user_record_size(args.max_user_record_size)
-        .max_buffered_bytes(max_buffered_bytes);
+    let client = aws::client(&args.aws.connection).await?;
+    let cfg = args.producer.config();
     let producer = Producer::new(client, &args.aws.stream, cfg)
         .await
         .map_err(|e| Stop::Input(e.to_string()))?;

@@ -73,7 +73,7 @@ fn report(retried: &std::collections::BTreeMap<String, u64>) {
 }
 
 async fn run(args: TailArgs, out: &mut impl Write) -> Result<bool, Stop> {
-    let client = aws::client(&args.aws).await?;
+    let client = aws::client(&args.aws.connection).await?;
     let stop = Arc::new(tokio::sync::Notify::new());
     let s2 = stop.clone();
     tokio::spawn(async move {

@@ -1,0 +1,412 @@
+//! `proxy`: a local Kinesis API endpoint. What is put through it is
+//! aggregated per shard by the library's producer; what is read through it
+//! (GetRecords) is deaggregated; every other operation is forwarded. Every
+//! upstream call is signed with the proxy's own credentials.
+//!
+//! One module per concern: `api` (the protocols and Kinesis's error
+//! shapes), `put` (PutRecord, PutRecords), `get` (GetRecords), `upstream`
+//! (the signed client), `auth` (verifying clients' signatures when the
+//! proxy listens beyond loopback).
+
+mod api;
+mod auth;
+mod get;
+mod put;
+mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kinesis_agg::{PUT_RECORDS_MAX_BYTES, producer::ProducerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use self::api::{ApiError, Protocol, TARGET_PREFIX};
+use self::put::Producers;
+use self::upstream::Upstream;
+use crate::Stop;
+use crate::aws::{self, Connection};
+use crate::put::ProducerArgs;
+
+#[derive(clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// The address and port to listen on. Only a loopback address, unless
+    /// --allow-remote and --clients are given.
+    #[arg(long, default_value = "127.0.0.1:4568", value_name = "ADDR:PORT")]
+    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    /// Listen on an address other machines can reach. Needs --clients:
+    /// every call must then be signed (SigV4) with one of its keys.
+    #[arg(long, requires = "clients")]
+    pub(crate) allow_remote: bool,
+    /// A file of the client credentials the proxy accepts, one
+    /// `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair a line (`#` starts a
+    /// comment). Calls not signed by one of them are refused.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) clients: Option<PathBuf>,
+    /// Longest a call waits for its answer, in milliseconds: records not
+    /// yet put then are answered as failed with a retryable error code
+    /// (below the SDKs' read timeouts).
+    #[arg(long, default_value_t = 20_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) answer_within: u64,
+    /// Longest a client may take to send a request's headers, and then
+    /// its body, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) read_timeout: u64,
+    /// Most client connections open at once; more are closed as they
+    /// come.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_connections: u64,
+    #[command(flatten)]
+    pub(crate) producer: ProducerArgs,
+}
+
+/// What every call shares.
+struct State {
+    upstream: Upstream,
+    producers: Producers,
+    clients: Option<auth::Clients>,
+    answer_within: Duration,
+    read_timeout: Duration,
+    max_body: usize,
+}
+
+/// The largest request body taken: a PutRecords of 5 MiB (or a PutRecord
+/// of the largest user record) in base64, with room for its keys and
+/// JSON.
+fn max_body(cfg: &ProducerConfig) -> usize {
+    PUT_RECORDS_MAX_BYTES.max(cfg.max_user_record_size + 256) / 3 * 4 + (1 << 20)
+}
+
+pub(crate) fn proxy(args: ProxyArgs) -> Result<bool, Stop> {
+    let trusted = args.allow_remote && args.clients.is_some();
+    if !args.listen.ip().is_loopback() && !trusted {
+        return Err(Stop::Input(format!(
+            "will not listen on {}: it is not a loopback address, and anyone who can reach it could put and read \
+             with the proxy's credentials. Pass --allow-remote with --clients FILE (the access keys whose \
+             signatures it accepts), or listen on 127.0.0.1",
+            args.listen
+        )));
+    }
+    let clients = match &args.clients {
+        Some(path) => Some(auth::Clients::load(path).map_err(Stop::Input)?),
+        None => None,
+    };
+    let cfg = args.producer.config();
+    cfg.check()
+        .map_err(|e| Stop::Input(format!("producer settings: {e}")))?;
+    crate::runtime()?.block_on(run(args, cfg, clients))
+}
+
+async fn run(args: ProxyArgs, cfg: ProducerConfig, clients: Option<auth::Clients>) -> Result<bool, Stop> {
+    let conf = aws::config(&args.connection).await?;
+    let region = conf.region().map(|r| r.to_string()).unwrap_or_default();
+    let endpoint = conf
+        .endpoint_url()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("https://kinesis.{region}.amazonaws.com"));
+    let provider = conf.credentials_provider().ok_or_else(|| {
+        Stop::Input("no credentials: set them as for the AWS CLI (environment, --profile, ...)".to_owned())
+    })?;
+    let answer_within = Duration::from_millis(args.answer_within);
+    let upstream = Upstream::new(&endpoint, region, provider, answer_within).map_err(Stop::Input)?;
+    let state = Arc::new(State {
+        upstream,
+        max_body: max_body(&cfg),
+        producers: Producers::new(aws_sdk_kinesis::Client::new(&conf), cfg),
+        clients,
+        answer_within,
+        read_timeout: Duration::from_millis(args.read_timeout),
+    });
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Stop::Input(format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener.local_addr()?;
+    eprintln!(
+        "kinesis-agg proxy: listening on http://{local}, for {}",
+        state.upstream.url()
+    );
+    serve(
+        listener,
+        state,
+        usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    )
+    .await
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>, max_connections: usize) -> Result<bool, Stop> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut stop => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it
+                // was taken: keep serving the others.
+                eprintln!("kinesis-agg proxy: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            metrics::counter!("kinesis_agg_proxy_connections_refused").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let st = state.clone();
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            // A connection that says nothing within the read timeout is
+            // closed: idle connections cannot hold the places of others.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(st.read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return drop(permit),
+            }
+            let service = service_fn(move |req| handle(st.clone(), req));
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    eprintln!("kinesis-agg proxy: stopping: answering the calls in flight and sending what is buffered");
+    let finish = async {
+        // The calls in flight wait for their records' receipts: send what
+        // is buffered now, again and again, until every call is answered.
+        let flushing = async {
+            loop {
+                for p in state.producers.all() {
+                    p.flush().await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = flushing => {}
+        }
+        for p in state.producers.all() {
+            p.shutdown().await;
+        }
+    };
+    tokio::select! {
+        () = finish => {
+            eprintln!("kinesis-agg proxy: stopped");
+            Ok(false)
+        }
+        () = stop_signal() => {
+            let abandoned: usize = state.producers.all().iter().map(|p| p.abandon()).sum();
+            Err(Stop::Data(format!("stopped at once: {abandoned} user records abandoned")))
+        }
+    }
+}
+
+/// The operation a call names, as a metrics label (a known name, or
+/// "other": labels stay few whatever clients send).
+fn label(operation: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "PutRecord",
+        "PutRecords",
+        "GetRecords",
+        "GetShardIterator",
+        "ListShards",
+        "DescribeStream",
+        "DescribeStreamSummary",
+        "SubscribeToShard",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == operation)
+        .copied()
+        .unwrap_or("other")
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let protocol = Protocol::of(req.headers());
+    let operation = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .map(str::to_owned);
+    let op = label(operation.as_deref().unwrap_or(""));
+    let p = protocol.unwrap_or(Protocol::Json);
+    let answer = match respond(&state, req, protocol, operation).await {
+        Ok(r) => r,
+        Err(e) => api::error(p, &e),
+    };
+    let status = answer.status().as_u16().to_string();
+    metrics::counter!("kinesis_agg_proxy_calls", "operation" => op, "status" => status).increment(1);
+    metrics::histogram!("kinesis_agg_proxy_call_seconds", "operation" => op)
+        .record(started.elapsed().as_secs_f64());
+    Ok(answer)
+}
+
+async fn respond(
+    state: &State,
+    req: Request<Incoming>,
+    protocol: Option<Protocol>,
+    operation: Option<String>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "the Kinesis API takes POST requests",
+        ));
+    }
+    let Some(protocol) = protocol else {
+        return Err(ApiError::serialization(
+            "the content type must be application/x-amz-json-1.1 or application/x-amz-cbor-1.1",
+        ));
+    };
+    let Some(operation) = operation.filter(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_alphanumeric()))
+    else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            format!("X-Amz-Target must name a Kinesis operation ({TARGET_PREFIX}<Operation>)"),
+        ));
+    };
+    // Refused from its Content-Length alone, before any of it is read.
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body as u64) {
+        return Err(too_large(state.max_body));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(state.read_timeout, Limited::new(body, state.max_body).collect())
+        .await
+    {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                "the request's body did not arrive in time",
+            ));
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(state.max_body)),
+        Ok(Err(e)) => {
+            return Err(ApiError::serialization(format!(
+                "the request's body could not be read: {e}"
+            )));
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+    };
+    if let Some(clients) = &state.clients {
+        clients.verify(&parts, &body)?;
+    }
+    let json = api::request_json(protocol, body)?;
+    let within = state.answer_within;
+    match operation.as_str() {
+        "PutRecords" => {
+            let out = put::put_records(&state.producers, &json, within).await?;
+            Ok(api::answer(protocol, StatusCode::OK, out))
+        }
+        "PutRecord" => {
+            let out = put::put_record(&state.producers, &json, within).await?;
+            Ok(api::answer(protocol, StatusCode::OK, out))
+        }
+        "SubscribeToShard" => Err(ApiError::invalid_argument(
+            "kinesis-agg proxy does not serve SubscribeToShard (enhanced fan-out): its event stream is not \
+             deaggregated here. Read with GetRecords through the proxy, or subscribe at Kinesis itself",
+        )),
+        "GetRecords" => {
+            let answer = forward(state, &operation, json).await?;
+            if answer.status != StatusCode::OK {
+                return Ok(api::answer(protocol, answer.status, answer.body));
+            }
+            match get::deaggregate(&answer.body) {
+                Ok((body, done)) => {
+                    for (sequence, why) in &done.broken {
+                        eprintln!(
+                            "kinesis-agg proxy: GetRecords: the record with sequence number {sequence} is a broken \
+                             aggregate ({why}): passed on as a plain record"
+                        );
+                    }
+                    metrics::counter!("kinesis_agg_proxy_user_records_read")
+                        .increment(done.user_records as u64);
+                    Ok(api::answer(protocol, StatusCode::OK, body))
+                }
+                Err(why) => {
+                    eprintln!("kinesis-agg proxy: GetRecords: {why}; passed on unchanged");
+                    Ok(api::answer(protocol, answer.status, answer.body))
+                }
+            }
+        }
+        _ => {
+            let answer = forward(state, &operation, json).await?;
+            Ok(api::answer(protocol, answer.status, answer.body))
+        }
+    }
+}
+
+async fn forward(state: &State, operation: &str, json: Bytes) -> Result<upstream::Answer, ApiError> {
+    state
+        .upstream
+        .call(operation, json)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ValidationException",
+        format!("the request body is larger than the {max} bytes the Kinesis API takes"),
+    )
+}

@@ -1,0 +1,572 @@
+//! `kinesis-agg proxy` with real clients: the Rust `aws-sdk-kinesis`
+//! through it against a Kinesis API server (kinesalite), hostile input
+//! sent raw, clients' signatures, what goes upstream, and shutdown with
+//! calls in flight. The tests that need the server want `KINESIS_ENDPOINT`
+//! and `-- --ignored`, as `tests/e2e.rs`; the others run everywhere.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use support::cli::cli;
+use support::kinesis::{self, endpoint, new_stream, read_stream};
+use support::proxy_cli::{Running, start};
+
+fn proxy_to(upstream: &str, extra: &[&str]) -> Running {
+    let mut c = cli();
+    c.args([
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--endpoint",
+        upstream,
+        "--region",
+        "us-east-1",
+    ]);
+    c.args(extra);
+    start(c)
+}
+
+/// A client of the proxy with credentials of its own (not the proxy's).
+fn client_of(url: &str, key: &str, secret: &str) -> aws_sdk_kinesis::Client {
+    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(key, secret, None, None, "tests"))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+fn data_of(i: usize) -> Vec<u8> {
+    format!("record {i:06} {}", "x".repeat(i % 40)).into_bytes()
+}
+
+/// Every user record readable through `client` (the proxy): per shard
+/// from TRIM_HORIZON until a read comes back empty.
+async fn read_through(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Vec<(String, String, String, Vec<u8>)> {
+    let shards = client.list_shards().stream_name(stream).send().await.unwrap();
+    let mut out = Vec::new();
+    for s in shards.shards() {
+        let mut it = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(s.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator
+            .unwrap();
+        loop {
+            let page = client.get_records().shard_iterator(&it).send().await.unwrap();
+            for r in page.records() {
+                out.push((
+                    s.shard_id().to_owned(),
+                    r.sequence_number().to_owned(),
+                    r.partition_key().to_owned(),
+                    r.data().as_ref().to_vec(),
+                ));
+            }
+            match page.next_shard_iterator() {
+                Some(next) if !page.records().is_empty() => it = next.to_owned(),
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn the_rust_sdk_puts_and_reads_every_record_once_through_the_proxy() {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, "proxy-sdk", 4).await;
+    let proxy = proxy_to(&endpoint(), &[]);
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+
+    // 20 calls of 500 from 4 tasks at once; every 10th record with an
+    // explicit hash key, which routes it.
+    let mut tasks = Vec::new();
+    for t in 0..4usize {
+        let (client, stream) = (client.clone(), stream.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for call in 0..5usize {
+                let first = (t * 5 + call) * 500;
+                let entries: Vec<_> = (first..first + 500)
+                    .map(|i| {
+                        let mut e = PutRecordsRequestEntry::builder()
+                            .partition_key(format!("key-{}", i % 97))
+                            .data(Blob::new(data_of(i)));
+                        if i.is_multiple_of(10) {
+                            e = e.explicit_hash_key((u128::MAX / 10_000 * i as u128).to_string());
+                        }
+                        e.build().unwrap()
+                    })
+                    .collect();
+                let out = client
+                    .put_records()
+                    .stream_name(&stream)
+                    .set_records(Some(entries))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(out.failed_record_count(), Some(0));
+                for (k, r) in out.records().iter().enumerate() {
+                    answers.push((
+                        first + k,
+                        r.shard_id().unwrap().to_owned(),
+                        r.sequence_number().unwrap().to_owned(),
+                    ));
+                }
+            }
+            answers
+        }));
+    }
+    let mut receipts = HashMap::new();
+    for t in tasks {
+        for (i, shard, seq) in t.await.unwrap() {
+            receipts.insert(i, (shard, seq));
+        }
+    }
+    assert_eq!(receipts.len(), 10_000);
+
+    // Through the proxy: each record once, with its own key, where its
+    // receipt said.
+    let read = read_through(&client, &stream).await;
+    assert_eq!(read.len(), 10_000, "user records read through the proxy");
+    let mut seen = HashSet::new();
+    for (shard, seq, key, data) in &read {
+        let i: usize = std::str::from_utf8(&data[7..13]).unwrap().parse().unwrap();
+        assert_eq!(data, &data_of(i));
+        assert_eq!(key, &format!("key-{}", i % 97));
+        assert!(seen.insert(i), "record {i} read twice");
+        assert_eq!(receipts[&i], (shard.clone(), seq.clone()), "record {i}");
+    }
+
+    // The stream itself: aggregates, each inside its shard (the KCL's rule
+    // discards none), and every record in the Kinesis record its receipt
+    // names.
+    let (direct_read, discarded) = read_stream(&direct, &stream).await;
+    assert_eq!(discarded, 0);
+    assert_eq!(direct_read.len(), 10_000);
+    let kinesis_records: HashSet<_> = direct_read.iter().map(|r| r.sequence_number.clone()).collect();
+    assert!(
+        kinesis_records.len() < 1_000,
+        "{} Kinesis records for 10,000 user records: not aggregated",
+        kinesis_records.len()
+    );
+    for r in &direct_read {
+        let i: usize = std::str::from_utf8(&r.data[7..13]).unwrap().parse().unwrap();
+        assert_eq!(receipts[&i], (r.shard_id.clone(), r.sequence_number.clone()));
+        if i.is_multiple_of(10) {
+            assert_eq!(
+                r.explicit_hash_key.as_deref(),
+                Some(&*(u128::MAX / 10_000 * i as u128).to_string())
+            );
+        }
+    }
+
+    // PutRecord, by ARN, answered with where it went.
+    let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}");
+    let one = client
+        .put_record()
+        .stream_arn(&arn)
+        .partition_key("single")
+        .data(Blob::new(b"one record".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let read = read_through(&client, &stream).await;
+    let found: Vec<_> = read.iter().filter(|r| r.2 == "single").collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1.as_str()),
+        (one.shard_id(), one.sequence_number())
+    );
+    assert_eq!(found[0].3, b"one record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn errors_come_back_in_kinesis_shape() {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, "proxy-errors", 1).await;
+    let proxy = proxy_to(&endpoint(), &[]);
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+
+    let missing = client
+        .put_records()
+        .stream_name("no-such-stream")
+        .records(
+            PutRecordsRequestEntry::builder()
+                .partition_key("k")
+                .data(Blob::new(b"x".to_vec()))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception(),
+        "{missing:?}"
+    );
+
+    let bad_hash = client
+        .put_records()
+        .stream_name(&stream)
+        .records(
+            PutRecordsRequestEntry::builder()
+                .partition_key("k")
+                .explicit_hash_key("340282366920938463463374607431768211456")
+                .data(Blob::new(b"x".to_vec()))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        bad_hash
+            .as_service_error()
+            .unwrap()
+            .is_invalid_argument_exception(),
+        "{bad_hash:?}"
+    );
+
+    let too_big = client
+        .put_record()
+        .stream_name(&stream)
+        .partition_key("k")
+        .data(Blob::new(vec![0u8; (1 << 20) + 1]))
+        .send()
+        .await
+        .unwrap_err();
+    let e = too_big.into_service_error();
+    assert_eq!(
+        aws_sdk_kinesis::error::ProvideErrorMetadata::code(&e),
+        Some("ValidationException")
+    );
+
+    // Forwarded errors pass as upstream gave them.
+    let it = client
+        .get_shard_iterator()
+        .stream_name("no-such-stream")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(it.as_service_error().unwrap().is_resource_not_found_exception());
+}
+
+/// Sends `request` raw and reads the answer until the server closes or
+/// `limit` passes.
+fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if complete(&out) {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `bytes` hold a whole HTTP answer with a Content-Length body.
+fn complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let len = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap())
+    });
+    len.is_some_and(|n| body.len() >= n)
+}
+
+fn post(target: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// An upstream that records each request's head and answers `{}`.
+fn recording_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if complete(&buf) {
+                        kept.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&buf).into_owned());
+                        buf.clear();
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}",
+                        );
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn hostile_input_gets_kinesis_errors_while_others_are_served() {
+    let (upstream, seen) = recording_upstream();
+    let proxy = proxy_to(&upstream, &["--read-timeout", "500"]);
+    let json = "application/x-amz-json-1.1";
+    let a = proxy.addr;
+    let t = Duration::from_secs(5);
+
+    let r = raw(a, &post("Kinesis_20131202.PutRecords", json, "{not json"), t);
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("SerializationException"),
+        "{r}"
+    );
+    let r = raw(
+        a,
+        &post(
+            "Kinesis_20131202.PutRecords",
+            "application/x-amz-cbor-1.1",
+            "\u{1f}",
+        ),
+        t,
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("SerializationException"),
+        "{r}"
+    );
+    let r = raw(a, &post("DynamoDB_20120810.GetItem", json, "{}"), t);
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("UnknownOperationException"),
+        "{r}"
+    );
+    let r = raw(a, &post("Kinesis_20131202.Put/../x", json, "{}"), t);
+    assert!(r.contains("UnknownOperationException"), "{r}");
+    let r = raw(a, &post("Kinesis_20131202.ListShards", "text/plain", "{}"), t);
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = raw(a, &post("Kinesis_20131202.SubscribeToShard", json, "{}"), t);
+    assert!(
+        r.contains("SubscribeToShard") && r.contains("enhanced fan-out"),
+        "{r}"
+    );
+    let r = raw(a, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", t);
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = raw(
+        a,
+        &post(
+            "Kinesis_20131202.PutRecords",
+            json,
+            r#"{"StreamName":"s","Records":[]}"#,
+        ),
+        t,
+    );
+    assert!(r.contains("ValidationException"), "{r}");
+
+    // A body over the API's size is refused from its Content-Length,
+    // before it is sent.
+    let started = Instant::now();
+    let r = raw(
+        a,
+        format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {json}\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: 100000000\r\n\r\n").as_bytes(),
+        t,
+    );
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // A request that never finishes: its headers, then its body.
+    let r = raw(a, b"POST / HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(10));
+    assert!(!r.contains("200 OK"), "{r}");
+    let r = raw(
+        a,
+        format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {json}\r\nX-Amz-Target: Kinesis_20131202.ListShards\r\nContent-Length: 10\r\n\r\n{{").as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+
+    // 2,000 idle connections, and a well-behaved client is still served;
+    // the idle ones are closed after the read timeout.
+    let mut idle: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(a).unwrap()).collect();
+    let r = raw(
+        a,
+        &post("Kinesis_20131202.ListShards", json, r#"{"StreamName":"s"}"#),
+        t,
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    std::thread::sleep(Duration::from_millis(1500));
+    for s in idle.iter_mut().step_by(100) {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert_eq!(
+            s.read(&mut [0u8; 1]).unwrap_or(usize::MAX),
+            0,
+            "an idle connection is still open"
+        );
+    }
+    drop(idle);
+
+    // Only the well-formed calls went upstream.
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].contains("Kinesis_20131202.ListShards"));
+}
+
+#[test]
+fn upstream_calls_carry_only_the_proxys_credentials() {
+    let (upstream, seen) = recording_upstream();
+    let proxy = proxy_to(&upstream, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = client_of(&proxy.url, "AKIDTHECLIENT", "client-secret");
+    rt.block_on(client.list_shards().stream_name("s").send()).unwrap();
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1);
+    let head = heads[0].to_ascii_lowercase();
+    assert!(head.contains("credential=akidkinesisagg/"), "{head}");
+    assert!(!head.contains("akidtheclient"), "{head}");
+    assert!(!head.contains("x-amz-security-token"), "{head}");
+}
+
+#[test]
+fn listening_beyond_loopback_needs_allow_remote_and_clients() {
+    for extra in [&[][..], &["--allow-remote"][..]] {
+        let out = cli()
+            .args(["proxy", "--listen", "0.0.0.0:0", "--region", "us-east-1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("listening on"), "{err}");
+        assert!(err.contains("--clients"), "{err}");
+    }
+}
+
+#[test]
+fn with_clients_listed_only_their_signatures_pass_and_nothing_else_goes_upstream() {
+    let (upstream, seen) = recording_upstream();
+    let dir = std::env::temp_dir().join(format!("kagg-proxy-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.txt");
+    std::fs::write(&file, "# who may call\nAKIDALLOWED allowed-secret\n").unwrap();
+    let proxy = proxy_to(
+        &upstream,
+        &["--allow-remote", "--clients", file.to_str().unwrap()],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = |key: &str, secret: &str| {
+        let c = client_of(&proxy.url, key, secret);
+        match rt.block_on(c.list_shards().stream_name("s").send()) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => aws_sdk_kinesis::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("?")
+                .to_owned(),
+        }
+    };
+    assert_eq!(
+        code("AKIDNOTLISTED", "allowed-secret"),
+        "UnrecognizedClientException"
+    );
+    assert_eq!(code("AKIDALLOWED", "wrong-secret"), "InvalidSignatureException");
+    assert!(seen.lock().unwrap().is_empty(), "a refused call went upstream");
+    assert_eq!(code("AKIDALLOWED", "allowed-secret"), "ok");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let r = raw(
+        proxy.addr,
+        &post("Kinesis_20131202.ListShards", "application/x-amz-json-1.1", "{}"),
+        Duration::from_secs(5),
+    );
+    assert!(r.contains("UnrecognizedClientException"), "{r}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn sigterm_answers_the_calls_in_flight_and_exits_0() {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, "proxy-stop", 2).await;
+    // Records wait 5 s to be aggregated: the calls are in flight when the
+    // signal comes.
+    let mut proxy = proxy_to(&endpoint(), &["--max-buffered-time", "5000"]);
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+    let mut calls = Vec::new();
+    for c in 0..3usize {
+        let (client, stream) = (client.clone(), stream.clone());
+        calls.push(tokio::spawn(async move {
+            let entries: Vec<_> = (0..100usize)
+                .map(|i| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(format!("k{i}"))
+                        .data(Blob::new(data_of(c * 100 + i)))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            client
+                .put_records()
+                .stream_name(&stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let started = Instant::now();
+    proxy.terminate();
+    for c in calls {
+        let out = c.await.unwrap().unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the calls waited for the buffered time"
+    );
+    let status = proxy.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    let (read, _) = read_stream(&direct, &stream).await;
+    assert_eq!(read.len(), 300);
+}
