@@ -5,7 +5,8 @@
 # AddressSanitizer and UBSan, the examples, kagg-deagg against the CLI).
 #
 # It installs, under .tools/ only: a Python virtual environment .tools/py
-# with maturin, pytest, hypothesis, mypy, boto3, ziglang, auditwheel and the
+# with maturin, pytest, hypothesis, mypy, boto3, ziglang, auditwheel, awscli
+# and cbor2 (clients of the proxy's tests), and the
 # reference module aws-kinesis-agg 1.2.3 (with six, which it imports), the
 # package itself built from python/ by pip, and kinesalite (npm) for a
 # Kinesis API on loopback, which it starts on a free port and stops by PID.
@@ -30,7 +31,7 @@ step() { printf '\n--- %s\n' "$*"; }
 step "Python environment (.tools/py)"
 [ -x "$PY" ] || python3 -m venv "$TOOLS/py"
 "$PY" -m pip install -q --upgrade pip
-"$PY" -m pip install -q "maturin>=1.9.4,<2" pytest hypothesis mypy boto3 ziglang auditwheel "aws-kinesis-agg==1.2.3" six
+"$PY" -m pip install -q "maturin>=1.9.4,<2" pytest hypothesis mypy boto3 ziglang auditwheel "aws-kinesis-agg==1.2.3" six awscli cbor2
 
 step "kinesalite (a Kinesis API) on loopback"
 if [ ! -d "$TOOLS/node_modules/kinesalite" ]; then
@@ -95,6 +96,11 @@ fi
     npm test
     npm run types
 )
+
+step "kinesis-agg proxy with real clients: boto3 from threads, the AWS CLI, a CBOR client, the JavaScript SDK v3"
+# The binary cargo test built (target/debug); the JavaScript SDK from js/node_modules.
+(cd tests/clients && KAGG_BIN="$ROOT/target/debug/kinesis-agg" PATH="$TOOLS/py/bin:$PATH" "$TOOLS/py/bin/pytest" -q -rs -p no:cacheprovider .)
+(cd tests/clients && "$PY" -m mypy --strict test_proxy_clients.py)
 
 kill "$KPID"
 trap - EXIT
