@@ -256,6 +256,17 @@ async fn put_all(
     for ((key, hash), span) in puts.keys.iter().zip(&puts.spans) {
         let record =
             Record::new(key, &puts.data[span.clone()]).with_optional_explicit_hash_key(hash.as_deref());
+        // Taken at once while there is room: a call's records are admitted
+        // together (`put` would let other tasks run between them, spreading
+        // one call's records over many scheduling rounds).
+        let record = match producer.try_put(record) {
+            Ok(f) => {
+                futures.push(Ok(f));
+                continue;
+            }
+            Err(Rejected::Full { record }) => record,
+            Err(e) => e.into_record(),
+        };
         match tokio::time::timeout_at(deadline, producer.put(record)).await {
             Ok(Ok(f)) => futures.push(Ok(f)),
             Ok(Err(Rejected::Shutdown { .. })) => futures.push(Err(Outcome::Failed(
