@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use support::cli::cli;
-use support::kinesis::{self, endpoint, new_stream, read_stream};
+use support::kinesis::{self, endpoint, new_stream, read_stream, upstream};
+use support::proxy::{self as faults, Faults};
 use support::proxy_cli::{Running, start};
 
 fn proxy_to(upstream: &str, extra: &[&str]) -> Running {
@@ -569,4 +570,117 @@ async fn sigterm_answers_the_calls_in_flight_and_exits_0() {
     assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
     let (read, _) = read_stream(&direct, &stream).await;
     assert_eq!(read.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn through_upstream_faults_every_entry_is_answered_and_nothing_is_lost() {
+    // The producer retries within its TTL: the client sees no failure.
+    through_faults("proxy-faults", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn throttled_entries_come_back_as_throttled_and_a_resend_loses_nothing() {
+    let failed = through_faults("proxy-throttled", &["--fail-if-throttled"]).await;
+    assert!(failed > 0, "no entry came back throttled");
+}
+
+/// 5,000 records put through the proxy with the faults between it and the
+/// server by a client that re-sends what failed; returns how many entries
+/// came back failed.
+async fn through_faults(name: &str, extra: &[&str]) -> usize {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, name, 3).await;
+    // Between the proxy and the server: throttled entries, 500s, throttled
+    // calls, answers held past the proxy's request timeout, connections
+    // closed and answers cut short after forwarding (those answers lost).
+    let fault = Faults::with(|f| {
+        (f.throttle_entries, f.call_500, f.call_throttled) = (0.2, 0.1, 0.1);
+        (f.delay, f.hold, f.close_after_forward, f.garble) = (0.05, Duration::from_millis(1500), 0.05, 0.05);
+        (f.other_500, f.other_throttled) = (0.2, 0.2);
+    });
+    let fp = faults::start(upstream(), fault, 23).await;
+    let flags = [
+        "--request-timeout",
+        "800",
+        "--max-buffered-time",
+        "50",
+        "--record-ttl",
+        "15000",
+    ];
+    let proxy = proxy_to(&fp.url(), &[&flags[..], extra].concat());
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+
+    // A client that re-sends what failed, as the SDKs' users do.
+    let mut receipts: HashMap<usize, (String, String)> = HashMap::new();
+    let (mut failed_answers, mut calls) = (0usize, 0usize);
+    for call in 0..10usize {
+        let mut todo: Vec<usize> = (call * 500..call * 500 + 500).collect();
+        while !todo.is_empty() {
+            let entries: Vec<_> = todo
+                .iter()
+                .map(|&i| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(format!("key-{}", i % 61))
+                        .data(Blob::new(data_of(i)))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            calls += 1;
+            let out = client
+                .put_records()
+                .stream_name(&stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.records().len(), todo.len(), "every entry answered");
+            let mut again = Vec::new();
+            for (&i, r) in todo.iter().zip(out.records()) {
+                match (r.shard_id(), r.sequence_number(), r.error_code()) {
+                    (Some(shard), Some(seq), None) => {
+                        receipts.insert(i, (shard.to_owned(), seq.to_owned()));
+                    }
+                    (None, None, Some(code)) => {
+                        assert!(
+                            ["InternalFailure", "ProvisionedThroughputExceededException"].contains(&code),
+                            "{code}"
+                        );
+                        failed_answers += 1;
+                        again.push(i);
+                    }
+                    other => panic!("entry {i}: {other:?}"),
+                }
+            }
+            todo = again;
+        }
+    }
+    assert_eq!(receipts.len(), 5_000);
+    let (read, discarded) = read_stream(&direct, &stream).await;
+    assert_eq!(discarded, 0);
+    let mut copies: HashMap<usize, usize> = HashMap::new();
+    for r in &read {
+        let i: usize = std::str::from_utf8(&r.data[7..13]).unwrap().parse().unwrap();
+        *copies.entry(i).or_default() += 1;
+        if receipts[&i] != (r.shard_id.clone(), r.sequence_number.clone()) {
+            assert!(
+                fp.counters.was_lost(&r.shard_id, &r.sequence_number),
+                "record {i}: a copy that no lost answer explains"
+            );
+        }
+    }
+    assert_eq!(copies.len(), 5_000, "a record is missing");
+    let c = &fp.counters;
+    let injected = c.rejected_entries.load(std::sync::atomic::Ordering::Relaxed)
+        + c.calls_500.load(std::sync::atomic::Ordering::Relaxed)
+        + c.delayed_calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(injected > 0, "no fault was injected");
+    eprintln!(
+        "{calls} client calls, {failed_answers} entries answered as failed and re-sent, {} copies beyond one (lost answers: {})",
+        read.len() - 5_000,
+        c.lost_entries.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    failed_answers
 }
