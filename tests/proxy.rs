@@ -684,3 +684,50 @@ async fn through_faults(name: &str, extra: &[&str]) -> usize {
     );
     failed_answers
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn aggregates_that_mix_shards_are_delivered_and_counted_or_discarded_under_the_kcl_rule() {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, "proxy-mixed", 2).await;
+    // An aggregate of 40 keys, about half of them of the other shard, as
+    // an aggregator that is not shard-aware writes it; put on shard 0.
+    let mut agg = kinesis_agg::RecordAggregator::new();
+    let keys: Vec<String> = (0..40).map(|i| format!("mixed-{i}")).collect();
+    for k in &keys {
+        agg.add(kinesis_agg::Record::new(k, k.as_bytes())).unwrap();
+    }
+    let blob = agg.finish().unwrap().data().to_vec();
+    direct
+        .put_record()
+        .stream_name(&stream)
+        .partition_key("outer")
+        .explicit_hash_key("0")
+        .data(Blob::new(blob))
+        .send()
+        .await
+        .unwrap();
+    let half = u128::MAX / 2;
+    let outside = keys
+        .iter()
+        .filter(|k| kinesis_agg::partition_key_hash(k) > half)
+        .count();
+    assert!(outside > 0 && outside < 40);
+
+    let proxy = proxy_to(&endpoint(), &[]);
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+    let read = read_through(&client, &stream).await;
+    assert_eq!(read.len(), 40, "every user record delivered");
+    let needle = format!("{outside} user records outside the shard's hash key range");
+    assert!(proxy.said(&needle), "{}", proxy.stderr());
+
+    let strict = proxy_to(&endpoint(), &["--kcl-rule"]);
+    let client = client_of(&strict.url, "AKIDSOMECLIENT", "client-secret");
+    let read = read_through(&client, &stream).await;
+    assert!(read.is_empty(), "the aggregate was delivered under the KCL rule");
+    assert!(
+        strict.stderr().contains("discarded whole (--kcl-rule)"),
+        "{}",
+        strict.stderr()
+    );
+}

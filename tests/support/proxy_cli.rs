@@ -21,6 +21,18 @@ impl Running {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits up to 5 s for its stderr to hold `needle`; says whether it did.
+    pub fn said(&self, needle: &str) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !self.stderr().contains(needle) {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Sends SIGTERM (`kill -TERM PID`).
     pub fn terminate(&self) {
         let ok = Command::new("kill")

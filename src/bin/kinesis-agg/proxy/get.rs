@@ -7,7 +7,7 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use kinesis_agg::{KinesisRecord, OnInvalid, Options, try_for_each_user_record_of};
+use kinesis_agg::{Deaggregated, HashKeyRange, Options};
 use serde_json::{Map, Value};
 
 use crate::B64;
@@ -24,6 +24,26 @@ pub(crate) struct Rewritten {
     /// Broken aggregates passed through as plain records: each one's
     /// sequence number and what is wrong.
     pub(crate) broken: Vec<(String, String)>,
+    /// User records outside the shard's hash key range (written by an
+    /// aggregator that is not shard-aware): delivered, unless the KCL's
+    /// rule is applied.
+    pub(crate) outside: usize,
+    /// Under the KCL's rule: the aggregates discarded whole for holding
+    /// a user record outside the range, by sequence number, and the user
+    /// records they held.
+    pub(crate) discarded: Vec<String>,
+    pub(crate) discarded_records: usize,
+    /// The answer's `NextShardIterator`.
+    pub(crate) next_iterator: Option<String>,
+}
+
+/// The shard an answer was read from, when the proxy knows it, and what to
+/// do with aggregates holding user records outside its range.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shard {
+    pub(crate) range: HashKeyRange,
+    /// Apply the KCL's rule: discard such an aggregate whole.
+    pub(crate) kcl_rule: bool,
 }
 
 /// The client's answer made from upstream's GetRecords answer `body`.
@@ -31,7 +51,7 @@ pub(crate) struct Rewritten {
 /// # Errors
 /// An answer that is not a GetRecords answer (not JSON, records without
 /// base64 data): the caller passes it on unchanged.
-pub(crate) fn deaggregate(body: &[u8]) -> Result<(Bytes, Rewritten), String> {
+pub(crate) fn deaggregate(body: &[u8], shard: Option<Shard>) -> Result<(Bytes, Rewritten), String> {
     let mut answer: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| format!("the GetRecords answer is not JSON: {e}"))?;
     let Some(Value::Array(upstream)) = answer.remove("Records") else {
@@ -46,53 +66,66 @@ pub(crate) fn deaggregate(body: &[u8]) -> Result<(Bytes, Rewritten), String> {
             })?,
         );
     }
-    let outer: Vec<KinesisRecord<'_>> = upstream
-        .iter()
-        .zip(&blobs)
-        .map(|(r, data)| {
-            KinesisRecord::new(data)
-                .with_partition_key(r.get("PartitionKey").and_then(Value::as_str))
-                .with_sequence_number(r.get("SequenceNumber").and_then(Value::as_str))
-        })
-        .collect();
+    let views: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+    let verified = Options::new().verify_all(&views);
     let mut done = Rewritten {
         records: upstream.len(),
+        next_iterator: answer
+            .get("NextShardIterator")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         ..Rewritten::default()
     };
     let mut records = Vec::with_capacity(upstream.len());
-    let mut last = usize::MAX;
-    let _ = try_for_each_user_record_of(&outer, Options::new(), OnInvalid::Error, None, |r| {
-        match r {
-            Ok(user) if user.aggregated => {
-                if user.record != last {
-                    done.aggregates += 1;
-                    last = user.record;
-                }
-                let carrier = &upstream[user.record];
-                let mut m = Map::new();
-                for field in ["SequenceNumber", "ApproximateArrivalTimestamp", "EncryptionType"] {
-                    if let Some(v) = carrier.get(field) {
-                        m.insert(field.to_owned(), v.clone());
-                    }
-                }
-                m.insert("Data".to_owned(), Value::String(B64.encode(user.data)));
-                m.insert(
-                    "PartitionKey".to_owned(),
-                    Value::String(user.partition_key.unwrap_or_default().to_owned()),
-                );
-                records.push(Value::Object(m));
+    for (carrier, v) in upstream.iter().zip(&verified) {
+        let sequence = || {
+            carrier
+                .get("SequenceNumber")
+                .and_then(Value::as_str)
+                .unwrap_or("(none)")
+                .to_owned()
+        };
+        let agg = match v.deaggregate() {
+            Ok(Deaggregated::Aggregated(agg)) => agg,
+            Ok(Deaggregated::Plain { .. }) => {
+                records.push(carrier.clone());
+                continue;
             }
-            Ok(plain) => records.push(upstream[plain.record].clone()),
-            Err(broken) => {
-                done.broken.push((
-                    broken.sequence_number.unwrap_or("(none)").to_owned(),
-                    broken.error.to_string(),
-                ));
-                records.push(upstream[broken.record].clone());
+            Err(e) => {
+                done.broken.push((sequence(), e.to_string()));
+                records.push(carrier.clone());
+                continue;
+            }
+        };
+        done.aggregates += 1;
+        if let Some(shard) = shard
+            && agg.check_range(shard.range).is_err()
+        {
+            if shard.kcl_rule {
+                done.discarded.push(sequence());
+                done.discarded_records += agg.records().count();
+                continue;
+            }
+            let mut inside = agg.records_in_range(shard.range);
+            inside.by_ref().for_each(drop);
+            done.outside += inside.outside();
+        }
+        let mut template = Map::new();
+        for field in ["SequenceNumber", "ApproximateArrivalTimestamp", "EncryptionType"] {
+            if let Some(v) = carrier.get(field) {
+                template.insert(field.to_owned(), v.clone());
             }
         }
-        Ok::<(), std::convert::Infallible>(())
-    });
+        for user in agg.records() {
+            let mut m = template.clone();
+            m.insert("Data".to_owned(), Value::String(B64.encode(user.data)));
+            m.insert(
+                "PartitionKey".to_owned(),
+                Value::String(user.partition_key.to_owned()),
+            );
+            records.push(Value::Object(m));
+        }
+    }
     done.user_records = records.len();
     answer.insert("Records".to_owned(), Value::Array(records));
     let body = serde_json::to_vec(&answer).map_err(|e| e.to_string())?;
@@ -135,7 +168,7 @@ mod tests {
             "MillisBehindLatest": 7,
             "ChildShards": [],
         });
-        let (body, done) = deaggregate(answer.to_string().as_bytes()).unwrap();
+        let (body, done) = deaggregate(answer.to_string().as_bytes(), None).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["NextShardIterator"], "it");
         assert_eq!(v["MillisBehindLatest"], 7);
@@ -159,8 +192,79 @@ mod tests {
 
     #[test]
     fn an_answer_that_is_not_get_records_is_refused() {
-        assert!(deaggregate(b"<html>").is_err());
-        assert!(deaggregate(b"{}").is_err());
-        assert!(deaggregate(br#"{"Records":[{"Data":"!!"}]}"#).is_err());
+        assert!(deaggregate(b"<html>", None).is_err());
+        assert!(deaggregate(b"{}", None).is_err());
+        assert!(deaggregate(br#"{"Records":[{"Data":"!!"}]}"#, None).is_err());
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+    use kinesis_agg::RecordAggregator;
+
+    /// An answer holding one aggregate of keys `k0`..`k9` and one plain
+    /// record.
+    fn answer() -> String {
+        let mut agg = RecordAggregator::new();
+        let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            agg.add(kinesis_agg::Record::new(k, k.as_bytes())).unwrap();
+        }
+        let blob = agg.finish().unwrap().data().to_vec();
+        serde_json::json!({"Records": [
+            {"SequenceNumber": "1", "Data": B64.encode(&blob), "PartitionKey": "k0"},
+            {"SequenceNumber": "2", "Data": B64.encode(b"plain"), "PartitionKey": "p"},
+        ]})
+        .to_string()
+    }
+
+    /// The range that holds the keys' hash keys from the 5th smallest on.
+    fn upper_range() -> (HashKeyRange, usize) {
+        let mut hashes: Vec<u128> = (0..10)
+            .map(|i| kinesis_agg::partition_key_hash(&format!("k{i}")))
+            .collect();
+        hashes.sort_unstable();
+        (HashKeyRange::new(hashes[4], u128::MAX).unwrap(), 4)
+    }
+
+    #[test]
+    fn user_records_outside_the_shard_are_delivered_and_counted() {
+        let (range, below) = upper_range();
+        let shard = Shard {
+            range,
+            kcl_rule: false,
+        };
+        let (body, done) = deaggregate(answer().as_bytes(), Some(shard)).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["Records"].as_array().unwrap().len(), 11);
+        assert_eq!((done.outside, done.discarded.len()), (below, 0));
+        let everything = Shard {
+            range: HashKeyRange::new(0, u128::MAX).unwrap(),
+            kcl_rule: true,
+        };
+        let (_, done) = deaggregate(answer().as_bytes(), Some(everything)).unwrap();
+        assert_eq!(
+            (done.outside, done.discarded.len(), done.user_records),
+            (0, 0, 11)
+        );
+    }
+
+    #[test]
+    fn the_kcl_rule_discards_such_an_aggregate_whole() {
+        let (range, _) = upper_range();
+        let shard = Shard {
+            range,
+            kcl_rule: true,
+        };
+        let (body, done) = deaggregate(answer().as_bytes(), Some(shard)).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let r = v["Records"].as_array().unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["SequenceNumber"], "2");
+        assert_eq!(
+            (done.discarded, done.discarded_records),
+            (vec!["1".to_owned()], 10)
+        );
     }
 }

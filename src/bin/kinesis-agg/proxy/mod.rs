@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod get;
 mod put;
+mod shards;
 mod upstream;
 
 use std::convert::Infallible;
@@ -68,6 +69,12 @@ pub(crate) struct ProxyArgs {
     /// come.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_connections: u64,
+    /// Apply the KCL's rule to what GetRecords returns: an aggregate
+    /// holding a user record outside its shard's hash key range is
+    /// discarded whole, as a KCL application would (by default it is
+    /// delivered, and the user records outside counted and logged).
+    #[arg(long)]
+    pub(crate) kcl_rule: bool,
     #[command(flatten)]
     pub(crate) producer: ProducerArgs,
 }
@@ -80,6 +87,8 @@ struct State {
     answer_within: Duration,
     read_timeout: Duration,
     max_body: usize,
+    book: shards::Book,
+    kcl_rule: bool,
 }
 
 /// The largest request body taken: a PutRecords of 5 MiB (or a PutRecord
@@ -128,6 +137,8 @@ async fn run(args: ProxyArgs, cfg: ProducerConfig, clients: Option<auth::Clients
         clients,
         answer_within,
         read_timeout: Duration::from_millis(args.read_timeout),
+        book: shards::Book::default(),
+        kcl_rule: args.kcl_rule,
     });
     let listener = TcpListener::bind(args.listen)
         .await
@@ -365,31 +376,100 @@ async fn respond(
             "kinesis-agg proxy does not serve SubscribeToShard (enhanced fan-out): its event stream is not \
              deaggregated here. Read with GetRecords through the proxy, or subscribe at Kinesis itself",
         )),
-        "GetRecords" => {
-            let answer = forward(state, &operation, json).await?;
-            if answer.status != StatusCode::OK {
-                return Ok(api::answer(protocol, answer.status, answer.body));
+        "GetShardIterator" => {
+            let answer = forward(state, &operation, json.clone()).await?;
+            if answer.status == StatusCode::OK {
+                learn_iterator(state, &json, &answer.body);
             }
-            match get::deaggregate(&answer.body) {
-                Ok((body, done)) => {
-                    for (sequence, why) in &done.broken {
-                        eprintln!(
-                            "kinesis-agg proxy: GetRecords: the record with sequence number {sequence} is a broken \
-                             aggregate ({why}): passed on as a plain record"
-                        );
-                    }
-                    metrics::counter!("kinesis_agg_proxy_user_records_read")
-                        .increment(done.user_records as u64);
-                    Ok(api::answer(protocol, StatusCode::OK, body))
-                }
-                Err(why) => {
-                    eprintln!("kinesis-agg proxy: GetRecords: {why}; passed on unchanged");
-                    Ok(api::answer(protocol, answer.status, answer.body))
-                }
-            }
+            Ok(api::answer(protocol, answer.status, answer.body))
         }
+        "GetRecords" => get_records(state, protocol, json).await,
         _ => {
             let answer = forward(state, &operation, json).await?;
+            Ok(api::answer(protocol, answer.status, answer.body))
+        }
+    }
+}
+
+/// Notes which shard the iterator a GetShardIterator answer gives reads.
+fn learn_iterator(state: &State, request: &[u8], answer: &[u8]) {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(request) else {
+        return;
+    };
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(answer) else {
+        return;
+    };
+    let (Some(stream), Some(shard), Some(iterator)) = (
+        shards::stream_in(&request),
+        request.get("ShardId").and_then(|v| v.as_str()),
+        answer.get("ShardIterator").and_then(|v| v.as_str()),
+    ) else {
+        return;
+    };
+    let shard = shards::ShardOf {
+        stream: Arc::new(stream),
+        shard: Arc::from(shard),
+    };
+    state.book.learn(iterator, shard);
+}
+
+/// GetRecords: forwarded, its answer deaggregated (with the shard's range
+/// checked when the proxy knows the shard).
+async fn get_records(
+    state: &State,
+    protocol: Protocol,
+    json: Bytes,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let iterator = serde_json::from_slice::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|v| v.get("ShardIterator").and_then(|i| i.as_str()).map(str::to_owned));
+    let shard = iterator.as_deref().and_then(|i| state.book.shard_of(i));
+    let answer = forward(state, "GetRecords", json).await?;
+    if answer.status != StatusCode::OK {
+        return Ok(api::answer(protocol, answer.status, answer.body));
+    }
+    let range = match &shard {
+        Some(s) => state.book.range(&state.upstream, s).await,
+        None => None,
+    };
+    let check = range.map(|range| get::Shard {
+        range,
+        kcl_rule: state.kcl_rule,
+    });
+    match get::deaggregate(&answer.body, check) {
+        Ok((body, done)) => {
+            let at = shard
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" of {} {}", s.stream.1, s.shard));
+            for (sequence, why) in &done.broken {
+                eprintln!(
+                    "kinesis-agg proxy: GetRecords{at}: the record with sequence number {sequence} is a broken \
+                     aggregate ({why}): passed on as a plain record"
+                );
+            }
+            if done.outside > 0 {
+                eprintln!(
+                    "kinesis-agg proxy: GetRecords{at}: {} user records outside the shard's hash key range \
+                     delivered (a KCL application would discard their aggregates)",
+                    done.outside
+                );
+                metrics::counter!("kinesis_agg_proxy_user_records_outside_shard")
+                    .increment(done.outside as u64);
+            }
+            for sequence in &done.discarded {
+                eprintln!(
+                    "kinesis-agg proxy: GetRecords{at}: the aggregate with sequence number {sequence} holds user \
+                     records outside the shard: discarded whole (--kcl-rule)"
+                );
+            }
+            metrics::counter!("kinesis_agg_proxy_user_records_read").increment(done.user_records as u64);
+            if let (Some(s), Some(next)) = (shard, &done.next_iterator) {
+                state.book.learn(next, s);
+            }
+            Ok(api::answer(protocol, StatusCode::OK, body))
+        }
+        Err(why) => {
+            eprintln!("kinesis-agg proxy: GetRecords: {why}; passed on unchanged");
             Ok(api::answer(protocol, answer.status, answer.body))
         }
     }
