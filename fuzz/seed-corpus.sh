@@ -3,7 +3,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fixtures="$here/../tests/fixtures/deagg"
-for t in deaggregate deaggregate_body differential roundtrip batch; do mkdir -p "$here/corpus/$t"; done
+for t in deaggregate deaggregate_body differential roundtrip batch api_requests; do mkdir -p "$here/corpus/$t"; done
 for f in "$fixtures"/*.bin; do
     name="$(basename "$f" .bin)"
     cp "$f" "$here/corpus/deaggregate/$name"
@@ -21,4 +21,8 @@ for f in "$fixtures"/*.bin; do
     # Arbitrary-driven input for the round trip: any bytes will do.
     if [ "$size" -lt 4096 ]; then cp "$f" "$here/corpus/roundtrip/$name"; fi
 done
+# Requests and answers of the Kinesis API for api_requests (first byte:
+# 0 PutRecords JSON, 2 GetRecords answer).
+printf '\000{"StreamName":"s","Records":[{"Data":"aGk=","PartitionKey":"k"},{"Data":"","PartitionKey":"\\u00e9","ExplicitHashKey":"42"}]}' > "$here/corpus/api_requests/put-records"
+printf '\002{"Records":[{"SequenceNumber":"1","Data":"aGk=","PartitionKey":"k"}],"NextShardIterator":"x"}' > "$here/corpus/api_requests/get-records"
 echo "seeded $(ls "$here"/corpus/* | wc -l) corpus entries"

@@ -9,6 +9,8 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+#[cfg(feature = "api")]
+pub mod api;
 #[cfg(feature = "aws-sdk")]
 mod backoff;
 mod checksum;

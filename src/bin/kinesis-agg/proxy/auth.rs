@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
-use http::StatusCode;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
@@ -24,15 +23,11 @@ pub(crate) struct Clients {
 const SKEW: Duration = Duration::from_secs(15 * 60);
 
 fn unrecognized(message: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "UnrecognizedClientException",
-        message.to_owned(),
-    )
+    ApiError::new(400, "UnrecognizedClientException", message.to_owned())
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "InvalidSignatureException", message)
+    ApiError::new(400, "InvalidSignatureException", message)
 }
 
 impl Clients {

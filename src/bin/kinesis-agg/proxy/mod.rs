@@ -10,7 +10,6 @@
 
 mod api;
 mod auth;
-mod get;
 mod put;
 mod shards;
 mod upstream;
@@ -312,7 +311,7 @@ async fn respond(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+            400,
             "UnknownOperationException",
             "the Kinesis API takes POST requests",
         ));
@@ -325,7 +324,7 @@ async fn respond(
     let Some(operation) = operation.filter(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_alphanumeric()))
     else {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+            400,
             "UnknownOperationException",
             format!("X-Amz-Target must name a Kinesis operation ({TARGET_PREFIX}<Operation>)"),
         ));
@@ -345,7 +344,7 @@ async fn respond(
     {
         Err(_) => {
             return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
+                408,
                 "RequestTimeoutException",
                 "the request's body did not arrive in time",
             ));
@@ -432,11 +431,11 @@ async fn get_records(
         Some(s) => state.book.range(&state.upstream, s).await,
         None => None,
     };
-    let check = range.map(|range| get::Shard {
+    let check = range.map(|range| kinesis_agg::api::ShardCheck {
         range,
         kcl_rule: state.kcl_rule,
     });
-    match get::deaggregate(&answer.body, check) {
+    match kinesis_agg::api::deaggregate_get_records(&answer.body, check) {
         Ok((body, done)) => {
             let at = shard
                 .as_ref()
@@ -466,7 +465,7 @@ async fn get_records(
             if let (Some(s), Some(next)) = (shard, &done.next_iterator) {
                 state.book.learn(next, s);
             }
-            Ok(api::answer(protocol, StatusCode::OK, body))
+            Ok(api::answer(protocol, StatusCode::OK, Bytes::from(body)))
         }
         Err(why) => {
             eprintln!("kinesis-agg proxy: GetRecords: {why}; passed on unchanged");
@@ -485,7 +484,7 @@ async fn forward(state: &State, operation: &str, json: Bytes) -> Result<upstream
 
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+        413,
         "ValidationException",
         format!("the request body is larger than the {max} bytes the Kinesis API takes"),
     )

@@ -5,53 +5,66 @@
 //! answer (`NextShardIterator`, `MillisBehindLatest`, `ChildShards`). The
 //! answer is rewritten whole: an aggregate is never split across answers.
 
+use std::borrow::ToOwned;
+use std::format;
+use std::string::{String, ToString};
+use std::vec::Vec;
+
 use base64::Engine;
-use bytes::Bytes;
-use kinesis_agg::{Deaggregated, HashKeyRange, Options};
 use serde_json::{Map, Value};
 
-use crate::B64;
+use super::B64;
+use crate::{Deaggregated, HashKeyRange, Options};
 
 /// What rewriting one answer did, for the log and the counts.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Rewritten {
+pub struct GetRecordsRead {
     /// Kinesis records in the upstream answer.
-    pub(crate) records: usize,
+    pub records: usize,
     /// Aggregated ones among them.
-    pub(crate) aggregates: usize,
+    pub aggregates: usize,
     /// User records in the answer given to the client.
-    pub(crate) user_records: usize,
+    pub user_records: usize,
     /// Broken aggregates passed through as plain records: each one's
     /// sequence number and what is wrong.
-    pub(crate) broken: Vec<(String, String)>,
+    pub broken: Vec<(String, String)>,
     /// User records outside the shard's hash key range (written by an
     /// aggregator that is not shard-aware): delivered, unless the KCL's
     /// rule is applied.
-    pub(crate) outside: usize,
+    pub outside: usize,
     /// Under the KCL's rule: the aggregates discarded whole for holding
     /// a user record outside the range, by sequence number, and the user
     /// records they held.
-    pub(crate) discarded: Vec<String>,
-    pub(crate) discarded_records: usize,
+    pub discarded: Vec<String>,
+    /// The user records those aggregates held.
+    pub discarded_records: usize,
     /// The answer's `NextShardIterator`.
-    pub(crate) next_iterator: Option<String>,
+    pub next_iterator: Option<String>,
 }
 
 /// The shard an answer was read from, when the proxy knows it, and what to
 /// do with aggregates holding user records outside its range.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Shard {
-    pub(crate) range: HashKeyRange,
+pub struct ShardCheck {
+    /// The shard's hash key range.
+    pub range: HashKeyRange,
     /// Apply the KCL's rule: discard such an aggregate whole.
-    pub(crate) kcl_rule: bool,
+    pub kcl_rule: bool,
 }
 
-/// The client's answer made from upstream's GetRecords answer `body`.
+/// A GetRecords answer (JSON) with its aggregated records replaced by their
+/// user records, and what was done. With `shard`, aggregates holding user
+/// records outside its range are counted, or discarded under the KCL's
+/// rule. A broken aggregate (right checksum, bad body) is passed on as it
+/// came, and named in [`GetRecordsRead::broken`].
 ///
 /// # Errors
-/// An answer that is not a GetRecords answer (not JSON, records without
-/// base64 data): the caller passes it on unchanged.
-pub(crate) fn deaggregate(body: &[u8], shard: Option<Shard>) -> Result<(Bytes, Rewritten), String> {
+/// An answer that is not a GetRecords answer (not JSON, no `Records`,
+/// data that is not base64).
+pub fn deaggregate_get_records(
+    body: &[u8],
+    shard: Option<ShardCheck>,
+) -> Result<(Vec<u8>, GetRecordsRead), String> {
     let mut answer: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| format!("the GetRecords answer is not JSON: {e}"))?;
     let Some(Value::Array(upstream)) = answer.remove("Records") else {
@@ -68,13 +81,13 @@ pub(crate) fn deaggregate(body: &[u8], shard: Option<Shard>) -> Result<(Bytes, R
     }
     let views: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
     let verified = Options::new().verify_all(&views);
-    let mut done = Rewritten {
+    let mut done = GetRecordsRead {
         records: upstream.len(),
         next_iterator: answer
             .get("NextShardIterator")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        ..Rewritten::default()
+        ..GetRecordsRead::default()
     };
     let mut records = Vec::with_capacity(upstream.len());
     for (carrier, v) in upstream.iter().zip(&verified) {
@@ -129,18 +142,18 @@ pub(crate) fn deaggregate(body: &[u8], shard: Option<Shard>) -> Result<(Bytes, R
     done.user_records = records.len();
     answer.insert("Records".to_owned(), Value::Array(records));
     let body = serde_json::to_vec(&answer).map_err(|e| e.to_string())?;
-    Ok((Bytes::from(body), done))
+    Ok((body, done))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kinesis_agg::RecordAggregator;
+    use crate::RecordAggregator;
 
     fn aggregate(records: &[(&str, &[u8])]) -> Vec<u8> {
         let mut agg = RecordAggregator::new();
         for (k, d) in records {
-            agg.add(kinesis_agg::Record::new(k, d)).unwrap();
+            agg.add(crate::Record::new(k, d)).unwrap();
         }
         agg.finish().unwrap().data().to_vec()
     }
@@ -168,7 +181,7 @@ mod tests {
             "MillisBehindLatest": 7,
             "ChildShards": [],
         });
-        let (body, done) = deaggregate(answer.to_string().as_bytes(), None).unwrap();
+        let (body, done) = deaggregate_get_records(answer.to_string().as_bytes(), None).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["NextShardIterator"], "it");
         assert_eq!(v["MillisBehindLatest"], 7);
@@ -192,16 +205,17 @@ mod tests {
 
     #[test]
     fn an_answer_that_is_not_get_records_is_refused() {
-        assert!(deaggregate(b"<html>", None).is_err());
-        assert!(deaggregate(b"{}", None).is_err());
-        assert!(deaggregate(br#"{"Records":[{"Data":"!!"}]}"#, None).is_err());
+        assert!(deaggregate_get_records(b"<html>", None).is_err());
+        assert!(deaggregate_get_records(b"{}", None).is_err());
+        assert!(deaggregate_get_records(br#"{"Records":[{"Data":"!!"}]}"#, None).is_err());
     }
 }
 
 #[cfg(test)]
 mod range_tests {
     use super::*;
-    use kinesis_agg::RecordAggregator;
+    use crate::RecordAggregator;
+    use std::vec;
 
     /// An answer holding one aggregate of keys `k0`..`k9` and one plain
     /// record.
@@ -209,7 +223,7 @@ mod range_tests {
         let mut agg = RecordAggregator::new();
         let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
         for k in &keys {
-            agg.add(kinesis_agg::Record::new(k, k.as_bytes())).unwrap();
+            agg.add(crate::Record::new(k, k.as_bytes())).unwrap();
         }
         let blob = agg.finish().unwrap().data().to_vec();
         serde_json::json!({"Records": [
@@ -222,7 +236,7 @@ mod range_tests {
     /// The range that holds the keys' hash keys from the 5th smallest on.
     fn upper_range() -> (HashKeyRange, usize) {
         let mut hashes: Vec<u128> = (0..10)
-            .map(|i| kinesis_agg::partition_key_hash(&format!("k{i}")))
+            .map(|i| crate::partition_key_hash(&format!("k{i}")))
             .collect();
         hashes.sort_unstable();
         (HashKeyRange::new(hashes[4], u128::MAX).unwrap(), 4)
@@ -231,19 +245,19 @@ mod range_tests {
     #[test]
     fn user_records_outside_the_shard_are_delivered_and_counted() {
         let (range, below) = upper_range();
-        let shard = Shard {
+        let shard = ShardCheck {
             range,
             kcl_rule: false,
         };
-        let (body, done) = deaggregate(answer().as_bytes(), Some(shard)).unwrap();
+        let (body, done) = deaggregate_get_records(answer().as_bytes(), Some(shard)).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["Records"].as_array().unwrap().len(), 11);
         assert_eq!((done.outside, done.discarded.len()), (below, 0));
-        let everything = Shard {
+        let everything = ShardCheck {
             range: HashKeyRange::new(0, u128::MAX).unwrap(),
             kcl_rule: true,
         };
-        let (_, done) = deaggregate(answer().as_bytes(), Some(everything)).unwrap();
+        let (_, done) = deaggregate_get_records(answer().as_bytes(), Some(everything)).unwrap();
         assert_eq!(
             (done.outside, done.discarded.len(), done.user_records),
             (0, 0, 11)
@@ -253,11 +267,11 @@ mod range_tests {
     #[test]
     fn the_kcl_rule_discards_such_an_aggregate_whole() {
         let (range, _) = upper_range();
-        let shard = Shard {
+        let shard = ShardCheck {
             range,
             kcl_rule: true,
         };
-        let (body, done) = deaggregate(answer().as_bytes(), Some(shard)).unwrap();
+        let (body, done) = deaggregate_get_records(answer().as_bytes(), Some(shard)).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         let r = v["Records"].as_array().unwrap();
         assert_eq!(r.len(), 1);
