@@ -419,6 +419,19 @@ fn hostile_input_gets_kinesis_errors_while_others_are_served() {
     );
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
     assert!(started.elapsed() < Duration::from_secs(4));
+    // ... and a client still sending it can read the refusal.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.write_all(format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {json}\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: 100000000\r\n\r\n").as_bytes()).unwrap();
+    let chunk = vec![b'x'; 1 << 16];
+    for _ in 0..200 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    s.set_read_timeout(Some(t)).unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
 
     // A request that never finishes: its headers, then its body.
     let r = raw(a, b"POST / HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(10));
@@ -730,4 +743,65 @@ async fn aggregates_that_mix_shards_are_delivered_and_counted_or_discarded_under
         "{}",
         strict.stderr()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn a_call_is_answered_by_its_deadline_and_a_second_signal_abandons() {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, "proxy-deadline", 1).await;
+    // Upstream holds every PutRecords answer for a minute.
+    let stall = Faults::with(|f| (f.delay, f.hold) = (1.0, Duration::from_secs(60)));
+    let fp = faults::start(upstream(), stall, 31).await;
+    let mut proxy = proxy_to(
+        &fp.url(),
+        &[
+            "--answer-within",
+            "1500",
+            "--max-buffered-time",
+            "20",
+            "--request-timeout",
+            "60000",
+        ],
+    );
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+    let entries: Vec<_> = (0..20usize)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(format!("k{i}"))
+                .data(Blob::new(data_of(i)))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    let out = client
+        .put_records()
+        .stream_name(&stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(out.failed_record_count(), Some(20));
+    for r in out.records() {
+        assert_eq!(r.error_code(), Some("InternalFailure"));
+        assert!(
+            r.error_message().unwrap().contains("may duplicate"),
+            "{:?}",
+            r.error_message()
+        );
+    }
+    // The records are still held (their call upstream has not ended): the
+    // first signal waits for them, the second stops at once.
+    proxy.terminate();
+    assert!(proxy.said("stopping"), "{}", proxy.stderr());
+    proxy.terminate();
+    let status = proxy.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", proxy.stderr());
+    assert!(proxy.said("20 user records abandoned"), "{}", proxy.stderr());
 }
