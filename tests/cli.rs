@@ -939,3 +939,44 @@ fn put_max_user_record_size_has_its_own_range() {
         );
     }
 }
+
+/// Every fixture three times over (more records than one batch holds):
+/// deaggregated in one run (records read in batches, their checksums
+/// verified together) as each record alone, under both policies and the
+/// KCL rule.
+#[test]
+fn deagg_in_batches_prints_what_each_record_alone_prints() {
+    let mut blobs: Vec<Vec<u8>> = std::fs::read_dir("tests/fixtures/deagg")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    blobs.sort();
+    let blobs: Vec<&[u8]> = blobs.iter().chain(&blobs).chain(&blobs).map(Vec::as_slice).collect();
+    assert!(blobs.len() > 150);
+    let without_index = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("record");
+        v
+    };
+    for args in [
+        &["deagg"][..],
+        &["deagg", "--on-invalid", "passthrough"],
+        &["deagg", "--shard-range", "0:170141183460469231731687303715884105727"],
+        &["deagg", "--shard-range", "0:170141183460469231731687303715884105727", "--lenient"],
+    ] {
+        let all = run(args, b64_lines(&blobs).as_bytes());
+        let (mut alone, mut status) = (Vec::new(), 0);
+        let mut complaints = 0;
+        for b in &blobs {
+            let one = run(args, b64_lines(&[b]).as_bytes());
+            status = status.max(one.status.code().unwrap());
+            complaints += stderr(&one).lines().count();
+            alone.extend(lines(&one).into_iter().map(without_index));
+        }
+        let together: Vec<Value> = lines(&all).into_iter().map(without_index).collect();
+        assert_eq!(together, alone, "{args:?}");
+        assert_eq!(all.status.code(), Some(status), "{args:?}");
+        assert_eq!(stderr(&all).lines().count(), complaints, "{args:?}");
+    }
+}

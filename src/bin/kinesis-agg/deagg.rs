@@ -7,7 +7,9 @@ use clap::ValueEnum;
 use kinesis_agg::{Deaggregated, DeliveredRecord, OnInvalid, Options};
 use serde::Serialize;
 
-use crate::input::{InputArgs, JsonTag, base64_text_note, base64_text_of_aggregate, for_each_record};
+use crate::input::{
+    InRecord, InputArgs, JsonTag, base64_text_note, base64_text_of_aggregate, for_each_record,
+};
 use crate::{B64, Progress, Stop, write_line};
 
 /// `--on-invalid`: the library's [`OnInvalid`], as clap lists it.
@@ -90,23 +92,122 @@ pub(crate) fn print_user_in(
     )
 }
 
+/// Records read and not yet printed: their checksums are verified together
+/// (the library's `Options::verify_all`, MD5s side by side) before each is
+/// printed in turn. A batch holds at most this many records, or this many
+/// bytes.
+const BATCH_RECORDS: usize = 64;
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Prints user records of the records read, a batch at a time.
+struct Printer<'o, W: Write> {
+    out: &'o mut W,
+    on_invalid: OnInvalid,
+    shard: Option<(kinesis_agg::HashKeyRange, bool)>,
+    text: String,
+    any_invalid: bool,
+    batch: Vec<(usize, InRecord)>,
+    bytes: usize,
+}
+
+impl<W: Write> Printer<'_, W> {
+    fn push(&mut self, i: usize, rec: InRecord) -> Result<(), Stop> {
+        self.bytes += rec.blob.len();
+        self.batch.push((i, rec));
+        if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Stop> {
+        let batch = std::mem::take(&mut self.batch);
+        self.bytes = 0;
+        let blobs: Vec<&[u8]> = batch.iter().map(|(_, r)| r.blob.as_slice()).collect();
+        let verified = Options::new().verify_all(&blobs);
+        for ((i, rec), v) in batch.iter().zip(&verified) {
+            self.print(*i, rec, v)?;
+        }
+        Ok(())
+    }
+
+    /// Prints the user records of `rec` (at `i` in the input), whose
+    /// envelope `v` holds.
+    fn print(&mut self, i: usize, rec: &InRecord, v: &kinesis_agg::Verified<'_>) -> Result<(), Stop> {
+        let outer = rec.outer();
+        let (out, text) = (&mut *self.out, &mut self.text);
+        match v.deaggregate() {
+            Ok(Deaggregated::Aggregated(agg)) => {
+                let mut print = |u| print_user(out, &DeliveredRecord::aggregated(i, outer, u), text);
+                match self.shard {
+                    None => agg.records().try_for_each(&mut print)?,
+                    // The KCL's rule for records read from one shard.
+                    Some((range, false)) => match agg.check_range(range) {
+                        Ok(()) => agg.records().try_for_each(&mut print)?,
+                        Err(o) => {
+                            self.any_invalid = true;
+                            eprintln!(
+                                "kinesis-agg: record {i}{}: aggregate of {} user records discarded by the KCL rule: {o} ({range})",
+                                rec.place,
+                                agg.len()
+                            );
+                        }
+                    },
+                    Some((range, true)) => {
+                        let mut kept = agg.records_in_range(range);
+                        kept.by_ref().try_for_each(&mut print)?;
+                        if kept.outside() > 0 {
+                            eprintln!(
+                                "kinesis-agg: record {i}{}: kept {} user records, {} outside the shard's range ({range})",
+                                rec.place,
+                                agg.len() - kept.outside(),
+                                kept.outside()
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(Deaggregated::Plain { .. }) => print_user(out, &DeliveredRecord::plain(i, outer), text)?,
+            Err(e) => match self.on_invalid {
+                OnInvalid::Error => {
+                    self.any_invalid = true;
+                    eprintln!(
+                        "kinesis-agg: record {i}{}: invalid aggregated record: {e}",
+                        rec.place
+                    );
+                }
+                OnInvalid::Passthrough => print_user(out, &DeliveredRecord::plain(i, outer), text)?,
+            },
+        }
+        Ok(())
+    }
+}
+
 /// Returns `Ok(true)` when some record was reported as invalid or
-/// discarded.
+/// discarded. Records are read in batches whose checksums are verified
+/// together; what was read before a bad input line is printed before the
+/// error stops the command, as when they were read one by one.
 pub(crate) fn deagg(
     args: &InputArgs,
     on_invalid: OnInvalid,
     shard: Option<(kinesis_agg::HashKeyRange, bool)>,
     out: &mut impl Write,
 ) -> Result<bool, Stop> {
-    let mut any_invalid = false;
-    let mut text = String::new();
+    let mut printer = Printer {
+        out,
+        on_invalid,
+        shard,
+        text: String::new(),
+        any_invalid: false,
+        batch: Vec::with_capacity(BATCH_RECORDS),
+        bytes: 0,
+    };
     let mut index = 0usize;
     let progress = Progress::new("records");
-    for_each_record(args, |rec| {
+    let read = for_each_record(args, |rec| {
         let i = index;
         index += 1;
         progress.inc();
-        let outer = rec.outer();
         if let Some(n) = base64_text_of_aggregate(&rec.blob) {
             eprintln!(
                 "kinesis-agg: record {i}{}: not aggregated: {}",
@@ -114,61 +215,9 @@ pub(crate) fn deagg(
                 base64_text_note(n)
             );
         }
-        let Some((range, lenient)) = shard else {
-            return outer.try_for_each_user_record(i, Options::new(), on_invalid, |r| match r {
-                Ok(user) => print_user(out, &user, &mut text),
-                Err(broken) => {
-                    any_invalid = true;
-                    eprintln!(
-                        "kinesis-agg: record {i}{}: invalid aggregated record: {}",
-                        rec.place, broken.error
-                    );
-                    Ok(())
-                }
-            });
-        };
-        // The KCL's rule for records read from one shard.
-        match kinesis_agg::deaggregate(&rec.blob) {
-            Ok(Deaggregated::Aggregated(agg)) => {
-                let mut print = |u| print_user(out, &DeliveredRecord::aggregated(i, outer, u), &mut text);
-                if !lenient {
-                    match agg.check_range(range) {
-                        Ok(()) => agg.records().try_for_each(&mut print)?,
-                        Err(o) => {
-                            any_invalid = true;
-                            eprintln!(
-                                "kinesis-agg: record {i}{}: aggregate of {} user records discarded by the KCL rule: {o} ({range})",
-                                rec.place,
-                                agg.len()
-                            );
-                        }
-                    }
-                } else {
-                    let mut kept = agg.records_in_range(range);
-                    kept.by_ref().try_for_each(&mut print)?;
-                    if kept.outside() > 0 {
-                        eprintln!(
-                            "kinesis-agg: record {i}{}: kept {} user records, {} outside the shard's range ({range})",
-                            rec.place,
-                            agg.len() - kept.outside(),
-                            kept.outside()
-                        );
-                    }
-                }
-            }
-            Ok(Deaggregated::Plain { .. }) => print_user(out, &DeliveredRecord::plain(i, outer), &mut text)?,
-            Err(e) => match on_invalid {
-                OnInvalid::Error => {
-                    any_invalid = true;
-                    eprintln!(
-                        "kinesis-agg: record {i}{}: invalid aggregated record: {e}",
-                        rec.place
-                    );
-                }
-                OnInvalid::Passthrough => print_user(out, &DeliveredRecord::plain(i, outer), &mut text)?,
-            },
-        }
-        Ok(())
-    })?;
-    Ok(any_invalid)
+        printer.push(i, rec)
+    });
+    printer.flush()?;
+    read?;
+    Ok(printer.any_invalid)
 }
