@@ -953,7 +953,12 @@ fn deagg_in_batches_prints_what_each_record_alone_prints() {
         .map(|p| std::fs::read(p).unwrap())
         .collect();
     blobs.sort();
-    let blobs: Vec<&[u8]> = blobs.iter().chain(&blobs).chain(&blobs).map(Vec::as_slice).collect();
+    let blobs: Vec<&[u8]> = blobs
+        .iter()
+        .chain(&blobs)
+        .chain(&blobs)
+        .map(Vec::as_slice)
+        .collect();
     assert!(blobs.len() > 150);
     let without_index = |mut v: Value| {
         v.as_object_mut().unwrap().remove("record");
@@ -962,8 +967,17 @@ fn deagg_in_batches_prints_what_each_record_alone_prints() {
     for args in [
         &["deagg"][..],
         &["deagg", "--on-invalid", "passthrough"],
-        &["deagg", "--shard-range", "0:170141183460469231731687303715884105727"],
-        &["deagg", "--shard-range", "0:170141183460469231731687303715884105727", "--lenient"],
+        &[
+            "deagg",
+            "--shard-range",
+            "0:170141183460469231731687303715884105727",
+        ],
+        &[
+            "deagg",
+            "--shard-range",
+            "0:170141183460469231731687303715884105727",
+            "--lenient",
+        ],
     ] {
         let all = run(args, b64_lines(&blobs).as_bytes());
         let (mut alone, mut status) = (Vec::new(), 0);

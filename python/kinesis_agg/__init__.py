@@ -27,6 +27,7 @@ from ._native import (
     ShardMap,
     UserRecord,
     deaggregate,
+    deaggregate_many,
     effective_hash_key,
     partition_key_hash,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "ShardedAggregator",
     "UserRecord",
     "deaggregate",
+    "deaggregate_many",
     "effective_hash_key",
     "firehose_user_records",
     "lambda_user_records",

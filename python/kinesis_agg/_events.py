@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
-from ._native import DeaggregationError, UserRecord, _b64decode, deaggregate
+from ._native import DeaggregationError, UserRecord, _b64decode, deaggregate, deaggregate_many
 
 Event = Union[Mapping[str, Any], Iterable[Mapping[str, Any]]]
 
@@ -17,37 +17,45 @@ def _records(event: Event, key: str) -> Iterable[Mapping[str, Any]]:
     return event
 
 
-def _read(
-    blob: bytes,
-    partition_key: str,
-    sequence_number: Any,
-    record: Mapping[str, Any],
+def _read_all(
+    blobs: list[bytes],
+    partition_keys: list[Any],
+    sequence_numbers: list[Any],
+    records: list[Mapping[str, Any]],
     on_invalid: str,
     skip_checksum: bool,
     strict: bool,
 ) -> list[UserRecord]:
-    try:
-        return deaggregate(
-            blob,
-            skip_checksum=skip_checksum,
-            strict=strict,
-            partition_key=partition_key,
-            sequence_number=sequence_number,
-            record=record,
-        )
-    except DeaggregationError as e:
-        if on_invalid == "pass":
+    """The user records of an event's blobs, their checksums verified
+    together (:func:`deaggregate_many`), in order."""
+    read = deaggregate_many(
+        blobs,
+        skip_checksum=skip_checksum,
+        strict=strict,
+        partition_keys=partition_keys,
+        sequence_numbers=sequence_numbers,
+        records=records,
+    )
+    out: list[UserRecord] = []
+    for i, got in enumerate(read):
+        if not isinstance(got, DeaggregationError):
+            out.extend(got)
+        elif on_invalid == "pass":
             # The whole blob as one plain record: without the checksum a
             # broken body is not taken for an aggregate.
-            return deaggregate(
-                blob,
-                skip_checksum=True,
-                partition_key=partition_key,
-                sequence_number=sequence_number,
-                record=record,
+            out.extend(
+                deaggregate(
+                    blobs[i],
+                    skip_checksum=True,
+                    partition_key=partition_keys[i],
+                    sequence_number=sequence_numbers[i],
+                    record=records[i],
+                )
             )
-        e.sequence_number = sequence_number
-        raise
+        else:
+            got.sequence_number = sequence_numbers[i]
+            raise got
+    return out
 
 
 def _check(on_invalid: str) -> None:
@@ -73,21 +81,17 @@ def lambda_user_records(
     ``on_invalid="pass"`` it is given as one plain record instead.
     """
     _check(on_invalid)
-    out: list[UserRecord] = []
-    for r in _records(event, "Records"):
-        k = r["kinesis"]
-        out.extend(
-            _read(
-                _b64decode(k["data"]),
-                k["partitionKey"],
-                k.get("sequenceNumber"),
-                r,
-                on_invalid,
-                skip_checksum,
-                strict,
-            )
-        )
-    return out
+    records = list(_records(event, "Records"))
+    kinesis = [r["kinesis"] for r in records]
+    return _read_all(
+        [_b64decode(k["data"]) for k in kinesis],
+        [k["partitionKey"] for k in kinesis],
+        [k.get("sequenceNumber") for k in kinesis],
+        records,
+        on_invalid,
+        skip_checksum,
+        strict,
+    )
 
 
 def firehose_user_records(
@@ -106,18 +110,14 @@ def firehose_user_records(
     answers with).
     """
     _check(on_invalid)
-    out: list[UserRecord] = []
-    for r in _records(event, "records"):
-        meta = r.get("kinesisRecordMetadata") or {}
-        out.extend(
-            _read(
-                _b64decode(r["data"]),
-                meta.get("partitionKey", ""),
-                meta.get("sequenceNumber"),
-                r,
-                on_invalid,
-                skip_checksum,
-                strict,
-            )
-        )
-    return out
+    records = list(_records(event, "records"))
+    meta = [r.get("kinesisRecordMetadata") or {} for r in records]
+    return _read_all(
+        [_b64decode(r["data"]) for r in records],
+        [m.get("partitionKey", "") for m in meta],
+        [m.get("sequenceNumber") for m in meta],
+        records,
+        on_invalid,
+        skip_checksum,
+        strict,
+    )

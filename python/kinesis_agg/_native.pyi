@@ -1,6 +1,6 @@
 """Type stubs of the native core, ``kinesis_agg._native``."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Union
 
 Text = Union[str, bytes]
@@ -111,6 +111,15 @@ def deaggregate(
     sequence_number: Optional[str] = None,
     record: Optional[Mapping[str, Any]] = None,
 ) -> list[UserRecord]: ...
+def deaggregate_many(
+    blobs: Sequence[Union[bytes, bytearray, memoryview]],
+    *,
+    skip_checksum: bool = False,
+    strict: bool = False,
+    partition_keys: Optional[Sequence[Any]] = None,
+    sequence_numbers: Optional[Sequence[Any]] = None,
+    records: Optional[Sequence[Mapping[str, Any]]] = None,
+) -> list[Union[list[UserRecord], DeaggregationError]]: ...
 def _lambda_dicts(
     blob: Union[bytes, bytearray, memoryview],
     kinesis_base: dict[str, Any],

@@ -31,7 +31,7 @@ mod shards;
 use aggregate::{Aggregate, Aggregator};
 use compat::{AggRecord, CompatAggregator};
 use put::PutRecordsBatcher;
-use read::{_b64decode, _lambda_dicts, UserRecord, deaggregate};
+use read::{_b64decode, _lambda_dicts, UserRecord, deaggregate, deaggregate_many};
 use shards::{ShardMap, ShardedAggregator, effective_hash_key, partition_key_hash};
 
 pyo3::create_exception!(
@@ -74,6 +74,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardedAggregator>()?;
     m.add_class::<PutRecordsBatcher>()?;
     m.add_function(wrap_pyfunction!(deaggregate, m)?)?;
+    m.add_function(wrap_pyfunction!(deaggregate_many, m)?)?;
     m.add_function(wrap_pyfunction!(_lambda_dicts, m)?)?;
     m.add_function(wrap_pyfunction!(_b64decode, m)?)?;
     m.add_function(wrap_pyfunction!(partition_key_hash, m)?)?;

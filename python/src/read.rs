@@ -159,14 +159,28 @@ pub(crate) fn deaggregate<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let opts = options(skip_checksum, strict)?;
     let bytes = blob_of(blob)?;
+    let read = read(py, &bytes, opts)?;
+    user_records(py, read, blob, &bytes, partition_key, sequence_number, record)
+}
+
+/// The user records of one blob read, as `deaggregate` returns them.
+fn user_records<'py>(
+    py: Python<'py>,
+    read: ka::Deaggregated<'_, ka::VecTable<'_>>,
+    blob: &Bound<'py, PyAny>,
+    bytes: &[u8],
+    partition_key: Option<&Bound<'py, PyAny>>,
+    sequence_number: Option<&Bound<'py, PyAny>>,
+    record: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
     let seq = sequence_number.map(|s| s.clone().unbind());
     let outer = record.map(|s| s.clone().unbind());
     let clone = |o: &Option<Py<PyAny>>| o.as_ref().map(|o| o.clone_ref(py));
-    match read(py, &bytes, opts)? {
+    match read {
         ka::Deaggregated::Plain { .. } => {
             let data = match blob.cast::<PyBytes>() {
                 Ok(b) => b.clone().unbind(),
-                Err(_) => PyBytes::new(py, &bytes).unbind(),
+                Err(_) => PyBytes::new(py, bytes).unbind(),
             };
             let pk = match partition_key {
                 Some(p) => p.clone().unbind(),
@@ -208,6 +222,68 @@ pub(crate) fn deaggregate<'py>(
             Ok(list)
         }
     }
+}
+
+/// Many blobs read together: their checksums verified side by side (the
+/// library's `Options::verify_all`, with the interpreter released when
+/// they are large), then each read as `deaggregate` reads it alone. Each
+/// item of the answer is that blob's list of user records, or the
+/// `DeaggregationError` (not raised) of a blob whose body is broken. The
+/// optional lists give each blob's outer partition key, sequence number
+/// and record, as `deaggregate`'s arguments do.
+#[pyfunction]
+#[pyo3(signature = (blobs, *, skip_checksum = false, strict = false, partition_keys = None, sequence_numbers = None, records = None))]
+pub(crate) fn deaggregate_many<'py>(
+    py: Python<'py>,
+    blobs: Vec<Bound<'py, PyAny>>,
+    skip_checksum: bool,
+    strict: bool,
+    partition_keys: Option<Vec<Bound<'py, PyAny>>>,
+    sequence_numbers: Option<Vec<Bound<'py, PyAny>>>,
+    records: Option<Vec<Bound<'py, PyAny>>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let opts = options(skip_checksum, strict)?;
+    for (name, list) in [
+        ("partition_keys", &partition_keys),
+        ("sequence_numbers", &sequence_numbers),
+        ("records", &records),
+    ] {
+        if list.as_ref().is_some_and(|l| l.len() != blobs.len()) {
+            return Err(PyValueError::new_err(format!("{name} must have one item a blob")));
+        }
+    }
+    let bytes: Vec<Cow<'_, [u8]>> = blobs.iter().map(blob_of).collect::<PyResult<_>>()?;
+    let slices: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
+    let total: usize = slices.iter().map(|b| b.len()).sum();
+    let verified = if total >= RELEASE_GIL_AT {
+        py.detach(|| opts.verify_all(&slices))
+    } else {
+        opts.verify_all(&slices)
+    };
+    let out = PyList::empty(py);
+    let nth = |l: &Option<Vec<Bound<'py, PyAny>>>, i: usize| l.as_ref().map(|l| l[i].clone());
+    for (i, v) in verified.iter().enumerate() {
+        match v.deaggregate() {
+            Ok(read) => {
+                let (pk, seq, rec) = (
+                    nth(&partition_keys, i),
+                    nth(&sequence_numbers, i),
+                    nth(&records, i),
+                );
+                out.append(user_records(
+                    py,
+                    read,
+                    &blobs[i],
+                    slices[i],
+                    pk.as_ref(),
+                    seq.as_ref(),
+                    rec.as_ref(),
+                )?)?;
+            }
+            Err(e) => out.append(deaggregation_error(py, e).into_value(py))?,
+        }
+    }
+    Ok(out)
 }
 
 /// The compatibility deaggregator's core: the user records of one blob as

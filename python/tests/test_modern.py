@@ -287,3 +287,54 @@ def test_large_blobs_release_the_interpreter() -> None:
         done.set()
         t.join()
     assert most > 100, most
+
+
+def _outcome(got: list[UserRecord] | kinesis_agg.DeaggregationError) -> object:
+    if isinstance(got, kinesis_agg.DeaggregationError):
+        return ("error", got.offset, got.reason)
+    return [(u.partition_key, u.explicit_hash_key, u.data, u.sub_sequence_number, u.aggregated) for u in got]
+
+
+def test_deaggregate_many_reads_each_blob_as_deaggregate_does() -> None:
+    """Every fixture three times over, read together (checksums side by
+    side): each outcome is what deaggregate gives the blob alone, its error
+    (offset and reason) included, under each checksum option."""
+    blobs = [blob(p.stem) for p in sorted((FIXTURES / "deagg").glob("*.bin"))] * 3
+    for skip, strict in ((False, False), (False, True), (True, False)):
+        many = kinesis_agg.deaggregate_many(blobs, skip_checksum=skip, strict=strict)
+        assert len(many) == len(blobs)
+        for b, got in zip(blobs, many):
+            try:
+                alone: object = _outcome(kinesis_agg.deaggregate(b, skip_checksum=skip, strict=strict))
+            except kinesis_agg.DeaggregationError as e:
+                alone = _outcome(e)
+            assert _outcome(got) == alone
+    seqs = [str(i) for i in range(len(blobs))]
+    with_meta = kinesis_agg.deaggregate_many(blobs, partition_keys=["p"] * len(blobs), sequence_numbers=seqs)
+    for i, got in enumerate(with_meta):
+        if not isinstance(got, kinesis_agg.DeaggregationError):
+            assert all(u.sequence_number == seqs[i] for u in got)
+    with pytest.raises(ValueError):
+        kinesis_agg.deaggregate_many(blobs, sequence_numbers=seqs[:1])
+
+
+def test_an_event_with_a_broken_record_among_good_ones() -> None:
+    """The event helpers read an event's blobs together: a broken one raises
+    with its own sequence number, after nothing; with on_invalid="pass" it
+    is one plain record among the others' user records, in order."""
+    good = base64.b64encode(blob("py_empty_data")).decode()
+    broken = base64.b64encode(blob("missing_data")).decode()
+    event = {
+        "Records": [
+            {"kinesis": {"data": d, "partitionKey": "p", "sequenceNumber": s}}
+            for d, s in [(good, "1"), (broken, "2"), (good, "3")]
+        ]
+    }
+    with pytest.raises(kinesis_agg.DeaggregationError) as e:
+        kinesis_agg.lambda_user_records(event)
+    assert e.value.sequence_number == "2"
+    passed = kinesis_agg.lambda_user_records(event, on_invalid="pass")
+    alone = [kinesis_agg.lambda_user_records({"Records": [r]}, on_invalid="pass") for r in event["Records"]]
+    assert [(u.data, u.sequence_number, u.aggregated) for u in passed] == [
+        (u.data, u.sequence_number, u.aggregated) for one in alone for u in one
+    ]
