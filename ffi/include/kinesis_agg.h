@@ -209,6 +209,11 @@ typedef struct {
   kagg_u128 end;
 } kagg_range;
 
+// Called with each user record of `kagg_deaggregate_many`, in order, with
+// the index of the blob it came from; return 0 to go on, anything else to
+// stop.
+typedef int (*kagg_batch_record_fn)(void *ctx, size_t blob, const kagg_user_record *record);
+
 // An aggregator over a caller buffer and a caller key index: declare one
 // (static, on the stack, anywhere), then `kagg_aggregator_init` it. It
 // holds no bytes of the aggregate itself (200 bytes, with room to spare).
@@ -304,6 +309,36 @@ kagg_status kagg_deaggregate_shard(const uint8_t *blob,
                                    kagg_record_fn callback,
                                    void *ctx,
                                    kagg_result *result);
+
+// Reads `n` blobs (a Lambda event's, a GetRecords answer's), their
+// checksums verified together (MD5s side by side in SIMD lanes where the
+// build has them), then each as `kagg_deaggregate` reads it: blob `i`'s
+// status goes to `statuses[i]`, what was found to `results[i]`, its user
+// records to `callback` with `i`, after its whole body was validated. A
+// broken blob does not stop the others. No heap: the key tables are the
+// caller's slots, reused for each blob.
+//
+// Returns `KAGG_OK` when every blob was read (each one's own status is in
+// `statuses`), `KAGG_STOPPED` when the callback stopped (that blob and
+// those after it are left `KAGG_STOPPED`), `KAGG_NULL_ARGUMENT` or
+// `KAGG_INVALID_FLAGS` when nothing was read. A blob whose `ptr` is NULL
+// with a `len` is `KAGG_NULL_ARGUMENT` alone.
+//
+// # Safety
+// `blobs` points to `n` readable `kagg_bytes`, each to its `len` bytes;
+// `results` and `statuses` to `n` writable items each; the slot arrays as
+// for `kagg_deaggregate`; all valid during the call.
+kagg_status kagg_deaggregate_many(const kagg_bytes *blobs,
+                                  size_t n,
+                                  uint32_t flags,
+                                  kagg_key_slot *pk_slots,
+                                  size_t pk_cap,
+                                  kagg_key_slot *ehk_slots,
+                                  size_t ehk_cap,
+                                  kagg_batch_record_fn callback,
+                                  void *ctx,
+                                  kagg_result *results,
+                                  kagg_status *statuses);
 
 // The hash key Kinesis routes a record by when it has no explicit hash
 // key: the MD5 of the partition key's bytes, big-endian.

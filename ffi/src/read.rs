@@ -349,7 +349,41 @@ pub(crate) unsafe fn read(
         Ok(o) => o,
         Err(e) => return e,
     };
-    let read = match options.deaggregate_with(blob, pks, ehks) {
+    let sink = match callback {
+        Some(cb) => Sink::One(cb, ctx),
+        None => Sink::Count,
+    };
+    deliver(options.deaggregate_with(blob, pks, ehks), range, result, sink)
+}
+
+/// Where a blob's user records go.
+enum Sink {
+    /// Nowhere: validate and count only.
+    Count,
+    /// `kagg_deaggregate`'s callback.
+    One(
+        unsafe extern "C" fn(*mut c_void, *const kagg_user_record) -> c_int,
+        *mut c_void,
+    ),
+    /// `kagg_deaggregate_many`'s callback, with the blob's index.
+    Many(
+        unsafe extern "C" fn(*mut c_void, usize, *const kagg_user_record) -> c_int,
+        *mut c_void,
+        usize,
+    ),
+}
+
+/// What follows reading one blob: `result` filled, the range checked, and
+/// each user record handed to `sink` (whose callback answers non-zero to
+/// stop).
+#[inline(always)]
+fn deliver<'a, T: ka::KeyTable<'a>>(
+    read: Result<ka::Deaggregated<'a, T>, ka::Error>,
+    range: Option<ka::HashKeyRange>,
+    result: &mut kagg_result,
+    sink: Sink,
+) -> kagg_status {
+    let read = match read {
         Ok(r) => r,
         Err(e) => {
             result.error_offset = e.offset().unwrap_or(usize::MAX);
@@ -371,7 +405,9 @@ pub(crate) unsafe fn read(
         result.outside = out.sub_sequence_number;
         return KAGG_OUT_OF_RANGE;
     }
-    let Some(cb) = callback else { return KAGG_OK };
+    if let Sink::Count = sink {
+        return KAGG_OK;
+    }
     for u in agg.records() {
         let view = kagg_user_record {
             partition_key: kagg_str::of(u.partition_key),
@@ -381,9 +417,125 @@ pub(crate) unsafe fn read(
             tags: kagg_tags::of(u.tags),
         };
         // SAFETY: the caller's function, called as its type says.
-        if unsafe { cb(ctx, &view) } != 0 {
+        let stop = unsafe {
+            match sink {
+                Sink::Count => 0,
+                Sink::One(cb, ctx) => cb(ctx, &view),
+                Sink::Many(cb, ctx, i) => cb(ctx, i, &view),
+            }
+        };
+        if stop != 0 {
             return KAGG_STOPPED;
         }
     }
     KAGG_OK
+}
+
+/// Called with each user record of `kagg_deaggregate_many`, in order, with
+/// the index of the blob it came from; return 0 to go on, anything else to
+/// stop.
+pub type kagg_batch_record_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, blob: usize, record: *const kagg_user_record) -> c_int>;
+
+/// Blobs verified together by `kagg_deaggregate_many`: 4 rounds of the
+/// MD5 lanes where there are lanes (32 on x86-64, on the stack), one at a
+/// time on bare metal.
+const CHUNK: usize = if ka::MD5_LANES > 1 { 4 * ka::MD5_LANES } else { 1 };
+
+/// Reads `n` blobs (a Lambda event's, a GetRecords answer's), their
+/// checksums verified together (MD5s side by side in SIMD lanes where the
+/// build has them), then each as `kagg_deaggregate` reads it: blob `i`'s
+/// status goes to `statuses[i]`, what was found to `results[i]`, its user
+/// records to `callback` with `i`, after its whole body was validated. A
+/// broken blob does not stop the others. No heap: the key tables are the
+/// caller's slots, reused for each blob.
+///
+/// Returns `KAGG_OK` when every blob was read (each one's own status is in
+/// `statuses`), `KAGG_STOPPED` when the callback stopped (that blob and
+/// those after it are left `KAGG_STOPPED`), `KAGG_NULL_ARGUMENT` or
+/// `KAGG_INVALID_FLAGS` when nothing was read. A blob whose `ptr` is NULL
+/// with a `len` is `KAGG_NULL_ARGUMENT` alone.
+///
+/// # Safety
+/// `blobs` points to `n` readable `kagg_bytes`, each to its `len` bytes;
+/// `results` and `statuses` to `n` writable items each; the slot arrays as
+/// for `kagg_deaggregate`; all valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kagg_deaggregate_many(
+    blobs: *const kagg_bytes,
+    n: usize,
+    flags: u32,
+    pk_slots: *mut kagg_key_slot,
+    pk_cap: usize,
+    ehk_slots: *mut kagg_key_slot,
+    ehk_cap: usize,
+    callback: kagg_batch_record_fn,
+    ctx: *mut c_void,
+    results: *mut kagg_result,
+    statuses: *mut kagg_status,
+) -> kagg_status {
+    boundary(|| {
+        if n == 0 {
+            return KAGG_OK;
+        }
+        if blobs.is_null() || results.is_null() || statuses.is_null() {
+            return KAGG_NULL_ARGUMENT;
+        }
+        let options = match options(flags) {
+            Ok(o) => o,
+            Err(e) => return e,
+        };
+        // SAFETY: non-NULL; the caller promises `n` items of each.
+        let (blobs, results, statuses) = unsafe {
+            (
+                core::slice::from_raw_parts(blobs, n),
+                core::slice::from_raw_parts_mut(results, n),
+                core::slice::from_raw_parts_mut(statuses, n),
+            )
+        };
+        results.fill(kagg_result::NONE);
+        statuses.fill(KAGG_STOPPED);
+        let mut views: [&[u8]; CHUNK] = [&[]; CHUNK];
+        let mut present = [true; CHUNK];
+        let mut verified = [ka::Verified::default(); CHUNK];
+        for start in (0..n).step_by(CHUNK) {
+            let chunk = &blobs[start..n.min(start + CHUNK)];
+            for (k, b) in chunk.iter().enumerate() {
+                // SAFETY: the caller promises `len` readable bytes.
+                let view = unsafe { bytes(b.ptr, b.len) };
+                present[k] = view.is_some();
+                views[k] = view.unwrap_or(&[]);
+            }
+            options.verify_into(&views[..chunk.len()], &mut verified[..chunk.len()]);
+            for k in 0..chunk.len() {
+                let i = start + k;
+                if !present[k] {
+                    statuses[i] = KAGG_NULL_ARGUMENT;
+                    continue;
+                }
+                // SAFETY: the caller's slot arrays, as for `kagg_deaggregate`.
+                let (Some(pks), Some(ehks)) = (unsafe { slot_table(pk_slots, pk_cap) }, unsafe {
+                    slot_table(ehk_slots, ehk_cap)
+                }) else {
+                    statuses[i] = KAGG_NULL_ARGUMENT;
+                    continue;
+                };
+                let sink = match callback {
+                    Some(cb) => Sink::Many(cb, ctx, i),
+                    None => Sink::Count,
+                };
+                let st = deliver(
+                    verified[k].deaggregate_with(pks, ehks),
+                    None,
+                    &mut results[i],
+                    sink,
+                );
+                statuses[i] = st;
+                if st == KAGG_STOPPED {
+                    return KAGG_STOPPED;
+                }
+            }
+        }
+        KAGG_OK
+    })
 }

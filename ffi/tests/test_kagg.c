@@ -513,6 +513,94 @@ static void test_messages(const kagg_status *all, size_t n) {
     CHECK(strcmp(kagg_strerror(KAGG_OTHER), "not a kagg_status value") != 0);
 }
 
+/* Records of a batch, as (blob, sub-sequence number, data length) sums. */
+struct batch_seen {
+    size_t records;
+    size_t bytes;
+    size_t last_blob;
+    int out_of_order;
+    size_t stop_at;
+};
+
+static int count_batch(void *ctx, size_t blob, const kagg_user_record *r) {
+    struct batch_seen *s = ctx;
+    if (blob < s->last_blob) s->out_of_order = 1;
+    s->last_blob = blob;
+    s->records++;
+    s->bytes += r->data.len;
+    return s->records == s->stop_at;
+}
+
+struct one_seen {
+    size_t records;
+    size_t bytes;
+};
+
+static int count_one(void *ctx, const kagg_user_record *r) {
+    struct one_seen *s = ctx;
+    s->records++;
+    s->bytes += r->data.len;
+    return 0;
+}
+
+/* Every fixture three times over, read together: each blob's status, result
+ * and records are what kagg_deaggregate gives it alone, under each flag; a
+ * callback that stops leaves the rest KAGG_STOPPED. */
+static void test_batch(void) {
+    static const char *names[] = {"py_empty_data", "missing_data", "real_qldb_stream_2_records", "plain_json",
+                                  "explicit_hash_key_index_outside_table", "wrong_checksum", "py_300_keys_two_byte_indices",
+                                  "tags_with_and_without_values", "eleven_byte_varint", "py_mixed_keys",
+                                  "plain_21_bytes_magic_bad_checksum", "real_aws_lambda_fanout_2_records"};
+    enum { N = 3 * (sizeof names / sizeof names[0]) };
+    static const uint32_t flags[] = {0, KAGG_STRICT, KAGG_SKIP_CHECKSUM};
+    uint8_t *loaded[N];
+    kagg_bytes blobs[N];
+    kagg_result results[N], alone;
+    kagg_status statuses[N];
+    struct batch_seen seen;
+    struct one_seen one;
+    size_t i, f, want_records = 0, want_bytes = 0;
+    for (i = 0; i < N; i++) {
+        loaded[i] = load(names[i % (N / 3)], &blobs[i].len);
+        blobs[i].ptr = loaded[i];
+    }
+    for (f = 0; f < 3; f++) {
+        memset(&seen, 0, sizeof seen);
+        want_records = want_bytes = 0;
+        CHECK_ST(kagg_deaggregate_many(blobs, N, flags[f], pks, 4096, ehks, 4096, count_batch, &seen, results,
+                                       statuses),
+                 KAGG_OK);
+        for (i = 0; i < N; i++) {
+            kagg_status st;
+            memset(&one, 0, sizeof one);
+            st = kagg_deaggregate(blobs[i].ptr, blobs[i].len, flags[f], pks, 4096, ehks, 4096, count_one, &one,
+                                  &alone);
+            CHECK(statuses[i] == st);
+            CHECK(results[i].kind == alone.kind && results[i].reason == alone.reason);
+            CHECK(results[i].records == alone.records && results[i].error_offset == alone.error_offset);
+            want_records += one.records;
+            want_bytes += one.bytes;
+        }
+        CHECK(seen.records == want_records && seen.bytes == want_bytes && !seen.out_of_order);
+    }
+    /* Stopped at the first record: that blob and the rest are KAGG_STOPPED. */
+    memset(&seen, 0, sizeof seen);
+    seen.stop_at = 1;
+    CHECK_ST(kagg_deaggregate_many(blobs, N, 0, pks, 4096, ehks, 4096, count_batch, &seen, results, statuses),
+             KAGG_STOPPED);
+    CHECK(statuses[N - 1] == KAGG_STOPPED && seen.records == 1);
+    /* A NULL blob with a length is that blob's error alone. */
+    blobs[1].ptr = NULL;
+    CHECK_ST(kagg_deaggregate_many(blobs, N, 0, pks, 4096, ehks, 4096, NULL, NULL, results, statuses), KAGG_OK);
+    CHECK(statuses[1] == KAGG_NULL_ARGUMENT && statuses[2] != KAGG_NULL_ARGUMENT);
+    CHECK_ST(kagg_deaggregate_many(NULL, N, 0, pks, 4096, ehks, 4096, NULL, NULL, results, statuses),
+             KAGG_NULL_ARGUMENT);
+    CHECK_ST(kagg_deaggregate_many(blobs, N, 3, pks, 4096, ehks, 4096, NULL, NULL, results, statuses),
+             KAGG_INVALID_FLAGS);
+    CHECK_ST(kagg_deaggregate_many(NULL, 0, 0, NULL, 0, NULL, 0, NULL, NULL, NULL, NULL), KAGG_OK);
+    for (i = 0; i < N; i++) free(loaded[i]);
+}
+
 int main(int argc, char **argv) {
     static const kagg_status all[] = {
         KAGG_OK, KAGG_NULL_ARGUMENT, KAGG_NOT_INITIALIZED, KAGG_EMPTY, KAGG_STOPPED, KAGG_NOT_UTF8, KAGG_FULL,
@@ -525,6 +613,7 @@ int main(int argc, char **argv) {
     fixtures = argc > 1 ? argv[1] : "../tests/fixtures/deagg";
     test_body_errors();
     test_reading();
+    test_batch();
     test_tags();
     test_record_hash_key();
     test_writing();
