@@ -14,7 +14,6 @@ use kinesis_agg::producer::{
     FailureKind, Producer, ProducerConfig, ProducerError, Receipt, RecordError, Rejected,
 };
 use kinesis_agg::sdk::ShardMapError;
-use serde::Serialize;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -129,22 +128,50 @@ async fn put_all(
             ))),
         }
     }
-    let mut outcomes = Vec::with_capacity(n);
-    for f in futures {
-        outcomes.push(match f {
-            Err(o) => o,
-            Ok(f) => match tokio::time::timeout_at(deadline, f).await {
-                Ok(Ok(receipt)) => Outcome::Put(receipt),
-                Ok(Err(e)) => failed(&e),
-                Err(_) => Outcome::Failed(
+    // One deadline for all of them; what has no answer by then is
+    // answered as not yet put.
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(n);
+    let mut pending = Vec::with_capacity(n);
+    for (i, f) in futures.into_iter().enumerate() {
+        match f {
+            Err(o) => outcomes.push(Some(o)),
+            Ok(f) => {
+                outcomes.push(None);
+                pending.push((i, f));
+            }
+        }
+    }
+    let wait = async {
+        for (i, f) in &mut pending {
+            let got = f.await;
+            outcomes[*i] = Some(match got {
+                Ok(receipt) => Outcome::Put(receipt),
+                Err(e) => failed(&e),
+            });
+        }
+    };
+    if tokio::time::timeout_at(deadline, wait).await.is_err() {
+        for (i, f) in &mut pending {
+            if outcomes[*i].is_none() {
+                outcomes[*i] = f.try_take().map(|got| match got {
+                    Ok(receipt) => Outcome::Put(receipt),
+                    Err(e) => failed(&e),
+                });
+            }
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Outcome::Failed(
                     "InternalFailure",
                     "not yet put when the proxy's deadline came: it may still be put, and a retry may duplicate it"
                         .to_owned(),
-                ),
-            },
-        });
-    }
-    Ok(outcomes)
+                )
+            })
+        })
+        .collect())
 }
 
 /// A record that failed for good, as the entry error a client's retry
@@ -166,27 +193,40 @@ fn failed(e: &RecordError) -> Outcome {
     Outcome::Failed(code, e.message.clone())
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EntryOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shard_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sequence_number: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<&'a str>,
+/// Writes a JSON string: the text as it is when it needs no escape (shard
+/// ids, sequence numbers, error codes), else through serde_json.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutRecordsOut<'a> {
-    failed_record_count: usize,
-    records: Vec<EntryOut<'a>>,
+/// A record's entry in the answer: where it went, or why it failed.
+fn push_entry(out: &mut Vec<u8>, o: &Outcome) {
+    match o {
+        Outcome::Put(r) => {
+            out.extend_from_slice(b"{\"ShardId\":");
+            push_str(out, r.shard_id());
+            out.extend_from_slice(b",\"SequenceNumber\":");
+            push_str(out, r.sequence_number());
+        }
+        Outcome::Failed(code, message) => {
+            out.extend_from_slice(b"{\"ErrorCode\":");
+            push_str(out, code);
+            out.extend_from_slice(b",\"ErrorMessage\":");
+            push_str(out, message);
+        }
+    }
+    out.push(b'}');
 }
 
-/// Answers PutRecords: a JSON body in, a JSON answer out.
+/// Answers PutRecords: a JSON body in, a JSON answer out (written by hand:
+/// a busy proxy writes hundreds of thousands of entries a second).
 pub(crate) async fn put_records(
     producers: &Producers,
     body: &[u8],
@@ -195,41 +235,20 @@ pub(crate) async fn put_records(
     let deadline = Instant::now() + within;
     let puts = parse_put_records(body, producers.max_user_record_size())?;
     let outcomes = put_all(producers, &puts, deadline).await?;
-    let mut out = PutRecordsOut {
-        failed_record_count: 0,
-        records: Vec::with_capacity(outcomes.len()),
-    };
-    for o in &outcomes {
-        out.failed_record_count += usize::from(matches!(o, Outcome::Failed(..)));
-        out.records.push(EntryOut::of(o));
-    }
-    json(&out)
-}
-
-impl<'a> EntryOut<'a> {
-    /// A record's entry in the answer: where it went, or why it failed.
-    fn of(o: &'a Outcome) -> Self {
-        match o {
-            Outcome::Put(r) => EntryOut {
-                shard_id: Some(r.shard_id()),
-                sequence_number: Some(r.sequence_number()),
-                error_code: None,
-                error_message: None,
-            },
-            Outcome::Failed(code, message) => EntryOut {
-                shard_id: None,
-                sequence_number: None,
-                error_code: Some(code),
-                error_message: Some(message),
-            },
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(..)))
+        .count();
+    let mut out = Vec::with_capacity(64 + outcomes.len() * 110);
+    out.extend_from_slice(format!("{{\"FailedRecordCount\":{failed},\"Records\":[").as_bytes());
+    for (i, o) in outcomes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
+        push_entry(&mut out, o);
     }
-}
-
-fn json(out: &impl Serialize) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(out)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal(e.to_string()))
+    out.extend_from_slice(b"]}");
+    Ok(Bytes::from(out))
 }
 
 /// Answers PutRecord: a JSON body in, a JSON answer out; a record that
@@ -243,12 +262,38 @@ pub(crate) async fn put_record(
     let puts = parse_put_record(body, producers.max_user_record_size())?;
     let outcome = put_all(producers, &puts, deadline).await?.pop();
     match outcome {
-        Some(o @ Outcome::Put(_)) => json(&EntryOut::of(&o)),
+        Some(o @ Outcome::Put(_)) => {
+            let mut out = Vec::with_capacity(128);
+            push_entry(&mut out, &o);
+            Ok(Bytes::from(out))
+        }
         Some(Outcome::Failed(code, message)) => Err(if code == "InternalFailure" {
             ApiError::internal(message)
         } else {
             ApiError::new(400, code, message)
         }),
         None => Err(ApiError::internal("the record has no outcome")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_json_whatever_the_text() {
+        let mut out = Vec::new();
+        push_entry(
+            &mut out,
+            &Outcome::Failed("InternalFailure", "a \"quoted\"\n\\ message".to_owned()),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ErrorCode": "InternalFailure", "ErrorMessage": "a \"quoted\"\n\\ message"})
+        );
+        let mut out = Vec::new();
+        push_str(&mut out, "shardId-000000000001");
+        assert_eq!(out, b"\"shardId-000000000001\"");
     }
 }
