@@ -112,7 +112,21 @@ function fieldsOf(record) {
   if (!partitionKey) throw new Error('record.partitionKey field is mandatory');
   const bytes = typeof data === 'string' ? encodeUtf8(data) : blobOf(data);
   const pk = keyArg(String(partitionKey), 'partitionKey');
-  return [pk, bytes, explicitHashKey ? keyArg(String(explicitHashKey), 'explicitHashKey') : undefined];
+  return [pk, bytes, hashKeyOf(explicitHashKey)];
+}
+
+/** An explicit hash key as the core takes it: absent only when undefined
+ * or null (so `0` and `''` are keys, the first kept and the second
+ * refused, never dropped); a number or bigint as its decimal string, a
+ * number only while it is exact (a safe integer). */
+function hashKeyOf(value) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+    throw new Error(
+      `explicit hash key ${value} refused: a number is exact only as an integer up to 2^53-1; give the key as a decimal string`,
+    );
+  }
+  return keyArg(String(value), 'explicitHashKey');
 }
 
 /** Node's Buffer over the bytes where there is one, else the bytes. */

@@ -140,6 +140,40 @@ describe('compat RecordAggregator', () => {
   });
 });
 
+describe('compat explicit hash keys given as numbers, zero or empty', () => {
+  it('keeps 0 and other safe integers as their decimal strings, refuses an empty or inexact one, never drops one', () => {
+    const errors = [];
+    const encoded = [];
+    new compat.RecordAggregator((err, e) => (err ? errors.push(err) : encoded.push(e))).aggregateRecords(
+      [
+        { partitionKey: 'a', explicitHashKey: 0, data: 'zero' },
+        { partitionKey: 'b', explicitHashKey: 99, data: 'ninety-nine' },
+        { partitionKey: 'c', explicitHashKey: 12n, data: 'bigint' },
+        { partitionKey: 'd', explicitHashKey: '', data: 'empty' },
+        { partitionKey: 'e', explicitHashKey: 2 ** 60, data: 'inexact' },
+        { partitionKey: 'f', explicitHashKey: 1.5, data: 'fraction' },
+        { partitionKey: 'g', explicitHashKey: null, data: 'none' },
+      ],
+      true,
+    );
+    assert.equal(encoded.length, 1);
+    assert.equal(encoded[0].ExplicitHashKey, '0');
+    const back = kagg.deaggregate(encoded[0].data);
+    assert.deepEqual(
+      back.map((r) => [r.partitionKey, r.explicitHashKey, text(r)]),
+      [
+        ['a', '0', 'zero'],
+        ['b', '99', 'ninety-nine'],
+        ['c', '12', 'bigint'],
+        ['g', undefined, 'none'],
+      ],
+    );
+    assert.equal(errors.length, 3);
+    for (const e of errors) assert.match(e.message, /explicit hash key/);
+    assert.match(errors[1].message, /2\^53-1/);
+  });
+});
+
 describe('compat aggregate()', () => {
   it('hands each encoded record to the handler, one at a time by default, then calls back once', (done) => {
     const records = [];

@@ -69,6 +69,29 @@ describe('the reference module beside this one', () => {
     ]);
   });
 
+  it('an explicit hash key 0 or past 2^53: the reference drops or rounds it, this keeps or refuses it', () => {
+    const put = [
+      { partitionKey: 'a', explicitHashKey: 0, data: 'zero' },
+      { partitionKey: 'b', explicitHashKey: 7, data: 'seven' },
+    ];
+    const theirs = build(ref, put);
+    assert.equal(theirs.ExplicitHashKey, 0);
+    assert.deepEqual(read(theirs.data), [
+      ['a', undefined, 'zero'],
+      ['b', '7', 'seven'],
+    ]);
+    const ours = build(compat, put);
+    assert.equal(ours.ExplicitHashKey, '0');
+    assert.deepEqual(read(ours.data), [
+      ['a', '0', 'zero'],
+      ['b', '7', 'seven'],
+    ]);
+    const big = [{ partitionKey: 'a', explicitHashKey: 2 ** 60 + 1, data: 'x' }];
+    // 2 ** 60 + 1 is not a double: the reference writes the rounded number's digits.
+    assert.deepEqual(read(build(ref, big).data), [['a', String(2 ** 60), 'x']]);
+    assert.throws(() => build(compat, big), /explicit hash key .*2\^53-1/);
+  });
+
   it('a user record without an explicit hash key: the reference reports the first one', () => {
     const put = [
       { partitionKey: 'a', explicitHashKey: '7', data: 'with' },
