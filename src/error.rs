@@ -282,6 +282,43 @@ impl Error {
         }
     }
 
+    /// The variant's name (`"MissingField"`), stable across releases: what
+    /// the bindings give as an error's code, without formatting the error.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::Error;
+    /// assert_eq!(Error::Truncated { offset: 9 }.name(), "Truncated");
+    /// assert_eq!(Error::ChecksumMismatch.name(), "ChecksumMismatch");
+    /// ```
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Error::Truncated { .. } => "Truncated",
+            Error::LengthPastEnd { .. } => "LengthPastEnd",
+            Error::VarintTooLong { .. } => "VarintTooLong",
+            Error::InvalidTag { .. } => "InvalidTag",
+            Error::InvalidWireType { .. } => "InvalidWireType",
+            Error::UnexpectedEndGroup { .. } => "UnexpectedEndGroup",
+            Error::NestingTooDeep { .. } => "NestingTooDeep",
+            Error::MissingField { .. } => "MissingField",
+            Error::IndexOutOfRange { .. } => "IndexOutOfRange",
+            Error::InvalidUtf8 { .. } => "InvalidUtf8",
+            Error::TableFull { .. } => "TableFull",
+            Error::ChecksumMismatch => "ChecksumMismatch",
+            Error::InvalidPartitionKey { .. } => "InvalidPartitionKey",
+            Error::InvalidHashKey { .. } => "InvalidHashKey",
+            Error::Full => "Full",
+            Error::KeyCapacity { .. } => "KeyCapacity",
+            Error::RecordTooLarge { .. } => "RecordTooLarge",
+            Error::InvalidLimit { .. } => "InvalidLimit",
+            Error::InvalidIndex { .. } => "InvalidIndex",
+            Error::InvalidHashKeyRange => "InvalidHashKeyRange",
+            Error::ShardsOverlap { .. } => "ShardsOverlap",
+            Error::NoShardForHashKey { .. } => "NoShardForHashKey",
+            Error::InvalidShardList { .. } => "InvalidShardList",
+        }
+    }
+
     /// The offset in the Kinesis data blob the error points at, for the
     /// errors of a blob read (a position in a hash key string is not one:
     /// see [`Error::InvalidHashKey`]).
@@ -521,5 +558,22 @@ mod tests {
                 .to_string()
                 .contains("character 22")
         );
+    }
+
+    /// `name` is the variant's name as written in the source (what
+    /// `Debug` prints before any field), a different one for each.
+    #[test]
+    fn every_variant_is_named_as_written() {
+        let mut names = Vec::new();
+        for e in samples() {
+            let debug = std::format!("{e:?}");
+            let written = debug
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            assert_eq!(e.name(), written);
+            assert!(!names.contains(&e.name()), "{} twice", e.name());
+            names.push(e.name());
+        }
     }
 }

@@ -57,12 +57,7 @@ fn error(e: &ka::Error) -> JsValue {
     let _ = js_sys::Reflect::set(&err, &"offset".into(), &offset);
     let _ = js_sys::Reflect::set(&err, &"reason".into(), &message.into());
     // The variant's name (`MissingField`), what Node calls an error's code.
-    let debug = format!("{e:?}");
-    let code = debug
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or_default();
-    let _ = js_sys::Reflect::set(&err, &"code".into(), &code.into());
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &e.name().into());
     err.into()
 }
 
@@ -177,7 +172,9 @@ pub fn read_many(all: &[u8], ends: &[u32], checksum: u8) -> Result<Vec<u32>, JsV
 fn refused(e: &ka::Error, explicit_hash_key: Option<&str>) -> JsValue {
     let err = error(e);
     if let (ka::Error::InvalidHashKey { .. }, Some(k)) = (e, explicit_hash_key) {
-        let message = format!("explicit hash key {k:?} refused: {e}");
+        // Quoted as written (Debug's escaping would bring Unicode tables
+        // into the WebAssembly for a message).
+        let message = format!("explicit hash key \"{k}\" refused: {e}");
         let _ = js_sys::Reflect::set(&err, &"message".into(), &message.clone().into());
         let _ = js_sys::Reflect::set(&err, &"reason".into(), &message.into());
     }
