@@ -2,7 +2,7 @@
 // record shapes and field names, on the core. The deliberate differences
 // (each a bug of the reference's or a record Kinesis would refuse) are
 // listed in README.md.
-import { DEFAULT_LIMIT, WasmAggregator, ehkAt, encodeUtf8, fromBase64, keyArg, readBlob, toBase64 } from './core.js';
+import { DEFAULT_LIMIT, Packer, WasmAggregator, ehkAt, encodeUtf8, fromBase64, keyArg, readBlob, toBase64 } from './core.js';
 
 /** A record's fields in camelCase, whichever case it came in (Lambda's
  * records are camelCase, the AWS SDK v3's PascalCase). */
@@ -103,30 +103,37 @@ export function deaggregateSync(kinesisRecord, computeChecksums, afterRecordCall
   );
 }
 
-/** A user record's key, hash key and data, whichever case it came in. */
-function fieldsOf(record) {
+/** A user record's key and hash key as strings (the hash key undefined
+ * when it has none) and its data as given (a string is written as UTF-8),
+ * whichever case they came in; throws for a record without data or key. */
+function rawFieldsOf(record) {
   const partitionKey = record.partitionKey !== undefined ? record.partitionKey : record.PartitionKey;
   const explicitHashKey = record.explicitHashKey !== undefined ? record.explicitHashKey : record.ExplicitHashKey;
   const data = record.data !== undefined ? record.data : record.Data;
   if (!data) throw new Error('Record.Data field is mandatory');
   if (!partitionKey) throw new Error('record.partitionKey field is mandatory');
-  const bytes = typeof data === 'string' ? encodeUtf8(data) : blobOf(data);
-  const pk = keyArg(String(partitionKey), 'partitionKey');
-  return [pk, bytes, hashKeyOf(explicitHashKey)];
+  return [String(partitionKey), hashKeyString(explicitHashKey), typeof data === 'string' ? data : blobOf(data)];
 }
 
-/** An explicit hash key as the core takes it: absent only when undefined
+/** A user record's key, hash key and data as the core takes them. */
+function fieldsOf(record) {
+  const [pk, ehk, data] = rawFieldsOf(record);
+  const bytes = typeof data === 'string' ? encodeUtf8(data) : data;
+  return [keyArg(pk, 'partitionKey'), bytes, ehk === undefined ? undefined : keyArg(ehk, 'explicitHashKey')];
+}
+
+/** An explicit hash key as a string: absent only when undefined
  * or null (so `0` and `''` are keys, the first kept and the second
  * refused, never dropped); a number or bigint as its decimal string, a
  * number only while it is exact (a safe integer). */
-function hashKeyOf(value) {
+function hashKeyString(value) {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number' && !Number.isSafeInteger(value)) {
     throw new Error(
       `explicit hash key ${value} refused: a number is exact only as an integer up to 2^53-1; give the key as a decimal string`,
     );
   }
-  return keyArg(String(value), 'explicitHashKey');
+  return String(value);
 }
 
 /** Node's Buffer over the bytes where there is one, else the bytes. */
@@ -216,17 +223,35 @@ RecordAggregator.prototype.addUserRecord = function (record) {
  */
 RecordAggregator.prototype.aggregateRecords = function (records, forceFlush, onReadyCallback) {
   const cb = onReadyCallback || this.onReadyCallback;
-  for (const record of records) {
-    let done;
-    try {
-      const [pk, data, ehk] = fieldsOf(record);
-      done = this._core.add(pk, data, ehk);
-    } catch (e) {
-      if (cb) cb(e);
-      continue;
+  const onDone = (done) => {
+    if (cb) cb(null, encoded(done));
+    else done.free();
+  };
+  const onRefused = (err) => {
+    if (cb) cb(err);
+  };
+  // Records cross into the core a pack at a time; a record refused here
+  // (its fields) is answered after the records before it. A callback that
+  // aggregates more with this aggregator gets a pack of its own; one that
+  // throws leaves what was not yet added out, as add() one by one would.
+  const pack = this._pack !== undefined && !this._pack.busy ? this._pack : (this._pack = new Packer());
+  pack.busy = true;
+  try {
+    for (const record of records) {
+      try {
+        const [pk, ehk, data] = rawFieldsOf(record);
+        pack.push(pack.keyBytes(pk, 'partitionKey'), ehk === undefined ? undefined : pack.keyBytes(ehk, 'explicitHashKey'), data);
+      } catch (e) {
+        pack.feed(this._core, onDone, onRefused);
+        onRefused(e);
+        continue;
+      }
+      if (pack.full) pack.feed(this._core, onDone, onRefused);
     }
-    if (done !== undefined && cb) cb(null, encoded(done));
-    else if (done !== undefined) done.free();
+    pack.feed(this._core, onDone, onRefused);
+  } finally {
+    pack.clear();
+    pack.busy = false;
   }
   if (forceFlush === true && this._core.length > 0) {
     const last = encoded(this._core.flush());

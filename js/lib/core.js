@@ -206,6 +206,114 @@ export function readBlobs(blobs, policy) {
   return out;
 }
 
+/** Records a pack holds before it crosses into the core. */
+const PACK_RECORDS = 256;
+
+/**
+ * User records packed for one crossing into the core
+ * (`Aggregator.addPacked`): keys as UTF-8, each distinct key encoded (and
+ * checked) once, data copied, three lengths a record. `feed` hands the
+ * pack to an aggregator and answers what it stops at in order.
+ */
+export class Packer {
+  constructor() {
+    this.bytes = new Uint8Array(1 << 16);
+    this.layout = new Uint32Array(3 * PACK_RECORDS);
+    this.starts = new Uint32Array(PACK_RECORDS + 1);
+    this.records = 0;
+    this.used = 0;
+    this.keys = new Map();
+    /** Whether an aggregateRecords call is using it. */
+    this.busy = false;
+  }
+
+  /** A key's UTF-8 bytes, the key checked as keyArg checks it the first
+   * time it is seen (at most 4,096 remembered). */
+  keyBytes(s, what) {
+    let b = this.keys.get(s);
+    if (b === undefined) {
+      b = utf8Encoder.encode(keyArg(s, what));
+      if (this.keys.size >= 4096) this.keys.clear();
+      this.keys.set(s, b);
+    }
+    return b;
+  }
+
+  /** Whether the pack is full (feed it before pushing more). */
+  get full() {
+    return this.records === PACK_RECORDS;
+  }
+
+  /** Appends a record: its keys' bytes (`ehk` undefined for none) and
+   * data, bytes or a string to write as UTF-8. */
+  push(pk, ehk, data) {
+    const dataMax = typeof data === 'string' ? 3 * data.length : data.length;
+    const need = this.used + pk.length + (ehk === undefined ? 0 : ehk.length) + dataMax;
+    if (need > this.bytes.length) {
+      const bigger = new Uint8Array(Math.max(2 * this.bytes.length, need));
+      bigger.set(this.bytes.subarray(0, this.used));
+      this.bytes = bigger;
+    }
+    const bytes = this.bytes;
+    const l = 3 * this.records;
+    let at = this.used;
+    bytes.set(pk, at);
+    at += pk.length;
+    this.layout[l] = pk.length;
+    if (ehk === undefined) {
+      this.layout[l + 1] = NO_KEY;
+    } else {
+      bytes.set(ehk, at);
+      at += ehk.length;
+      this.layout[l + 1] = ehk.length;
+    }
+    let n;
+    if (typeof data === 'string') {
+      n = utf8Encoder.encodeInto(data, bytes.subarray(at)).written;
+    } else {
+      bytes.set(data, at);
+      n = data.length;
+    }
+    this.layout[l + 2] = n;
+    this.used = at + n;
+    this.records += 1;
+    this.starts[this.records] = this.used;
+  }
+
+  /**
+   * Adds the packed records to `core` (a WasmAggregator) in order and
+   * empties the pack: `onDone(aggregate)` for each aggregate a record
+   * completes, `onRefused(err)` for each record the core refuses, each
+   * when add() would have given it.
+   */
+  feed(core, onDone, onRefused) {
+    let r = 0;
+    while (r < this.records) {
+      const n = core.addPacked(this.bytes.subarray(this.starts[r], this.used), this.layout.subarray(3 * r, 3 * this.records));
+      r += n;
+      const done = core.takeDone();
+      if (done !== undefined) {
+        onDone(done);
+        continue;
+      }
+      const refused = core.takeRefused();
+      if (refused !== undefined) {
+        r += 1;
+        onRefused(refused);
+      } else if (r < this.records) {
+        throw new Error('internal: the core stopped without a reason');
+      }
+    }
+    this.clear();
+  }
+
+  /** Empties the pack. */
+  clear() {
+    this.records = 0;
+    this.used = 0;
+  }
+}
+
 /** An explicit hash key by its index in the read table. */
 export function ehkAt(ehks, e) {
   return e === NO_KEY ? undefined : ehks[e];

@@ -200,6 +200,10 @@ fn record<'a>(partition_key: &'a str, data: &'a [u8], explicit_hash_key: Option<
 #[wasm_bindgen]
 pub struct Aggregator {
     inner: ka::RecordAggregator,
+    /// What `addPacked` stopped at: a completed aggregate, or a refused
+    /// record's error.
+    done: Option<Aggregate>,
+    refused: Option<JsValue>,
 }
 
 #[wasm_bindgen]
@@ -209,7 +213,11 @@ impl Aggregator {
     #[wasm_bindgen(constructor)]
     pub fn new(limit: f64) -> Result<Aggregator, JsValue> {
         let inner = ka::RecordAggregator::with_limit(whole(limit)?).map_err(|e| error(&e))?;
-        Ok(Aggregator { inner })
+        Ok(Aggregator {
+            inner,
+            done: None,
+            refused: None,
+        })
     }
 
     /// Adds a user record. When the current aggregate cannot take it, that
@@ -222,6 +230,66 @@ impl Aggregator {
             Ok(done) => Ok(done.map(Aggregate::from)),
             Err(e) => Err(refused(&e, ehk.as_deref())),
         }
+    }
+
+    /// Adds records packed by the caller, in order, from `packed` (each
+    /// record's partition key, explicit hash key and data, UTF-8 and
+    /// bytes, one after another) as `layout` describes them (three numbers
+    /// a record: the partition key's length, the explicit hash key's or
+    /// `NO_KEY` for none, the data's): one crossing for many records.
+    ///
+    /// It stops at the first record that completes an aggregate (the
+    /// record then starts the next one; the completed aggregate waits in
+    /// `takeDone`) or that the library refuses (nothing changes; its error
+    /// waits in `takeRefused`), so that the caller answers each in order
+    /// as `add` would have. Returns how many records it consumed, a
+    /// refused one not counted.
+    #[wasm_bindgen(js_name = addPacked)]
+    pub fn add_packed(&mut self, packed: &[u8], layout: &[u32]) -> Result<u32, JsValue> {
+        let mut at = 0usize;
+        let mut consumed = 0u32;
+        for lens in layout.chunks_exact(3) {
+            let pk_len = lens[0] as usize;
+            let ehk_len = if lens[1] == NO_KEY { 0 } else { lens[1] as usize };
+            let data_len = lens[2] as usize;
+            let end = at + pk_len + ehk_len + data_len;
+            let Some(bytes) = packed.get(at..end) else {
+                return Err(type_error("packed records run past their bytes"));
+            };
+            let (pk, rest) = bytes.split_at(pk_len);
+            let (ehk, data) = rest.split_at(ehk_len);
+            let pk = core::str::from_utf8(pk).map_err(|_| type_error("partitionKey is not UTF-8"))?;
+            let ehk = match lens[1] {
+                NO_KEY => None,
+                _ => Some(core::str::from_utf8(ehk).map_err(|_| type_error("explicitHashKey is not UTF-8"))?),
+            };
+            match self.inner.add(record(pk, data, ehk)) {
+                Ok(None) => {}
+                Ok(Some(done)) => {
+                    self.done = Some(Aggregate::from(done));
+                    return Ok(consumed + 1);
+                }
+                Err(e) => {
+                    self.refused = Some(refused(&e, ehk));
+                    return Ok(consumed);
+                }
+            }
+            at = end;
+            consumed += 1;
+        }
+        Ok(consumed)
+    }
+
+    /// The aggregate the last `addPacked` completed, once.
+    #[wasm_bindgen(js_name = takeDone)]
+    pub fn take_done(&mut self) -> Option<Aggregate> {
+        self.done.take()
+    }
+
+    /// The error of the record the last `addPacked` refused, once.
+    #[wasm_bindgen(js_name = takeRefused)]
+    pub fn take_refused(&mut self) -> Option<JsValue> {
+        self.refused.take()
     }
 
     /// Adds a user record to the current aggregate only: false, and nothing

@@ -87,6 +87,72 @@ describe('properties', () => {
     );
   });
 
+  it('compat aggregateRecords (records crossing in packs) answers as adding one by one does, refusals in place', () => {
+    // Data sizes that complete aggregates often, and lists past one pack
+    // (256 records); invalid records refused by the core (keys) and by the
+    // package (no data) among them.
+    const item = fc.oneof(
+      { weight: 8, arbitrary: record },
+      { weight: 1, arbitrary: record.map((r) => ({ ...r, data: new Uint8Array(150 * 1024).fill(r.data.length & 0xff) })) },
+      { weight: 1, arbitrary: invalid },
+      { weight: 1, arbitrary: fc.constant({ partitionKey: 'k', data: undefined }) },
+    );
+    fc.assert(
+      fc.property(fc.array(item, { maxLength: 700 }), (records) => {
+        const got = [];
+        new compat.RecordAggregator((err, e) =>
+          got.push(err ? ['refused', err instanceof Error] : ['aggregate', e.partitionKey, e.ExplicitHashKey, Buffer.from(e.data).toString('base64')]),
+        ).aggregateRecords(records, true);
+        // One by one: the modern aggregator with the compat limit.
+        const want = [];
+        const agg = new kagg.Aggregator({ limit: kagg.DEFAULT_LIMIT });
+        const put = (a) => want.push(['aggregate', a.partitionKey, a.explicitHashKey, Buffer.from(a.data).toString('base64')]);
+        for (const r of records) {
+          let done;
+          try {
+            if (r.data === undefined) throw new Error('no data');
+            done = agg.add(r.partitionKey, r.data, r.explicitHashKey);
+          } catch (e) {
+            want.push(['refused', true]);
+            continue;
+          }
+          if (done) put(done);
+        }
+        const last = agg.flush();
+        if (last) put(last);
+        assert.deepEqual(got, want);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('compat aggregateRecords called again from its own callback keeps both lists whole and in order', () => {
+    const seen = [];
+    const agg = new compat.RecordAggregator();
+    const inner = Array.from({ length: 300 }, (_, i) => ({ partitionKey: 'in' + (i % 7), data: 'inner ' + i }));
+    let nested = false;
+    const outer = Array.from({ length: 600 }, (_, i) => ({ partitionKey: 'out' + (i % 5), data: i % 100 === 99 ? 'x'.repeat(400 * 1024) : 'outer ' + i }));
+    agg.aggregateRecords(outer, true, (err, e) => {
+      assert.equal(err, null);
+      seen.push(...kagg.deaggregate(e.data).map((u) => Buffer.from(u.data).toString().slice(0, 12)));
+      if (!nested) {
+        nested = true;
+        agg.aggregateRecords(inner, false, (err2, e2) => {
+          assert.equal(err2, null);
+          seen.push(...kagg.deaggregate(e2.data).map((u) => Buffer.from(u.data).toString().slice(0, 12)));
+        });
+      }
+    });
+    // Every record once: the inner ones joined the aggregate being built
+    // after the first callback, in their order, then the outer ones went on.
+    const want = [...outer.map((r) => r.data.slice(0, 12)), ...inner.map((r) => r.data.slice(0, 12))];
+    assert.deepEqual([...seen].sort(), [...want].sort());
+    const outerSeen = seen.filter((d) => !d.startsWith('inner'));
+    assert.deepEqual(outerSeen, outer.map((r) => r.data.slice(0, 12)));
+    const innerSeen = seen.filter((d) => d.startsWith('inner'));
+    assert.deepEqual(innerSeen, inner.map((r) => r.data.slice(0, 12)));
+  });
+
   it('compat and modern write the same bytes', () => {
     fc.assert(
       fc.property(fc.array(record, { maxLength: 60 }), (records) => {
