@@ -41,8 +41,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use kinesis_agg::producer::{Producer, ProducerConfig, ReceiptFuture};
-use kinesis_agg::{HashKeyRange, OwnedRecord, Record, Shard, ShardMap};
-use serde::Deserialize;
+use kinesis_agg::{OwnedRecord, Record, ShardMap};
+
+mod support;
 
 /// The in-process endpoint.
 #[derive(Clone, Debug)]
@@ -56,56 +57,13 @@ struct Instant0 {
     spent: Arc<AtomicU64>,
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(rename = "PartitionKey")]
-    partition_key: String,
-    #[serde(rename = "ExplicitHashKey")]
-    explicit_hash_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Put {
-    #[serde(rename = "Records")]
-    records: Vec<Entry>,
-}
-
 impl Instant0 {
     fn answer(&self, req: &HttpRequest) -> String {
         let target = req.headers().get("x-amz-target").unwrap_or_default();
         if target.ends_with("ListShards") {
-            let shards: Vec<String> = self
-                .map
-                .shards()
-                .iter()
-                .map(|s| {
-                    format!(
-                        r#"{{"ShardId":"{}","HashKeyRange":{{"StartingHashKey":"{}","EndingHashKey":"{}"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#,
-                        s.id, s.range.start, s.range.end
-                    )
-                })
-                .collect();
-            return format!(r#"{{"Shards":[{}]}}"#, shards.join(","));
+            return support::list_shards_answer(&self.map);
         }
-        let body = req.body().bytes().unwrap_or_default();
-        let put: Put = serde_json::from_slice(body).expect("a PutRecords request");
-        let mut out = String::with_capacity(put.records.len() * 100 + 64);
-        out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
-        for (i, e) in put.records.iter().enumerate() {
-            let key =
-                kinesis_agg::effective_hash_key(&e.partition_key, e.explicit_hash_key.as_deref()).unwrap();
-            let shard = &self.map.route(key).unwrap().id;
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&format!(
-                r#"{{"SequenceNumber":"{:056}","ShardId":"{shard}"}}"#,
-                seq
-            ));
-        }
-        out.push_str("]}");
-        out
+        support::put_records_answer(&self.map, req.body().bytes().unwrap_or_default(), &self.seq).0
     }
 }
 
@@ -139,51 +97,12 @@ impl HttpClient for Instant0 {
     }
 }
 
-fn map(shards: u32) -> ShardMap {
-    let width = u128::MAX / u128::from(shards);
-    ShardMap::new((0..shards).map(|i| {
-        Shard {
-            id: format!("shardId-{i:012}"),
-            range: HashKeyRange::new(
-                u128::from(i) * width,
-                if i + 1 == shards {
-                    u128::MAX
-                } else {
-                    u128::from(i + 1) * width - 1
-                },
-            )
-            .unwrap(),
-        }
-    }))
-    .unwrap()
-}
-
-/// (user, system) CPU seconds of this process.
-fn cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = 100.0;
-    let v = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) / tick;
-    (v(11), v(12))
-}
-
-/// A size line of `/proc/self/status` in MiB (0 where there is none).
-fn status_mib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn rss_mib() -> f64 {
-    status_mib("VmRSS:")
+    support::status_mib("self", "VmRSS:")
 }
 
 fn peak_rss_mib() -> f64 {
-    status_mib("VmHWM:")
+    support::status_mib("self", "VmHWM:")
 }
 
 fn main() {
@@ -210,7 +129,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let endpoint = Instant0 {
-            map: Arc::new(map(shards)),
+            map: Arc::new(support::map(shards)),
             seq: Arc::new(AtomicU64::new(1)),
             latency: std::time::Duration::from_millis(latency_ms),
             stall,
@@ -269,7 +188,7 @@ fn main() {
             producer.abandon();
             return;
         }
-        let (u0, s0) = cpu();
+        let (u0, s0) = support::cpu("self");
         let start = Instant::now();
         let mut pending: VecDeque<ReceiptFuture> = VecDeque::new();
         let mut ok = 0usize;
@@ -301,7 +220,7 @@ fn main() {
             ok += usize::from(f.await.is_ok());
         }
         let secs = start.elapsed().as_secs_f64();
-        let (u1, s1) = cpu();
+        let (u1, s1) = support::cpu("self");
         producer.shutdown().await;
         assert_eq!(ok, n, "every record put");
         let cpu_s = (u1 - u0) + (s1 - s0);

@@ -34,45 +34,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use kinesis_agg::{HashKeyRange, RecordAggregator, Shard, ShardMap};
-use serde::Deserialize;
+use kinesis_agg::{RecordAggregator, ShardMap};
+
+mod support;
 
 const SHARDS: u32 = 200;
 const KEYS: usize = 10_000;
 const PER_CALL: usize = 500;
-
-fn map(shards: u32) -> ShardMap {
-    let width = u128::MAX / u128::from(shards);
-    ShardMap::new((0..shards).map(|i| {
-        Shard {
-            id: format!("shardId-{i:012}"),
-            range: HashKeyRange::new(
-                u128::from(i) * width,
-                if i + 1 == shards {
-                    u128::MAX
-                } else {
-                    u128::from(i + 1) * width - 1
-                },
-            )
-            .unwrap(),
-        }
-    }))
-    .unwrap()
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(rename = "PartitionKey")]
-    partition_key: String,
-    #[serde(rename = "ExplicitHashKey")]
-    explicit_hash_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Put {
-    #[serde(rename = "Records")]
-    records: Vec<Entry>,
-}
 
 /// The upstream: answers at once.
 struct Upstream {
@@ -85,40 +53,13 @@ struct Upstream {
 impl Upstream {
     fn answer(&self, target: &str, body: &[u8]) -> String {
         if target.ends_with("ListShards") {
-            let shards: Vec<String> = self
-                .map
-                .shards()
-                .iter()
-                .map(|s| {
-                    format!(
-                        r#"{{"ShardId":"{}","HashKeyRange":{{"StartingHashKey":"{}","EndingHashKey":"{}"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#,
-                        s.id, s.range.start, s.range.end
-                    )
-                })
-                .collect();
-            return format!(r#"{{"Shards":[{}]}}"#, shards.join(","));
+            return support::list_shards_answer(&self.map);
         }
         if target.ends_with("GetRecords") {
             return String::from_utf8(self.get_records.to_vec()).unwrap();
         }
-        let put: Put = serde_json::from_slice(body).expect("a PutRecords request");
-        let mut out = String::with_capacity(put.records.len() * 100 + 64);
-        out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
-        for (i, e) in put.records.iter().enumerate() {
-            let key =
-                kinesis_agg::effective_hash_key(&e.partition_key, e.explicit_hash_key.as_deref()).unwrap();
-            let shard = &self.map.route(key).unwrap().id;
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&format!(
-                r#"{{"SequenceNumber":"{seq:056}","ShardId":"{shard}"}}"#
-            ));
-        }
-        out.push_str("]}");
-        self.user_records_in
-            .fetch_add(put.records.len(), Ordering::Relaxed);
+        let (out, n) = support::put_records_answer(&self.map, body, &self.seq);
+        self.user_records_in.fetch_add(n, Ordering::Relaxed);
         out
     }
 }
@@ -174,21 +115,13 @@ fn put_body(stream: &str, first: usize) -> Bytes {
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    support::status_mib(&pid.to_string(), "VmHWM:")
 }
 
 /// CPU seconds (user + system) process `pid` has used.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let v = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
-    v(11) + v(12)
+    let (user, system) = support::cpu(&pid.to_string());
+    user + system
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -281,7 +214,7 @@ fn main() {
         .build()
         .unwrap();
     let upstream = Arc::new(Upstream {
-        map: map(SHARDS),
+        map: support::map(SHARDS),
         seq: AtomicU64::new(0),
         get_records: Bytes::from(get_records.clone()),
         user_records_in: AtomicUsize::new(0),

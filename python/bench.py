@@ -34,16 +34,11 @@ def make_records(n: int) -> list[tuple[str, bytes]]:
 
 
 def compat_aggregate(module: Any, records: list[tuple[str, bytes]]) -> list[bytes]:
+    """The aggregates' blobs, with the reference API (either module)."""
     agg = module.RecordAggregator()
-    out = []
-    for pk, data in records:
-        full = agg.add_user_record(pk, data)
-        if full is not None:
-            out.append(full.get_contents()[2])
-    last = agg.clear_and_get()
-    if last is not None:
-        out.append(last.get_contents()[2])
-    return out
+    completed = [agg.add_user_record(pk, data) for pk, data in records]
+    completed.append(agg.clear_and_get())
+    return [a.get_contents()[2] for a in completed if a is not None]
 
 
 def modern_aggregate(records: list[tuple[str, bytes]]) -> list[bytes]:

@@ -47,6 +47,51 @@ fn client_of(url: &str, key: &str, secret: &str) -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::from_conf(conf)
 }
 
+/// A new stream of `shards` shards on the server, a proxy in front of it
+/// (no extra flag) and a client of the proxy: (the server's client, the
+/// stream, the proxy, the proxy's client).
+async fn proxied_stream(
+    name: &str,
+    shards: i32,
+) -> (aws_sdk_kinesis::Client, String, Running, aws_sdk_kinesis::Client) {
+    let direct = kinesis::client(&endpoint());
+    let stream = new_stream(&direct, name, shards).await;
+    let proxy = proxy_to(&endpoint(), &[]);
+    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+    (direct, stream, proxy, client)
+}
+
+/// A PutRecords entry.
+fn entry(
+    partition_key: impl Into<String>,
+    data: Vec<u8>,
+    explicit_hash_key: Option<String>,
+) -> PutRecordsRequestEntry {
+    PutRecordsRequestEntry::builder()
+        .partition_key(partition_key)
+        .data(Blob::new(data))
+        .set_explicit_hash_key(explicit_hash_key)
+        .build()
+        .unwrap()
+}
+
+/// Sends one PutRecords call of `entries` to `stream`.
+async fn put_entries(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    entries: Vec<PutRecordsRequestEntry>,
+) -> Result<
+    aws_sdk_kinesis::operation::put_records::PutRecordsOutput,
+    aws_sdk_kinesis::error::SdkError<aws_sdk_kinesis::operation::put_records::PutRecordsError>,
+> {
+    client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+}
+
 fn data_of(i: usize) -> Vec<u8> {
     format!("record {i:06} {}", "x".repeat(i % 40)).into_bytes()
 }
@@ -92,10 +137,7 @@ async fn read_through(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
 async fn the_rust_sdk_puts_and_reads_every_record_once_through_the_proxy() {
-    let direct = kinesis::client(&endpoint());
-    let stream = new_stream(&direct, "proxy-sdk", 4).await;
-    let proxy = proxy_to(&endpoint(), &[]);
-    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+    let (direct, stream, _proxy, client) = proxied_stream("proxy-sdk", 4).await;
 
     // 20 calls of 500 from 4 tasks at once; every 10th record with an
     // explicit hash key, which routes it.
@@ -108,22 +150,13 @@ async fn the_rust_sdk_puts_and_reads_every_record_once_through_the_proxy() {
                 let first = (t * 5 + call) * 500;
                 let entries: Vec<_> = (first..first + 500)
                     .map(|i| {
-                        let mut e = PutRecordsRequestEntry::builder()
-                            .partition_key(format!("key-{}", i % 97))
-                            .data(Blob::new(data_of(i)));
-                        if i.is_multiple_of(10) {
-                            e = e.explicit_hash_key((u128::MAX / 10_000 * i as u128).to_string());
-                        }
-                        e.build().unwrap()
+                        let ehk = i
+                            .is_multiple_of(10)
+                            .then(|| (u128::MAX / 10_000 * i as u128).to_string());
+                        entry(format!("key-{}", i % 97), data_of(i), ehk)
                     })
                     .collect();
-                let out = client
-                    .put_records()
-                    .stream_name(&stream)
-                    .set_records(Some(entries))
-                    .send()
-                    .await
-                    .unwrap();
+                let out = put_entries(&client, &stream, entries).await.unwrap();
                 assert_eq!(out.failed_record_count(), Some(0));
                 for (k, r) in out.records().iter().enumerate() {
                     answers.push((
@@ -203,21 +236,12 @@ async fn the_rust_sdk_puts_and_reads_every_record_once_through_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
 async fn errors_come_back_in_kinesis_shape() {
-    let direct = kinesis::client(&endpoint());
-    let stream = new_stream(&direct, "proxy-errors", 1).await;
-    let proxy = proxy_to(&endpoint(), &[]);
-    let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
+    let (_direct, stream, _proxy, client) = proxied_stream("proxy-errors", 1).await;
 
     let missing = client
         .put_records()
         .stream_name("no-such-stream")
-        .records(
-            PutRecordsRequestEntry::builder()
-                .partition_key("k")
-                .data(Blob::new(b"x".to_vec()))
-                .build()
-                .unwrap(),
-        )
+        .records(entry("k", b"x".to_vec(), None))
         .send()
         .await
         .unwrap_err();
@@ -232,14 +256,11 @@ async fn errors_come_back_in_kinesis_shape() {
     let bad_hash = client
         .put_records()
         .stream_name(&stream)
-        .records(
-            PutRecordsRequestEntry::builder()
-                .partition_key("k")
-                .explicit_hash_key("340282366920938463463374607431768211456")
-                .data(Blob::new(b"x".to_vec()))
-                .build()
-                .unwrap(),
-        )
+        .records(entry(
+            "k",
+            b"x".to_vec(),
+            Some("340282366920938463463374607431768211456".into()),
+        ))
         .send()
         .await
         .unwrap_err();
@@ -552,20 +573,9 @@ async fn sigterm_answers_the_calls_in_flight_and_exits_0() {
         let (client, stream) = (client.clone(), stream.clone());
         calls.push(tokio::spawn(async move {
             let entries: Vec<_> = (0..100usize)
-                .map(|i| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(format!("k{i}"))
-                        .data(Blob::new(data_of(c * 100 + i)))
-                        .build()
-                        .unwrap()
-                })
+                .map(|i| entry(format!("k{i}"), data_of(c * 100 + i), None))
                 .collect();
-            client
-                .put_records()
-                .stream_name(&stream)
-                .set_records(Some(entries))
-                .send()
-                .await
+            put_entries(&client, &stream, entries).await
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -633,22 +643,10 @@ async fn through_faults(name: &str, extra: &[&str]) -> usize {
         while !todo.is_empty() {
             let entries: Vec<_> = todo
                 .iter()
-                .map(|&i| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(format!("key-{}", i % 61))
-                        .data(Blob::new(data_of(i)))
-                        .build()
-                        .unwrap()
-                })
+                .map(|&i| entry(format!("key-{}", i % 61), data_of(i), None))
                 .collect();
             calls += 1;
-            let out = client
-                .put_records()
-                .stream_name(&stream)
-                .set_records(Some(entries))
-                .send()
-                .await
-                .unwrap();
+            let out = put_entries(&client, &stream, entries).await.unwrap();
             assert_eq!(out.records().len(), todo.len(), "every entry answered");
             let mut again = Vec::new();
             for (&i, r) in todo.iter().zip(out.records()) {
@@ -766,22 +764,10 @@ async fn a_call_is_answered_by_its_deadline_and_a_second_signal_abandons() {
     );
     let client = client_of(&proxy.url, "AKIDSOMECLIENT", "client-secret");
     let entries: Vec<_> = (0..20usize)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .partition_key(format!("k{i}"))
-                .data(Blob::new(data_of(i)))
-                .build()
-                .unwrap()
-        })
+        .map(|i| entry(format!("k{i}"), data_of(i), None))
         .collect();
     let started = Instant::now();
-    let out = client
-        .put_records()
-        .stream_name(&stream)
-        .set_records(Some(entries))
-        .send()
-        .await
-        .unwrap();
+    let out = put_entries(&client, &stream, entries).await.unwrap();
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(1400) && took < Duration::from_secs(5),

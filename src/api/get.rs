@@ -242,22 +242,20 @@ mod range_tests {
         (HashKeyRange::new(hashes[4], u128::MAX).unwrap(), 4)
     }
 
+    /// `answer()` read from a shard of `range`, under the KCL's rule or not.
+    fn read_in(range: HashKeyRange, kcl_rule: bool) -> (Value, GetRecordsRead) {
+        let shard = ShardCheck { range, kcl_rule };
+        let (body, done) = deaggregate_get_records(answer().as_bytes(), Some(shard)).unwrap();
+        (serde_json::from_slice(&body).unwrap(), done)
+    }
+
     #[test]
     fn user_records_outside_the_shard_are_delivered_and_counted() {
         let (range, below) = upper_range();
-        let shard = ShardCheck {
-            range,
-            kcl_rule: false,
-        };
-        let (body, done) = deaggregate_get_records(answer().as_bytes(), Some(shard)).unwrap();
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let (v, done) = read_in(range, false);
         assert_eq!(v["Records"].as_array().unwrap().len(), 11);
         assert_eq!((done.outside, done.discarded.len()), (below, 0));
-        let everything = ShardCheck {
-            range: HashKeyRange::new(0, u128::MAX).unwrap(),
-            kcl_rule: true,
-        };
-        let (_, done) = deaggregate_get_records(answer().as_bytes(), Some(everything)).unwrap();
+        let (_, done) = read_in(HashKeyRange::new(0, u128::MAX).unwrap(), true);
         assert_eq!(
             (done.outside, done.discarded.len(), done.user_records),
             (0, 0, 11)
@@ -267,12 +265,7 @@ mod range_tests {
     #[test]
     fn the_kcl_rule_discards_such_an_aggregate_whole() {
         let (range, _) = upper_range();
-        let shard = ShardCheck {
-            range,
-            kcl_rule: true,
-        };
-        let (body, done) = deaggregate_get_records(answer().as_bytes(), Some(shard)).unwrap();
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let (v, done) = read_in(range, true);
         let r = v["Records"].as_array().unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0]["SequenceNumber"], "2");

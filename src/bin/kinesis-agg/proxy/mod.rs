@@ -26,6 +26,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kinesis_agg::api::{parse_put_record, parse_put_records};
 use kinesis_agg::{PUT_RECORDS_MAX_BYTES, producer::ProducerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -364,11 +365,13 @@ async fn respond(
     let within = state.answer_within;
     match operation.as_str() {
         "PutRecords" => {
-            let out = put::put_records(&state.producers, &json, within).await?;
+            let puts = parse_put_records(&json, state.producers.max_user_record_size())?;
+            let out = put::put_records(&state.producers, &puts, within).await?;
             Ok(api::answer(protocol, StatusCode::OK, out))
         }
         "PutRecord" => {
-            let out = put::put_record(&state.producers, &json, within).await?;
+            let puts = parse_put_record(&json, state.producers.max_user_record_size())?;
+            let out = put::put_record(&state.producers, &puts, within).await?;
             Ok(api::answer(protocol, StatusCode::OK, out))
         }
         "SubscribeToShard" => Err(ApiError::invalid_argument(

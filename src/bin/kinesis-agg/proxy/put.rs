@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kinesis_agg::Record;
-use kinesis_agg::api::{PutRequest, parse_put_record, parse_put_records};
+use kinesis_agg::api::PutRequest;
 use kinesis_agg::producer::{
     FailureKind, Producer, ProducerConfig, ProducerError, Receipt, RecordError, Rejected,
 };
@@ -225,16 +225,14 @@ fn push_entry(out: &mut Vec<u8>, o: &Outcome) {
     out.push(b'}');
 }
 
-/// Answers PutRecords: a JSON body in, a JSON answer out (written by hand:
+/// Answers PutRecords (its request parsed): a JSON answer (written by hand:
 /// a busy proxy writes hundreds of thousands of entries a second).
 pub(crate) async fn put_records(
     producers: &Producers,
-    body: &[u8],
+    puts: &PutRequest<'_>,
     within: Duration,
 ) -> Result<Bytes, ApiError> {
-    let deadline = Instant::now() + within;
-    let puts = parse_put_records(body, producers.max_user_record_size())?;
-    let outcomes = put_all(producers, &puts, deadline).await?;
+    let outcomes = put_all(producers, puts, Instant::now() + within).await?;
     let failed = outcomes
         .iter()
         .filter(|o| matches!(o, Outcome::Failed(..)))
@@ -251,16 +249,14 @@ pub(crate) async fn put_records(
     Ok(Bytes::from(out))
 }
 
-/// Answers PutRecord: a JSON body in, a JSON answer out; a record that
+/// Answers PutRecord (its request parsed): a JSON answer; a record that
 /// failed is the call's error.
 pub(crate) async fn put_record(
     producers: &Producers,
-    body: &[u8],
+    puts: &PutRequest<'_>,
     within: Duration,
 ) -> Result<Bytes, ApiError> {
-    let deadline = Instant::now() + within;
-    let puts = parse_put_record(body, producers.max_user_record_size())?;
-    let outcome = put_all(producers, &puts, deadline).await?.pop();
+    let outcome = put_all(producers, puts, Instant::now() + within).await?.pop();
     match outcome {
         Some(o @ Outcome::Put(_)) => {
             let mut out = Vec::with_capacity(128);
