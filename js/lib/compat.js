@@ -2,7 +2,7 @@
 // record shapes and field names, on the core. The deliberate differences
 // (each a bug of the reference's or a record Kinesis would refuse) are
 // listed in README.md.
-import { DEFAULT_LIMIT, Packer, WasmAggregator, ehkAt, encodeUtf8, fromBase64, keyArg, readBlob, toBase64 } from './core.js';
+import { DEFAULT_LIMIT, NO_KEY, Packer, WasmAggregator, ehkAt, encodeUtf8, fromBase64, keyArg, packKeys, readBlob, toBase64 } from './core.js';
 
 /** A record's fields in camelCase, whichever case it came in (Lambda's
  * records are camelCase, the AWS SDK v3's PascalCase). */
@@ -162,6 +162,7 @@ function encoded(a) {
 export function RecordAggregator(onReadyCallback) {
   this.onReadyCallback = onReadyCallback;
   this._core = new WasmAggregator(DEFAULT_LIMIT);
+  this._keys = packKeys();
 }
 
 /** Sets the callback when one is given; returns the current one. */
@@ -234,24 +235,26 @@ RecordAggregator.prototype.aggregateRecords = function (records, forceFlush, onR
   // (its fields) is answered after the records before it. A callback that
   // aggregates more with this aggregator gets a pack of its own; one that
   // throws leaves what was not yet added out, as add() one by one would.
-  const pack = this._pack !== undefined && !this._pack.busy ? this._pack : (this._pack = new Packer());
+  const pack = this._pack !== undefined && !this._pack.busy ? this._pack : (this._pack = new Packer(this._core, this._keys));
   pack.busy = true;
+  this._keys.active += 1;
   try {
     for (const record of records) {
       try {
         const [pk, ehk, data] = rawFieldsOf(record);
-        pack.push(pack.keyBytes(pk, 'partitionKey'), ehk === undefined ? undefined : pack.keyBytes(ehk, 'explicitHashKey'), data);
+        pack.push(pack.keyId(pk, 'partitionKey'), ehk === undefined ? NO_KEY : pack.keyId(ehk, 'explicitHashKey'), data);
       } catch (e) {
-        pack.feed(this._core, onDone, onRefused);
+        pack.feed(onDone, onRefused);
         onRefused(e);
         continue;
       }
-      if (pack.full) pack.feed(this._core, onDone, onRefused);
+      if (pack.full) pack.feed(onDone, onRefused);
     }
-    pack.feed(this._core, onDone, onRefused);
+    pack.feed(onDone, onRefused);
   } finally {
     pack.clear();
     pack.busy = false;
+    this._keys.active -= 1;
   }
   if (forceFlush === true && this._core.length > 0) {
     const last = encoded(this._core.flush());

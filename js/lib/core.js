@@ -21,7 +21,7 @@ const [DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT] = limits();
 export { DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT };
 
 /** Marks a user record without an explicit hash key in the read table. */
-const NO_KEY = 0xffffffff;
+export const NO_KEY = 0xffffffff;
 
 /** Why a blob is a plain record, by the core's reason number. */
 export const PLAIN_REASONS = ['noMagic', 'tooShort', 'checksumMismatch', 'unparsable'];
@@ -209,34 +209,45 @@ export function readBlobs(blobs, policy) {
 /** Records a pack holds before it crosses into the core. */
 const PACK_RECORDS = 256;
 
+/** Interned keys past which a pack, once fed, forgets them all. */
+const KEYS_KEPT = 4096;
+
+/**
+ * The keys a WasmAggregator has interned for its packs (key to number),
+ * and how many of its packs are in use: they are forgotten only when one
+ * pack alone is, so that no pack holds numbers that are no longer known.
+ */
+export function packKeys() {
+  return { ids: new Map(), active: 0 };
+}
+
 /**
  * User records packed for one crossing into the core
- * (`Aggregator.addPacked`): keys as UTF-8, each distinct key encoded (and
- * checked) once, data copied, three lengths a record. `feed` hands the
- * pack to an aggregator and answers what it stops at in order.
+ * (`Aggregator.addPacked`): each distinct key passed (and checked) once
+ * and then named by number, data copied, three numbers a record. `feed`
+ * hands the pack to the aggregator and answers what it stops at in order.
  */
 export class Packer {
-  constructor() {
+  constructor(core, keys) {
+    this.core = core;
+    this.keys = keys;
     this.bytes = new Uint8Array(1 << 16);
     this.layout = new Uint32Array(3 * PACK_RECORDS);
     this.starts = new Uint32Array(PACK_RECORDS + 1);
     this.records = 0;
     this.used = 0;
-    this.keys = new Map();
     /** Whether an aggregateRecords call is using it. */
     this.busy = false;
   }
 
-  /** A key's UTF-8 bytes, the key checked as keyArg checks it the first
-   * time it is seen (at most 4,096 remembered). */
-  keyBytes(s, what) {
-    let b = this.keys.get(s);
-    if (b === undefined) {
-      b = utf8Encoder.encode(keyArg(s, what));
-      if (this.keys.size >= 4096) this.keys.clear();
-      this.keys.set(s, b);
+  /** A key's number, the key checked as keyArg checks it the first time. */
+  keyId(s, what) {
+    let id = this.keys.ids.get(s);
+    if (id === undefined) {
+      id = this.core.internKey(keyArg(s, what));
+      this.keys.ids.set(s, id);
     }
-    return b;
+    return id;
   }
 
   /** Whether the pack is full (feed it before pushing more). */
@@ -244,49 +255,39 @@ export class Packer {
     return this.records === PACK_RECORDS;
   }
 
-  /** Appends a record: its keys' bytes (`ehk` undefined for none) and
+  /** Appends a record: its keys' numbers (`ehk` NO_KEY for none) and its
    * data, bytes or a string to write as UTF-8. */
   push(pk, ehk, data) {
-    const dataMax = typeof data === 'string' ? 3 * data.length : data.length;
-    const need = this.used + pk.length + (ehk === undefined ? 0 : ehk.length) + dataMax;
+    const need = this.used + (typeof data === 'string' ? 3 * data.length : data.length);
     if (need > this.bytes.length) {
       const bigger = new Uint8Array(Math.max(2 * this.bytes.length, need));
       bigger.set(this.bytes.subarray(0, this.used));
       this.bytes = bigger;
     }
-    const bytes = this.bytes;
     const l = 3 * this.records;
-    let at = this.used;
-    bytes.set(pk, at);
-    at += pk.length;
-    this.layout[l] = pk.length;
-    if (ehk === undefined) {
-      this.layout[l + 1] = NO_KEY;
-    } else {
-      bytes.set(ehk, at);
-      at += ehk.length;
-      this.layout[l + 1] = ehk.length;
-    }
+    this.layout[l] = pk;
+    this.layout[l + 1] = ehk;
     let n;
     if (typeof data === 'string') {
-      n = utf8Encoder.encodeInto(data, bytes.subarray(at)).written;
+      n = utf8Encoder.encodeInto(data, this.bytes.subarray(this.used)).written;
     } else {
-      bytes.set(data, at);
+      this.bytes.set(data, this.used);
       n = data.length;
     }
     this.layout[l + 2] = n;
-    this.used = at + n;
+    this.used += n;
     this.records += 1;
     this.starts[this.records] = this.used;
   }
 
   /**
-   * Adds the packed records to `core` (a WasmAggregator) in order and
-   * empties the pack: `onDone(aggregate)` for each aggregate a record
-   * completes, `onRefused(err)` for each record the core refuses, each
-   * when add() would have given it.
+   * Adds the packed records to the aggregator in order and empties the
+   * pack: `onDone(aggregate)` for each aggregate a record completes,
+   * `onRefused(err)` for each record the core refuses, each when add()
+   * would have given it.
    */
-  feed(core, onDone, onRefused) {
+  feed(onDone, onRefused) {
+    const core = this.core;
     let r = 0;
     while (r < this.records) {
       const n = core.addPacked(this.bytes.subarray(this.starts[r], this.used), this.layout.subarray(3 * r, 3 * this.records));
@@ -305,6 +306,10 @@ export class Packer {
       }
     }
     this.clear();
+    if (this.keys.active === 1 && this.keys.ids.size > KEYS_KEPT) {
+      this.keys.ids.clear();
+      core.forgetKeys();
+    }
   }
 
   /** Empties the pack. */

@@ -204,6 +204,8 @@ pub struct Aggregator {
     /// record's error.
     done: Option<Aggregate>,
     refused: Option<JsValue>,
+    /// Keys `addPacked`'s layout names by number.
+    keys: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -217,6 +219,7 @@ impl Aggregator {
             inner,
             done: None,
             refused: None,
+            keys: Vec::new(),
         })
     }
 
@@ -232,11 +235,10 @@ impl Aggregator {
         }
     }
 
-    /// Adds records packed by the caller, in order, from `packed` (each
-    /// record's partition key, explicit hash key and data, UTF-8 and
-    /// bytes, one after another) as `layout` describes them (three numbers
-    /// a record: the partition key's length, the explicit hash key's or
-    /// `NO_KEY` for none, the data's): one crossing for many records.
+    /// Adds records packed by the caller, in order: their data, one after
+    /// another in `packed`, and three numbers a record in `layout` (its
+    /// partition key's number from `internKey`, its explicit hash key's or
+    /// `NO_KEY` for none, its data's length): one crossing for many records.
     ///
     /// It stops at the first record that completes an aggregate (the
     /// record then starts the next one; the completed aggregate waits in
@@ -246,22 +248,18 @@ impl Aggregator {
     /// refused one not counted.
     #[wasm_bindgen(js_name = addPacked)]
     pub fn add_packed(&mut self, packed: &[u8], layout: &[u32]) -> Result<u32, JsValue> {
+        let unknown = || type_error("a packed record names a key not interned");
         let mut at = 0usize;
         let mut consumed = 0u32;
         for lens in layout.chunks_exact(3) {
-            let pk_len = lens[0] as usize;
-            let ehk_len = if lens[1] == NO_KEY { 0 } else { lens[1] as usize };
-            let data_len = lens[2] as usize;
-            let end = at + pk_len + ehk_len + data_len;
-            let Some(bytes) = packed.get(at..end) else {
+            let end = at + lens[2] as usize;
+            let Some(data) = packed.get(at..end) else {
                 return Err(type_error("packed records run past their bytes"));
             };
-            let (pk, rest) = bytes.split_at(pk_len);
-            let (ehk, data) = rest.split_at(ehk_len);
-            let pk = core::str::from_utf8(pk).map_err(|_| type_error("partitionKey is not UTF-8"))?;
+            let pk = self.keys.get(lens[0] as usize).ok_or_else(unknown)?;
             let ehk = match lens[1] {
                 NO_KEY => None,
-                _ => Some(core::str::from_utf8(ehk).map_err(|_| type_error("explicitHashKey is not UTF-8"))?),
+                i => Some(self.keys.get(i as usize).ok_or_else(unknown)?.as_str()),
             };
             match self.inner.add(record(pk, data, ehk)) {
                 Ok(None) => {}
@@ -278,6 +276,19 @@ impl Aggregator {
             consumed += 1;
         }
         Ok(consumed)
+    }
+
+    /// Remembers a key for `addPacked`'s layout; returns its number.
+    #[wasm_bindgen(js_name = internKey)]
+    pub fn intern_key(&mut self, key: String) -> u32 {
+        self.keys.push(key);
+        (self.keys.len() - 1) as u32
+    }
+
+    /// Forgets every interned key (their numbers become unknown).
+    #[wasm_bindgen(js_name = forgetKeys)]
+    pub fn forget_keys(&mut self) {
+        self.keys.clear();
     }
 
     /// The aggregate the last `addPacked` completed, once.

@@ -153,6 +153,31 @@ describe('properties', () => {
     assert.deepEqual(innerSeen, inner.map((r) => r.data.slice(0, 12)));
   });
 
+  it('compat aggregateRecords keeps every key past the keys it remembers, across calls and from a callback', () => {
+    // 3 calls of 3,000 distinct keys (past the 4,096 the packs keep
+    // interned), the second made from the first one's callback.
+    const call = (c) => Array.from({ length: 3000 }, (_, i) => ({ partitionKey: `c${c}-key-${i}`, explicitHashKey: i % 3 ? undefined : String(i * 7919), data: `c${c} record ${i}` }));
+    const got = [];
+    const agg = new compat.RecordAggregator();
+    const keep = (err, e) => {
+      assert.equal(err, null);
+      for (const u of kagg.deaggregate(e.data)) got.push([u.partitionKey, u.explicitHashKey, Buffer.from(u.data).toString()]);
+    };
+    let nested = false;
+    const first = call(0).map((r, i) => (i === 1500 ? { ...r, data: 'y'.repeat(1024 * 1024 - 200) } : r));
+    agg.aggregateRecords(first, false, (err, e) => {
+      keep(err, e);
+      if (!nested) {
+        nested = true;
+        agg.aggregateRecords(call(1), false, keep);
+      }
+    });
+    agg.aggregateRecords(call(2), true, keep);
+    const want = [...first, ...call(1), ...call(2)].map((r) => [r.partitionKey, r.explicitHashKey, r.data]);
+    const byKey = (rows) => rows.map((r) => r.join('|')).sort();
+    assert.deepEqual(byKey(got), byKey(want));
+  });
+
   it('compat and modern write the same bytes', () => {
     fc.assert(
       fc.property(fc.array(record, { maxLength: 60 }), (records) => {
