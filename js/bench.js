@@ -23,6 +23,9 @@ const opt = (name, dflt) => {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
 const N = opt('--records', 100000);
+// --compare-with DIR: another build of this package (its js/ folder, built)
+// whose compat aggregator runs in turn with this one's and the reference's.
+const compareWith = args.includes('--compare-with') ? args[args.indexOf('--compare-with') + 1] : undefined;
 const REPEAT = opt('--repeat', 9);
 
 const keys = Array.from({ length: 100 }, (_, i) => crypto.createHash('md5').update(String(i)).digest('hex').slice(0, 36).padEnd(36, '0'));
@@ -132,3 +135,23 @@ console.log(`node ${process.version}, ${process.arch}; ${N} records of 100 bytes
 console.log('| job | implementation | records/s |');
 console.log('|---|---|---|');
 for (const [job, name, rate] of rows) console.log(`| ${job} | ${name} | ${Math.round(rate).toLocaleString('en-US')} |`);
+
+if (compareWith !== undefined) {
+  // Interleaved rounds, each implementation once a round; the median of
+  // the per-round ratios to the reference (a shared machine's drift hits
+  // a round's three alike).
+  const other = require(require('node:path').resolve(compareWith, 'dist/compat.cjs'));
+  const once = (mod) => {
+    if (typeof global.gc === 'function') global.gc();
+    const t = process.hrtime.bigint();
+    aggregateWith(mod);
+    return Number(process.hrtime.bigint() - t) / 1e9;
+  };
+  const ratios = { other: [], this: [] };
+  for (let i = 0; i < 21; i++) {
+    const r = once(ref);
+    ratios.other.push(r / once(other));
+    ratios.this.push(r / once(compat));
+  }
+  console.log(`\ncompat aggregation against the reference, median of 21 interleaved rounds: ${compareWith} ${median(ratios.other).toFixed(2)}x, this build ${median(ratios.this).toFixed(2)}x`);
+}
