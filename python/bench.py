@@ -8,12 +8,20 @@ Kinesis event (every user record to the dictionaries Lambda code reads,
 or to UserRecord objects for the modern API). Each measurement runs R
 times in this one process; the table gives the median rate and the ratio
 to the reference. Needs ``pip install aws-kinesis-agg==1.2.3 six``.
+
+Beside them, the floors the compatible API is measured against:
+
+- aggregating: the same Python loop over the records making one native
+  call a record, the MD5 of its data (what every aggregator computes);
+- deaggregating: the Lambda dictionaries of every user record made by
+  copying the event record's two dictionaries, and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import platform
 import statistics
 import time
@@ -79,6 +87,27 @@ def lambda_event(blobs: list[bytes]) -> dict[str, Any]:
     }
 
 
+def aggregate_floor(records: list[tuple[str, bytes]]) -> int:
+    """One native call a record, the MD5 of its data."""
+    update = hashlib.md5().update
+    for _pk, data in records:
+        update(data)
+    return len(records)
+
+
+def deaggregate_floor(event: dict[str, Any], counts: list[int]) -> int:
+    """The two dictionaries of each user record, copied from its event
+    record's (``counts``: user records a Kinesis record), nothing else."""
+    out = []
+    for record, count in zip(event["Records"], counts):
+        kinesis = record["kinesis"]
+        for _ in range(count):
+            r = record.copy()
+            r["kinesis"] = kinesis.copy()
+            out.append(r)
+    return len(out)
+
+
 def measure(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
     times = []
     n = 0
@@ -98,6 +127,7 @@ def main() -> None:
     blobs = modern_aggregate(records)
     event = lambda_event(blobs)
     n = len(records)
+    counts = [len(kinesis_agg.deaggregate(b)) for b in blobs]
 
     rows = [
         ("aggregate", "aws_kinesis_agg 1.2.3", lambda: len(compat_aggregate(ref_agg, records)) and n),
@@ -110,20 +140,31 @@ def main() -> None:
             lambda: len(compat_deagg.deaggregate_records(event["Records"])),
         ),
         ("deaggregate", "kinesis_agg.lambda_user_records (modern)", lambda: len(kinesis_agg.lambda_user_records(event))),
+        ("floor", "aggregate: one native call and the MD5 of each record's data", lambda: aggregate_floor(records)),
+        ("floor", "deaggregate: two dictionaries a record copied, nothing else", lambda: deaggregate_floor(event, counts)),
     ]
     print("machine: %s, %s, Python %s" % (platform.machine(), platform.processor() or platform.system(), platform.python_version()))
     print("%d records of 100 bytes over 100 keys of 36 characters; %d aggregates; median of %d runs\n" % (n, len(blobs), args.repeat))
     print("| job | implementation | records/s | ratio |")
     print("|---|---|---|---|")
     base = 0.0
+    rates = {}
     for job, name, fn in rows:
         t, count = measure(fn, args.repeat)
         if count != n:
             raise SystemExit("%s %s produced %d records, expected %d" % (job, name, count, n))
         rate = n / t
+        rates[(job, name)] = rate
         if name.startswith("aws_kinesis_agg"):
             base = rate
-        print("| %s | %s | %s | %.1fx |" % (job, name, format(int(rate), ","), rate / base))
+        ratio = "" if job == "floor" else "%.1fx" % (rate / base)
+        print("| %s | %s | %s | %s |" % (job, name, format(int(rate), ","), ratio))
+    floor_agg = rates[("floor", rows[6][1])]
+    floor_deagg = rates[("floor", rows[7][1])]
+    print(
+        "\nthe compatible API against its floors: aggregating %.2fx the floor's time, deaggregating %.2fx"
+        % (floor_agg / rates[("aggregate", rows[1][1])], floor_deagg / rates[("deaggregate", rows[4][1])])
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python package's wheels and Lambda layers into python/dist:
-#   kinesis_agg-<v>-cp39-abi3-manylinux_2_17_x86_64...whl   (Lambda x86_64)
-#   kinesis_agg-<v>-cp39-abi3-manylinux_2_17_aarch64...whl  (Lambda arm64)
+#   kinesis_agg-<v>-cp310-abi3-manylinux_2_17_x86_64...whl   (Lambda x86_64)
+#   kinesis_agg-<v>-cp310-abi3-manylinux_2_17_aarch64...whl  (Lambda arm64)
 #   kinesis-agg-layer-x86_64.zip, kinesis-agg-layer-arm64.zip
 # both wheels manylinux2014, cross-linked with zig, and checked with
 # auditwheel. It installs the rustup target aarch64-unknown-linux-gnu and
