@@ -16,7 +16,7 @@
 # Cargo.lock) and js/'s npm dev dependencies (npm ci, into js/node_modules).
 # The JavaScript browser test drives Debian's chromium when it is installed
 # (.ci/run installs it) and is skipped without it.
-# Needs: cargo (rustup), python3 (3.9+) with venv, node (18+) and npm, make
+# Needs: cargo (rustup), python3 (3.10+) with venv, node (18+) and npm, make
 # and a C compiler with the sanitizers (gcc or clang).
 set -euo pipefail
 cd "$(dirname "$0")"
