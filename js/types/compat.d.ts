@@ -24,13 +24,15 @@ export interface SdkRecord {
   [field: string]: unknown;
 }
 
-/** A user record to aggregate. */
+/** A user record to aggregate. An explicit hash key may be given as a
+ * number while it is exact (a safe integer) or as a bigint; it is written
+ * as its decimal string. */
 export interface InputRecord {
   partitionKey?: string;
-  explicitHashKey?: string;
+  explicitHashKey?: string | number | bigint | null;
   data?: Uint8Array | string;
   PartitionKey?: string;
-  ExplicitHashKey?: string;
+  ExplicitHashKey?: string | number | bigint | null;
   Data?: Uint8Array | string;
 }
 

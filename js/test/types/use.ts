@@ -47,6 +47,7 @@ const compat = new RecordAggregator((err: Error | null, encoded?: EncodedRecord)
   }
 });
 compat.aggregateRecords([{ partitionKey: 'k', data: 'text' }], true);
+compat.aggregateRecords([{ partitionKey: 'k', explicitHashKey: 7, data: 'n' }, { partitionKey: 'k', explicitHashKey: 12n, data: 'b' }], true);
 const n: number = compat.length();
 void n;
 aggregate([{ partitionKey: 'k', data: 'x' }], (encoded, done) => done(null, encoded), () => undefined, (err) => void err);
