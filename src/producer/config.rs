@@ -50,7 +50,12 @@ macro_rules! settings {
 
 settings! {
     /// Longest a user record waits to be aggregated and collected before
-    /// it is sent (KPL `RecordMaxBufferedTime`, 100 ms).
+    /// it is sent (KPL `RecordMaxBufferedTime`, 100 ms). Each shard's
+    /// aggregates close at their own moments of this period, the shards
+    /// spread over it (a moment every 10 ms or so), so that under load
+    /// they do not all fall due together: an aggregate that opens as
+    /// another closes waits the whole time; the first after a pause may
+    /// go sooner.
     record_max_buffered_time: Duration = Duration::from_millis(100);
     /// Aggregate user records (KPL `AggregationEnabled`, on). Off, every
     /// user record is its own Kinesis record.

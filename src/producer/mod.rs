@@ -343,6 +343,7 @@ impl Producer {
                 jitter: crate::backoff::Jitter::from_clock(),
                 next_look: now,
                 fresh: (0, 0),
+                anchor: now,
             }),
             wake: Notify::new(),
             settled: Notify::new(),
@@ -568,7 +569,7 @@ fn abandon_all(s: &Shared) -> usize {
     let State { shards, agg, .. } = &mut *st;
     for (i, sh) in shards.iter_mut().enumerate() {
         sh.users = Users::default();
-        sh.started = None;
+        sh.close_at = None;
         sh.oldest = None;
         let open = agg
             .complete(i)

@@ -52,10 +52,9 @@ pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
     let mut next = now + Duration::from_secs(5);
     let flush = std::mem::take(&mut st.flush_now);
     for i in 0..st.shards.len() {
-        if let Some(t) = st.shards[i].started {
-            let due = t + cfg.record_max_buffered_time;
+        if let Some(due) = st.shards[i].close_at {
             if flush || due <= now {
-                if let Some(k) = st.complete(i, cfg.record_ttl, now) {
+                if let Some(k) = st.complete(i, cfg, now) {
                     st.shards[i].ready.push_back(k);
                 }
             } else {
@@ -97,12 +96,12 @@ pub(crate) fn plan(s: &Shared, now: Instant) -> (Vec<Batch>, bool, Instant) {
     (batches, refresh, next)
 }
 
-/// Whether a call should go now: a full call's worth is ready, or the
-/// oldest ready user record has waited `record_max_buffered_time`, or a
-/// flush asked, or a retry is due.
+/// Whether a call should go now: a full call's worth is ready, or a ready
+/// Kinesis record's time to go ([`KRecord::send_by`]) has come, or a flush
+/// asked, or a retry is due.
 pub(crate) fn due(st: &State, cfg: &ProducerConfig, now: Instant, flush: bool, next: &mut Instant) -> bool {
     let (mut count, mut bytes) = (0usize, 0usize);
-    let mut oldest: Option<Instant> = None;
+    let mut send_by: Option<Instant> = None;
     for sh in &st.shards {
         if cfg.preserve_order && sh.in_flight > 0 {
             continue;
@@ -121,7 +120,7 @@ pub(crate) fn due(st: &State, cfg: &ProducerConfig, now: Instant, flush: bool, n
             if flush || !k.attempts.is_empty() {
                 return true;
             }
-            oldest = Some(oldest.map_or(k.oldest, |o| o.min(k.oldest)));
+            send_by = Some(send_by.map_or(k.send_by, |o| o.min(k.send_by)));
         }
         count += sh.ready.len();
         bytes += sh.ready.iter().map(KRecord::size).sum::<usize>();
@@ -129,10 +128,10 @@ pub(crate) fn due(st: &State, cfg: &ProducerConfig, now: Instant, flush: bool, n
             return true;
         }
     }
-    match oldest {
-        Some(o) if o + cfg.record_max_buffered_time <= now => true,
+    match send_by {
+        Some(o) if o <= now => true,
         Some(o) => {
-            *next = (*next).min(o + cfg.record_max_buffered_time);
+            *next = (*next).min(o);
             false
         }
         None => false,
@@ -527,7 +526,7 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
     let one = first.is_some() && shards.all(|j| j == first);
     if let (true, Some(j)) = (one, first) {
         // Records routed here again before this one go first.
-        if let Some(earlier) = st.complete(j, s.cfg.record_ttl, now) {
+        if let Some(earlier) = st.complete(j, &s.cfg, now) {
             st.shards[j].ready.push_back(earlier);
         }
         let sh = &mut st.shards[j];
@@ -671,7 +670,7 @@ pub(crate) fn apply_map(s: &Shared, st: &mut State, map: ShardMap, changed: bool
     let mut in_flight = Vec::new();
     for i in 0..st.shards.len() {
         // Oldest first: queued records, then the aggregate being built.
-        let building = st.complete(i, s.cfg.record_ttl, now);
+        let building = st.complete(i, &s.cfg, now);
         let sh = &mut st.shards[i];
         queued.extend(sh.ready.drain(..));
         queued.extend(sh.retry.drain(..));
@@ -695,7 +694,7 @@ pub(crate) fn apply_map(s: &Shared, st: &mut State, map: ShardMap, changed: bool
         reroute(s, st, k, now);
     }
     for i in 0..st.shards.len() {
-        if let Some(k) = st.complete(i, s.cfg.record_ttl, now) {
+        if let Some(k) = st.complete(i, &s.cfg, now) {
             st.shards[i].ready.push_back(k);
         }
     }

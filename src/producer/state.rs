@@ -94,6 +94,9 @@ pub(crate) struct KRecord {
     pub(crate) deadline: Instant,
     /// The oldest user record's arrival.
     pub(crate) oldest: Instant,
+    /// When it goes at the latest: its shard's closing time, at most
+    /// `record_max_buffered_time` after its oldest user record arrived.
+    pub(crate) send_by: Instant,
     /// Not before: backoff.
     pub(crate) not_before: Instant,
     /// When it became ready, or its last attempt ended.
@@ -205,9 +208,9 @@ pub(crate) struct ShardState {
     /// goes.
     pub(crate) users: Users,
     pub(crate) slot: SlotTx,
-    /// Arrival of the aggregate's first record: it is sent at the latest
-    /// `record_max_buffered_time` after.
-    pub(crate) started: Option<Instant>,
+    /// When the open aggregate goes at the latest ([`close_time`] of its
+    /// first record's arrival); `None` while none is open.
+    pub(crate) close_at: Option<Instant>,
     /// Arrival of the aggregate's oldest record (its first, but for
     /// records routed again after a reshard, which keep their Kinesis
     /// record's).
@@ -225,7 +228,7 @@ impl ShardState {
             id,
             users: Users::default(),
             slot: SlotTx::new(),
-            started: None,
+            close_at: None,
             oldest: None,
             ready: VecDeque::new(),
             retry: VecDeque::new(),
@@ -243,13 +246,14 @@ impl ShardState {
         &mut self,
         done: ShardAggregate<Undigested>,
         agg: &mut ShardedAggregator,
-        ttl: Duration,
+        cfg: &ProducerConfig,
         now: Instant,
     ) -> KRecord {
         let users = std::mem::take(&mut self.users);
         let slot = std::mem::replace(&mut self.slot, SlotTx::new());
-        self.started = None;
         let oldest = self.oldest.take().unwrap_or(now);
+        let latest = oldest + cfg.record_max_buffered_time;
+        let send_by = self.close_at.take().map_or(latest, |c| c.min(latest));
         let (payload, ehk) = if done.record_count() == 1 {
             let done = done.digest();
             let single = match crate::deaggregate(done.data()) {
@@ -278,8 +282,9 @@ impl ShardState {
             users,
             slot,
             attempts: Vec::new(),
-            deadline: oldest + ttl,
+            deadline: oldest + cfg.record_ttl,
             oldest,
+            send_by,
             not_before: now,
             since: now,
         }
@@ -318,6 +323,36 @@ pub(crate) struct State {
     /// Kinesis records, and their bytes, that became ready since the pump
     /// last looked.
     pub(crate) fresh: (usize, usize),
+    /// The origin of the shards' closing times ([`close_time`]).
+    pub(crate) anchor: Instant,
+}
+
+/// Shards' closing times are spread over the buffered time at about this
+/// spacing (fewer moments with fewer shards).
+const CLOSING_SPACING: Duration = Duration::from_millis(10);
+
+/// When the aggregate of shard `i` of `n`, whose first user record arrived
+/// at `t`, goes at the latest: the last of the shard's closing times at or
+/// before `t + buffered`. A shard's closing times are `buffered` apart, at
+/// its own phase: the shards are spread over about `buffered / 10 ms`
+/// phases from `anchor` (the producer's start). Under load, a shard's next aggregate opens as soon as
+/// its last one closed and so waits the whole buffered time, while the
+/// shards' aggregates fall due at different moments instead of all at
+/// once (which would make every call's answer wait for all of them to be
+/// digested, encoded, signed and sent). An aggregate opened after a pause
+/// may go sooner than `buffered`; never later.
+pub(crate) fn close_time(anchor: Instant, i: usize, n: usize, t: Instant, buffered: Duration) -> Instant {
+    let latest = t + buffered;
+    let period = buffered.as_nanos();
+    let phases = (period / CLOSING_SPACING.as_nanos()).clamp(1, n.max(1) as u128);
+    let phase = period * (i as u128 % phases) / phases;
+    let since = latest.saturating_duration_since(anchor).as_nanos();
+    if period == 0 || since < phase {
+        return latest;
+    }
+    let back = (since - phase) % period;
+    // `back` < `buffered`, so this is after `t`.
+    latest - Duration::from_nanos(back as u64)
 }
 
 /// Queues a Kinesis record that is ready. `true` when the pump should look
@@ -330,7 +365,7 @@ fn enqueue(
     next_look: Instant,
     cfg: &ProducerConfig,
 ) -> bool {
-    let send_by = k.oldest + cfg.record_max_buffered_time;
+    let send_by = k.send_by;
     fresh.0 += 1;
     fresh.1 += k.size();
     sh.ready.push_back(k);
@@ -339,9 +374,9 @@ fn enqueue(
 
 impl State {
     /// Completes shard `i`'s aggregate into a Kinesis record.
-    pub(crate) fn complete(&mut self, i: usize, ttl: Duration, now: Instant) -> Option<KRecord> {
+    pub(crate) fn complete(&mut self, i: usize, cfg: &ProducerConfig, now: Instant) -> Option<KRecord> {
         let done = self.agg.complete(i)?;
-        Some(self.shards[i].seal(done, &mut self.agg, ttl, now))
+        Some(self.shards[i].seal(done, &mut self.agg, cfg, now))
     }
 
     /// The shard a hash key goes to: its owner, or in a gap of a map being
@@ -461,22 +496,25 @@ pub(crate) fn route<R: Sealed>(
         agg,
         fresh,
         next_look,
+        anchor,
         ..
     } = st;
     let next_look = *next_look;
+    let n = shards.len();
     let sh = &mut shards[ins.shard];
     let mut woke = false;
     if let Some(done) = ins.completed {
-        let k = sh.seal(*done, agg, cfg.record_ttl, clock.now());
+        let k = sh.seal(*done, agg, cfg, clock.now());
         woke |= enqueue(sh, k, fresh, next_look, cfg);
     }
-    match (sh.started, received) {
+    match (sh.close_at, received) {
         (None, _) => {
             let t = received.unwrap_or_else(|| clock.now());
-            sh.started = Some(t);
+            let close = close_time(*anchor, ins.shard, n, t, cfg.record_max_buffered_time);
+            sh.close_at = Some(close);
             sh.oldest = Some(t);
             // A new aggregate: it completes by this time at the latest.
-            woke |= t + cfg.record_max_buffered_time < next_look;
+            woke |= close < next_look;
         }
         (Some(_), Some(r)) => sh.oldest = Some(sh.oldest.map_or(r, |o| o.min(r))),
         (Some(_), None) => {}
@@ -509,6 +547,7 @@ fn alone(
     let k = KRecord {
         deadline: received + cfg.record_ttl,
         oldest: received,
+        send_by: received + cfg.record_max_buffered_time,
         ehk: record.explicit_hash_key.clone(),
         payload: Payload::Plain(record),
         shard_id: sh.id.clone(),

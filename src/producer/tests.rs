@@ -28,6 +28,8 @@ enum Plan {
 /// One Kinesis record as the fake stream holds it.
 #[derive(Clone, Debug)]
 struct Stored {
+    /// When the fake stored it (the clock is tokio's, paused).
+    at: Instant,
     sequence_number: String,
     partition_key: String,
     explicit_hash_key: Option<String>,
@@ -104,6 +106,7 @@ impl FakeState {
         self.next_sequence += 1;
         let sequence_number = format!("{:020}", self.next_sequence);
         self.stored.entry(shard.clone()).or_default().push(Stored {
+            at: Instant::now(),
             sequence_number: sequence_number.clone(),
             partition_key: e.partition_key.to_owned(),
             explicit_hash_key: e.explicit_hash_key.map(str::to_owned),
@@ -631,4 +634,103 @@ async fn list_shards_is_tried_again_at_the_start_and_a_bad_setting_is_refused() 
     let p = producer(&fake, config()).await;
     let sent = records(10, 2);
     check_receipts(&fake, &sent, &put_all(&p, &sent).await);
+}
+
+#[test]
+fn a_shards_closing_time_is_within_the_buffered_time_at_its_own_phase() {
+    let anchor = Instant::now();
+    for buffered_ms in [0u64, 1, 7, 50, 100, 1_000] {
+        let buffered = Duration::from_millis(buffered_ms);
+        for n in [1usize, 2, 10, 200] {
+            let mut phases = std::collections::BTreeSet::new();
+            for i in 0..n {
+                for t_us in [0u64, 1, 999, 4_321, 100_000, 123_457, 2_000_000] {
+                    let t = anchor + Duration::from_micros(t_us);
+                    let at = state::close_time(anchor, i, n, t, buffered);
+                    assert!(at <= t + buffered, "{buffered:?} {n} {i} {t_us}");
+                    if buffered.is_zero() {
+                        assert_eq!(at, t);
+                        continue;
+                    }
+                    assert!(at > t, "{buffered:?} {n} {i} {t_us}");
+                    // The same phase whenever the aggregate opens.
+                    let phase = (at - anchor).as_nanos() % buffered.as_nanos();
+                    let first = state::close_time(anchor, i, n, anchor, buffered) - anchor;
+                    assert_eq!(phase, first.as_nanos() % buffered.as_nanos());
+                    phases.insert(phase);
+                }
+            }
+            // About one phase every 10 ms of the buffered time, no more
+            // than there are shards.
+            let expected = if buffered.is_zero() {
+                0
+            } else {
+                (buffered_ms as usize / 10).clamp(1, n)
+            };
+            assert_eq!(phases.len(), expected, "{buffered:?} over {n} shards");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_steady_load_shards_close_at_different_moments_each_after_the_whole_buffered_time() {
+    // Ten shards, a record a millisecond to each for 1 s: an aggregate
+    // opens right after the last one closed, so it waits the whole
+    // buffered time (100 ms); the shards' aggregates go at ten different
+    // moments rather than all at once.
+    let fake = FakeKinesis::new(10, |_| Plan::Store);
+    let buffered = Duration::from_millis(100);
+    let cfg = config()
+        .record_max_buffered_time(buffered)
+        .aggregation_max_size(50_000);
+    let p = producer(&fake, cfg).await;
+    let ranges: Vec<u128> = fake.all_shards().iter().map(|s| s.range.start).collect();
+    let mut futures = Vec::new();
+    for ms in 0..1_000u32 {
+        for (i, start) in ranges.iter().enumerate() {
+            let r = OwnedRecord {
+                partition_key: format!("shard {i}"),
+                explicit_hash_key: Some(start.to_string()),
+                data: format!("{i} at {ms}").into_bytes(),
+            };
+            futures.push((Instant::now(), p.put(r).await.unwrap()));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // No flush: every record goes within the buffered time of its put.
+    for (put_at, f) in futures {
+        let receipt = f.await.unwrap();
+        let stored = fake.stored();
+        let k = stored[receipt.shard_id()]
+            .iter()
+            .find(|k| k.sequence_number == receipt.sequence_number())
+            .unwrap();
+        assert!(k.at - put_at <= buffered, "waited {:?}", k.at - put_at);
+    }
+    let stored = fake.stored();
+    let mut moments: HashMap<Instant, usize> = HashMap::new();
+    for (shard, ks) in &stored {
+        // The first aggregate may close early; the middle ones each hold
+        // the whole buffered time's records.
+        assert!(
+            (10..=12).contains(&ks.len()),
+            "{shard}: {} Kinesis records",
+            ks.len()
+        );
+        for k in &ks[1..ks.len() - 1] {
+            let n = match crate::deaggregate(&k.data).unwrap() {
+                Deaggregated::Aggregated(a) => a.len(),
+                _ => 1,
+            };
+            assert!(
+                (99..=101).contains(&n),
+                "{shard}: an aggregate of {n} user records"
+            );
+        }
+        for k in ks {
+            *moments.entry(k.at).or_default() += 1;
+        }
+    }
+    let together = moments.values().max().copied().unwrap_or(0);
+    assert_eq!(together, 1, "{together} shards' aggregates went at one moment");
 }
