@@ -634,13 +634,17 @@ async fn validation_errors_are_final_and_fail_if_throttled_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kinesis API: KINESIS_ENDPOINT=... cargo test --all-features --test producer -- --ignored"]
-async fn a_record_into_an_idle_producer_waits_its_buffered_time_and_no_longer() {
+async fn a_record_into_an_idle_producer_goes_within_its_buffered_time() {
     let (client, stream) = fresh_stream("idle", 1).await;
     let cfg = buffered_for(Duration::from_millis(300));
     let producer = Producer::new(client, &stream, cfg).await.unwrap();
     // Nothing buffered: the producer has nothing to look at for seconds.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    for round in 0..2 {
+    // The shard closes its aggregates at its own moments, 300 ms apart: a
+    // record put after a pause goes at the next of them (sooner than its
+    // buffered time, never later), not when the producer's idle pause
+    // (5 s) ends. When exactly is the unit tests' business (paused clock).
+    for round in 0..3 {
         let put = std::time::Instant::now();
         let f = producer.put(records(1, 1).remove(0)).await.unwrap();
         let receipt = tokio::time::timeout(Duration::from_secs(20), f)
@@ -648,11 +652,8 @@ async fn a_record_into_an_idle_producer_waits_its_buffered_time_and_no_longer() 
             .expect("answered")
             .unwrap();
         let took = put.elapsed();
-        assert!(
-            took >= Duration::from_millis(300),
-            "round {round}: sent after {took:?}, before its buffered time"
-        );
-        // Well under the producer's idle pause (5 s).
+        // The buffered time plus room for a slow machine's call, well
+        // under the idle pause.
         assert!(
             took < Duration::from_millis(2500),
             "round {round}: sent after {took:?}"
@@ -662,6 +663,7 @@ async fn a_record_into_an_idle_producer_waits_its_buffered_time_and_no_longer() 
             None,
             "a lone record goes unaggregated"
         );
+        tokio::time::sleep(Duration::from_millis(100 * round)).await;
     }
     producer.shutdown().await;
 }
