@@ -2,7 +2,9 @@
 // record shapes and field names, on the core. The deliberate differences
 // (each a bug of the reference's or a record Kinesis would refuse) are
 // listed in README.md.
-import { DEFAULT_LIMIT, NO_KEY, Packer, WasmAggregator, ehkAt, encodeUtf8, fromBase64, keyArg, packKeys, readBlob, toBase64 } from './core.js';
+import { DEFAULT_LIMIT, NO_KEY, Packer, WasmAggregator, base64Records, ehkAt, encodeUtf8, fromBase64, keyArg, packKeys, readBlob, toBase64 } from './core.js';
+
+const HAS_BUFFER = typeof Buffer === 'function';
 
 /** A record's fields in camelCase, whichever case it came in (Lambda's
  * records are camelCase, the AWS SDK v3's PascalCase). */
@@ -28,12 +30,9 @@ function blobOf(data) {
   throw new TypeError('the record has no data');
 }
 
-/** Base64 of a range of `blob`: with one Buffer over it in Node. */
+/** Base64 of a range of `blob`, where there is no Buffer (see
+ * base64Records). */
 function base64Of(blob) {
-  if (typeof Buffer === 'function') {
-    const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-    return (start, end) => buf.toString('base64', start, end);
-  }
   return (start, end) => toBase64(blob.subarray(start, end));
 }
 
@@ -52,7 +51,7 @@ export function deaggregate(kinesisRecord, computeChecksums, perRecordCallback, 
   let read;
   try {
     blob = blobOf(r.data);
-    read = readBlob(blob, computeChecksums === true ? 0 : 1);
+    read = readBlob(blob, computeChecksums === true ? 0 : 1, HAS_BUFFER);
   } catch (e) {
     afterRecordCallback(e);
     return;
@@ -62,19 +61,23 @@ export function deaggregate(kinesisRecord, computeChecksums, perRecordCallback, 
     perRecordCallback(null, v3 ? pascal(whole) : whole);
   } else {
     const { pks, ehks, t, first, count } = read;
-    const b64 = base64Of(blob);
+    const datas = base64Records(read);
+    const b64 = datas === undefined ? base64Of(blob) : undefined;
     const sequenceNumber = r.sequenceNumber;
     // All built before the first callback: a callback that throws cannot
     // leave the others half-delivered by this function.
     const users = new Array(count);
+    // Hoisted: in the CommonJS build an imported function is a getter of
+    // the core module's exports, called at each use.
+    const ehkOf = ehkAt;
     for (let k = 0, i = first; k < count; k++, i += 4) {
       const at = t[i + 2];
       const u = {
         partitionKey: pks[t[i]],
-        explicitPartitionKey: ehkAt(ehks, t[i + 1]),
+        explicitPartitionKey: ehkOf(ehks, t[i + 1]),
         sequenceNumber,
         subSequenceNumber: k,
-        data: b64(at, at + t[i + 3]),
+        data: datas !== undefined ? datas[k] : b64(at, at + t[i + 3]),
       };
       users[k] = v3 ? pascal(u) : u;
     }

@@ -83,8 +83,11 @@ fn span(whole: &[u8], part: &[u8]) -> [u32; 2] {
 /// `md5`, when given, is the MD5 of the body (`blob[4..len - 16]`) computed
 /// by the runtime's own MD5 (Node's, faster than WebAssembly's); the
 /// library still decides what the blob is (`Options::verify_with_md5`).
+///
+/// With `pad`, the user records' data is also laid out for one base64
+/// encoding of all of it ([`take_padded`]).
 #[wasm_bindgen]
-pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>) -> Result<Vec<u32>, JsValue> {
+pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>, pad: bool) -> Result<Vec<u32>, JsValue> {
     let opts = policy(checksum)?;
     let read = match md5 {
         Some(d) => {
@@ -95,8 +98,33 @@ pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>) -> Result<Vec<u32
     };
     let read = read.map_err(|e| error(&e))?;
     let mut out = Vec::new();
+    if pad && let ka::Deaggregated::Aggregated(agg) = &read {
+        PADDED.with_borrow_mut(|p| {
+            p.clear();
+            p.reserve(agg.records().map(|u| u.data.len().div_ceil(3) * 3).sum());
+            for u in agg.records() {
+                p.extend_from_slice(u.data);
+                p.resize(p.len().div_ceil(3) * 3, 0);
+            }
+        });
+    }
     describe(blob, read, &mut out);
     Ok(out)
+}
+
+std::thread_local! {
+    static PADDED: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// The data of the user records of the last aggregate [`read`] with
+/// `pad`, one after another, each followed by zeros to a multiple of 3
+/// bytes: the base64 of the whole is then each record's base64 one after
+/// another (`4 * ceil(len / 3)` characters each), but for the padding
+/// characters (`=`), which encode as `A` here. Taken: a second call gives
+/// nothing.
+#[wasm_bindgen(js_name = takePadded)]
+pub fn take_padded() -> Vec<u8> {
+    PADDED.with_borrow_mut(core::mem::take)
 }
 
 /// Appends `read`'s description (see [`read`]) to `out`, positions taken

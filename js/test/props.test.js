@@ -65,6 +65,31 @@ describe('properties', () => {
     );
   });
 
+  it("compat deaggregation gives each record's data as its own base64, in both record shapes", () => {
+    fc.assert(
+      fc.property(fc.array(record, { minLength: 1, maxLength: 60 }), (records) => {
+        const aggs = modern(records, 1024 * 1024);
+        assert.equal(aggs.length, 1);
+        const blob = Buffer.from(aggs[0].data);
+        const want = records.map((r) => [r.partitionKey, r.explicitHashKey, Buffer.from(r.data).toString('base64')]);
+        const lambda = { data: blob.toString('base64'), partitionKey: 'outer', sequenceNumber: '7' };
+        const sdk = { Data: new Uint8Array(blob), PartitionKey: 'outer', SequenceNumber: '7' };
+        for (const [shape, kinesisRecord] of [['lambda', lambda], ['sdk', sdk]]) {
+          let got;
+          compat.deaggregateSync(kinesisRecord, true, (err, users) => {
+            assert.ifError(err);
+            got = users;
+          });
+          const fields = got.map((u) =>
+            shape === 'lambda' ? [u.partitionKey, u.explicitPartitionKey, u.data] : [u.PartitionKey, u.ExplicitPartitionKey, u.Data],
+          );
+          assert.deepEqual(fields, want, shape);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('a refused record changes nothing', () => {
     fc.assert(
       fc.property(fc.array(record, { maxLength: 20 }), fc.array(invalid, { minLength: 1, maxLength: 5 }), (good, bad) => {
