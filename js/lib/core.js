@@ -7,14 +7,14 @@ import {
   initSync,
   read,
   readMany,
-  takePadded,
+  paddedSpan,
   limits,
   Aggregator as WasmAggregator,
   ShardMap as WasmShardMap,
   ShardedAggregator as WasmShardedAggregator,
 } from '../pkg/kinesis_agg_js.js';
 
-initSync({ module: wasmBytes });
+const wasm = initSync({ module: wasmBytes });
 
 export { WasmAggregator, WasmShardMap, WasmShardedAggregator };
 
@@ -153,8 +153,9 @@ export function readBlob(blob, policy, pad = false) {
  */
 export function base64Records({ t, first, count }) {
   if (typeof Buffer !== 'function') return undefined;
-  const padded = takePadded();
-  const all = Buffer.from(padded.buffer, padded.byteOffset, padded.byteLength).toString('base64');
+  const [at, length] = paddedSpan();
+  // A view of the WebAssembly memory, read before any other call into it.
+  const all = Buffer.from(wasm.memory.buffer, at, length).toString('base64');
   const out = new Array(count);
   for (let r = 0, i = first + 3, c = 0; r < count; r++, i += 4) {
     const len = t[i];

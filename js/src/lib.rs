@@ -98,38 +98,46 @@ pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>, pad: bool) -> Res
     };
     let read = read.map_err(|e| error(&e))?;
     let mut out = Vec::new();
-    if pad && let ka::Deaggregated::Aggregated(agg) = &read {
-        PADDED.with_borrow_mut(|p| {
-            p.clear();
-            p.reserve(agg.records().map(|u| u.data.len().div_ceil(3) * 3).sum());
-            for u in agg.records() {
-                p.extend_from_slice(u.data);
-                p.resize(p.len().div_ceil(3) * 3, 0);
-            }
-        });
+    if pad {
+        PADDED.with_borrow_mut(|p| describe(blob, read, &mut out, Some(p)));
+    } else {
+        describe(blob, read, &mut out, None);
     }
-    describe(blob, read, &mut out);
     Ok(out)
 }
 
 std::thread_local! {
+    /// Kept between reads (it grows to the largest aggregate read with
+    /// `pad`, and no further): the JavaScript reads it in place.
     static PADDED: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// The data of the user records of the last aggregate [`read`] with
-/// `pad`, one after another, each followed by zeros to a multiple of 3
-/// bytes: the base64 of the whole is then each record's base64 one after
-/// another (`4 * ceil(len / 3)` characters each), but for the padding
-/// characters (`=`), which encode as `A` here. Taken: a second call gives
-/// nothing.
-#[wasm_bindgen(js_name = takePadded)]
-pub fn take_padded() -> Vec<u8> {
-    PADDED.with_borrow_mut(core::mem::take)
+/// Where the data of the user records of the last aggregate [`read`]
+/// with `pad` lies in the WebAssembly memory: `[address, length]`. The
+/// records' data one after another, each followed by zeros to a multiple
+/// of 3 bytes, so that the base64 of the whole is each record's base64
+/// one after another (`4 * ceil(len / 3)` characters each) but for the
+/// padding characters (`=`), which encode as `A` here. Valid until the
+/// next call into the module.
+#[wasm_bindgen(js_name = paddedSpan)]
+pub fn padded_span() -> Vec<u32> {
+    PADDED.with_borrow(|p| vec![p.as_ptr() as usize as u32, p.len() as u32])
 }
 
 /// Appends `read`'s description (see [`read`]) to `out`, positions taken
 /// in `base`, the bytes the blob lies in.
-fn describe(base: &[u8], read: ka::Deaggregated<'_, ka::VecTable<'_>>, out: &mut Vec<u32>) {
+///
+/// With `padded`, the user records' data are laid out there as
+/// [`padded_span`] says (cleared first; left empty for a plain record).
+fn describe(
+    base: &[u8],
+    read: ka::Deaggregated<'_, ka::VecTable<'_>>,
+    out: &mut Vec<u32>,
+    mut padded: Option<&mut Vec<u8>>,
+) {
+    if let Some(p) = padded.as_deref_mut() {
+        p.clear();
+    }
     let agg = match read {
         ka::Deaggregated::Plain { reason, .. } => {
             let code = match reason {
@@ -151,7 +159,16 @@ fn describe(base: &[u8], read: ka::Deaggregated<'_, ka::VecTable<'_>>, out: &mut
         out.extend(span(base, k.as_bytes()));
     }
     out.push(count as u32);
+    if let Some(p) = padded.as_deref_mut() {
+        // The records' data lie within the blob: at most its length, plus
+        // two bytes of padding a record.
+        p.reserve(base.len() + 2 * count);
+    }
     for u in agg.records() {
+        if let Some(p) = padded.as_deref_mut() {
+            p.extend_from_slice(u.data);
+            p.resize(p.len().div_ceil(3) * 3, 0);
+        }
         let pk = agg.partition_key_index(u.partition_key);
         let ehk = u.explicit_hash_key.map(|e| agg.explicit_hash_key_index(e));
         out.push(pk.map_or(NO_KEY, |i| i as u32));
@@ -187,7 +204,7 @@ pub fn read_many(all: &[u8], ends: &[u32], checksum: u8) -> Result<Vec<u32>, JsV
         let at = out.len();
         out.push(0);
         match v.deaggregate() {
-            Ok(read) => describe(all, read, &mut out),
+            Ok(read) => describe(all, read, &mut out, None),
             Err(_) => out.push(2),
         }
         out[at] = (out.len() - at - 1) as u32;
