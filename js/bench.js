@@ -24,7 +24,7 @@ const opt = (name, dflt) => {
 };
 const N = opt('--records', 100000);
 // --compare-with DIR: another build of this package (its js/ folder, built)
-// whose compat aggregator runs in turn with this one's and the reference's.
+// whose aggregation and reading run in turn with this one's, the reference and the floors.
 const compareWith = args.includes('--compare-with') ? args[args.indexOf('--compare-with') + 1] : undefined;
 const REPEAT = opt('--repeat', 9);
 
@@ -137,21 +137,43 @@ console.log('|---|---|---|');
 for (const [job, name, rate] of rows) console.log(`| ${job} | ${name} | ${Math.round(rate).toLocaleString('en-US')} |`);
 
 if (compareWith !== undefined) {
-  // Interleaved rounds, each implementation once a round; the median of
-  // the per-round ratios to the reference (a shared machine's drift hits
-  // a round's three alike).
-  const other = require(require('node:path').resolve(compareWith, 'dist/compat.cjs'));
-  const once = (mod) => {
-    if (typeof global.gc === 'function') global.gc();
-    const t = process.hrtime.bigint();
-    aggregateWith(mod);
-    return Number(process.hrtime.bigint() - t) / 1e9;
+  // Interleaved rounds, each job once a round in a random order (the
+  // order of jobs in a process shifts their times); the median of the
+  // per-round ratios (a shared machine's drift hits a round's jobs alike).
+  const dir = require('node:path').resolve(compareWith);
+  const other = { compat: require(dir + '/dist/compat.cjs'), kagg: require(dir + '/dist/index.cjs') };
+  const deaggModern = (mod) => () => {
+    let n = 0;
+    for (const b of blobs) n += mod.deaggregate(b).length;
+    return n;
   };
-  const ratios = { other: [], this: [] };
+  const jobs = {
+    ref: () => aggregateWith(ref),
+    'compat aggregation, other': () => aggregateWith(other.compat),
+    'compat aggregation, this': () => aggregateWith(compat),
+    'compat deaggregation, other': () => deaggWith(other.compat),
+    'compat deaggregation, this': () => deaggWith(compat),
+    'compat floor': compatFloor,
+    'modern deaggregation, other': deaggModern(other.kagg),
+    'modern deaggregation, this': deaggModern(kagg),
+    'MD5 floor': md5Floor,
+  };
+  const times = Object.fromEntries(Object.keys(jobs).map((k) => [k, []]));
   for (let i = 0; i < 21; i++) {
-    const r = once(ref);
-    ratios.other.push(r / once(other));
-    ratios.this.push(r / once(compat));
+    const order = Object.keys(jobs)
+      .map((k) => [Math.random(), k])
+      .sort((x, y) => x[0] - y[0]);
+    for (const [, k] of order) {
+      if (typeof global.gc === 'function') global.gc();
+      const t = process.hrtime.bigint();
+      jobs[k]();
+      times[k].push(Number(process.hrtime.bigint() - t) / 1e9);
+    }
   }
-  console.log(`\ncompat aggregation against the reference, median of 21 interleaved rounds: ${compareWith} ${median(ratios.other).toFixed(2)}x, this build ${median(ratios.this).toFixed(2)}x`);
+  const ratio = (a, b) => median(times[a].map((t, i) => t / times[b][i]));
+  const x = (v) => v.toFixed(2) + 'x';
+  console.log(`\nmedians of 21 rounds in random order, ${compareWith} (other) beside this build:`);
+  console.log(`- compat aggregation, the reference's time over each: other ${x(ratio('ref', 'compat aggregation, other'))}, this ${x(ratio('ref', 'compat aggregation, this'))}`);
+  console.log(`- compat deaggregation, its time over the floor's: other ${x(ratio('compat deaggregation, other', 'compat floor'))}, this ${x(ratio('compat deaggregation, this', 'compat floor'))}; this build ${x(ratio('compat deaggregation, other', 'compat deaggregation, this'))} as fast`);
+  console.log(`- modern deaggregation, its time over MD5's: other ${x(ratio('modern deaggregation, other', 'MD5 floor'))}, this ${x(ratio('modern deaggregation, this', 'MD5 floor'))}; this build ${x(ratio('modern deaggregation, other', 'modern deaggregation, this'))} as fast`);
 }
