@@ -85,7 +85,7 @@ fn span(whole: &[u8], part: &[u8]) -> [u32; 2] {
 /// library still decides what the blob is (`Options::verify_with_md5`).
 ///
 /// With `pad`, the user records' data is also laid out for one base64
-/// encoding of all of it ([`take_padded`]).
+/// encoding of all of it ([`padded_span`]).
 #[wasm_bindgen]
 pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>, pad: bool) -> Result<Vec<u32>, JsValue> {
     let opts = policy(checksum)?;
