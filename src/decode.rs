@@ -567,7 +567,9 @@ impl<'a, T: KeyTable<'a>> AggregatedRecord<'a, T> {
     /// record's partition key: for a caller that makes one object per
     /// table entry (a binding's strings) and finds it again for each
     /// record. `None` for a string that is not one of this aggregate's
-    /// table entries (an equal string elsewhere is not one).
+    /// table entries (an equal string elsewhere is not one). While reading
+    /// the records, [`Records::with_key_indices`] gives the indices as the
+    /// records name them, with no search.
     ///
     /// # Examples
     /// ```
@@ -805,10 +807,79 @@ impl<'a> Iterator for Records<'a, '_> {
 
     #[inline]
     fn next(&mut self) -> Option<UserRecord<'a>> {
+        self.next_entry().map(|(r, _)| r)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+/// Where a user record's keys lie in its aggregate's tables: what the
+/// record's fields 1 and 2 say, for a caller that makes one object per
+/// table entry and hands it to each record that names it (what
+/// [`AggregatedRecord::partition_key_index`] finds again from a key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyIndices {
+    /// The index of its partition key in
+    /// [`AggregatedRecord::partition_keys`].
+    pub partition_key: usize,
+    /// The index of its explicit hash key in
+    /// [`AggregatedRecord::explicit_hash_keys`], when it has one.
+    pub explicit_hash_key: Option<usize>,
+}
+
+/// Iterator over the user records of an [`AggregatedRecord`] with their
+/// [`KeyIndices`]: [`Records::with_key_indices`].
+///
+/// Exact-sized and fused, as [`Records`].
+#[derive(Clone, Debug)]
+pub struct IndexedRecords<'a, 't>(Records<'a, 't>);
+
+impl<'a> Iterator for IndexedRecords<'a, '_> {
+    type Item = (UserRecord<'a>, KeyIndices);
+
+    #[inline]
+    fn next(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
+        self.0.next_entry()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IndexedRecords<'_, '_> {}
+impl FusedIterator for IndexedRecords<'_, '_> {}
+
+impl<'a, 't> Records<'a, 't> {
+    /// The same records, each with the indices of its keys in the
+    /// aggregate's tables.
+    ///
+    /// # Examples
+    /// ```
+    /// use kinesis_agg::{Deaggregated, KeyIndices, Record, RecordAggregator, deaggregate};
+    /// let mut agg = RecordAggregator::new();
+    /// agg.add(Record::new("b", b"1")).unwrap();
+    /// agg.add(Record::new("a", b"2").with_explicit_hash_key("7")).unwrap();
+    /// agg.add(Record::new("b", b"3")).unwrap();
+    /// let blob = agg.finish().unwrap().into_data();
+    /// let Ok(Deaggregated::Aggregated(read)) = deaggregate(&blob) else { panic!() };
+    /// let keys: Vec<KeyIndices> = read.records().with_key_indices().map(|(_, k)| k).collect();
+    /// assert_eq!(keys[1], KeyIndices { partition_key: 1, explicit_hash_key: Some(0) });
+    /// assert_eq!(keys[2], KeyIndices { partition_key: 0, explicit_hash_key: None });
+    /// ```
+    pub fn with_key_indices(self) -> IndexedRecords<'a, 't> {
+        IndexedRecords(self)
+    }
+
+    /// The next record and its key indices: the canonical layout inline,
+    /// everything else out of line.
+    #[inline(always)]
+    fn next_entry(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
         if self.remaining == 0 {
             return None;
         }
-        // The canonical layout inline; everything else out of line.
         if let Some(c) = canonical_at(self.body, self.pos)
             && let Some(&partition_key) = self.pks.get(c.pk)
             && let Some(data) = self.body.get(c.data_start..c.data_start + c.data_len)
@@ -820,26 +891,25 @@ impl<'a> Iterator for Records<'a, '_> {
             self.pos = c.end;
             self.remaining -= 1;
             self.next += 1;
-            return Some(UserRecord {
+            let record = UserRecord {
                 partition_key,
                 explicit_hash_key,
                 data,
                 sub_sequence_number: self.next - 1,
                 tags: Tags { rest: &[], base: 0 },
-            });
+            };
+            let keys = KeyIndices {
+                partition_key: c.pk,
+                explicit_hash_key: c.ehk,
+            };
+            return Some((record, keys));
         }
         self.next_general()
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl<'a> Records<'a, '_> {
     /// The next record through the general field loop.
     #[inline(never)]
-    fn next_general(&mut self) -> Option<UserRecord<'a>> {
+    fn next_general(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
         // The body was validated in full, so none of the failures below can
         // happen; they end the iteration rather than panic.
         let rec = self.next_record();
@@ -856,9 +926,9 @@ impl<'a> Records<'a, '_> {
         }
     }
 
-    fn next_record(&mut self) -> Option<UserRecord<'a>> {
-        // Canonical records are read by `next`; this loop reads any record
-        // (canonical ones too) and skips the fields between records.
+    fn next_record(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
+        // Canonical records are read by `next_entry`; this loop reads any
+        // record (canonical ones too) and skips the fields between records.
         loop {
             let mut reader = Reader::at(self.body, self.pos, MAGIC.len());
             let field = reader.field().ok()?;
@@ -866,12 +936,16 @@ impl<'a> Records<'a, '_> {
                 let (bytes, base) = reader.bytes().ok()?;
                 self.pos = reader.pos();
                 let r = parse_record(bytes, base, false).ok()?;
-                let partition_key = *self.pks.get(usize::try_from(r.pk).ok()?)?;
-                let explicit_hash_key = match r.ehk {
-                    Some(i) => Some(*self.ehks.get(usize::try_from(i).ok()?)?),
-                    None => None,
+                let pk = usize::try_from(r.pk).ok()?;
+                let partition_key = *self.pks.get(pk)?;
+                let (explicit_hash_key, ehk) = match r.ehk {
+                    Some(i) => {
+                        let i = usize::try_from(i).ok()?;
+                        (Some(*self.ehks.get(i)?), Some(i))
+                    }
+                    None => (None, None),
                 };
-                return Some(UserRecord {
+                let record = UserRecord {
                     partition_key,
                     explicit_hash_key,
                     data: r.data,
@@ -880,7 +954,12 @@ impl<'a> Records<'a, '_> {
                         rest: if r.has_tags { bytes } else { &[] },
                         base,
                     },
-                });
+                };
+                let keys = KeyIndices {
+                    partition_key: pk,
+                    explicit_hash_key: ehk,
+                };
+                return Some((record, keys));
             }
             reader.skip(field, 0).ok()?;
             self.pos = reader.pos();

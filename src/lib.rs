@@ -37,8 +37,8 @@ mod shard;
 mod wire;
 
 pub use decode::{
-    AggregatedRecord, Checksum, Deaggregated, Envelope, FixedTable, InRange, KeyTable, Options, OutOfRange,
-    PlainReason, Records, Tag, Tags, UserRecord, Verified, deaggregate_fixed,
+    AggregatedRecord, Checksum, Deaggregated, Envelope, FixedTable, InRange, IndexedRecords, KeyIndices,
+    KeyTable, Options, OutOfRange, PlainReason, Records, Tag, Tags, UserRecord, Verified, deaggregate_fixed,
 };
 #[cfg(feature = "alloc")]
 pub use decode::{VecTable, deaggregate};

@@ -393,7 +393,14 @@ fn key_indexes_are_the_entries_the_records_name() {
         panic!("not aggregated")
     };
     let mut with_ehk = 0;
-    for (r, want) in read.records().zip(&pb.records) {
+    assert_eq!(read.records().with_key_indices().len(), pb.records.len());
+    for ((r, keys), want) in read.records().with_key_indices().zip(&pb.records) {
+        assert_eq!(keys.partition_key, want.partition_key_index as usize);
+        assert_eq!(
+            keys.explicit_hash_key,
+            want.explicit_hash_key_index.map(|i| i as usize)
+        );
+        assert_eq!(read.partition_keys()[keys.partition_key], r.partition_key);
         assert_eq!(
             read.partition_key_index(r.partition_key),
             Some(want.partition_key_index as usize)

@@ -109,6 +109,17 @@ proptest! {
             prop_assert_eq!(got, Err(want));
         } else {
             prop_assert_eq!(got, Ok(Some(resolve(&m))));
+            // Each record's key indices are the ones prost's message holds.
+            if let Ok(Deaggregated::Aggregated(a)) = kinesis_agg::deaggregate(&blob) {
+                let got: Vec<_> = a
+                    .records()
+                    .with_key_indices()
+                    .map(|(_, k)| (k.partition_key as u64, k.explicit_hash_key.map(|i| i as u64)))
+                    .collect();
+                let want: Vec<_> =
+                    m.records.iter().map(|r| (r.partition_key_index, r.explicit_hash_key_index)).collect();
+                prop_assert_eq!(got, want);
+            }
         }
         // Fixed tables of two keys each: the same answer while the tables
         // fit, TableFull naming the first key past two otherwise.
