@@ -164,18 +164,13 @@ fn describe(
         // two bytes of padding a record.
         p.reserve(base.len() + 2 * count);
     }
-    for u in agg.records() {
+    for (u, keys) in agg.records().with_key_indices() {
         if let Some(p) = padded.as_deref_mut() {
             p.extend_from_slice(u.data);
             p.resize(p.len().div_ceil(3) * 3, 0);
         }
-        let pk = agg.partition_key_index(u.partition_key);
-        let ehk = u.explicit_hash_key.map(|e| agg.explicit_hash_key_index(e));
-        out.push(pk.map_or(NO_KEY, |i| i as u32));
-        out.push(match ehk {
-            Some(Some(i)) => i as u32,
-            _ => NO_KEY,
-        });
+        out.push(keys.partition_key as u32);
+        out.push(keys.explicit_hash_key.map_or(NO_KEY, |i| i as u32));
         out.extend(span(base, u.data));
     }
 }

@@ -109,9 +109,9 @@ pub(crate) fn read<'a>(
     out.map_err(|e| deaggregation_error(py, e))
 }
 
-/// Python strings for an aggregate's key tables, one per entry, found
-/// again for each record by the library's
-/// `AggregatedRecord::partition_key_index`.
+/// Python strings for an aggregate's key tables, one per entry, handed to
+/// each record by the indices its fields give
+/// (`Records::with_key_indices`).
 pub(crate) struct Keys<'py> {
     pks: Vec<Bound<'py, PyString>>,
     ehks: Vec<Bound<'py, PyString>>,
@@ -126,15 +126,14 @@ impl<'py> Keys<'py> {
         }
     }
 
-    /// The string of a partition key, by its index in the table
-    /// (`AggregatedRecord::partition_key_index`).
-    pub(crate) fn pk(&self, index: Option<usize>) -> PyResult<&Bound<'py, PyString>> {
-        found(index.and_then(|i| self.pks.get(i)))
+    /// The string of a partition key, by its index in the table.
+    pub(crate) fn pk(&self, index: usize) -> PyResult<&Bound<'py, PyString>> {
+        found(self.pks.get(index))
     }
 
     /// The string of an explicit hash key, by its index in the table.
-    pub(crate) fn ehk(&self, index: Option<usize>) -> PyResult<&Bound<'py, PyString>> {
-        found(index.and_then(|i| self.ehks.get(i)))
+    pub(crate) fn ehk(&self, index: usize) -> PyResult<&Bound<'py, PyString>> {
+        found(self.ehks.get(index))
     }
 }
 
@@ -200,15 +199,11 @@ fn user_records<'py>(
         ka::Deaggregated::Aggregated(agg) => {
             let keys = Keys::new(py, &agg);
             let list = PyList::empty(py);
-            for u in agg.records() {
+            for (u, at) in agg.records().with_key_indices() {
                 let r = UserRecord {
-                    partition_key: keys
-                        .pk(agg.partition_key_index(u.partition_key))?
-                        .clone()
-                        .into_any()
-                        .unbind(),
-                    explicit_hash_key: match u.explicit_hash_key {
-                        Some(e) => Some(keys.ehk(agg.explicit_hash_key_index(e))?.clone().unbind()),
+                    partition_key: keys.pk(at.partition_key)?.clone().into_any().unbind(),
+                    explicit_hash_key: match at.explicit_hash_key {
+                        Some(i) => Some(keys.ehk(i)?.clone().unbind()),
                         None => None,
                     },
                     data: PyBytes::new(py, u.data).unbind(),
@@ -338,12 +333,12 @@ pub(crate) fn _lambda_dicts<'py>(
     d_template.update(outer_base.as_mapping())?;
     let list = PyList::empty(py);
     let mut b64 = Vec::new();
-    for u in agg.records() {
+    for (u, at) in agg.records().with_key_indices() {
         let k = k_template.copy()?;
-        if let Some(e) = u.explicit_hash_key {
-            k.set_item(k_ehk, keys.ehk(agg.explicit_hash_key_index(e))?)?;
+        if let Some(i) = at.explicit_hash_key {
+            k.set_item(k_ehk, keys.ehk(i)?)?;
         }
-        k.set_item(k_pk, keys.pk(agg.partition_key_index(u.partition_key))?)?;
+        k.set_item(k_pk, keys.pk(at.partition_key)?)?;
         k.set_item(k_sub, u.sub_sequence_number)?;
         b64.clear();
         b64.resize(base64::encoded_len(u.data.len(), true).unwrap_or(0), 0);
