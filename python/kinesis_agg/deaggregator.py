@@ -75,7 +75,10 @@ def deaggregate_records(
 
     See :func:`iter_deaggregate_records`.
     """
-    return list(iter_deaggregate_records(records, data_format, on_invalid=on_invalid))
+    out: list[Any] = []
+    for piece in _pieces(records, data_format, on_invalid):
+        out += piece
+    return out
 
 
 def iter_deaggregate_records(
@@ -98,23 +101,57 @@ def iter_deaggregate_records(
     :class:`kinesis_agg.DeaggregationError` (its ``sequence_number`` says
     which record) before any of its user records is yielded; with
     ``on_invalid="pass"`` it is yielded unchanged instead.
+
+    Records are read ahead up to 64 at a time, so that their checksums are
+    computed side by side; what a record yields, or the error it raises,
+    still comes after everything the records before it yield.
     """
+    for piece in _pieces(records, data_format, on_invalid):
+        yield from piece
+
+
+#: Records read ahead and verified together (their MD5s side by side).
+_BATCH = 64
+
+
+def _pieces(
+    records: Union[Record, Iterable[Record]],
+    data_format: Optional[str],
+    on_invalid: str,
+) -> Iterator[list[Any]]:
+    """What each record gives, in order: its user records, or itself."""
     if on_invalid not in ("raise", "pass"):
         raise ValueError("on_invalid must be 'raise' or 'pass', not %r" % (on_invalid,))
     if isinstance(records, Mapping):
         records = [records]
     boto3 = data_format == "Boto3"
-    for r in records:
-        if "kinesis" not in r and "data" in r or "Data" in r:
-            if "kinesisStreamRecordMetadata" in r:
-                r = _convert_from_metadata(r, "kinesisStreamRecordMetadata")
-            elif "kinesisRecordMetadata" in r:
-                r = _convert_from_metadata(r, "kinesisRecordMetadata")
-            elif boto3:
-                r = _convert_from_boto3_format(r)
-        k = r["kinesis"]
-        raw = k["data"]
-        blob = raw if boto3 else _decode(raw)
+    batch: list[tuple[Record, Any]] = []
+    items: list[tuple[Any, dict[str, Any], dict[str, Any], Any]] = []
+    it = iter(records)
+    while True:
+        try:
+            r = next(it)
+        except StopIteration:
+            break
+        except Exception:
+            # Raised in its turn: after what the records before it give.
+            yield from _deliver(batch, items, on_invalid)
+            raise
+        try:
+            if "kinesis" not in r and "data" in r or "Data" in r:
+                if "kinesisStreamRecordMetadata" in r:
+                    r = _convert_from_metadata(r, "kinesisStreamRecordMetadata")
+                elif "kinesisRecordMetadata" in r:
+                    r = _convert_from_metadata(r, "kinesisRecordMetadata")
+                elif boto3:
+                    r = _convert_from_boto3_format(r)
+            k = r["kinesis"]
+            raw = k["data"]
+            blob = raw if boto3 else _decode(raw)
+        except Exception:
+            # Raised in its turn: after what the records before it give.
+            yield from _deliver(batch, items, on_invalid)
+            raise
         # The reference raises KeyError when one of these is missing (some
         # published samples lack the timestamp); None stands in instead.
         kinesis_base = {
@@ -123,15 +160,30 @@ def iter_deaggregate_records(
             "approximateArrivalTimestamp": k.get("approximateArrivalTimestamp"),
         }
         outer_base = {key: v for key, v in r.items() if key != "kinesis" and key != "data"}
-        try:
-            users = _lambda_dicts(blob, kinesis_base, outer_base, k.get("recordId"))
-        except DeaggregationError as e:
-            if on_invalid == "pass":
-                yield r
-                continue
-            e.sequence_number = k.get("sequenceNumber")
-            raise
+        batch.append((r, k.get("sequenceNumber")))
+        items.append((blob, kinesis_base, outer_base, k.get("recordId")))
+        if len(items) == _BATCH:
+            yield from _deliver(batch, items, on_invalid)
+            batch, items = [], []
+    yield from _deliver(batch, items, on_invalid)
+
+
+def _deliver(
+    batch: list[tuple[Record, Any]],
+    items: list[tuple[Any, dict[str, Any], dict[str, Any], Any]],
+    on_invalid: str,
+) -> Iterator[list[Any]]:
+    """Reads a batch's blobs together and gives each record's piece."""
+    if not items:
+        return
+    for (r, sequence_number), users in zip(batch, _lambda_dicts(items)):
         if users is None:
-            yield r
+            yield [r]
+        elif isinstance(users, DeaggregationError):
+            if on_invalid == "pass":
+                yield [r]
+                continue
+            users.sequence_number = sequence_number
+            raise users
         else:
-            yield from users
+            yield users

@@ -281,31 +281,69 @@ pub(crate) fn deaggregate_many<'py>(
     Ok(out)
 }
 
-/// The compatibility deaggregator's core: the user records of one blob as
-/// dictionaries of the reference module's shape, or None for a plain
-/// record (passed through by the caller).
+/// One blob for `_lambda_dicts`: the blob, the base of its records'
+/// `kinesis` dictionaries, the base of the records themselves, and the
+/// record id to copy into each (Firehose and Analytics records).
+type LambdaItem<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+    Option<Bound<'py, PyAny>>,
+);
+
+/// The compatibility deaggregator's core: many blobs read together (their
+/// checksums verified side by side, the library's `Options::verify_all`),
+/// then, for each blob in order, the list of its user records as
+/// dictionaries of the reference module's shape, None for a plain record
+/// (passed through by the caller), or the `DeaggregationError` (not
+/// raised) of a blob whose body is broken.
 ///
-/// Each is `{'kinesis': {**kinesis_base, 'explicitHashKey', 'partitionKey',
-/// 'subSequenceNumber', 'aggregated': True, 'data': base64 bytes
-/// [, 'recordId']}, **outer_base}`.
+/// Each user record is `{'kinesis': {**kinesis_base, 'explicitHashKey',
+/// 'partitionKey', 'subSequenceNumber', 'aggregated': True, 'data': base64
+/// bytes [, 'recordId']}, **outer_base}`.
 #[pyfunction]
-#[pyo3(signature = (blob, kinesis_base, outer_base, record_id = None, skip_checksum = false, strict = false))]
+#[pyo3(signature = (items, skip_checksum = false, strict = false))]
 pub(crate) fn _lambda_dicts<'py>(
     py: Python<'py>,
-    blob: &Bound<'py, PyAny>,
+    items: Vec<LambdaItem<'py>>,
+    skip_checksum: bool,
+    strict: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let opts = options(skip_checksum, strict)?;
+    let bytes: Vec<Cow<'_, [u8]>> = items.iter().map(|i| blob_of(&i.0)).collect::<PyResult<_>>()?;
+    let slices: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
+    let total: usize = slices.iter().map(|b| b.len()).sum();
+    let verified = if total >= RELEASE_GIL_AT {
+        py.detach(|| opts.verify_all(&slices))
+    } else {
+        opts.verify_all(&slices)
+    };
+    let out = PyList::empty(py);
+    for (v, (_, kinesis_base, outer_base, record_id)) in verified.iter().zip(&items) {
+        match v.deaggregate() {
+            Ok(ka::Deaggregated::Plain { .. }) => out.append(py.None())?,
+            Ok(ka::Deaggregated::Aggregated(agg)) => out.append(lambda_dicts_of(
+                py,
+                &agg,
+                kinesis_base,
+                outer_base,
+                record_id.as_ref(),
+            )?)?,
+            Err(e) => out.append(deaggregation_error(py, e).into_value(py))?,
+        }
+    }
+    Ok(out)
+}
+
+/// The user records of one aggregate as `_lambda_dicts` gives them.
+fn lambda_dicts_of<'py>(
+    py: Python<'py>,
+    agg: &ka::AggregatedRecord<'_, ka::VecTable<'_>>,
     kinesis_base: &Bound<'py, PyDict>,
     outer_base: &Bound<'py, PyDict>,
     record_id: Option<&Bound<'py, PyAny>>,
-    skip_checksum: bool,
-    strict: bool,
-) -> PyResult<Option<Bound<'py, PyList>>> {
+) -> PyResult<Bound<'py, PyList>> {
     use base64::Engine as _;
-    let opts = options(skip_checksum, strict)?;
-    let bytes = blob_of(blob)?;
-    let agg = match read(py, &bytes, opts)? {
-        ka::Deaggregated::Plain { .. } => return Ok(None),
-        ka::Deaggregated::Aggregated(agg) => agg,
-    };
     let keys = Keys::new(py, &agg);
     let (k_kinesis, k_ehk, k_pk, k_sub, k_agg, k_data, k_rid) = (
         intern!(py, "kinesis"),
@@ -332,7 +370,6 @@ pub(crate) fn _lambda_dicts<'py>(
     d_template.set_item(k_kinesis, &none)?;
     d_template.update(outer_base.as_mapping())?;
     let list = PyList::empty(py);
-    let mut b64 = Vec::new();
     for (u, at) in agg.records().with_key_indices() {
         let k = k_template.copy()?;
         if let Some(i) = at.explicit_hash_key {
@@ -340,17 +377,22 @@ pub(crate) fn _lambda_dicts<'py>(
         }
         k.set_item(k_pk, keys.pk(at.partition_key)?)?;
         k.set_item(k_sub, u.sub_sequence_number)?;
-        b64.clear();
-        b64.resize(base64::encoded_len(u.data.len(), true).unwrap_or(0), 0);
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(u.data, &mut b64)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        k.set_item(k_data, PyBytes::new(py, &b64[..n]))?;
+        // Encoded in place: a record's data is at most 10 MiB, so its
+        // padded base64 length always exists and fills the bytes exactly.
+        let len = base64::encoded_len(u.data.len(), true)
+            .ok_or_else(|| PyValueError::new_err("internal: data too long for base64"))?;
+        let text = PyBytes::new_with(py, len, |buf| {
+            base64::engine::general_purpose::STANDARD
+                .encode_slice(u.data, buf)
+                .map(|_| ())
+                .map_err(|e| PyValueError::new_err(e.to_string()))
+        })?;
+        k.set_item(k_data, text)?;
         let d = d_template.copy()?;
         d.set_item(k_kinesis, k)?;
         list.append(d)?;
     }
-    Ok(Some(list))
+    Ok(list)
 }
 
 /// Decodes standard base64 (`str` or bytes-like; padding required, no

@@ -154,3 +154,54 @@ def test_aggregates_byte_for_byte(path: Any) -> None:
             check(path.stem, data0, want)
             assert (pk0, ehk0) == (chunk[0][0], chunk[0][1])
             assert rec.get_num_user_records() == want["records"]
+
+
+def _event_of_every_case(times: int) -> list[dict[str, Any]]:
+    """Every fixture as a Lambda record, ``times`` over: more records than
+    the compatible reader verifies together, broken ones among them."""
+    return [lambda_record(blob(c["name"]), seq=str(1000 * t + i)) for t in range(times) for i, c in enumerate(CASES)]
+
+
+def test_compat_reader_gives_each_record_of_a_long_event_what_it_gives_alone() -> None:
+    records = _event_of_every_case(3)
+    assert len(records) > 2 * 64
+    alone = [compat_deagg.deaggregate_records(r, on_invalid="pass") for r in records]
+    together = compat_deagg.deaggregate_records(records, on_invalid="pass")
+    assert together == [u for piece in alone for u in piece]
+    assert list(compat_deagg.iter_deaggregate_records(records, on_invalid="pass")) == together
+
+
+def test_compat_reader_raises_for_a_broken_record_after_everything_before_it() -> None:
+    records = _event_of_every_case(3)
+    sound = [r for r, c in zip(records, CASES * 3) if c["expect"] != "error"]
+    broken = next(r for r, c in zip(records, CASES) if c["expect"] == "error")
+    # The broken record in the second batch of 64, sound ones around it.
+    records = sound[:100] + [broken] + sound[100:]
+    before = [u for r in sound[:100] for u in compat_deagg.deaggregate_records(r)]
+    got: list[Any] = []
+    with pytest.raises(kinesis_agg.DeaggregationError) as e:
+        for u in compat_deagg.iter_deaggregate_records(records):
+            got.append(u)
+    assert e.value.sequence_number == broken["kinesis"]["sequenceNumber"]
+    assert got == before
+
+
+def test_compat_reader_gives_what_came_before_an_input_that_fails() -> None:
+    good = [lambda_record(blob(c["name"]), seq=str(i)) for i, c in enumerate(CASES) if c["expect"] != "error"]
+
+    def source() -> Any:
+        yield from good[:10]
+        raise OSError("the source failed")
+
+    got: list[Any] = []
+    with pytest.raises(OSError):
+        for u in compat_deagg.iter_deaggregate_records(source()):
+            got.append(u)
+    assert got == [u for r in good[:10] for u in compat_deagg.deaggregate_records(r)]
+    # A record that cannot be decoded raises in its turn too.
+    bad = dict(good[3], kinesis=dict(good[3]["kinesis"], data="not base64!"))
+    got = []
+    with pytest.raises(Exception):
+        for u in compat_deagg.iter_deaggregate_records(good[:3] + [bad] + good[4:]):
+            got.append(u)
+    assert got == [u for r in good[:3] for u in compat_deagg.deaggregate_records(r)]
