@@ -344,7 +344,7 @@ fn lambda_dicts_of<'py>(
     record_id: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
     use base64::Engine as _;
-    let keys = Keys::new(py, &agg);
+    let keys = Keys::new(py, agg);
     let (k_kinesis, k_ehk, k_pk, k_sub, k_agg, k_data, k_rid) = (
         intern!(py, "kinesis"),
         intern!(py, "explicitHashKey"),
