@@ -241,11 +241,14 @@ RecordAggregator.prototype.aggregateRecords = function (records, forceFlush, onR
   const pack = this._pack !== undefined && !this._pack.busy ? this._pack : (this._pack = new Packer(this._core, this._keys));
   pack.busy = true;
   this._keys.active += 1;
+  // Hoisted: in the CommonJS build an imported constant is read through
+  // two getters, at each use.
+  const noKey = NO_KEY;
   try {
     for (const record of records) {
       try {
         const [pk, ehk, data] = rawFieldsOf(record);
-        pack.push(pack.keyId(pk, 'partitionKey'), ehk === undefined ? NO_KEY : pack.keyId(ehk, 'explicitHashKey'), data);
+        pack.push(pack.keyId(pk, 'partitionKey'), ehk === undefined ? noKey : pack.keyId(ehk, 'explicitHashKey'), data);
       } catch (e) {
         pack.feed(onDone, onRefused);
         onRefused(e);
