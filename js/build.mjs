@@ -52,6 +52,10 @@ for (const [format, ext] of [['cjs', 'cjs'], ['esm', 'mjs']]) {
     // The glue's asynchronous loader (never called here) names the file by
     // import.meta.url, which CommonJS has not.
     define: format === 'cjs' ? { 'import.meta.url': 'undefined' } : {},
+    // esbuild's CommonJS exports are getters (live bindings), two calls at
+    // each use of an import from index.cjs or compat.cjs; the core exports
+    // only constants, functions and classes, so plain properties do.
+    footer: format === 'cjs' ? { js: 'module.exports = Object.defineProperty(Object.assign({}, module.exports), "__esModule", { value: true });' } : {},
     logLevel: 'warning',
   });
   for (const name of ['index', 'compat']) {

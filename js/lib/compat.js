@@ -67,14 +67,11 @@ export function deaggregate(kinesisRecord, computeChecksums, perRecordCallback, 
     // All built before the first callback: a callback that throws cannot
     // leave the others half-delivered by this function.
     const users = new Array(count);
-    // Hoisted: in the CommonJS build an imported function is a getter of
-    // the core module's exports, called at each use.
-    const ehkOf = ehkAt;
     for (let k = 0, i = first; k < count; k++, i += 4) {
       const at = t[i + 2];
       const u = {
         partitionKey: pks[t[i]],
-        explicitPartitionKey: ehkOf(ehks, t[i + 1]),
+        explicitPartitionKey: ehkAt(ehks, t[i + 1]),
         sequenceNumber,
         subSequenceNumber: k,
         data: datas !== undefined ? datas[k] : b64(at, at + t[i + 3]),
@@ -241,9 +238,7 @@ RecordAggregator.prototype.aggregateRecords = function (records, forceFlush, onR
   const pack = this._pack !== undefined && !this._pack.busy ? this._pack : (this._pack = new Packer(this._core, this._keys));
   pack.busy = true;
   this._keys.active += 1;
-  // Hoisted: in the CommonJS build an imported constant is read through
-  // two getters, at each use.
-  const noKey = NO_KEY;
+  const noKey = NO_KEY; // a local: one load a call, not one a record
   try {
     for (const record of records) {
       try {

@@ -39,13 +39,10 @@ function userRecords(blob, { pks, ehks, t, first, count }) {
   // Plain Uint8Array views: a Buffer's subarray makes a Buffer, through
   // its species constructor, at about twice the cost.
   const { buffer, byteOffset } = blob;
-  // Hoisted: in the CommonJS build an imported function is a getter of
-  // the core module's exports, called at each use.
-  const ehkOf = ehkAt;
   for (let r = 0, i = first; r < count; r++, i += 4) {
     out[r] = {
       partitionKey: pks[t[i]],
-      explicitHashKey: ehkOf(ehks, t[i + 1]),
+      explicitHashKey: ehkAt(ehks, t[i + 1]),
       data: new Uint8Array(buffer, byteOffset + t[i + 2], t[i + 3]),
       subSequenceNumber: r,
       aggregated: true,
@@ -294,11 +291,10 @@ export function lambdaUserRecords(event, options = {}) {
     }
     const { pks, ehks, t, first, count } = read;
     const { buffer, byteOffset } = base;
-    const ehkOf = ehkAt; // hoisted, as in userRecords
     for (let r = 0, i = first; r < count; r++, i += 4) {
       out.push({
         partitionKey: pks[t[i]],
-        explicitHashKey: ehkOf(ehks, t[i + 1]),
+        explicitHashKey: ehkAt(ehks, t[i + 1]),
         data: new Uint8Array(buffer, byteOffset + t[i + 2], t[i + 3]),
         subSequenceNumber: r,
         aggregated: true,
