@@ -422,7 +422,11 @@ impl fmt::Display for Error {
                 write!(f, "shard {shard} of the map overlaps the shard before it")
             }
             Error::NoShardForHashKey { hash_key } => {
-                write!(f, "no shard of the map owns hash key {hash_key}")
+                // Written as the library writes hash keys: formatting a u128
+                // would bring core's 128-bit formatting into small builds.
+                let mut digits = [0u8; crate::limits::HASH_KEY_MAX_DIGITS];
+                f.write_str("no shard of the map owns hash key ")?;
+                f.write_str(crate::hash::write_hash_key(hash_key, &mut digits))
             }
             Error::InvalidShardList { line, column } => write!(
                 f,
@@ -447,6 +451,16 @@ mod tests {
     use super::*;
     use std::string::ToString;
     use std::vec::Vec;
+
+    /// A hash key in a message is its whole decimal value, as Rust's own
+    /// formatting of the number writes it.
+    #[test]
+    fn a_hash_key_in_a_message_is_written_whole() {
+        for hash_key in [0, 7, 10, u128::from(u64::MAX) + 1, u128::MAX / 3, u128::MAX] {
+            let got = Error::NoShardForHashKey { hash_key }.to_string();
+            assert_eq!(got, std::format!("no shard of the map owns hash key {hash_key}"));
+        }
+    }
 
     /// One sample of every variant.
     fn samples() -> Vec<Error> {

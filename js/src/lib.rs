@@ -213,8 +213,12 @@ fn refused(e: &ka::Error, explicit_hash_key: Option<&str>) -> JsValue {
     let err = error(e);
     if let (ka::Error::InvalidHashKey { .. }, Some(k)) = (e, explicit_hash_key) {
         // Quoted as written (Debug's escaping would bring Unicode tables
-        // into the WebAssembly for a message).
-        let message = format!("explicit hash key \"{k}\" refused: {e}");
+        // into the WebAssembly for a message), and put together without
+        // `format!` (a string argument brings the formatter's padding).
+        let mut message = String::from("explicit hash key \"");
+        message.push_str(k);
+        message.push_str("\" refused: ");
+        message.push_str(&e.to_string());
         let _ = js_sys::Reflect::set(&err, &"message".into(), &message.clone().into());
         let _ = js_sys::Reflect::set(&err, &"reason".into(), &message.into());
     }
