@@ -176,7 +176,14 @@ def _deliver(
     """Reads a batch's blobs together and gives each record's piece."""
     if not items:
         return
-    for (r, sequence_number), users in zip(batch, _lambda_dicts(items)):
+    results: Iterable[Union[list[dict[str, Any]], None, DeaggregationError]]
+    try:
+        results = _lambda_dicts(items)
+    except Exception:
+        # An argument the native reader refuses (a blob of the wrong
+        # type): one at a time, so that it raises in its turn.
+        results = _one_at_a_time(items)
+    for (r, sequence_number), users in zip(batch, results):
         if users is None:
             yield [r]
         elif isinstance(users, DeaggregationError):
@@ -187,3 +194,10 @@ def _deliver(
             raise users
         else:
             yield users
+
+
+def _one_at_a_time(
+    items: list[tuple[Any, dict[str, Any], dict[str, Any], Any]],
+) -> Iterator[Union[list[dict[str, Any]], None, DeaggregationError]]:
+    for item in items:
+        yield _lambda_dicts([item])[0]

@@ -205,3 +205,11 @@ def test_compat_reader_gives_what_came_before_an_input_that_fails() -> None:
         for u in compat_deagg.iter_deaggregate_records(good[:3] + [bad] + good[4:]):
             got.append(u)
     assert got == [u for r in good[:3] for u in compat_deagg.deaggregate_records(r)]
+    # So does a blob the native reader refuses (boto3 data given as text).
+    boto3 = [{"SequenceNumber": str(i), "PartitionKey": "p", "ApproximateArrivalTimestamp": 1.0, "Data": blob(c["name"])} for i, c in enumerate(CASES) if c["expect"] != "error"]
+    wrong = dict(boto3[5], Data="text, not bytes")
+    got = []
+    with pytest.raises(TypeError):
+        for u in compat_deagg.iter_deaggregate_records(boto3[:5] + [wrong] + boto3[6:], "Boto3"):
+            got.append(u)
+    assert got == [u for r in boto3[:5] for u in compat_deagg.deaggregate_records(r, "Boto3")]
