@@ -807,7 +807,13 @@ impl<'a> Iterator for Records<'a, '_> {
 
     #[inline]
     fn next(&mut self) -> Option<UserRecord<'a>> {
-        self.next_entry().map(|(r, _)| r)
+        if self.remaining == 0 {
+            return None;
+        }
+        match self.next_canonical() {
+            Some((record, _)) => Some(record),
+            None => self.next_general(),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -841,7 +847,14 @@ impl<'a> Iterator for IndexedRecords<'a, '_> {
 
     #[inline]
     fn next(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
-        self.0.next_entry()
+        let records = &mut self.0;
+        if records.remaining == 0 {
+            return None;
+        }
+        match records.next_canonical() {
+            Some(entry) => Some(entry),
+            None => records.next_general_indexed(),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -873,13 +886,13 @@ impl<'a, 't> Records<'a, 't> {
         IndexedRecords(self)
     }
 
-    /// The next record and its key indices: the canonical layout inline,
-    /// everything else out of line.
+    /// The next record and its key indices when it has the canonical
+    /// layout (read inline; everything else out of line, by
+    /// `next_general` or, with the indices, `next_general_indexed`: two
+    /// functions, so that a build that never asks for indices carries no
+    /// code for them). Some records remain.
     #[inline(always)]
-    fn next_entry(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
-        if self.remaining == 0 {
-            return None;
-        }
+    fn next_canonical(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
         if let Some(c) = canonical_at(self.body, self.pos)
             && let Some(&partition_key) = self.pks.get(c.pk)
             && let Some(data) = self.body.get(c.data_start..c.data_start + c.data_len)
@@ -904,12 +917,23 @@ impl<'a, 't> Records<'a, 't> {
             };
             return Some((record, keys));
         }
-        self.next_general()
+        None
     }
 
     /// The next record through the general field loop.
     #[inline(never)]
-    fn next_general(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
+    fn next_general(&mut self) -> Option<UserRecord<'a>> {
+        self.general().map(|(record, _)| record)
+    }
+
+    /// `next_general` with the record's key indices.
+    #[inline(never)]
+    fn next_general_indexed(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
+        self.general()
+    }
+
+    #[inline(always)]
+    fn general(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
         // The body was validated in full, so none of the failures below can
         // happen; they end the iteration rather than panic.
         let rec = self.next_record();
@@ -926,8 +950,9 @@ impl<'a, 't> Records<'a, 't> {
         }
     }
 
+    #[inline(always)]
     fn next_record(&mut self) -> Option<(UserRecord<'a>, KeyIndices)> {
-        // Canonical records are read by `next_entry`; this loop reads any
+        // Canonical records are read by `next_canonical`; this loop reads any
         // record (canonical ones too) and skips the fields between records.
         loop {
             let mut reader = Reader::at(self.body, self.pos, MAGIC.len());
