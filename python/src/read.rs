@@ -109,6 +109,18 @@ pub(crate) fn read<'a>(
     out.map_err(|e| deaggregation_error(py, e))
 }
 
+/// Many blobs' envelopes, their checksums computed side by side (the
+/// library's `Options::verify_all`), with the interpreter released when
+/// they are large.
+pub(crate) fn verify_all<'a>(py: Python<'_>, opts: ka::Options, blobs: &[&'a [u8]]) -> Vec<ka::Verified<'a>> {
+    let total: usize = blobs.iter().map(|b| b.len()).sum();
+    if total >= RELEASE_GIL_AT {
+        py.detach(|| opts.verify_all(blobs))
+    } else {
+        opts.verify_all(blobs)
+    }
+}
+
 /// Python strings for an aggregate's key tables, one per entry, handed to
 /// each record by the indices its fields give
 /// (`Records::with_key_indices`).
@@ -249,12 +261,7 @@ pub(crate) fn deaggregate_many<'py>(
     }
     let bytes: Vec<Cow<'_, [u8]>> = blobs.iter().map(blob_of).collect::<PyResult<_>>()?;
     let slices: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
-    let total: usize = slices.iter().map(|b| b.len()).sum();
-    let verified = if total >= RELEASE_GIL_AT {
-        py.detach(|| opts.verify_all(&slices))
-    } else {
-        opts.verify_all(&slices)
-    };
+    let verified = verify_all(py, opts, &slices);
     let out = PyList::empty(py);
     let nth = |l: &Option<Vec<Bound<'py, PyAny>>>, i: usize| l.as_ref().map(|l| l[i].clone());
     for (i, v) in verified.iter().enumerate() {
@@ -312,12 +319,7 @@ pub(crate) fn _lambda_dicts<'py>(
     let opts = options(skip_checksum, strict)?;
     let bytes: Vec<Cow<'_, [u8]>> = items.iter().map(|i| blob_of(&i.0)).collect::<PyResult<_>>()?;
     let slices: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
-    let total: usize = slices.iter().map(|b| b.len()).sum();
-    let verified = if total >= RELEASE_GIL_AT {
-        py.detach(|| opts.verify_all(&slices))
-    } else {
-        opts.verify_all(&slices)
-    };
+    let verified = verify_all(py, opts, &slices);
     let out = PyList::empty(py);
     for (v, (_, kinesis_base, outer_base, record_id)) in verified.iter().zip(&items) {
         match v.deaggregate() {
