@@ -11,6 +11,8 @@ extern crate std;
 
 #[cfg(feature = "api")]
 pub mod api;
+#[cfg(feature = "b64")]
+pub mod b64;
 #[cfg(feature = "aws-sdk")]
 mod backoff;
 mod checksum;
@@ -54,7 +56,6 @@ pub use encode::{
 pub use error::{Error, ErrorKind, Required, Table};
 pub use hash::{HashKeyRange, effective_hash_key, parse_hash_key, partition_key_hash, route, write_hash_key};
 pub use index::{FixedIndex, Slot as KeySlot, Slots as KeyIndex};
-#[cfg(feature = "alloc")]
 #[cfg(feature = "alloc")]
 pub use keycache::HashKeyCache;
 /// How many MD5s run side by side when many blobs are verified or many

@@ -345,7 +345,6 @@ fn lambda_dicts_of<'py>(
     outer_base: &Bound<'py, PyDict>,
     record_id: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
-    use base64::Engine as _;
     let keys = Keys::new(py, agg);
     let (k_kinesis, k_ehk, k_pk, k_sub, k_agg, k_data, k_rid) = (
         intern!(py, "kinesis"),
@@ -381,13 +380,14 @@ fn lambda_dicts_of<'py>(
         k.set_item(k_sub, u.sub_sequence_number)?;
         // Encoded in place: a record's data is at most 10 MiB, so its
         // padded base64 length always exists and fills the bytes exactly.
-        let len = base64::encoded_len(u.data.len(), true)
+        let len = ka::b64::encoded_len(u.data.len())
             .ok_or_else(|| PyValueError::new_err("internal: data too long for base64"))?;
         let text = PyBytes::new_with(py, len, |buf| {
-            base64::engine::general_purpose::STANDARD
-                .encode_slice(u.data, buf)
-                .map(|_| ())
-                .map_err(|e| PyValueError::new_err(e.to_string()))
+            if ka::b64::encode_into(u.data, buf) {
+                Ok(())
+            } else {
+                Err(PyValueError::new_err("internal: base64 length"))
+            }
         })?;
         k.set_item(k_data, text)?;
         let d = d_template.copy()?;
@@ -402,15 +402,13 @@ fn lambda_dicts_of<'py>(
 /// first bad byte. Large inputs are decoded with the interpreter released.
 #[pyfunction]
 pub(crate) fn _b64decode<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    use base64::Engine as _;
     let input = data(text)?;
-    let engine = &base64::engine::general_purpose::STANDARD;
-    let mut out = vec![0u8; base64::decoded_len_estimate(input.len())];
+    let mut out = Vec::new();
     let decoded = if input.len() >= RELEASE_GIL_AT {
-        py.detach(|| engine.decode_slice(&input, &mut out))
+        py.detach(|| ka::b64::decode_append(&input, ka::b64::Padding::Required, &mut out))
     } else {
-        engine.decode_slice(&input, &mut out)
+        ka::b64::decode_append(&input, ka::b64::Padding::Required, &mut out)
     };
-    let n = decoded.map_err(|e| PyValueError::new_err(format!("record data is not base64: {e}")))?;
-    Ok(PyBytes::new(py, &out[..n]))
+    decoded.map_err(|e| PyValueError::new_err(format!("record data is not base64: {e}")))?;
+    Ok(PyBytes::new(py, &out))
 }

@@ -9,11 +9,11 @@ use std::format;
 use std::string::ToString;
 use std::vec::Vec;
 
-use base64::Engine;
 use ciborium::Value as Cbor;
 use serde_json::{Map, Number, Value as Json};
 
-use super::{ApiError, B64};
+use super::ApiError;
+use crate::b64;
 
 /// A CBOR request body as the JSON the same call would send.
 ///
@@ -50,7 +50,7 @@ fn to_json(v: Cbor, depth: usize) -> Result<Json, ApiError> {
         Cbor::Null => Json::Null,
         Cbor::Bool(b) => Json::Bool(b),
         Cbor::Text(s) => Json::String(s),
-        Cbor::Bytes(b) => Json::String(B64.encode(b)),
+        Cbor::Bytes(b) => Json::String(b64::encode(&b)),
         Cbor::Integer(i) => {
             let i = i128::from(i);
             if let Ok(n) = i64::try_from(i) {
@@ -94,7 +94,7 @@ fn to_cbor(v: &Json, name: &str) -> Cbor {
     match v {
         Json::Null => Cbor::Null,
         Json::Bool(b) => Cbor::Bool(*b),
-        Json::String(s) if name == "Data" => match B64.decode(s) {
+        Json::String(s) if name == "Data" => match b64::decode(s.as_bytes(), b64::Padding::Optional) {
             Ok(b) => Cbor::Bytes(b),
             Err(_) => Cbor::Text(s.clone()),
         },
@@ -147,14 +147,14 @@ mod tests {
         ]);
         let v: Json = serde_json::from_slice(&cbor_to_json(&cbor(&req)).unwrap()).unwrap();
         assert_eq!(v["StreamName"], "s");
-        assert_eq!(v["Records"][0]["Data"], B64.encode(b"\x00\xffhi"));
+        assert_eq!(v["Records"][0]["Data"], b64::encode(b"\x00\xffhi"));
         assert_eq!(v["Records"][0]["PartitionKey"], "k");
     }
 
     #[test]
     fn an_answer_in_cbor_has_blobs_and_timestamps() {
         let json = serde_json::json!({
-            "Records": [{"Data": B64.encode(b"abc"), "PartitionKey": "k", "SequenceNumber": "49",
+            "Records": [{"Data": b64::encode(b"abc"), "PartitionKey": "k", "SequenceNumber": "49",
                          "ApproximateArrivalTimestamp": 1.7e9}],
             "MillisBehindLatest": 0,
         });

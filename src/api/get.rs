@@ -10,10 +10,9 @@ use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::B64;
+use crate::b64;
 use crate::{Deaggregated, HashKeyRange, Options};
 
 /// What rewriting one answer did, for the log and the counts.
@@ -74,7 +73,7 @@ pub fn deaggregate_get_records(
     for (i, r) in upstream.iter().enumerate() {
         let data = r.get("Data").and_then(Value::as_str).unwrap_or("");
         blobs.push(
-            B64.decode(data).map_err(|e| {
+            b64::decode(data.as_bytes(), b64::Padding::Optional).map_err(|e| {
                 format!("record {i} of the GetRecords answer has data that is not base64: {e}")
             })?,
         );
@@ -131,7 +130,7 @@ pub fn deaggregate_get_records(
         }
         for user in agg.records() {
             let mut m = template.clone();
-            m.insert("Data".to_owned(), Value::String(B64.encode(user.data)));
+            m.insert("Data".to_owned(), Value::String(b64::encode(user.data)));
             m.insert(
                 "PartitionKey".to_owned(),
                 Value::String(user.partition_key.to_owned()),
@@ -170,11 +169,11 @@ mod tests {
         broken[body_len..].copy_from_slice(&digest);
         let answer = serde_json::json!({
             "Records": [
-                {"SequenceNumber": "1", "ApproximateArrivalTimestamp": 1.5, "Data": B64.encode(&agg),
+                {"SequenceNumber": "1", "ApproximateArrivalTimestamp": 1.5, "Data": b64::encode(&agg),
                  "PartitionKey": "outer", "EncryptionType": "KMS"},
-                {"SequenceNumber": "2", "ApproximateArrivalTimestamp": 2.5, "Data": B64.encode(b"plain"),
+                {"SequenceNumber": "2", "ApproximateArrivalTimestamp": 2.5, "Data": b64::encode(b"plain"),
                  "PartitionKey": "p"},
-                {"SequenceNumber": "3", "ApproximateArrivalTimestamp": 3.5, "Data": B64.encode(&broken),
+                {"SequenceNumber": "3", "ApproximateArrivalTimestamp": 3.5, "Data": b64::encode(&broken),
                  "PartitionKey": "b"},
             ],
             "NextShardIterator": "it",
@@ -191,10 +190,10 @@ mod tests {
         assert_eq!(
             r[0],
             serde_json::json!({"SequenceNumber": "1", "ApproximateArrivalTimestamp": 1.5,
-                "Data": B64.encode(b"one"), "PartitionKey": "k1", "EncryptionType": "KMS"})
+                "Data": b64::encode(b"one"), "PartitionKey": "k1", "EncryptionType": "KMS"})
         );
         assert_eq!(r[1]["PartitionKey"], "k2");
-        assert_eq!(r[1]["Data"], B64.encode(b"two"));
+        assert_eq!(r[1]["Data"], b64::encode(b"two"));
         assert_eq!(r[1]["SequenceNumber"], "1");
         assert_eq!(r[2], answer["Records"][1]);
         assert_eq!(r[3], answer["Records"][2]);
@@ -227,8 +226,8 @@ mod range_tests {
         }
         let blob = agg.finish().unwrap().data().to_vec();
         serde_json::json!({"Records": [
-            {"SequenceNumber": "1", "Data": B64.encode(&blob), "PartitionKey": "k0"},
-            {"SequenceNumber": "2", "Data": B64.encode(b"plain"), "PartitionKey": "p"},
+            {"SequenceNumber": "1", "Data": b64::encode(&blob), "PartitionKey": "k0"},
+            {"SequenceNumber": "2", "Data": b64::encode(b"plain"), "PartitionKey": "p"},
         ]})
         .to_string()
     }

@@ -7,10 +7,10 @@ use std::ops::Range;
 use std::string::String;
 use std::vec::Vec;
 
-use base64::Engine;
 use serde::{Deserialize, Deserializer};
 
-use super::{ApiError, B64};
+use super::ApiError;
+use crate::b64;
 use crate::{Error, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES};
 
 #[derive(Deserialize)]
@@ -191,7 +191,7 @@ impl<'a> PutRequest<'a> {
                 )));
             };
             let start = puts.data.len();
-            B64.decode_vec(text.as_bytes(), &mut puts.data)
+            b64::decode_append(text.as_bytes(), b64::Padding::Optional, &mut puts.data)
                 .map_err(|e| ApiError::serialization(format!("{} is not base64: {e}", at(i, "data"))))?;
             let size = puts.data.len() - start;
             if size > max_data {
@@ -318,7 +318,7 @@ mod tests {
         let e = refused(vec![entry(Some("a"), Some("not base64!"), None)], 10);
         assert_eq!(&*e.code, "SerializationException");
 
-        let e = refused(vec![entry(Some("a"), Some(&B64.encode([0u8; 11])), None)], 10);
+        let e = refused(vec![entry(Some("a"), Some(&b64::encode(&[0u8; 11])), None)], 10);
         assert!(e.message.contains("records.1.member.data"), "{}", e.message);
         assert!(e.message.contains("less than or equal to 10"), "{}", e.message);
 
@@ -328,12 +328,12 @@ mod tests {
 
     #[test]
     fn a_request_over_five_mib_is_refused_whole() {
-        let big = B64.encode(vec![0u8; 1 << 20]);
+        let big = b64::encode(&vec![0u8; 1 << 20]);
         let entries = (0..5).map(|_| entry(Some("k"), Some(&big), None)).collect();
         let e = refused(entries, 1 << 20);
         assert_eq!(&*e.code, "InvalidArgumentException");
         assert!(e.message.contains("5 MB"), "{}", e.message);
-        let big = B64.encode(vec![0u8; (1 << 20) - 1]);
+        let big = b64::encode(&vec![0u8; (1 << 20) - 1]);
         let entries: Vec<_> = (0..5).map(|_| entry(Some("k"), Some(&big), None)).collect();
         assert!(PutRequest::validate("s".to_owned(), entries, true, 1 << 20).is_ok());
     }

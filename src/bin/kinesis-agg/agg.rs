@@ -4,13 +4,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use base64::Engine;
 use clap::ValueEnum;
 use kinesis_agg::{Batch, Error, PutRecordsBatcher, Record, RecordAggregator, Tag};
 use serde::Serialize;
 
 use crate::input::{MAX_JSON_LINE, parse_user_record, read_line};
-use crate::{B64, Progress, Stop, open, write_line};
+use crate::{Progress, Stop, open, write_line};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Output {
@@ -73,7 +72,7 @@ impl Sink {
         a: &kinesis_agg::Aggregate,
         ehk: Option<&str>,
     ) -> Result<(), Stop> {
-        let data = B64.encode(a.data());
+        let data = kinesis_agg::b64::encode(a.data());
         match self {
             Sink::Lines => write_line(
                 out,

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-use base64::Engine;
 use clap::ValueEnum;
 use kinesis_agg::{Deaggregated, DeliveredRecord, OnInvalid, Options};
 use serde::Serialize;
@@ -10,7 +9,7 @@ use serde::Serialize;
 use crate::input::{
     InRecord, InputArgs, JsonTag, base64_text_note, base64_text_of_aggregate, for_each_record,
 };
-use crate::{B64, Progress, Stop, write_line};
+use crate::{Progress, Stop, write_line};
 
 /// `--on-invalid`: the library's [`OnInvalid`], as clap lists it.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,7 +74,7 @@ pub(crate) fn print_user_in(
     shard_id: Option<&str>,
 ) -> Result<(), Stop> {
     text.clear();
-    B64.encode_string(r.data, text);
+    kinesis_agg::b64::encode_append(r.data, text);
     write_line(
         out,
         &UserLine {

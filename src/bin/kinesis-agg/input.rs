@@ -5,12 +5,13 @@
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
 
-use base64::Engine;
 use clap::ValueEnum;
 use kinesis_agg::KinesisRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::{B64, Stop, open};
+use kinesis_agg::b64::{self, Padding};
+
+use crate::{Stop, open};
 
 #[derive(clap::Args)]
 pub(crate) struct InputArgs {
@@ -124,8 +125,7 @@ pub(crate) fn for_each_record(
                 if text.is_empty() {
                     continue;
                 }
-                let blob = B64
-                    .decode(text)
+                let blob = b64::decode(text, Padding::Optional)
                     .map_err(|e| Stop::Input(format!("line {line_no}: not valid base64: {e}")))?;
                 each(InRecord {
                     blob,
@@ -148,10 +148,10 @@ mod json {
     use serde::Deserialize;
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-    use base64::Engine;
-
     use super::{InRecord, Input};
-    use crate::{B64, Stop};
+    use kinesis_agg::b64::{self, Padding};
+
+    use crate::Stop;
 
     /// One element of a record list, in any of the three shapes.
     #[derive(Deserialize)]
@@ -310,8 +310,7 @@ mod json {
             ));
         };
         let data = data.ok_or_else(|| format!("record {i}: no data"))?;
-        let blob = B64
-            .decode(data.as_bytes())
+        let blob = b64::decode(data.as_bytes(), Padding::Optional)
             .map_err(|e| format!("record {i}: data is not valid base64: {e}"))?;
         Ok(InRecord {
             blob,
@@ -342,7 +341,7 @@ pub(crate) fn base64_text_of_aggregate(data: &[u8]) -> Option<usize> {
     if !text.starts_with(b"84maw") {
         return None;
     }
-    let blob = B64.decode(text).ok()?;
+    let blob = b64::decode(text, Padding::Optional).ok()?;
     match kinesis_agg::deaggregate(&blob) {
         Ok(kinesis_agg::Deaggregated::Aggregated(a)) => Some(a.len()),
         _ => None,
@@ -387,9 +386,9 @@ pub(crate) fn parse_user_record(text: &[u8], data: &mut Vec<u8>) -> Result<Input
     let rec: JsonUserRecord =
         serde_json::from_slice(text).map_err(|e| format!("not a JSON user record: {e}"))?;
     let pk = rec.partition_key.ok_or("partition_key is missing")?;
-    let b64 = rec.data.ok_or("data is missing")?;
+    let text64 = rec.data.ok_or("data is missing")?;
     data.clear();
-    B64.decode_vec(b64.as_bytes(), data)
+    b64::decode_append(text64.as_bytes(), Padding::Optional, data)
         .map_err(|e| format!("data is not valid base64: {e}"))?;
     kinesis_agg::check_partition_key(&pk).map_err(|e| format!("partition_key: {e}"))?;
     if let Some(e) = &rec.explicit_hash_key {

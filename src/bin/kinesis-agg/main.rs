@@ -20,19 +20,12 @@ use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::agg::{Output, Sink};
 use crate::deagg::InvalidPolicy;
 use crate::input::InputArgs;
-
-/// Standard alphabet; padding optional on input, always written on output.
-pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 #[derive(Parser)]
 #[command(
