@@ -105,7 +105,9 @@ pub fn encode_into(data: &[u8], out: &mut [u8]) -> bool {
 pub fn decode_append(text: &[u8], padding: Padding, out: &mut Vec<u8>) -> Result<(), Base64Error> {
     let start = out.len();
     let unpadded = match padding {
-        Padding::Required if !text.len().is_multiple_of(4) => return Err(Base64Error::InvalidLength(text.len())),
+        Padding::Required if !text.len().is_multiple_of(4) => {
+            return Err(Base64Error::InvalidLength(text.len()));
+        }
         Padding::Required | Padding::Optional => strip_padding(text),
     };
     // The text without its padding, decoded as such: one rule for both

@@ -143,7 +143,6 @@ pub(crate) fn for_each_record(
 /// (a document is never held whole).
 mod json {
     use std::fmt;
-    use std::io::BufRead;
 
     use serde::Deserialize;
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -186,7 +185,7 @@ mod json {
 
     /// Reads every document of the input, calling `each` per record.
     pub(super) fn for_each_record(
-        reader: Box<dyn BufRead>,
+        reader: crate::Reader,
         shape: Input,
         each: &mut dyn FnMut(InRecord) -> Result<(), Stop>,
     ) -> Result<(), Stop> {

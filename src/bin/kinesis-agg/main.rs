@@ -16,7 +16,7 @@ mod put;
 mod tail;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -143,14 +143,21 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Stop> {
         .map_err(|e| Stop::Input(format!("cannot start the runtime: {e}")))
 }
 
-pub(crate) fn open(file: &Option<PathBuf>) -> Result<Box<dyn BufRead>, Stop> {
-    match file {
-        None => Ok(Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))),
-        Some(p) => File::open(p)
-            .map(|f| Box::new(BufReader::with_capacity(1 << 16, f)) as Box<dyn BufRead>)
-            .map_err(|e| Stop::Input(format!("cannot read {}: {e}", p.display()))),
-    }
+pub(crate) fn open(file: &Option<PathBuf>) -> Result<Reader, Stop> {
+    let inner: Box<dyn Read> = match file {
+        None => Box::new(io::stdin().lock()),
+        Some(p) => {
+            Box::new(File::open(p).map_err(|e| Stop::Input(format!("cannot read {}: {e}", p.display())))?)
+        }
+    };
+    Ok(BufReader::with_capacity(1 << 16, inner))
 }
+
+/// The input, buffered. A concrete `BufReader` rather than a `dyn BufRead`:
+/// serde_json reads JSON a byte at a time, which the standard library
+/// serves from a `BufReader`'s buffer inline, but through a `dyn` reader
+/// as one virtual `read` call a byte.
+pub(crate) type Reader = BufReader<Box<dyn Read>>;
 
 /// A spinner on stderr when it is a terminal; nothing otherwise.
 pub(crate) struct Progress(Option<indicatif::ProgressBar>);
