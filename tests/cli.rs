@@ -616,6 +616,60 @@ fn every_input_shape_gives_the_records_of_base64_input_plus_metadata() {
     }
 }
 
+/// A JSON input file (read whole before parsing) gives what the same bytes
+/// streamed on standard input give: the same lines, errors and status, for
+/// every event shape, several documents one after another, and a document
+/// broken part way.
+#[test]
+fn a_json_file_reads_as_the_same_bytes_on_standard_input() {
+    let all: Vec<u8> = [
+        "lambda_kinesis",
+        "firehose_kinesis",
+        "get_records",
+        "lambda_fanout_mixed",
+    ]
+    .iter()
+    .flat_map(|name| event(name))
+    .collect();
+    let mut cut = event("lambda_kinesis");
+    cut.truncate(cut.len() * 2 / 3);
+    let dir = std::env::temp_dir().join(format!("kinesis-agg-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in [("lambda", event("lambda_kinesis")), ("all", all), ("cut", cut)] {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, &bytes).unwrap();
+        let from_file = run(
+            &[
+                "deagg",
+                "--on-invalid",
+                "passthrough",
+                "--input",
+                "json",
+                path.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let from_stdin = run(
+            &["deagg", "--on-invalid", "passthrough", "--input", "json"],
+            &bytes,
+        );
+        assert_eq!(from_file.status.code(), from_stdin.status.code(), "{name}");
+        assert_eq!(from_file.stdout, from_stdin.stdout, "{name}");
+        assert_eq!(stderr(&from_file), stderr(&from_stdin), "{name}");
+        assert!(!from_file.stdout.is_empty(), "{name}");
+    }
+    assert_ne!(
+        run(
+            &["deagg", "--input", "json", dir.join("cut.json").to_str().unwrap()],
+            b""
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn json_inputs_report_broken_records_by_sequence_number() {
     let out = run(&["deagg", "--input", "lambda"], &event("lambda_kinesis"));

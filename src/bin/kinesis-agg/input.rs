@@ -2,7 +2,7 @@
 //! Lambda, Firehose and get-records JSON documents) for `deagg` and
 //! `inspect`, and user records (JSON lines) for `agg`.
 
-use std::io::{BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use clap::ValueEnum;
@@ -89,7 +89,10 @@ pub(crate) fn read_line(
 /// Calls `each` with every input record, in order, streaming: base64 lines
 /// one at a time, JSON documents one record at a time. What is held at
 /// once is one input record (a line, or one element of a JSON document's
-/// record list), never the whole input; lines and raw input longer than the
+/// record list), never the whole input, except that a JSON input that is a
+/// regular file of at most [`JSON_IN_MEMORY`] bytes is read whole first
+/// (serde_json parses text in memory several times faster than a stream,
+/// which it reads a byte at a time); lines and raw input longer than the
 /// largest Kinesis record needs are refused.
 pub(crate) fn for_each_record(
     args: &InputArgs,
@@ -135,8 +138,31 @@ pub(crate) fn for_each_record(
                 })?;
             }
         }
-        shape => json::for_each_record(reader, shape, &mut each),
+        shape if small_file(&args.file) => {
+            let mut text = Vec::new();
+            (&mut reader).take(JSON_IN_MEMORY + 1).read_to_end(&mut text)?;
+            if text.len() as u64 > JSON_IN_MEMORY {
+                // It grew since: streamed, from what was read on.
+                let rest = BufReader::new(io::Cursor::new(text).chain(reader));
+                return json::for_each_record(serde_json::Deserializer::from_reader(rest), shape, &mut each);
+            }
+            json::for_each_record(serde_json::Deserializer::from_slice(&text), shape, &mut each)
+        }
+        shape => json::for_each_record(serde_json::Deserializer::from_reader(reader), shape, &mut each),
     }
+}
+
+/// The largest JSON input file read whole before it is parsed (a Lambda
+/// event is at most 6 MB, a get-records answer about 14 MB).
+pub(crate) const JSON_IN_MEMORY: u64 = 64 << 20;
+
+/// Whether `file` names a regular file of at most [`JSON_IN_MEMORY`]
+/// bytes. Standard input, pipes and devices are streamed: they may never
+/// end, and each document's records are given as they come.
+fn small_file(file: &Option<PathBuf>) -> bool {
+    file.as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.is_file() && m.len() <= JSON_IN_MEMORY)
 }
 
 /// The three JSON shapes, read one record at a time with serde's visitors
@@ -184,12 +210,11 @@ mod json {
     }
 
     /// Reads every document of the input, calling `each` per record.
-    pub(super) fn for_each_record(
-        reader: crate::Reader,
+    pub(super) fn for_each_record<'de, R: serde_json::de::Read<'de>>(
+        mut de: serde_json::Deserializer<R>,
         shape: Input,
         each: &mut dyn FnMut(InRecord) -> Result<(), Stop>,
     ) -> Result<(), Stop> {
-        let mut de = serde_json::Deserializer::from_reader(reader);
         let mut stop = None;
         for doc in 1.. {
             // Whitespace, then either the end or another document.

@@ -256,8 +256,23 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Writes `value` as one JSON line.
+///
+/// The line is made in a buffer of the thread's and written with one
+/// call: serde_json writes a value token by token, and each token written
+/// to a `dyn Write` would be a virtual call.
 pub(crate) fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Stop> {
-    serde_json::to_writer(&mut *out, value).map_err(|e| Stop::Input(format!("cannot write output: {e}")))?;
-    out.write_all(b"\n")?;
-    Ok(())
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        serde_json::to_writer(&mut *line, value)
+            .map_err(|e| Stop::Input(format!("cannot write output: {e}")))?;
+        line.push(b'\n');
+        let written = out.write_all(line);
+        // An aggregate's line can be 14 MB; the buffer does not keep that.
+        line.shrink_to(1 << 16);
+        Ok(written?)
+    })
 }
