@@ -83,6 +83,12 @@ pub fn encode_append(data: &[u8], out: &mut String) {
     base64_simd::STANDARD.encode_append(data, out);
 }
 
+/// Appends the padded base64 text of `data` to `out`, as bytes (for a
+/// body being written, such as JSON's).
+pub fn encode_append_vec(data: &[u8], out: &mut Vec<u8>) {
+    base64_simd::STANDARD.encode_append(data, out);
+}
+
 /// The padded base64 text of `data`.
 pub fn encode(data: &[u8]) -> String {
     base64_simd::STANDARD.encode_to_string(data)
@@ -203,6 +209,9 @@ mod tests {
             let mut s = String::from("x");
             encode_append(&data[..n], &mut s);
             assert_eq!(&s[1..], want);
+            let mut v = vec![b'y'];
+            encode_append_vec(&data[..n], &mut v);
+            assert_eq!(&v[1..], want.as_bytes());
             assert_eq!(encoded_len(n), Some(want.len()));
             let mut buf = vec![0u8; want.len()];
             assert!(encode_into(&data[..n], &mut buf));

@@ -88,7 +88,14 @@ pub fn deaggregate_get_records(
             .map(str::to_owned),
         ..GetRecordsRead::default()
     };
-    let mut records = Vec::with_capacity(upstream.len());
+    // The answer is written as it is made, not built as a `Value` first:
+    // a user record is one write of fields its aggregate shares, its data's
+    // base64 (which never needs escaping) and its key.
+    let room: usize = body.len() + blobs.iter().map(|b| b.len() / 2).sum::<usize>();
+    let mut out = Vec::with_capacity(room);
+    out.extend_from_slice(b"{\"Records\":[");
+    let mut first = true;
+    let mut shared = Vec::new();
     for (carrier, v) in upstream.iter().zip(&verified) {
         let sequence = || {
             carrier
@@ -100,12 +107,12 @@ pub fn deaggregate_get_records(
         let agg = match v.deaggregate() {
             Ok(Deaggregated::Aggregated(agg)) => agg,
             Ok(Deaggregated::Plain { .. }) => {
-                records.push(carrier.clone());
+                pass_on(&mut out, &mut first, carrier, &mut done)?;
                 continue;
             }
             Err(e) => {
                 done.broken.push((sequence(), e.to_string()));
-                records.push(carrier.clone());
+                pass_on(&mut out, &mut first, carrier, &mut done)?;
                 continue;
             }
         };
@@ -122,26 +129,59 @@ pub fn deaggregate_get_records(
             inside.by_ref().for_each(drop);
             done.outside += inside.outside();
         }
-        let mut template = Map::new();
+        // `{"SequenceNumber":...,"ApproximateArrivalTimestamp":...,
+        // "EncryptionType":...,` as the carrier has them.
+        shared.clear();
+        shared.push(b'{');
         for field in ["SequenceNumber", "ApproximateArrivalTimestamp", "EncryptionType"] {
             if let Some(v) = carrier.get(field) {
-                template.insert(field.to_owned(), v.clone());
+                write_json(&mut shared, field)?;
+                shared.push(b':');
+                write_json(&mut shared, v)?;
+                shared.push(b',');
             }
         }
         for user in agg.records() {
-            let mut m = template.clone();
-            m.insert("Data".to_owned(), Value::String(b64::encode(user.data)));
-            m.insert(
-                "PartitionKey".to_owned(),
-                Value::String(user.partition_key.to_owned()),
-            );
-            records.push(Value::Object(m));
+            if !core::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(&shared);
+            out.extend_from_slice(b"\"Data\":\"");
+            b64::encode_append_vec(user.data, &mut out);
+            out.extend_from_slice(b"\",\"PartitionKey\":");
+            write_json(&mut out, user.partition_key)?;
+            out.push(b'}');
+            done.user_records += 1;
         }
     }
-    done.user_records = records.len();
-    answer.insert("Records".to_owned(), Value::Array(records));
-    let body = serde_json::to_vec(&answer).map_err(|e| e.to_string())?;
-    Ok((body, done))
+    out.push(b']');
+    for (key, value) in &answer {
+        out.push(b',');
+        write_json(&mut out, key)?;
+        out.push(b':');
+        write_json(&mut out, value)?;
+    }
+    out.push(b'}');
+    Ok((out, done))
+}
+
+/// Writes a record of the upstream answer as it came.
+fn pass_on(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    record: &Value,
+    done: &mut GetRecordsRead,
+) -> Result<(), String> {
+    if !core::mem::take(first) {
+        out.push(b',');
+    }
+    done.user_records += 1;
+    write_json(out, record)
+}
+
+/// Appends `value` as JSON.
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) -> Result<(), String> {
+    serde_json::to_writer(out, value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -200,6 +240,38 @@ mod tests {
         assert_eq!((done.records, done.aggregates, done.user_records), (3, 1, 4));
         assert_eq!(done.broken.len(), 1);
         assert_eq!(done.broken[0].0, "3");
+    }
+
+    /// Keys JSON must escape, and fields of the answer this code does not
+    /// know, come back as they were.
+    #[test]
+    fn keys_that_need_escaping_and_unknown_fields_come_back_as_they_were() {
+        let keys = [
+            "quote\"back\\slash",
+            "tab\tnew\nline",
+            "é✓ and \u{1F600}",
+            "\u{1}",
+        ];
+        let agg = aggregate(&keys.map(|k| (k, k.as_bytes())));
+        let answer = serde_json::json!({
+            "Records": [{"SequenceNumber": "9", "Data": b64::encode(&agg), "PartitionKey": "o"}],
+            "NextShardIterator": "it\"x",
+            "SomethingNew": {"a": [1, 2.5, null, true]},
+        });
+        let (body, done) = deaggregate_get_records(answer.to_string().as_bytes(), None).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let r = v["Records"].as_array().unwrap();
+        assert_eq!(r.len(), keys.len());
+        for (got, k) in r.iter().zip(keys) {
+            assert_eq!(
+                got,
+                &serde_json::json!({"SequenceNumber": "9", "Data": b64::encode(k.as_bytes()), "PartitionKey": k})
+            );
+        }
+        assert_eq!(v["SomethingNew"], answer["SomethingNew"]);
+        assert_eq!(v["NextShardIterator"], "it\"x");
+        assert_eq!(v.as_object().unwrap().len(), 3);
+        assert_eq!(done.user_records, keys.len());
     }
 
     #[test]
