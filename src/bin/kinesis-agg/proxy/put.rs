@@ -196,7 +196,11 @@ fn failed(e: &RecordError) -> Outcome {
 /// Writes a JSON string: the text as it is when it needs no escape (shard
 /// ids, sequence numbers, error codes), else through serde_json.
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Every byte looked at, no early exit: the check is then vector code.
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -291,5 +295,21 @@ mod tests {
         let mut out = Vec::new();
         push_str(&mut out, "shardId-000000000001");
         assert_eq!(out, b"\"shardId-000000000001\"");
+        // Each character JSON escapes, at each end of a long text.
+        for special in ["\"", "\\", "\u{1f}", "\n", "\u{0}"] {
+            let long = "4959".repeat(20);
+            for text in [
+                format!("{special}{long}"),
+                format!("{long}{special}"),
+                special.to_owned(),
+            ] {
+                let mut out = Vec::new();
+                push_str(&mut out, &text);
+                assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), text);
+            }
+        }
+        let mut out = Vec::new();
+        push_str(&mut out, "é\u{7f}✓");
+        assert_eq!(out, "\"é\u{7f}✓\"".as_bytes());
     }
 }
