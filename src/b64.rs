@@ -142,7 +142,8 @@ fn strip_padding(text: &[u8]) -> &[u8] {
     match text {
         [rest @ .., b'=', b'='] if text.len().is_multiple_of(4) => rest,
         [rest @ .., b'='] if matches!(text.len() % 4, 0 | 3) => {
-            // "QQ=" (a partial pad) is accepted as the SDKs' decoders do.
+            // "QQ=" (a partial pad) is accepted too: optional padding
+            // is taken loosely, whatever of it is there.
             rest
         }
         _ => text,

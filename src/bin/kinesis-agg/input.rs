@@ -166,7 +166,7 @@ fn small_file(file: &Option<PathBuf>) -> bool {
 }
 
 /// The three JSON shapes, read one record at a time with serde's visitors
-/// (a document is never held whole).
+/// (from a stream, a document is never held whole).
 mod json {
     use std::fmt;
 
