@@ -96,6 +96,20 @@ fn data_of(i: usize) -> Vec<u8> {
     format!("record {i:06} {}", "x".repeat(i % 40)).into_bytes()
 }
 
+/// A TRIM_HORIZON iterator of a shard.
+async fn trim_horizon(client: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> String {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap()
+}
+
 /// Every user record readable through `client` (the proxy): per shard
 /// from TRIM_HORIZON until a read comes back empty.
 async fn read_through(
@@ -105,16 +119,7 @@ async fn read_through(
     let shards = client.list_shards().stream_name(stream).send().await.unwrap();
     let mut out = Vec::new();
     for s in shards.shards() {
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(s.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
+        let mut it = trim_horizon(client, stream, s.shard_id()).await;
         loop {
             let page = client.get_records().shard_iterator(&it).send().await.unwrap();
             for r in page.records() {
@@ -694,6 +699,67 @@ async fn through_faults(name: &str, extra: &[&str]) -> usize {
         c.lost_entries.load(std::sync::atomic::Ordering::Relaxed)
     );
     failed_answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kinesis API server: KINESIS_ENDPOINT"]
+async fn an_aggregate_put_through_the_proxy_is_stored_as_it_is_and_read_as_its_user_records() {
+    let (direct, stream, _proxy, client) = proxied_stream("proxy-whole", 1).await;
+    // What a client that aggregates itself puts (a KPL, a library): one
+    // aggregate of three user records, beside a plain record.
+    let mut agg = kinesis_agg::RecordAggregator::new();
+    for i in 0..3 {
+        agg.add(kinesis_agg::Record::new(
+            &format!("inner-{i}"),
+            format!("inner {i}").as_bytes(),
+        ))
+        .unwrap();
+    }
+    let blob = agg.finish().unwrap().data().to_vec();
+    let out = put_entries(
+        &client,
+        &stream,
+        vec![
+            entry("outer", blob.clone(), None),
+            entry("plain", b"plain".to_vec(), None),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.failed_record_count(), Some(0));
+    let seq = out.records()[0].sequence_number().unwrap().to_owned();
+    // The stream holds it byte for byte, as its own Kinesis record: not a
+    // user record of another aggregate, which no consumer reads twice.
+    let shard = direct
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id()
+        .to_owned();
+    let it = trim_horizon(&direct, &stream, &shard).await;
+    let page = direct.get_records().shard_iterator(it).send().await.unwrap();
+    let stored = page
+        .records()
+        .iter()
+        .find(|r| r.sequence_number() == seq)
+        .unwrap();
+    assert_eq!(stored.data().as_ref(), &blob[..]);
+    assert_eq!(stored.partition_key(), "outer");
+    // Read through the proxy: its user records, and the plain record.
+    let mut read: Vec<(String, Vec<u8>)> = read_through(&client, &stream)
+        .await
+        .into_iter()
+        .map(|(_, _, key, data)| (key, data))
+        .collect();
+    read.sort();
+    let mut want: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("inner-{i}"), format!("inner {i}").into_bytes()))
+        .collect();
+    want.push(("plain".to_owned(), b"plain".to_vec()));
+    assert_eq!(read, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,13 @@
 //! KCL, so its user records are sent again, routed by the new map; one that
 //! fits the shard it landed on is a success.
 //!
+//! A user record whose data is itself an aggregated record (the magic and
+//! a right checksum: what a KPL or an aggregating library wrote) is sent
+//! alone, as it is, under its own keys: aggregated again it would be a user
+//! record holding an aggregate, which consumers deaggregate only once (the
+//! KCL would hand over the inner aggregate's bytes). Its receipt has no
+//! sub-sequence number. The KPL nests such records.
+//!
 //! # Examples
 //! ```no_run
 //! # async fn run(client: aws_sdk_kinesis::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -236,6 +243,17 @@ impl<R> fmt::Display for Rejected<R> {
 
 impl<R: fmt::Debug> std::error::Error for Rejected<R> {}
 
+/// A user record as [`Producer::validate`] found it.
+#[derive(Clone, Copy)]
+struct Checked {
+    /// Its explicit hash key's value; `None`: its partition key's MD5.
+    hash: Option<u128>,
+    /// The bytes of buffer cap it holds.
+    size: u32,
+    /// Its data is itself an aggregated record: it is sent as it is.
+    whole: bool,
+}
+
 struct Shared {
     transport: Arc<dyn Transport>,
     stream: String,
@@ -395,10 +413,11 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn put<R: Input>(&self, record: R) -> Result<ReceiptFuture, Rejected<R>> {
-        let (hash, size) = match self.validate(record.record()) {
+        let checked = match self.validate(record.record()) {
             Ok(v) => v,
             Err(reason) => return Err(Rejected::Invalid { record, reason }),
         };
+        let size = checked.size;
         let s = &self.shared;
         // A writer that always finds room must still let the runtime run
         // other tasks (the producer's own among them, on a current-thread
@@ -410,7 +429,7 @@ impl Producer {
             if let Ok(r) = s.records.try_acquire() {
                 b.forget();
                 r.forget();
-                return self.admit(record, hash, size);
+                return self.admit(record, checked);
             }
             drop(b);
         }
@@ -419,7 +438,7 @@ impl Producer {
         };
         b.forget();
         r.forget();
-        self.admit(record, hash, size)
+        self.admit(record, checked)
     }
 
     /// [`put`](Self::put) without waiting: [`Rejected::Full`] hands the
@@ -428,10 +447,11 @@ impl Producer {
     /// # Errors
     /// As `put`, and `Full`.
     pub fn try_put<R: Input>(&self, record: R) -> Result<ReceiptFuture, Rejected<R>> {
-        let (hash, size) = match self.validate(record.record()) {
+        let checked = match self.validate(record.record()) {
             Ok(v) => v,
             Err(reason) => return Err(Rejected::Invalid { record, reason }),
         };
+        let size = checked.size;
         let s = &self.shared;
         if s.closed.load(Ordering::Acquire) {
             return Err(Rejected::Shutdown { record });
@@ -444,10 +464,10 @@ impl Producer {
         };
         b.forget();
         r.forget();
-        self.admit(record, hash, size)
+        self.admit(record, checked)
     }
 
-    fn validate(&self, r: Record<'_>) -> Result<(Option<u128>, u32), Invalid> {
+    fn validate(&self, r: Record<'_>) -> Result<Checked, Invalid> {
         crate::check_partition_key(r.partition_key).map_err(Invalid::Key)?;
         if !r.tags.is_empty() {
             return Err(Invalid::Tags);
@@ -465,15 +485,16 @@ impl Producer {
             Some(e) => Some(crate::parse_hash_key(e).map_err(Invalid::Key)?),
             None => None,
         };
-        Ok((hash, held_bytes(&r) as u32))
+        Ok(Checked {
+            hash,
+            size: held_bytes(&r) as u32,
+            // Its MD5, when it has the magic, taken here, outside the lock.
+            whole: state::is_aggregate(r.data),
+        })
     }
 
-    fn admit<R: Input>(
-        &self,
-        record: R,
-        hash: Option<u128>,
-        size: u32,
-    ) -> Result<ReceiptFuture, Rejected<R>> {
+    fn admit<R: Input>(&self, record: R, checked: Checked) -> Result<ReceiptFuture, Rejected<R>> {
+        let Checked { hash, size, whole } = checked;
         let s = &self.shared;
         let mut st = s.lock();
         if s.closed.load(Ordering::Acquire) {
@@ -490,7 +511,15 @@ impl Producer {
             epoch: st.epoch,
             size,
         };
-        let routed = route(&mut st, &s.cfg, record, hash, user, None, &mut Clock::default());
+        let routed = route(
+            &mut st,
+            &s.cfg,
+            record,
+            Routing { hash, whole },
+            user,
+            None,
+            &mut Clock::default(),
+        );
         let back = st.outstanding.len() - 1;
         st.outstanding[back] += 1;
         st.pending += 1;

@@ -538,19 +538,24 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
         }
         return;
     }
-    let records: Vec<Record<'_>> = match &k.payload {
-        Payload::Plain(r) => vec![r.as_record()],
+    // A record sent alone may be an aggregate itself, sent as it is; the
+    // user records of an aggregate the producer wrote never are.
+    let (records, whole): (Vec<Record<'_>>, bool) = match &k.payload {
+        Payload::Plain(r) => (vec![r.as_record()], super::state::is_aggregate(&r.data)),
         Payload::Aggregate(a) => match crate::deaggregate(a.data()) {
-            Ok(Deaggregated::Aggregated(agg)) => agg
-                .records()
-                .map(|r| {
-                    Record::new(r.partition_key, r.data).with_optional_explicit_hash_key(r.explicit_hash_key)
-                })
-                .collect(),
-            _ => Vec::new(),
+            Ok(Deaggregated::Aggregated(agg)) => (
+                agg.records()
+                    .map(|r| {
+                        Record::new(r.partition_key, r.data)
+                            .with_optional_explicit_hash_key(r.explicit_hash_key)
+                    })
+                    .collect(),
+                false,
+            ),
+            _ => (Vec::new(), false),
         },
         // Digested by `hash_keys` above.
-        Payload::Pending(_) => Vec::new(),
+        Payload::Pending(_) => (Vec::new(), false),
     };
     if records.len() != k.users.count || keys.len() != k.users.count {
         // Never: the producer wrote the aggregate itself. Should it not
@@ -569,7 +574,7 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
             st,
             &s.cfg,
             record,
-            hash,
+            Routing { hash, whole },
             user,
             Some(k.oldest),
             &mut Clock::at(now),

@@ -18,6 +18,26 @@ pub(crate) struct User {
 }
 
 /// The bytes of buffer cap a user record holds: its data and keys.
+/// How a user record is routed: by its effective hash key, and `whole`
+/// when its data is itself an aggregate ([`is_aggregate`]), sent alone.
+#[derive(Clone, Copy)]
+pub(crate) struct Routing {
+    pub(crate) hash: u128,
+    pub(crate) whole: bool,
+}
+
+/// Whether a user record's data is itself an aggregated record: the
+/// magic, and a body whose MD5 is its trailer, as a consumer tells one.
+/// Such a record is sent alone, as it is: aggregated again, it would be a
+/// user record holding an aggregate, which no consumer reads twice (the
+/// KCL deaggregates once and would hand over the inner aggregate's bytes).
+pub(crate) fn is_aggregate(data: &[u8]) -> bool {
+    matches!(
+        crate::Options::new().envelope(data),
+        Ok(crate::Envelope::Aggregated { .. })
+    )
+}
+
 pub(crate) fn held_bytes(r: &Record<'_>) -> usize {
     r.data.len() + r.partition_key.len() + r.explicit_hash_key.map_or(0, str::len)
 }
@@ -464,19 +484,19 @@ pub(crate) struct Routed {
 
 /// Puts one admitted user record where it goes: its shard's aggregate, or
 /// that shard's ready queue when it goes alone (aggregation off, too large
-/// to aggregate, or in a gap of a map being changed). `hash` is its
-/// effective hash key; `received` its arrival, `None` for now (a new
-/// record).
+/// to aggregate, in a gap of a map being changed, or whole: see
+/// [`Routing`]); `received` is its arrival, `None` for now (a new record).
 pub(crate) fn route<R: Sealed>(
     st: &mut State,
     cfg: &ProducerConfig,
     record: R,
-    hash: u128,
+    routing: Routing,
     user: User,
     received: Option<Instant>,
     clock: &mut Clock,
 ) -> Routed {
-    let inserted = if cfg.aggregation {
+    let Routing { hash, whole } = routing;
+    let inserted = if cfg.aggregation && !whole {
         st.agg.insert(record.record(), Some(hash))
     } else {
         Err(crate::Error::Full)

@@ -734,3 +734,56 @@ async fn under_steady_load_shards_close_at_different_moments_each_after_the_whol
     let together = moments.values().max().copied().unwrap_or(0);
     assert_eq!(together, 1, "{together} shards' aggregates went at one moment");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_user_record_that_is_an_aggregate_is_sent_as_it_is_never_nested() {
+    let fake = FakeKinesis::new(4, |_| Plan::Store);
+    let p = producer(&fake, config()).await;
+    // An aggregate another producer wrote (its user records under the key
+    // it is put with, so that they lie in its shard), the same bytes with
+    // a wrong trailer (plain data that starts with the magic), and
+    // ordinary records around them.
+    let mut agg = crate::RecordAggregator::new();
+    for i in 0..3 {
+        agg.add(Record::new("outer", format!("inner {i}").as_bytes()))
+            .unwrap();
+    }
+    let inner = agg.finish().unwrap().into_data();
+    let mut broken = inner.clone();
+    *broken.last_mut().unwrap() ^= 1;
+    let mut sent = records(20, 5);
+    let as_record = |key: &str, data: &[u8]| OwnedRecord {
+        partition_key: key.to_owned(),
+        explicit_hash_key: None,
+        data: data.to_vec(),
+    };
+    sent.insert(7, as_record("outer", &inner));
+    sent.insert(12, as_record("broken", &broken));
+    let results = put_all(&p, &sent).await;
+    check_receipts(&fake, &sent, &results);
+    let stored = fake.stored();
+    let kinesis_record = |i: usize| {
+        let r = results[i].as_ref().unwrap();
+        stored[r.shard_id()]
+            .iter()
+            .find(|k| k.sequence_number == r.sequence_number())
+            .unwrap()
+            .clone()
+    };
+    // The aggregate went alone, byte for byte as it came, under its key.
+    assert_eq!(results[7].as_ref().unwrap().sub_sequence_number(), None);
+    let k = kinesis_record(7);
+    assert_eq!((k.partition_key.as_str(), &k.data), ("outer", &inner));
+    // The record with a wrong trailer is data like any other: aggregated,
+    // and read back as it was put.
+    let r = results[12].as_ref().unwrap();
+    assert!(r.sub_sequence_number().is_some());
+    let k = kinesis_record(12);
+    assert_ne!(k.data, broken);
+    // No aggregate holds a user record that is itself an aggregate.
+    for k in stored.values().flatten() {
+        if let Ok(Deaggregated::Aggregated(a)) = crate::deaggregate(&k.data) {
+            assert!(a.records().all(|u| !state::is_aggregate(u.data)));
+        }
+    }
+}
