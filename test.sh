@@ -97,7 +97,7 @@ fi
     npm run types
 )
 
-step "kinesis-agg proxy with real clients: boto3 from threads, the AWS CLI, a CBOR client, the JavaScript SDK v3"
+step "kinesis-agg proxy with real clients: boto3 from threads, the AWS CLI, a CBOR client, the JavaScript SDK v3; the same over HTTPS"
 # The binary cargo test built (target/debug); the JavaScript SDK from js/node_modules.
 (cd tests/clients && KAGG_BIN="$ROOT/target/debug/kinesis-agg" PATH="$TOOLS/py/bin:$PATH" "$TOOLS/py/bin/pytest" -q -rs -p no:cacheprovider .)
 (cd tests/clients && "$PY" -m mypy --strict test_proxy_clients.py)

@@ -510,6 +510,152 @@ fn upstream_calls_carry_only_the_proxys_credentials() {
     assert!(!head.contains("x-amz-security-token"), "{head}");
 }
 
+/// The test certificates' folder (`tests/fixtures/tls/README.md`).
+fn tls_fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A TLS client that trusts the test authority and offers `alpn`.
+fn tls_client(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(tls_fixture("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// `raw` over TLS: the answer, and the protocol ALPN agreed on.
+fn raw_tls(addr: SocketAddr, request: &[u8], limit: Duration) -> (String, Option<Vec<u8>>) {
+    let conn =
+        rustls::ClientConnection::new(tls_client(&[b"http/1.1"]), "127.0.0.1".try_into().unwrap()).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(limit)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !complete(&out) {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
+    (String::from_utf8_lossy(&out).into_owned(), alpn)
+}
+
+#[test]
+fn with_tls_it_serves_https_on_http1_and_h2_and_tells_plain_http_to_use_https() {
+    let (upstream, seen) = recording_upstream();
+    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
+    let proxy = proxy_to(&upstream, &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(proxy.url.starts_with("https://127.0.0.1:"), "{}", proxy.url);
+    let t = Duration::from_secs(5);
+    let list = post("Kinesis_20131202.ListShards", "application/x-amz-json-1.1", "{}");
+
+    // HTTP/1.1 over TLS: forwarded, answered.
+    let (r, alpn) = raw_tls(proxy.addr, &list, t);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // HTTP/2 over TLS, chosen by ALPN.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        use http_body_util::{BodyExt, Full};
+        let connector = tokio_rustls::TlsConnector::from(tls_client(&[b"h2"]));
+        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let tls = connector
+            .connect("127.0.0.1".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!("{}/", proxy.url))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "Kinesis_20131202.ListShards")
+            .body(Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        let answer = send.send_request(req).await.unwrap();
+        let status = answer.status();
+        answer.into_body().collect().await.unwrap();
+        status
+    });
+    assert_eq!(status, 200);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // Plain HTTP to the HTTPS port: an error that says what to do, and
+    // nothing forwarded.
+    let r = raw(proxy.addr, &list, t);
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains("use https://"), "{r}");
+    // A handshake that never comes (bytes that are not TLS after the
+    // first), and a client that trusts another authority: refused, and
+    // the proxy goes on serving.
+    let r = raw(proxy.addr, b"\x16\x03\x01\x00\x05garbage", t);
+    assert!(!r.contains("HTTP/1.1 200"), "{r}");
+    let untrusting =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(untrusting), "127.0.0.1".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(proxy.addr).unwrap());
+    assert!(tls.write_all(&list).and_then(|()| tls.flush()).is_err() || tls.read(&mut [0u8; 64]).is_err());
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let (r, _) = raw_tls(proxy.addr, &list, t);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[test]
+fn tls_files_that_do_not_serve_exit_2_naming_the_file() {
+    let (cert, key, ca) = (
+        tls_fixture("cert.pem"),
+        tls_fixture("key.pem"),
+        tls_fixture("ca.pem"),
+    );
+    for (args, says) in [
+        (vec!["--tls-cert", &cert], "--tls-key"),
+        (vec!["--tls-key", &key], "--tls-cert"),
+        (
+            vec!["--tls-cert", "/nonexistent/cert.pem", "--tls-key", &key],
+            "/nonexistent/cert.pem",
+        ),
+        (vec!["--tls-cert", &key, "--tls-key", &key], "no certificate"),
+        (vec!["--tls-cert", &cert, "--tls-key", &cert], "no private key"),
+        (
+            vec!["--tls-cert", &ca, "--tls-key", &key],
+            "is not the private key",
+        ),
+    ] {
+        let out = cli()
+            .args(["proxy", "--listen", "127.0.0.1:0", "--region", "us-east-1"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("listening on"), "{err}");
+    }
+}
+
 #[test]
 fn listening_beyond_loopback_needs_allow_remote_and_clients() {
     for extra in [&[][..], &["--allow-remote"][..]] {

@@ -1,6 +1,8 @@
 """Real clients through `kinesis-agg proxy`, with no code of ours in them:
-boto3 from several threads, the AWS CLI v1, and a CBOR client (cbor2 with
-botocore's SigV4 signer), against a Kinesis API server on loopback.
+boto3 from several threads, the AWS CLI v1, a CBOR client (cbor2 with
+botocore's SigV4 signer) and the JavaScript SDK v3, against a Kinesis API
+server on loopback; and boto3, the AWS CLI and the JavaScript SDK over HTTPS
+(the proxy with --tls-cert, the clients trusting the test authority).
 
 Needs KINESIS_ENDPOINT (the server) and KAGG_BIN (the kinesis-agg binary);
 ./test.sh sets both.
@@ -41,18 +43,24 @@ PROXY_ENV = {
 CLIENT_KEYS = {"aws_access_key_id": "AKIDACLIENT", "aws_secret_access_key": "client-secret"}
 
 
-@pytest.fixture(scope="module")
-def proxy() -> Iterator[str]:
+TLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "tls")
+# The test authority that signed the proxy's certificate (fixtures/tls/).
+CA = os.path.join(TLS, "ca.pem")
+
+
+def running_proxy(*extra: str) -> Iterator[str]:
+    """A proxy in front of UPSTREAM; yields its URL, then stops it with
+    SIGTERM and checks that it exits 0."""
     p = subprocess.Popen(
-        [BIN, "proxy", "--listen", "127.0.0.1:0", "--endpoint", UPSTREAM, "--region", "us-east-1"],
+        [BIN, "proxy", "--listen", "127.0.0.1:0", "--endpoint", UPSTREAM, "--region", "us-east-1", *extra],
         env=PROXY_ENV,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert p.stderr is not None
     line = p.stderr.readline()
-    assert "listening on http://" in line, line
-    url = "http://" + line.split("listening on http://")[1].split(",")[0]
+    assert "listening on http" in line, line
+    url = line.split("listening on ")[1].split(",")[0]
     # Keep reading its stderr so that it never blocks on a full pipe.
     threading.Thread(target=p.stderr.read, daemon=True).start()
     try:
@@ -62,8 +70,20 @@ def proxy() -> Iterator[str]:
         assert p.wait(timeout=20) == 0
 
 
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[str]:
+    yield from running_proxy()
+
+
+@pytest.fixture(scope="module")
+def tls_proxy() -> Iterator[str]:
+    yield from running_proxy("--tls-cert", os.path.join(TLS, "cert.pem"), "--tls-key", os.path.join(TLS, "key.pem"))
+
+
 def client(url: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", **CLIENT_KEYS)
+    # Over HTTPS, trusting the test authority only.
+    verify = CA if url.startswith("https://") else None
+    return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", verify=verify, **CLIENT_KEYS)
 
 
 def new_stream(shards: int) -> str:
@@ -150,8 +170,9 @@ def test_boto3_from_threads_puts_and_reads_each_record_once(proxy: str) -> None:
 def aws(url: str, *args: str) -> Any:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDACLIENT", "AWS_SECRET_ACCESS_KEY": "client-secret"}
     env["AWS_DEFAULT_REGION"] = "us-east-1"
+    tls = ["--ca-bundle", CA] if url.startswith("https://") else []
     out = subprocess.run(
-        ["aws", "--endpoint-url", url, "--output", "json", "kinesis", *args],
+        ["aws", "--endpoint-url", url, *tls, "--output", "json", "kinesis", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -240,6 +261,10 @@ def test_a_cbor_client_is_answered_in_cbor(proxy: str) -> None:
 def test_the_javascript_sdk_v3_over_http2_and_http1(proxy: str) -> None:
     """@aws-sdk/client-kinesis (js/'s dev dependency), its default HTTP/2
     handler and NodeHttpHandler."""
+    javascript_sdk_v3(proxy)
+
+
+def javascript_sdk_v3(proxy: str) -> None:
     stream = new_stream(2)
     here = os.path.dirname(os.path.abspath(__file__))
     modules = os.path.join(here, "..", "..", "js", "node_modules")
@@ -247,7 +272,7 @@ def test_the_javascript_sdk_v3_over_http2_and_http1(proxy: str) -> None:
         pytest.skip("js/node_modules has no @aws-sdk/client-kinesis (npm ci in js/)")
     out = subprocess.run(
         ["node", os.path.join(here, "sdk_v3.cjs"), proxy, stream],
-        env={**os.environ, "NODE_PATH": modules},
+        env={**os.environ, "NODE_PATH": modules, "NODE_EXTRA_CA_CERTS": CA},
         capture_output=True,
         text=True,
         timeout=120,
@@ -259,3 +284,27 @@ def test_the_javascript_sdk_v3_over_http2_and_http1(proxy: str) -> None:
     read = {data: (key, shard, seq) for data, key, shard, seq in seen["read"]}
     assert len(seen["read"]) == 2_000
     assert read == receipts
+
+
+def test_over_https_boto3_the_aws_cli_and_the_javascript_sdk_put_and_read(tls_proxy: str) -> None:
+    """--tls-cert: the same clients over TLS, trusting the test authority
+    (HTTP/2 by ALPN for the JavaScript SDK's default handler)."""
+    assert tls_proxy.startswith("https://")
+    stream = new_stream(2)
+    c = client(tls_proxy)
+    entries = [{"Data": data_of(i), "PartitionKey": f"tls{i % 17}"} for i in range(500)]
+    answer = c.put_records(StreamName=stream, Records=entries)
+    assert answer["FailedRecordCount"] == 0
+    receipts = {data_of(i): (r["ShardId"], r["SequenceNumber"]) for i, r in enumerate(answer["Records"])}
+    read = read_all(c, stream)
+    assert sorted(d for _, _, _, d in read) == sorted(receipts)
+    for shard, seq, key, data in read:
+        assert receipts[data] == (shard, seq)
+    put = aws(tls_proxy, "put-record", "--stream-name", stream, "--partition-key", "cli", "--data", "over tls")
+    assert put["SequenceNumber"]
+    assert (put["ShardId"], put["SequenceNumber"], "cli", b"over tls") in read_all(c, stream)
+    javascript_sdk_v3(tls_proxy)
+    # A client that does not trust the proxy's certificate gets no answer.
+    untrusting = boto3.client("kinesis", endpoint_url=tls_proxy, region_name="us-east-1", **CLIENT_KEYS)
+    with pytest.raises(Exception, match="(?i)certificate|ssl"):
+        untrusting.list_shards(StreamName=stream)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 pub struct Running {
     pub child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with --tls-cert).
     pub url: String,
     pub addr: std::net::SocketAddr,
     stderr: Arc<Mutex<String>>,
@@ -85,9 +85,9 @@ pub fn start(mut command: Command) -> Running {
         let mut sent = false;
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
-            if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split(',').next().unwrap().to_owned();
-                let _ = tx.send(addr);
+            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
+                let url = rest.split(',').next().unwrap().to_owned();
+                let _ = tx.send(url);
                 sent = true;
             }
             let mut k = kept.lock().unwrap();
@@ -95,7 +95,7 @@ pub fn start(mut command: Command) -> Running {
             k.push('\n');
         }
     });
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+    let url = match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(a) => a,
         Err(_) => {
             let _ = child.kill();
@@ -105,10 +105,11 @@ pub fn start(mut command: Command) -> Running {
             );
         }
     };
+    let addr = url.split("://").nth(1).unwrap().parse().unwrap();
     Running {
         child,
-        url: format!("http://{addr}"),
-        addr: addr.parse().unwrap(),
+        url,
+        addr,
         stderr,
     }
 }

@@ -6,12 +6,13 @@
 //! One module per concern: `api` (the protocols and Kinesis's error
 //! shapes), `put` (PutRecord, PutRecords), `get` (GetRecords), `upstream`
 //! (the signed client), `auth` (verifying clients' signatures when the
-//! proxy listens beyond loopback).
+//! proxy listens beyond loopback), `tls` (HTTPS, with `--tls-cert`).
 
 mod api;
 mod auth;
 mod put;
 mod shards;
+mod tls;
 mod upstream;
 
 use std::convert::Infallible;
@@ -26,11 +27,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::server::graceful::Watcher;
 use kinesis_agg::api::{parse_put_record, parse_put_records};
 use kinesis_agg::{PUT_RECORDS_MAX_BYTES, producer::ProducerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use self::api::{ApiError, Protocol, TARGET_PREFIX};
 use self::put::Producers;
@@ -75,6 +79,14 @@ pub(crate) struct ProxyArgs {
     /// delivered, and the user records outside counted and logged).
     #[arg(long)]
     pub(crate) kcl_rule: bool,
+    /// Serve HTTPS with this certificate chain (a PEM file, the proxy's
+    /// own certificate first), for clients that speak only TLS. Needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (a PEM file: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) producer: ProducerArgs,
 }
@@ -115,10 +127,19 @@ pub(crate) fn proxy(args: ProxyArgs) -> Result<bool, Stop> {
     let cfg = args.producer.config();
     cfg.check()
         .map_err(|e| Stop::Input(format!("producer settings: {e}")))?;
-    crate::runtime()?.block_on(run(args, cfg, clients))
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(Stop::Input)?),
+        _ => None,
+    };
+    crate::runtime()?.block_on(run(args, cfg, clients, tls))
 }
 
-async fn run(args: ProxyArgs, cfg: ProducerConfig, clients: Option<auth::Clients>) -> Result<bool, Stop> {
+async fn run(
+    args: ProxyArgs,
+    cfg: ProducerConfig,
+    clients: Option<auth::Clients>,
+    tls: Option<TlsAcceptor>,
+) -> Result<bool, Stop> {
     let conf = aws::config(&args.connection).await?;
     let region = conf.region().map(|r| r.to_string()).unwrap_or_default();
     let endpoint = conf
@@ -145,13 +166,15 @@ async fn run(args: ProxyArgs, cfg: ProducerConfig, clients: Option<auth::Clients
         .map_err(|e| Stop::Input(format!("cannot listen on {}: {e}", args.listen)))?;
     let local = listener.local_addr()?;
     eprintln!(
-        "kinesis-agg proxy: listening on http://{local}, for {}",
+        "kinesis-agg proxy: listening on {}://{local}, for {}",
+        if tls.is_some() { "https" } else { "http" },
         state.upstream.url()
     );
     serve(
         listener,
         state,
         usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        tls,
     )
     .await
 }
@@ -179,8 +202,13 @@ async fn stop_signal() {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>, max_connections: usize) -> Result<bool, Stop> {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    max_connections: usize,
+    tls: Option<TlsAcceptor>,
+) -> Result<bool, Stop> {
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -212,20 +240,33 @@ async fn serve(listener: TcpListener, state: Arc<State>, max_connections: usize)
         };
         let _ = stream.set_nodelay(true);
         let st = state.clone();
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // A connection that says nothing within the read timeout is
             // closed: idle connections cannot hold the places of others.
             let mut first = [0u8; 1];
-            match tokio::time::timeout(st.read_timeout, stream.peek(&mut first)).await {
+            let deadline = Instant::now() + st.read_timeout;
+            match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return drop(permit),
             }
-            let service = service_fn(move |req| handle(st.clone(), req));
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(conn).await;
+            match tls {
+                None => serve_connection(&builder, TokioIo::new(stream), st, watcher).await,
+                Some(_) if first[0] != tls::HANDSHAKE => {
+                    // Plain HTTP to the HTTPS port: say so, then close.
+                    use tokio::io::AsyncWriteExt;
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout_at(deadline, stream.write_all(tls::PLAIN_HTTP_ANSWER)).await;
+                    let _ = stream.shutdown().await;
+                }
+                Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        serve_connection(&builder, TokioIo::new(tls_stream), st, watcher).await;
+                    }
+                    // A failed or unfinished handshake: nothing to answer.
+                    _ => metrics::counter!("kinesis_agg_proxy_tls_handshakes_failed").increment(1),
+                },
+            }
             drop(permit);
         });
     }
@@ -260,6 +301,17 @@ async fn serve(listener: TcpListener, state: Arc<State>, max_connections: usize)
             Err(Stop::Data(format!("stopped at once: {abandoned} user records abandoned")))
         }
     }
+}
+
+/// Serves one client connection (plain or TLS) until it closes, or until
+/// a graceful stop has answered its calls in flight.
+async fn serve_connection<I>(builder: &AutoBuilder<TokioExecutor>, io: I, state: Arc<State>, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(state.clone(), req));
+    let conn = builder.serve_connection(io, service).into_owned();
+    let _ = watcher.watch(conn).await;
 }
 
 /// The operation a call names, as a metrics label (a known name, or
