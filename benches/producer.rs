@@ -5,12 +5,15 @@
 //! is measured is the producer and the SDK's request building and signing.
 //!
 //!     cargo bench --features producer --bench producer -- [RECORDS] [--no-aggregation]
-//!         [--owned] [--preserve-order] [--latency-ms N] [--shards N] [--stall]
+//!         [--owned] [--preserve-order] [--latency-ms N] [--shards N] [--stall] [--many N]
 //!         (200 shards by default)
 //!
 //! Records are put borrowed (`put(Record)`: the producer copies their bytes
 //! into the aggregate) unless `--owned` (`put(OwnedRecord)`, a partition
 //! key and data allocated per record, as a caller that builds them does).
+//!
+//! `--many N` puts the records N at a time with `try_put_many` (as the
+//! proxy puts a PutRecords call's), instead of one `put` each.
 //!
 //! `--latency-ms` makes every answer take that long (as a real endpoint's
 //! round trip does), to show what `preserve_order` costs: one Kinesis
@@ -118,6 +121,7 @@ fn main() {
     };
     let latency_ms = option("--latency-ms").unwrap_or(0);
     let shards = option("--shards").unwrap_or(200) as u32;
+    let many = option("--many").unwrap_or(0) as usize;
     let n: usize = args
         .iter()
         .enumerate()
@@ -192,19 +196,36 @@ fn main() {
         let start = Instant::now();
         let mut pending: VecDeque<ReceiptFuture> = VecDeque::new();
         let mut ok = 0usize;
-        for i in 0..n {
+        let mut i = 0;
+        while i < n {
             let key = &keys[i % keys.len()];
-            let f = if owned {
+            if many > 0 {
+                // A batch with `try_put_many`, what it hands back for want
+                // of room put in turn.
+                let batch = (i..n.min(i + many)).map(|j| Record::new(&keys[j % keys.len()], &data));
+                for tried in producer.try_put_many(batch) {
+                    let f = match tried {
+                        Ok(f) => f,
+                        Err(e) => producer.put(e.into_record()).await.unwrap(),
+                    };
+                    pending.push_back(f);
+                }
+                i = n.min(i + many);
+                tokio::task::yield_now().await;
+            } else {
+                let f = if owned {
                 let record = OwnedRecord {
                     partition_key: key.clone(),
                     explicit_hash_key: None,
                     data: data.clone(),
                 };
                 producer.put(record).await.unwrap()
-            } else {
-                producer.put(Record::new(key, &data)).await.unwrap()
-            };
-            pending.push_back(f);
+                } else {
+                    producer.put(Record::new(key, &data)).await.unwrap()
+                };
+                pending.push_back(f);
+                i += 1;
+            }
             while let Some(f) = pending.front_mut() {
                 match f.try_take() {
                     Some(r) => {
@@ -226,12 +247,13 @@ fn main() {
         let cpu_s = (u1 - u0) + (s1 - s0);
         let endpoint_s = spent.load(Ordering::Relaxed) as f64 / 1e9;
         println!(
-            "producer, aggregation {}{}, {} records, answers after {latency_ms} ms: {n} user records of 100 bytes over 10,000 keys and {shards} shards in {secs:.2} s: \
+            "producer, aggregation {}{}, {} records{}, answers after {latency_ms} ms: {n} user records of 100 bytes over 10,000 keys and {shards} shards in {secs:.2} s: \
              {:.0} records/s; CPU {:.2} s ({:.0} ns a record, of which the endpoint {:.0}); without the endpoint {:.0} records/s, {:.0} ns a record; \
              peak RSS {:.1} MiB (buffer cap {} MiB)",
             if aggregation { "on" } else { "off" },
             if preserve_order { ", preserve_order" } else { "" },
             if owned { "owned" } else { "borrowed" },
+            if many > 0 { format!(" put {many} at a time (try_put_many)") } else { String::new() },
             n as f64 / secs,
             cpu_s,
             cpu_s * 1e9 / n as f64,

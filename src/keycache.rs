@@ -262,7 +262,10 @@ mod tests {
     #[test]
     fn every_answer_is_the_md5_of_the_key() {
         let mut k = HashKeyCache::new();
-        let keys: Vec<String> = (0..3000)
+        // Under Miri (CI's sample), fewer keys and rounds, of every shape
+        // still (growth is the next test's).
+        let (n, rounds) = if cfg!(miri) { (700, 2) } else { (3000, 3) };
+        let keys: Vec<String> = (0..n)
             .map(|i| match i % 5 {
                 0 => format!("k{i}"),
                 1 => "x".repeat(1 + i % (Long::KEY_MAX + 2)),
@@ -272,7 +275,7 @@ mod tests {
             })
             .chain([String::new()])
             .collect();
-        for round in 0..3 {
+        for round in 0..rounds {
             for key in &keys {
                 assert_eq!(
                     k.partition_key_hash(key),

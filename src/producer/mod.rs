@@ -362,6 +362,7 @@ impl Producer {
                 next_look: now,
                 fresh: (0, 0),
                 anchor: now,
+                batch: Batch::default(),
             }),
             wake: Notify::new(),
             settled: Notify::new(),
@@ -494,41 +495,193 @@ impl Producer {
     }
 
     fn admit<R: Input>(&self, record: R, checked: Checked) -> Result<ReceiptFuture, Rejected<R>> {
-        let Checked { hash, size, whole } = checked;
         let s = &self.shared;
         let mut st = s.lock();
         if s.closed.load(Ordering::Acquire) {
             drop(st);
-            s.bytes.add_permits(size as usize);
+            s.bytes.add_permits(checked.size as usize);
             s.records.add_permits(1);
             return Err(Rejected::Shutdown { record });
         }
-        let hash = match hash {
-            Some(h) => h,
-            None => st.agg.hash_key(record.record().partition_key, None).unwrap_or(0),
-        };
-        let user = User {
-            epoch: st.epoch,
-            size,
-        };
-        let routed = route(
-            &mut st,
-            &s.cfg,
-            record,
-            Routing { hash, whole },
-            user,
-            None,
-            &mut Clock::default(),
-        );
+        let epoch = st.epoch;
+        let routed = self.place(&mut st, record, checked, epoch, &mut Clock::default());
         let back = st.outstanding.len() - 1;
         st.outstanding[back] += 1;
         st.pending += 1;
         s.metrics.received.increment(1);
+        let woke = routed.woke;
+        let index = routed.index;
+        let slot = routed.take_slot(&st);
         drop(st);
-        if routed.woke {
+        if woke {
             s.wake.notify_one();
         }
-        Ok(ReceiptFuture::new(routed.slot, routed.index))
+        Ok(ReceiptFuture::new(slot, index))
+    }
+
+    /// Routes an admitted record (its room taken) under the lock: by its
+    /// explicit hash key, else its partition key's MD5 from the cache.
+    fn place<R: Input>(
+        &self,
+        st: &mut State,
+        record: R,
+        checked: Checked,
+        epoch: u64,
+        clock: &mut Clock,
+    ) -> Routed {
+        let Checked { hash, size, whole } = checked;
+        let hash = match hash {
+            Some(h) => h,
+            None => st.agg.hash_key(record.record().partition_key, None).unwrap_or(0),
+        };
+        let user = User { epoch, size };
+        route(
+            st,
+            &self.shared.cfg,
+            record,
+            Routing { hash, whole },
+            user,
+            None,
+            clock,
+        )
+    }
+
+    /// [`try_put`](Self::try_put) for many records, answered in order, but
+    /// admitted together: one taking of the producer's lock and, while
+    /// there is room for all, of its caps (a PutRecords call's records,
+    /// say). Less work a record than `try_put`.
+    ///
+    /// # Errors
+    /// Each record's own, as `try_put` gives it: [`Rejected::Invalid`],
+    /// [`Rejected::Shutdown`], and [`Rejected::Full`] for the first valid
+    /// record that finds no room and every valid record after it (so that
+    /// what is admitted keeps the order given: put those in turn).
+    pub fn try_put_many<R: Input>(
+        &self,
+        records: impl IntoIterator<Item = R>,
+    ) -> Vec<Result<ReceiptFuture, Rejected<R>>> {
+        let s = &self.shared;
+        let mut answers: Vec<Option<Result<ReceiptFuture, Rejected<R>>>> = Vec::new();
+        let mut admit = Vec::new();
+        for (i, record) in records.into_iter().enumerate() {
+            answers.push(None);
+            match self.validate(record.record()) {
+                Ok(c) => admit.push((i, record, c)),
+                Err(reason) => answers[i] = Some(Err(Rejected::Invalid { record, reason })),
+            }
+        }
+        let admit = if s.closed.load(Ordering::Acquire) {
+            for (i, record, _) in admit {
+                answers[i] = Some(Err(Rejected::Shutdown { record }));
+            }
+            Vec::new()
+        } else {
+            self.take_room(admit, &mut answers)
+        };
+        if !admit.is_empty() {
+            self.admit_all(admit, &mut answers);
+        }
+        // Every record was answered above, in exactly one of the branches.
+        debug_assert!(answers.iter().all(Option::is_some));
+        answers.into_iter().flatten().collect()
+    }
+
+    /// Takes the caps' room for `admit`: all at once when there is room
+    /// for all; else record by record, as `try_put` would, until one finds
+    /// none: it and the records after it are answered `Full`. Returns the
+    /// records that have room.
+    fn take_room<R: Input>(
+        &self,
+        admit: Vec<(usize, R, Checked)>,
+        answers: &mut [Option<Result<ReceiptFuture, Rejected<R>>>],
+    ) -> Vec<(usize, R, Checked)> {
+        let s = &self.shared;
+        let bytes: u64 = admit.iter().map(|(_, _, c)| u64::from(c.size)).sum();
+        let together = u32::try_from(bytes)
+            .ok()
+            .zip(u32::try_from(admit.len()).ok())
+            .and_then(|(bytes, n)| {
+                let b = s.bytes.try_acquire_many(bytes).ok()?;
+                let r = s.records.try_acquire_many(n).ok()?;
+                Some((b, r))
+            });
+        if let Some((b, r)) = together {
+            b.forget();
+            r.forget();
+            return admit;
+        }
+        let mut kept = Vec::with_capacity(admit.len());
+        let mut room = true;
+        for (i, record, c) in admit {
+            if room {
+                // Both or neither: a permit taken and not forgotten goes
+                // back when dropped.
+                if let (Ok(b), Ok(r)) = (s.bytes.try_acquire_many(c.size), s.records.try_acquire()) {
+                    b.forget();
+                    r.forget();
+                    kept.push((i, record, c));
+                    continue;
+                }
+                room = false;
+            }
+            answers[i] = Some(Err(Rejected::Full { record }));
+        }
+        kept
+    }
+
+    /// Routes records that have room, under one lock, their slots taken
+    /// when all are written ([`Batch`]).
+    fn admit_all<R: Input>(
+        &self,
+        admit: Vec<(usize, R, Checked)>,
+        answers: &mut [Option<Result<ReceiptFuture, Rejected<R>>>],
+    ) {
+        let s = &self.shared;
+        let mut st = s.lock();
+        if s.closed.load(Ordering::Acquire) {
+            drop(st);
+            for (i, record, c) in admit {
+                s.bytes.add_permits(c.size as usize);
+                s.records.add_permits(1);
+                answers[i] = Some(Err(Rejected::Shutdown { record }));
+            }
+            return;
+        }
+        let n = admit.len();
+        let shards = st.shards.len();
+        st.batch.begin(shards);
+        let epoch = st.epoch;
+        let mut clock = Clock::default();
+        let mut woke = false;
+        let mut placed = Vec::with_capacity(n);
+        for (i, record, checked) in admit {
+            let routed = self.place(&mut st, record, checked, epoch, &mut clock);
+            woke |= routed.woke;
+            let waits = match routed.slot {
+                Some(own) => Err(own),
+                None => Ok(st.batch.entry(routed.shard)),
+            };
+            placed.push((i, waits, routed.index));
+        }
+        let back = st.outstanding.len() - 1;
+        st.outstanding[back] += n;
+        st.pending += n;
+        let slots = {
+            let State { batch, shards, .. } = &mut *st;
+            batch.end(shards)
+        };
+        drop(st);
+        s.metrics.received.increment(n as u64);
+        if woke {
+            s.wake.notify_one();
+        }
+        for (i, waits, index) in placed {
+            let slot = match waits {
+                Ok(entry) => slots[entry as usize].clone(),
+                Err(own) => own,
+            };
+            answers[i] = Some(Ok(ReceiptFuture::new(slot, index)));
+        }
     }
 
     /// Sends everything buffered now (not waiting for

@@ -579,7 +579,8 @@ pub(crate) fn reroute(s: &Shared, st: &mut State, mut k: KRecord, now: Instant) 
             Some(k.oldest),
             &mut Clock::at(now),
         );
-        to.push((routed.slot, routed.index));
+        let index = routed.index;
+        to.push((routed.take_slot(st), index));
     }
     k.slot.resolve(Resolution::Moved {
         attempts: Arc::from(k.attempts),

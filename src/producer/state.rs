@@ -345,6 +345,83 @@ pub(crate) struct State {
     pub(crate) fresh: (usize, usize),
     /// The origin of the shards' closing times ([`close_time`]).
     pub(crate) anchor: Instant,
+    /// While a batch is admitted ([`Batch`]), its books; else empty.
+    pub(crate) batch: Batch,
+}
+
+/// The slots the user records of a batch admitted under one lock
+/// (`Producer::try_put_many`) wait on, each taken (its count raised) once,
+/// after the batch's records are written, rather than after each record's
+/// bytes: an atomic there waits for those stores to land, and that is
+/// where much of a record's time went.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Per shard, while a record of the batch waits on the shard's
+    /// current slot: that slot's entry; else [`NO_ENTRY`]. Empty when no
+    /// batch is being admitted.
+    open: Vec<u32>,
+    entries: Vec<Entry>,
+}
+
+/// A slot records of a batch wait on.
+enum Entry {
+    /// The current slot of this shard.
+    Open(usize),
+    /// A slot taken when its aggregate was sealed during the batch.
+    Taken(Arc<Slot>),
+}
+
+/// No entry in [`Batch`]'s `open`.
+const NO_ENTRY: u32 = u32::MAX;
+
+impl Batch {
+    /// Starts a batch over `shards` shards.
+    pub(crate) fn begin(&mut self, shards: usize) {
+        self.open.clear();
+        self.open.resize(shards, NO_ENTRY);
+        self.entries.clear();
+    }
+
+    /// The entry of shard `i`'s current slot, made when no record of the
+    /// batch waits on it yet.
+    pub(crate) fn entry(&mut self, i: usize) -> u32 {
+        if let Some(&e) = self.open.get(i)
+            && e != NO_ENTRY
+        {
+            return e;
+        }
+        let e = self.entries.len() as u32;
+        self.entries.push(Entry::Open(i));
+        if let Some(o) = self.open.get_mut(i) {
+            *o = e;
+        }
+        e
+    }
+
+    /// Shard `i`'s slot is about to be replaced (its aggregate sealed):
+    /// takes it now for the batch's records that wait on it. Nothing
+    /// outside a batch.
+    pub(crate) fn sealing(&mut self, i: usize, slot: &Arc<Slot>) {
+        if let Some(o) = self.open.get_mut(i)
+            && *o != NO_ENTRY
+        {
+            self.entries[*o as usize] = Entry::Taken(slot.clone());
+            *o = NO_ENTRY;
+        }
+    }
+
+    /// Ends the batch: its slots by entry, the ones still open taken from
+    /// `shards` now.
+    pub(crate) fn end(&mut self, shards: &[ShardState]) -> Vec<Arc<Slot>> {
+        self.open.clear();
+        self.entries
+            .drain(..)
+            .map(|e| match e {
+                Entry::Open(i) => shards[i].slot.slot().clone(),
+                Entry::Taken(s) => s,
+            })
+            .collect()
+    }
 }
 
 /// Shards' closing times are spread over the buffered time at about this
@@ -396,6 +473,7 @@ impl State {
     /// Completes shard `i`'s aggregate into a Kinesis record.
     pub(crate) fn complete(&mut self, i: usize, cfg: &ProducerConfig, now: Instant) -> Option<KRecord> {
         let done = self.agg.complete(i)?;
+        self.batch.sealing(i, self.shards[i].slot.slot());
         Some(self.shards[i].seal(done, &mut self.agg, cfg, now))
     }
 
@@ -473,13 +551,26 @@ impl Metrics {
     }
 }
 
-/// Where `route` put a user record: the slot its answer goes to and its
-/// position there, and whether the pump should look now (a Kinesis record
+/// Where `route` put a user record: its own slot (a record sent alone),
+/// or `None` for the current slot of shard `shard` (the aggregate it went
+/// into, whose slot is replaced only when that aggregate is sealed); its
+/// position there; and whether the pump should look now (a Kinesis record
 /// became ready).
 pub(crate) struct Routed {
     pub(crate) woke: bool,
-    pub(crate) slot: Arc<Slot>,
+    pub(crate) slot: Option<Arc<Slot>>,
+    pub(crate) shard: usize,
     pub(crate) index: u32,
+}
+
+impl Routed {
+    /// Its slot, taken at once (not in a batch).
+    pub(crate) fn take_slot(self, st: &State) -> Arc<Slot> {
+        match self.slot {
+            Some(s) => s,
+            None => st.shards[self.shard].slot.slot().clone(),
+        }
+    }
 }
 
 /// Puts one admitted user record where it goes: its shard's aggregate, or
@@ -517,6 +608,7 @@ pub(crate) fn route<R: Sealed>(
         fresh,
         next_look,
         anchor,
+        batch,
         ..
     } = st;
     let next_look = *next_look;
@@ -524,6 +616,7 @@ pub(crate) fn route<R: Sealed>(
     let sh = &mut shards[ins.shard];
     let mut woke = false;
     if let Some(done) = ins.completed {
+        batch.sealing(ins.shard, sh.slot.slot());
         let k = sh.seal(*done, agg, cfg, clock.now());
         woke |= enqueue(sh, k, fresh, next_look, cfg);
     }
@@ -544,7 +637,8 @@ pub(crate) fn route<R: Sealed>(
     sh.users.push(user);
     Routed {
         woke,
-        slot: sh.slot.slot().clone(),
+        slot: None,
+        shard: ins.shard,
         index,
     }
 }
@@ -579,7 +673,8 @@ fn alone(
     };
     Routed {
         woke: enqueue(sh, k, &mut st.fresh, st.next_look, cfg),
-        slot: routed_slot,
+        slot: Some(routed_slot),
+        shard: i,
         index: 0,
     }
 }

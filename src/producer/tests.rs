@@ -787,3 +787,71 @@ async fn a_user_record_that_is_an_aggregate_is_sent_as_it_is_never_nested() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn try_put_many_answers_each_record_in_place_and_each_receipt_names_its_record() {
+    // Small aggregates over few shards: many are sealed in the middle of
+    // a batch, so records of one batch and shard wait on different slots.
+    let fake = FakeKinesis::new(3, |_| Plan::Store);
+    let p = producer(&fake, config()).await;
+    let mut sent = records(3_000, 40);
+    // Invalid records among them, answered in place.
+    sent[10].partition_key = String::new();
+    sent[777].explicit_hash_key = Some("not a number".to_owned());
+    sent[1_500].explicit_hash_key = Some("12345678901234567890".to_owned());
+    let mut futures = Vec::new();
+    for batch in sent.chunks(500) {
+        let answers = p.try_put_many(batch.iter().cloned());
+        assert_eq!(answers.len(), batch.len());
+        futures.extend(answers);
+    }
+    p.flush().await;
+    let mut results = Vec::new();
+    let mut kept = Vec::new();
+    for (i, (f, r)) in futures.into_iter().zip(&sent).enumerate() {
+        match f {
+            Ok(f) => {
+                results.push(f.await);
+                kept.push(r.clone());
+            }
+            Err(Rejected::Invalid { record, reason }) => {
+                assert!([10, 777].contains(&i), "record {i} refused: {reason}");
+                assert_eq!(&record, r);
+            }
+            Err(e) => panic!("record {i}: {e}"),
+        }
+    }
+    assert_eq!(kept.len(), sent.len() - 2);
+    check_receipts(&fake, &kept, &results);
+    let counts = stored_counts(&fake, true);
+    assert_eq!(counts.len(), kept.len());
+    assert!(counts.values().all(|&n| n == 1));
+    let kinesis: usize = fake.stored().values().map(Vec::len).sum();
+    assert!(kinesis > 6, "{kinesis} Kinesis records: few aggregates sealed");
+    assert_eq!(p.pending(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_put_many_hands_back_from_the_first_record_without_room_and_after_shutdown_all() {
+    let fake = FakeKinesis::new(1, |_| Plan::Hang);
+    let p = producer(&fake, config().max_buffered_records(100)).await;
+    let sent = records(130, 7);
+    let first = p.try_put_many(sent[..95].iter().cloned());
+    assert!(first.iter().all(Result::is_ok));
+    // Room for 5 more: those are admitted, the rest handed back in order.
+    let answers = p.try_put_many(sent[95..].iter().cloned());
+    for (k, (a, r)) in answers.into_iter().zip(&sent[95..]).enumerate() {
+        match a {
+            Ok(_) => assert!(k < 5, "record {k} admitted past the cap"),
+            Err(Rejected::Full { record }) => {
+                assert!(k >= 5, "record {k} refused with room");
+                assert_eq!(&record, r);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(p.pending(), 100);
+    assert_eq!(p.abandon(), 100);
+    let after = p.try_put_many(sent[..3].iter().cloned());
+    assert!(after.iter().all(|a| matches!(a, Err(Rejected::Shutdown { .. }))));
+}

@@ -101,13 +101,14 @@ async fn put_all(
     let producer = producers.get(&puts.stream, deadline).await?;
     let n = puts.keys.len();
     let mut futures = Vec::with_capacity(n);
-    for ((key, hash), span) in puts.keys.iter().zip(&puts.spans) {
-        let record =
-            Record::new(key, &puts.data[span.clone()]).with_optional_explicit_hash_key(hash.as_deref());
-        // Taken at once while there is room: a call's records are admitted
-        // together (`put` would let other tasks run between them, spreading
-        // one call's records over many scheduling rounds).
-        let record = match producer.try_put(record) {
+    // A call's records are admitted together while there is room (`put`
+    // would let other tasks run between them, spreading one call's records
+    // over many scheduling rounds), under one lock of the producer.
+    let records = puts.keys.iter().zip(&puts.spans).map(|((key, hash), span)| {
+        Record::new(key, &puts.data[span.clone()]).with_optional_explicit_hash_key(hash.as_deref())
+    });
+    for tried in producer.try_put_many(records) {
+        let record = match tried {
             Ok(f) => {
                 futures.push(Ok(f));
                 continue;
