@@ -2,14 +2,20 @@
 //! core, the latency it adds, its peak memory; and GetRecords answers
 //! deaggregated beside `kinesis-agg deagg` on the same bytes.
 //!
-//!     cargo bench --features cli --bench proxy -- [SECONDS] [--clients N] [--no-aggregation]
+//!     cargo bench --features cli --bench proxy -- [SECONDS] [--clients N | --rate R] [--no-aggregation]
 //!
 //! The proxy (the release binary) runs pinned to CPU 0 (`taskset`); this
 //! process, pinned to CPU 1, is both the upstream (an HTTP server that
 //! answers ListShards with 200 shards and each PutRecords at once, routing
 //! every entry by its hash key as Kinesis would) and the load: N clients
 //! (64 by default), each sending PutRecords calls of 500 records of 100
-//! bytes over 10,000 partition keys, one after another, for SECONDS (10).
+//! bytes over 10,000 partition keys, one after another, for SECONDS (10),
+//! the clients' first calls spread over the first 100 ms.
+//! With `--rate R`, an open loop instead: a call of 500 records started
+//! every 500 / R seconds whatever the answers' latency, each call's latency
+//! counted from when it was due to start (the latency at a given load,
+//! where N clients that wait for their answers measure it at the load
+//! their waiting allows).
 //!
 //! Prints user records a second, the latency of the calls (median, 99th
 //! percentile, and the 99th beyond the producer's buffered time, 100 ms),
@@ -128,6 +134,71 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// The open loop: a PutRecords call of 500 records started every
+/// 500 / `rate` seconds until `until`, each on a connection of its own
+/// while others wait for their answers (the client's pool opens as many as
+/// are in use), whatever the answers' latency: the load does not ease
+/// when the proxy slows down, as it does with a fixed number of clients
+/// that each wait for their answer. A call's latency counts from the
+/// moment it was due to start, so that a late start (this process behind)
+/// counts against the proxy rather than hiding its delays. Returns the
+/// latencies of every call started.
+async fn at_a_rate(
+    rate: f64,
+    until: Instant,
+    client: &HttpClient,
+    url: &str,
+    bodies: &[Bytes],
+) -> Vec<Duration> {
+    let every = Duration::from_secs_f64(PER_CALL as f64 / rate);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    let mut n = 0usize;
+    loop {
+        let due = tick.tick().await.into_std();
+        if due >= until {
+            break;
+        }
+        let (client, url, body) = (client.clone(), url.to_owned(), bodies[n % bodies.len()].clone());
+        n += 1;
+        tasks.push(tokio::spawn(async move {
+            let req = Request::post(&url)
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", "Kinesis_20131202.PutRecords")
+                .body(Full::new(body))
+                .unwrap();
+            let r = client.request(req).await.expect("an answer");
+            assert!(r.status().is_success(), "{}", r.status());
+            let answer = r.into_body().collect().await.unwrap().to_bytes();
+            assert!(
+                answer.starts_with(br#"{"FailedRecordCount":0"#),
+                "{}",
+                String::from_utf8_lossy(&answer[..80])
+            );
+            due.elapsed()
+        }));
+    }
+    let mut all = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        all.push(t.await.unwrap());
+    }
+    all
+}
+
+/// The proxy, stopped (by its PID) when this goes out of scope, also when
+/// the bench panics (a failed call, or its output's reader gone).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The proxy on CPU 0, in front of `upstream`.
 fn start_proxy(upstream: SocketAddr, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new("taskset")
@@ -176,6 +247,10 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(64);
     let no_aggregation = args.iter().any(|a| a == "--no-aggregation");
+    let rate: Option<f64> = args
+        .iter()
+        .position(|a| a == "--rate")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     // This process on CPU 1, the proxy on CPU 0.
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
@@ -227,7 +302,8 @@ fn main() {
     if no_aggregation {
         extra.push("--no-aggregation");
     }
-    let (mut proxy, url) = start_proxy(up_addr, &extra);
+    let (proxy, url) = start_proxy(up_addr, &extra);
+    let proxy = Stopped(proxy);
     let bodies: Vec<Bytes> = (0..20).map(|n| put_body("bench", n * PER_CALL)).collect();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let call = |client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -258,16 +334,25 @@ fn main() {
         bodies[0].clone(),
     ));
     let before = upstream.user_records_in.load(Ordering::Relaxed);
-    let (proxy_cpu, own_cpu) = (cpu_seconds(proxy.id()), cpu_seconds(std::process::id()));
+    let (proxy_cpu, own_cpu) = (cpu_seconds(proxy.0.id()), cpu_seconds(std::process::id()));
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let latencies = rt.block_on(async {
+        if let Some(rate) = rate {
+            return at_a_rate(rate, until, &client, &url, &bodies).await;
+        }
         let mut tasks = Vec::new();
         for c in 0..clients {
             let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut n = c;
+                // The clients start spread over the buffered time, not
+                // all at once: a burst of every client's first call at
+                // the same instant waits for the proxy to read all of
+                // them, which is the start of this bench, not a load a
+                // proxy meets, and would be about 1% of the calls.
+                tokio::time::sleep(Duration::from_millis(100) * c as u32 / clients as u32).await;
                 while Instant::now() < until {
                     let t = Instant::now();
                     let answer = call(
@@ -295,7 +380,7 @@ fn main() {
         all
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let proxy_cpu = cpu_seconds(proxy.id()) - proxy_cpu;
+    let proxy_cpu = cpu_seconds(proxy.0.id()) - proxy_cpu;
     let own_cpu = cpu_seconds(std::process::id()) - own_cpu;
     let mut lat = latencies;
     lat.sort();
@@ -303,8 +388,12 @@ fn main() {
     let upstream_got = upstream.user_records_in.load(Ordering::Relaxed) - before;
     let p50 = percentile(&lat, 0.5);
     let p99 = percentile(&lat, 0.99);
+    let load = match rate {
+        Some(r) => format!("calls started at {r:.0} user records/s (open loop)"),
+        None => format!("{clients} clients"),
+    };
     println!(
-        "put{}: {clients} clients, {} calls of {PER_CALL} in {elapsed:.1} s: {:.0} user records/s through the proxy (upstream received them in {upstream_got} {} Kinesis records)",
+        "put{}: {load}, {} calls of {PER_CALL} in {elapsed:.1} s: {:.0} user records/s through the proxy (upstream received them in {upstream_got} {} Kinesis records)",
         if no_aggregation { " (no aggregation)" } else { "" },
         lat.len(),
         records as f64 / elapsed,
@@ -317,11 +406,13 @@ fn main() {
         own_cpu / elapsed * 100.0,
     );
     println!(
-        "  call latency: median {:.1} ms, p99 {:.1} ms, p99 beyond the 100 ms buffered time {:.1} ms; proxy peak RSS {:.1} MiB",
+        "  call latency: median {:.1} ms, p99 {:.1} ms (p99.9 {:.1}, the longest {:.1}), p99 beyond the 100 ms buffered time {:.1} ms; proxy peak RSS {:.1} MiB",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
+        percentile(&lat, 0.999).as_secs_f64() * 1e3,
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         (p99.as_secs_f64() * 1e3 - 100.0).max(0.0),
-        peak_rss_mib(proxy.id()),
+        peak_rss_mib(proxy.0.id()),
     );
 
     // GetRecords through the proxy, and kinesis-agg deagg on the same bytes.
@@ -370,6 +461,5 @@ fn main() {
         blobs.len(),
         through / deagg
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
 }
