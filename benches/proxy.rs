@@ -136,6 +136,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
+/// One call of `target` to the proxy at `url`: its answer's body, which
+/// must come with a success status.
+async fn call(client: HttpClient, url: String, target: &'static str, body: Bytes) -> Bytes {
+    let req = Request::post(&url)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", target)
+        .body(Full::new(body))
+        .unwrap();
+    let r = client.request(req).await.expect("an answer");
+    let status = r.status();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    body
+}
+
 /// The open loop: a PutRecords call of 500 records started every
 /// 500 / `rate` seconds until `until`, each on a connection of its own
 /// while others wait for their answers (the client's pool opens as many as
@@ -165,14 +184,7 @@ async fn at_a_rate(
         let (client, url, body) = (client.clone(), url.to_owned(), bodies[n % bodies.len()].clone());
         n += 1;
         tasks.push(tokio::spawn(async move {
-            let req = Request::post(&url)
-                .header("content-type", "application/x-amz-json-1.1")
-                .header("x-amz-target", "Kinesis_20131202.PutRecords")
-                .body(Full::new(body))
-                .unwrap();
-            let r = client.request(req).await.expect("an answer");
-            assert!(r.status().is_success(), "{}", r.status());
-            let answer = r.into_body().collect().await.unwrap().to_bytes();
+            let answer = call(client, url, "Kinesis_20131202.PutRecords", body).await;
             assert!(
                 answer.starts_with(br#"{"FailedRecordCount":0"#),
                 "{}",
@@ -305,27 +317,7 @@ fn main() {
     let (proxy, url) = start_proxy(up_addr, &extra);
     let proxy = Stopped(proxy);
     let bodies: Vec<Bytes> = (0..20).map(|n| put_body("bench", n * PER_CALL)).collect();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let call = |client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-                url: String,
-                target: &'static str,
-                body: Bytes| async move {
-        let req = Request::post(&url)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", target)
-            .body(Full::new(body))
-            .unwrap();
-        let r = client.request(req).await.expect("an answer");
-        let status = r.status();
-        let body = r.into_body().collect().await.unwrap().to_bytes();
-        assert!(
-            status.is_success(),
-            "{status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        body
-    };
-
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     // Warm up: the producer is made, the key cache filled.
     rt.block_on(call(
         client.clone(),
