@@ -87,27 +87,6 @@ export function asBytes(data, what) {
   throw new TypeError(what + ' must be a Uint8Array, Buffer or ArrayBuffer');
 }
 
-// The runtime's own MD5 where it has one (Node 20.16 and later, 22, and
-// Lambda's Node runtimes): several times faster than MD5 in WebAssembly.
-// Elsewhere (browsers, older Node) the core computes it.
-const nodeCrypto =
-  typeof process === 'object' && process !== null && typeof process.getBuiltinModule === 'function'
-    ? process.getBuiltinModule('node:crypto')
-    : undefined;
-
-/**
- * The MD5 of a blob's body (between the magic and the trailer), from the
- * runtime's MD5, for a blob that may be an aggregate; undefined when the
- * runtime has none or the blob cannot be one (the core decides either
- * way: this only spares it the MD5).
- */
-function nativeMd5(blob) {
-  if (nodeCrypto === undefined || blob.length <= 20 || blob[0] !== 0xf3 || blob[1] !== 0x89 || blob[2] !== 0x9a || blob[3] !== 0xc2) {
-    return undefined;
-  }
-  return nodeCrypto.createHash('md5').update(blob.subarray(4, blob.length - 16)).digest();
-}
-
 /** Short ASCII keys are decoded without a TextDecoder call. */
 function key(blob, at, len) {
   if (len <= 64) {
@@ -135,7 +114,7 @@ function key(blob, at, len) {
 export function readBlob(blob, policy, pad = false) {
   let t;
   try {
-    t = read(blob, policy, policy !== 1 ? nativeMd5(blob) : undefined, pad);
+    t = read(blob, policy, pad);
   } catch (e) {
     if (e instanceof Error && 'reason' in e) throw new DeaggregationError(e.message, e.offset, e.code);
     throw e;
@@ -187,22 +166,10 @@ function described(base, t, i) {
  * Reads many blobs, a broken one not stopping the others. For each, in
  * order: `{ blob, base, read }` (read as readBlob returns it, its positions
  * in `base`) or `{ blob, base, broken }` (the DeaggregationError of a blob
- * whose body is broken). With the runtime's MD5, blob by blob (Node's MD5
- * is as fast as the core's lanes on a Lambda event's few large blobs);
- * without it (browsers, Node 18), together in the core, the MD5s side by
- * side, the blobs copied into one buffer.
+ * whose body is broken). The blobs are copied into one buffer and read
+ * together in the core, their MD5s side by side.
  */
 export function readBlobs(blobs, policy) {
-  if (nodeCrypto !== undefined) {
-    return blobs.map((blob) => {
-      try {
-        return { blob, base: blob, read: readBlob(blob, policy), broken: undefined };
-      } catch (e) {
-        if (!(e instanceof DeaggregationError)) throw e;
-        return { blob, base: blob, read: undefined, broken: e };
-      }
-    });
-  }
   let total = 0;
   for (const b of blobs) total += b.length;
   const all = new Uint8Array(total);
@@ -213,9 +180,36 @@ export function readBlobs(blobs, policy) {
     at += b.length;
     ends[i] = at;
   });
+  return readAll(all, ends, policy);
+}
+
+/**
+ * Reads many blobs given in base64 (as a Lambda event holds them), as
+ * readBlobs does: with Node's Buffer, decoded straight into one buffer.
+ */
+export function readBase64Blobs(texts, policy) {
+  if (typeof Buffer !== 'function') return readBlobs(texts.map(fromBase64), policy);
+  let total = 0;
+  for (const s of texts) total += Buffer.byteLength(s, 'base64');
+  const all = Buffer.allocUnsafe(total);
+  const ends = new Uint32Array(texts.length);
+  let at = 0;
+  for (let i = 0; i < texts.length; i++) {
+    at += all.write(texts[i], at, 'base64');
+    ends[i] = at;
+  }
+  // The length counted from the text can exceed the bytes (characters
+  // base64 skips): the rest of the buffer, which records' views share,
+  // holds zeros rather than whatever the memory held.
+  all.fill(0, at);
+  return readAll(all.subarray(0, at), ends, policy);
+}
+
+/** readBlobs on blobs laid one after another in `all`, blob i ending at `ends[i]`. */
+function readAll(all, ends, policy) {
   const t = readMany(all, ends, policy);
-  const out = new Array(blobs.length);
-  for (let i = 0, j = 0, start = 0; i < blobs.length; start = ends[i], j += t[j] + 1, i++) {
+  const out = new Array(ends.length);
+  for (let i = 0, j = 0, start = 0; i < ends.length; start = ends[i], j += t[j] + 1, i++) {
     const blob = all.subarray(start, ends[i]);
     if (t[j + 1] !== 2) {
       out[i] = { blob, base: all, read: described(all, t, j + 1), broken: undefined };

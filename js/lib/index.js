@@ -10,11 +10,10 @@ import {
   asBytes,
   ehkAt,
   encodeUtf8,
-  fromBase64,
   keyArg,
   policyOf,
   readBlob,
-  readBlobs,
+  readBase64Blobs,
 } from './core.js';
 
 export { DEFAULT_LIMIT, MAX_LIMIT, MIN_LIMIT, DeaggregationError };
@@ -264,8 +263,8 @@ export function lambdaUserRecords(event, options = {}) {
   const policy = policyOf(options.checksum);
   const onInvalid = options.onInvalid === undefined ? 'fail' : options.onInvalid;
   if (onInvalid !== 'fail' && onInvalid !== 'pass') throw new TypeError("onInvalid must be 'fail' or 'pass'");
-  const reads = readBlobs(
-    records.map((r) => fromBase64(r.kinesis.data)),
+  const reads = readBase64Blobs(
+    records.map((r) => r.kinesis.data),
     policy,
   );
   const out = [];

@@ -80,22 +80,11 @@ fn span(whole: &[u8], part: &[u8]) -> [u32; 2] {
 /// A broken body throws an `Error` with `offset`, `reason` and `code`
 /// before anything is described: nothing is half-read.
 ///
-/// `md5`, when given, is the MD5 of the body (`blob[4..len - 16]`) computed
-/// by the runtime's own MD5 (Node's, faster than WebAssembly's); the
-/// library still decides what the blob is (`Options::verify_with_md5`).
-///
 /// With `pad`, the user records' data is also laid out for one base64
 /// encoding of all of it ([`padded_span`]).
 #[wasm_bindgen]
-pub fn read(blob: &[u8], checksum: u8, md5: Option<Box<[u8]>>, pad: bool) -> Result<Vec<u32>, JsValue> {
-    let opts = policy(checksum)?;
-    let read = match md5 {
-        Some(d) => {
-            let d: [u8; 16] = (*d).try_into().map_err(|_| type_error("md5 must be 16 bytes"))?;
-            opts.verify_with_md5(blob, &d).deaggregate()
-        }
-        None => opts.deaggregate(blob),
-    };
+pub fn read(blob: &[u8], checksum: u8, pad: bool) -> Result<Vec<u32>, JsValue> {
+    let read = policy(checksum)?.deaggregate(blob);
     let read = read.map_err(|e| error(&e))?;
     let mut out = Vec::new();
     if pad {

@@ -61,6 +61,9 @@ describe('in a browser', function () {
       agg.add('10', 'for key 10');
       agg.add('2', 'for key 2', '42');
       out.roundTrip = k.deaggregate(agg.flush().data).map((u) => [u.partitionKey, u.explicitHashKey ?? null, new TextDecoder().decode(u.data)]);
+      // A Lambda event of them, read together (no Buffer: each text decoded with atob).
+      const ev = { Records: cases.map((c, i) => ({ kinesis: { data: c.b64, partitionKey: 'p' + i, sequenceNumber: String(i) } })) };
+      out.lambda = k.lambdaUserRecords(ev).records.map((u) => [u.partitionKey, u.explicitHashKey ?? null, b64(u.data), u.aggregated, u.sequenceNumber]);
       out.hasProcess = typeof process !== 'undefined';
       return out;
     }, cases);
@@ -75,6 +78,14 @@ describe('in a browser', function () {
       }
     }
     assert.ok(aggregated > 10);
+    const byName = new Map(deaggFixtures().map((m) => [m.name, m]));
+    const wantLambda = cases.flatMap((c, i) => {
+      const m = byName.get(c.name);
+      return m.expect === 'aggregated'
+        ? m.records.map((r) => [r.partition_key, r.explicit_hash_key, r.data, true, String(i)])
+        : [['p' + i, null, c.b64, false, String(i)]];
+    });
+    assert.deepEqual(got.lambda, wantLambda);
     assert.deepEqual(got.roundTrip, [
       ['10', null, 'for key 10'],
       ['2', '42', 'for key 2'],
