@@ -11,6 +11,54 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
+/// Aggregates of at least this many user records are made into Python
+/// objects with the cyclic garbage collector paused ([`GcPause`]).
+const PAUSE_GC_AT: usize = 256;
+
+/// Python's cyclic garbage collector paused while a call makes many
+/// objects, resumed when it is dropped (on every path out, errors
+/// included), and only when it was running before.
+///
+/// Each dictionary made counts toward the collector's next pass, and each
+/// pass walks the young objects and, every so often, every object alive:
+/// a Lambda event's 100,000 user records would be walked again and again
+/// while they are being made, though none of them can be garbage yet (the
+/// records made here hold no cycle). Paused, they are counted all the
+/// same and the first collection after the call walks them once.
+/// Measured on the compat reader, 100,000 records in 11 aggregates, eight
+/// calls in a row timed together (so that the deferred collections are
+/// paid within): 62-65 ms a call paused against 85-88 ms running.
+///
+/// Nothing that runs while it is paused is the caller's code, and the
+/// interpreter is not released meanwhile, so no other thread sees it.
+#[derive(Default)]
+struct GcPause<'py>(Option<Bound<'py, PyModule>>);
+
+impl<'py> GcPause<'py> {
+    /// Pauses the collector, if it runs and this has not paused it yet.
+    fn start(&mut self, py: Python<'py>) -> PyResult<()> {
+        if self.0.is_some() {
+            return Ok(());
+        }
+        let gc = py.import(intern!(py, "gc"))?;
+        if gc.call_method0(intern!(py, "isenabled"))?.is_truthy()? {
+            gc.call_method0(intern!(py, "disable"))?;
+            self.0 = Some(gc);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GcPause<'_> {
+    fn drop(&mut self) {
+        if let Some(gc) = self.0.take() {
+            // gc.enable() cannot fail; were it to, the collector would stay
+            // paused, which loses nothing but memory held longer.
+            let _ = gc.call_method0(intern!(gc.py(), "enable"));
+        }
+    }
+}
+
 /// One user record read from a Kinesis record.
 ///
 /// `aggregated` is False for a plain (not aggregated) record, whose `data`
@@ -171,7 +219,20 @@ pub(crate) fn deaggregate<'py>(
     let opts = options(skip_checksum, strict)?;
     let bytes = blob_of(blob)?;
     let read = read(py, &bytes, opts)?;
-    user_records(py, read, blob, &bytes, partition_key, sequence_number, record)
+    let outer = Outer {
+        partition_key,
+        sequence_number,
+        record,
+    };
+    user_records(py, read, blob, &bytes, outer, &mut GcPause::default())
+}
+
+/// What the caller knows of a blob's Kinesis record, given to each of its
+/// user records.
+struct Outer<'a, 'py> {
+    partition_key: Option<&'a Bound<'py, PyAny>>,
+    sequence_number: Option<&'a Bound<'py, PyAny>>,
+    record: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// The user records of one blob read, as `deaggregate` returns them.
@@ -180,12 +241,11 @@ fn user_records<'py>(
     read: ka::Deaggregated<'_, ka::VecTable<'_>>,
     blob: &Bound<'py, PyAny>,
     bytes: &[u8],
-    partition_key: Option<&Bound<'py, PyAny>>,
-    sequence_number: Option<&Bound<'py, PyAny>>,
-    record: Option<&Bound<'py, PyAny>>,
+    given: Outer<'_, 'py>,
+    pause: &mut GcPause<'py>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let seq = sequence_number.map(|s| s.clone().unbind());
-    let outer = record.map(|s| s.clone().unbind());
+    let seq = given.sequence_number.map(|s| s.clone().unbind());
+    let outer = given.record.map(|s| s.clone().unbind());
     let clone = |o: &Option<Py<PyAny>>| o.as_ref().map(|o| o.clone_ref(py));
     match read {
         ka::Deaggregated::Plain { .. } => {
@@ -193,7 +253,7 @@ fn user_records<'py>(
                 Ok(b) => b.clone().unbind(),
                 Err(_) => PyBytes::new(py, bytes).unbind(),
             };
-            let pk = match partition_key {
+            let pk = match given.partition_key {
                 Some(p) => p.clone().unbind(),
                 None => PyString::intern(py, "").into_any().unbind(),
             };
@@ -209,6 +269,9 @@ fn user_records<'py>(
             PyList::new(py, [Py::new(py, one)?])
         }
         ka::Deaggregated::Aggregated(agg) => {
+            if agg.len() >= PAUSE_GC_AT {
+                pause.start(py)?;
+            }
             let keys = Keys::new(py, &agg);
             let list = PyList::empty(py);
             for (u, at) in agg.records().with_key_indices() {
@@ -262,6 +325,8 @@ pub(crate) fn deaggregate_many<'py>(
     let bytes: Vec<Cow<'_, [u8]>> = blobs.iter().map(blob_of).collect::<PyResult<_>>()?;
     let slices: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
     let verified = verify_all(py, opts, &slices);
+    // After verify_all, which may release the interpreter.
+    let mut pause = GcPause::default();
     let out = PyList::empty(py);
     let nth = |l: &Option<Vec<Bound<'py, PyAny>>>, i: usize| l.as_ref().map(|l| l[i].clone());
     for (i, v) in verified.iter().enumerate() {
@@ -272,15 +337,12 @@ pub(crate) fn deaggregate_many<'py>(
                     nth(&sequence_numbers, i),
                     nth(&records, i),
                 );
-                out.append(user_records(
-                    py,
-                    read,
-                    &blobs[i],
-                    slices[i],
-                    pk.as_ref(),
-                    seq.as_ref(),
-                    rec.as_ref(),
-                )?)?;
+                let given = Outer {
+                    partition_key: pk.as_ref(),
+                    sequence_number: seq.as_ref(),
+                    record: rec.as_ref(),
+                };
+                out.append(user_records(py, read, &blobs[i], slices[i], given, &mut pause)?)?;
             }
             Err(e) => out.append(deaggregation_error(py, e).into_value(py))?,
         }
@@ -320,17 +382,24 @@ pub(crate) fn _lambda_dicts<'py>(
     let bytes: Vec<Cow<'_, [u8]>> = items.iter().map(|i| blob_of(&i.0)).collect::<PyResult<_>>()?;
     let slices: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
     let verified = verify_all(py, opts, &slices);
+    // After verify_all, which may release the interpreter.
+    let mut pause = GcPause::default();
     let out = PyList::empty(py);
     for (v, (_, kinesis_base, outer_base, record_id)) in verified.iter().zip(&items) {
         match v.deaggregate() {
             Ok(ka::Deaggregated::Plain { .. }) => out.append(py.None())?,
-            Ok(ka::Deaggregated::Aggregated(agg)) => out.append(lambda_dicts_of(
-                py,
-                &agg,
-                kinesis_base,
-                outer_base,
-                record_id.as_ref(),
-            )?)?,
+            Ok(ka::Deaggregated::Aggregated(agg)) => {
+                if agg.len() >= PAUSE_GC_AT {
+                    pause.start(py)?;
+                }
+                out.append(lambda_dicts_of(
+                    py,
+                    &agg,
+                    kinesis_base,
+                    outer_base,
+                    record_id.as_ref(),
+                )?)?
+            }
             Err(e) => out.append(deaggregation_error(py, e).into_value(py))?,
         }
     }
