@@ -188,7 +188,9 @@ export function readBlobs(blobs, policy) {
  * readBlobs does: with Node's Buffer, decoded straight into one buffer.
  */
 export function readBase64Blobs(texts, policy) {
-  if (typeof Buffer !== 'function') return readBlobs(texts.map(fromBase64), policy);
+  if (typeof Buffer !== 'function' || !texts.every((s) => typeof s === 'string')) {
+    return readBlobs(texts.map(fromBase64), policy);
+  }
   let total = 0;
   for (const s of texts) total += Buffer.byteLength(s, 'base64');
   const all = Buffer.allocUnsafe(total);

@@ -248,6 +248,10 @@ describe('Lambda events', () => {
     const got = kagg.lambdaUserRecords(messy, { onInvalid: 'pass' });
     assert.deepEqual(got.records.map(shape), want.records.map(shape));
     assert.ok(want.records.length > all.length);
+    // Data given as bytes rather than base64 text (not Lambda's shape, but
+    // what a record from an SDK holds) is read as those bytes.
+    const bytes = { Records: all.map((m, i) => ({ kinesis: { ...clean.Records[i].kinesis, data: Buffer.from(m.blob) } })) };
+    assert.deepEqual(kagg.lambdaUserRecords(bytes, { onInvalid: 'pass' }).records.map(shape), want.records.map(shape));
   });
 
   it('ends the batch at a broken aggregate, or passes it whole', () => {
