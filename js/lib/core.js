@@ -189,7 +189,11 @@ export function readBlobs(blobs, policy) {
  */
 export function readBase64Blobs(texts, policy) {
   if (typeof Buffer !== 'function' || !texts.every((s) => typeof s === 'string')) {
-    return readBlobs(texts.map(fromBase64), policy);
+    // Bytes given in place of text are taken as they are.
+    return readBlobs(
+      texts.map((s) => (typeof s === 'string' ? fromBase64(s) : asBytes(s, 'data'))),
+      policy,
+    );
   }
   let total = 0;
   for (const s of texts) total += Buffer.byteLength(s, 'base64');

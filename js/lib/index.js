@@ -263,10 +263,14 @@ export function lambdaUserRecords(event, options = {}) {
   const policy = policyOf(options.checksum);
   const onInvalid = options.onInvalid === undefined ? 'fail' : options.onInvalid;
   if (onInvalid !== 'fail' && onInvalid !== 'pass') throw new TypeError("onInvalid must be 'fail' or 'pass'");
-  const reads = readBase64Blobs(
-    records.map((r) => r.kinesis.data),
-    policy,
-  );
+  const texts = records.map((r, n) => {
+    const data = r !== null && typeof r === 'object' && r.kinesis !== null && typeof r.kinesis === 'object' ? r.kinesis.data : undefined;
+    if (typeof data !== 'string' && !ArrayBuffer.isView(data) && !(data instanceof ArrayBuffer)) {
+      throw new TypeError(`event record ${n} has no kinesis.data (base64 text)`);
+    }
+    return data;
+  });
+  const reads = readBase64Blobs(texts, policy);
   const out = [];
   for (let n = 0; n < records.length; n++) {
     const record = records[n];

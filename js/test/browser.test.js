@@ -63,7 +63,11 @@ describe('in a browser', function () {
       out.roundTrip = k.deaggregate(agg.flush().data).map((u) => [u.partitionKey, u.explicitHashKey ?? null, new TextDecoder().decode(u.data)]);
       // A Lambda event of them, read together (no Buffer: each text decoded with atob).
       const ev = { Records: cases.map((c, i) => ({ kinesis: { data: c.b64, partitionKey: 'p' + i, sequenceNumber: String(i) } })) };
-      out.lambda = k.lambdaUserRecords(ev).records.map((u) => [u.partitionKey, u.explicitHashKey ?? null, b64(u.data), u.aggregated, u.sequenceNumber]);
+      const shape = (u) => [u.partitionKey, u.explicitHashKey ?? null, b64(u.data), u.aggregated, u.sequenceNumber];
+      out.lambda = k.lambdaUserRecords(ev).records.map(shape);
+      // The same records given as bytes rather than base64 text.
+      const evBytes = { Records: ev.Records.map((r) => ({ kinesis: { ...r.kinesis, data: bytes(r.kinesis.data) } })) };
+      out.lambdaBytes = k.lambdaUserRecords(evBytes).records.map(shape);
       out.hasProcess = typeof process !== 'undefined';
       return out;
     }, cases);
@@ -86,6 +90,7 @@ describe('in a browser', function () {
         : [['p' + i, null, c.b64, false, String(i)]];
     });
     assert.deepEqual(got.lambda, wantLambda);
+    assert.deepEqual(got.lambdaBytes, wantLambda);
     assert.deepEqual(got.roundTrip, [
       ['10', null, 'for key 10'],
       ['2', '42', 'for key 2'],

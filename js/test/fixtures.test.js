@@ -254,6 +254,13 @@ describe('Lambda events', () => {
     assert.deepEqual(kagg.lambdaUserRecords(bytes, { onInvalid: 'pass' }).records.map(shape), want.records.map(shape));
   });
 
+  it('names the event record without data', () => {
+    const good = { kinesis: { data: fixtures[0].blob.toString('base64'), partitionKey: 'p', sequenceNumber: '1' } };
+    for (const bad of [{ kinesis: { partitionKey: 'p' } }, { kinesis: null }, {}, null, { kinesis: { data: 7 } }]) {
+      assert.throws(() => kagg.lambdaUserRecords({ Records: [good, bad] }), (e) => e instanceof TypeError && /event record 1 has no kinesis\.data/.test(e.message));
+    }
+  });
+
   it('ends the batch at a broken aggregate, or passes it whole', () => {
     const good = fixtures.find((m) => m.expect === 'aggregated');
     const bad = fixtures.find((m) => m.expect === 'error');
