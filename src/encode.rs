@@ -26,9 +26,12 @@
 //!
 //! Records move only when a guess about `R` proves wrong: when the tables
 //! outgrow the gap, or when the records reach the end of the buffer while
-//! the gap still has room. Each move leaves slack in proportion to what is
-//! already there, and the next aggregate starts with a gap sized from the
-//! last one, so a steady stream of aggregates moves nothing.
+//! the gap still has room. Each move splits the free room between the gap
+//! and the tail in the proportion the tables and the records hold (the
+//! gap's share at most doubling it), and the next aggregate starts with a
+//! gap sized from the last one, a little larger than its tables: a steady
+//! stream of aggregates moves nothing until its records reach the end of
+//! the buffer, and then once, into the gap's slack.
 //!
 //! Keys are found through the index of `src/index.rs`, whose slots point at
 //! the key bytes already in the buffer: no key is stored twice, and no
@@ -38,6 +41,22 @@ use core::fmt;
 
 use crate::decode::Tag;
 use crate::error::Error;
+
+/// Counts the moves of records, for the tests of where records go.
+#[cfg(test)]
+pub(crate) mod moves {
+    use core::cell::Cell;
+    std::thread_local! {
+        static MOVES: Cell<u64> = const { Cell::new(0) };
+    }
+    pub(crate) fn count() {
+        MOVES.with(|m| m.set(m.get() + 1));
+    }
+    /// The moves since the last call, on this thread.
+    pub(crate) fn take() -> u64 {
+        MOVES.with(|m| m.replace(0))
+    }
+}
 use crate::index::{
     EHK_BIT, EMPTY, FixedIndex, SEED_EHK, SEED_PK, Slot, Slots, bucket, hash_key, insert, same_key,
 };
@@ -560,10 +579,20 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn move_records(&mut self, buf: &mut [u8], need_gap: usize, need_tail: usize) {
+        #[cfg(test)]
+        moves::count();
         let cap = buf.len();
         // plan.size == need_gap + need_tail <= cap was checked by admit.
         let free = cap - need_gap - need_tail;
-        let new_r = need_gap + (free / 2).min(need_gap);
+        // The free room goes to the tables (the gap) and to the records
+        // (the tail) in the proportion each holds now, the gap's share at
+        // most doubling it: both then run out at about the same time. An
+        // even split moved every record again at each halving of the room
+        // left, five or six times in the last kilobyte of a full aggregate
+        // of repeated keys; this moves them once there. `need_gap` counts
+        // the magic, so the divisor is never zero.
+        let share = free / ((need_gap + need_tail) / need_gap);
+        let new_r = need_gap + share.min(need_gap);
         let from = self.r - self.ehk_bytes;
         buf.copy_within(from..self.r + self.rec_bytes, new_r - self.ehk_bytes);
         self.r = new_r;
@@ -1558,6 +1587,51 @@ mod tests {
 
     /// A buffer that the records outgrow, with tagged records among them:
     /// every aggregate is exact and reads back whole.
+    /// Fills aggregates of `limit` with 100-byte records over `keys`
+    /// distinct keys taken in turn; the moves of records while filling
+    /// each, the first aggregate (whose gap starts small) and the next.
+    fn moves_filling(limit: usize, keys: usize) -> [u64; 2] {
+        let keys: alloc::vec::Vec<alloc::string::String> =
+            (0..keys).map(|k| alloc::format!("{k:036}")).collect();
+        let mut agg = owned::RecordAggregator::with_limit(limit).unwrap();
+        let data = [7u8; 100];
+        let mut out = [0; 2];
+        moves::take();
+        let mut i = 0;
+        for slot in &mut out {
+            loop {
+                let done = agg.add(Record::new(&keys[i % keys.len()], &data)).unwrap();
+                i += 1;
+                if let Some(done) = done {
+                    *slot = moves::take();
+                    assert!(done.counted_len() <= limit);
+                    agg.recycle(done);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// A full aggregate of repeated keys moves its records at most once
+    /// near its end (the room left split by what the tables and records
+    /// hold, not evenly, which moved them at each halving of it); the
+    /// first aggregate's gap grows by doubling, a few moves while it is
+    /// small.
+    #[test]
+    fn records_move_a_few_times_per_aggregate() {
+        let [first, next] = moves_filling(1 << 20, 100);
+        assert!(next <= 1, "{next} moves filling an aggregate of repeated keys");
+        assert!(first <= 9, "{first} moves filling the first aggregate");
+        // A new key every record: the tables grow all along, and the gap
+        // with them by doubling, never a move per key.
+        let [first, next] = moves_filling(1 << 20, 1 << 20);
+        assert!(
+            first <= 24 && next <= 24,
+            "{first} and {next} moves with a new key every record"
+        );
+    }
+
     #[test]
     fn records_that_need_room_or_carry_tags_make_exact_aggregates() {
         let tags = [Tag {
