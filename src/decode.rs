@@ -1361,7 +1361,7 @@ mod tests {
     /// not depend on the interpreter.
     fn steps(body: &[u8]) -> (u64, usize) {
         let blob = wrap(body);
-        work::take();
+        work::take(work::Work::Steps);
         let mut yielded = 0;
         match Options::new().deaggregate(&blob) {
             Ok(Deaggregated::Aggregated(a)) => {
@@ -1371,7 +1371,7 @@ mod tests {
             }
             Ok(Deaggregated::Plain { .. }) | Err(_) => {}
         }
-        (work::take(), yielded)
+        (work::take(work::Work::Steps), yielded)
     }
 
     fn assert_linear(name: &str, make: impl Fn(usize) -> Vec<u8>, n: usize) {

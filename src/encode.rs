@@ -41,22 +41,6 @@ use core::fmt;
 
 use crate::decode::Tag;
 use crate::error::Error;
-
-/// Counts the moves of records, for the tests of where records go.
-#[cfg(test)]
-pub(crate) mod moves {
-    use core::cell::Cell;
-    std::thread_local! {
-        static MOVES: Cell<u64> = const { Cell::new(0) };
-    }
-    pub(crate) fn count() {
-        MOVES.with(|m| m.set(m.get() + 1));
-    }
-    /// The moves since the last call, on this thread.
-    pub(crate) fn take() -> u64 {
-        MOVES.with(|m| m.replace(0))
-    }
-}
 use crate::index::{
     EHK_BIT, EMPTY, FixedIndex, SEED_EHK, SEED_PK, Slot, Slots, bucket, hash_key, insert, same_key,
 };
@@ -580,7 +564,7 @@ impl Core {
     #[inline(never)]
     fn move_records(&mut self, buf: &mut [u8], need_gap: usize, need_tail: usize) {
         #[cfg(test)]
-        moves::count();
+        crate::wire::work::count(crate::wire::work::Work::Moves);
         let cap = buf.len();
         // plan.size == need_gap + need_tail <= cap was checked by admit.
         let free = cap - need_gap - need_tail;
@@ -1596,14 +1580,14 @@ mod tests {
         let mut agg = owned::RecordAggregator::with_limit(limit).unwrap();
         let data = [7u8; 100];
         let mut out = [0; 2];
-        moves::take();
+        crate::wire::work::take(crate::wire::work::Work::Moves);
         let mut i = 0;
         for slot in &mut out {
             loop {
                 let done = agg.add(Record::new(&keys[i % keys.len()], &data)).unwrap();
                 i += 1;
                 if let Some(done) = done {
-                    *slot = moves::take();
+                    *slot = crate::wire::work::take(crate::wire::work::Work::Moves);
                     assert!(done.counted_len() <= limit);
                     agg.recycle(done);
                     break;

@@ -52,28 +52,37 @@ pub(crate) fn put_varint(out: &mut [u8], mut pos: usize, mut v: u64) -> usize {
     pos + 1
 }
 
-/// Work counting for the linear-time tests (hostile input must cost work
-/// in proportion to its size, never more): each field header, varint and
-/// fast-path record read is one step. Compiled into test builds only; the
-/// tests compare how the count grows with the input, never a count.
+/// Work counting for the tests that bound how work grows, per thread and
+/// in test builds only: [`Work::Steps`] for the linear-time tests (hostile
+/// input must cost work in proportion to its size, never more: each field
+/// header, varint and fast-path record read is one step), and
+/// [`Work::Moves`] for the moves of records in an aggregator's buffer. The
+/// tests bound a count or compare how it grows, never pin one.
 #[cfg(test)]
 pub(crate) mod work {
     use core::cell::Cell;
+    /// What is counted.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Work {
+        Steps = 0,
+        Moves = 1,
+    }
     std::thread_local! {
-        static STEPS: Cell<u64> = const { Cell::new(0) };
+        static COUNTS: [Cell<u64>; 2] = const { [Cell::new(0), Cell::new(0)] };
     }
-    pub(crate) fn tick() {
-        STEPS.with(|s| s.set(s.get() + 1));
+    pub(crate) fn count(w: Work) {
+        COUNTS.with(|c| c[w as usize].set(c[w as usize].get() + 1));
     }
-    pub(crate) fn take() -> u64 {
-        STEPS.with(|s| s.replace(0))
+    /// The count since the last take, on this thread.
+    pub(crate) fn take(w: Work) -> u64 {
+        COUNTS.with(|c| c[w as usize].replace(0))
     }
 }
 
 #[inline(always)]
 pub(crate) fn tick() {
     #[cfg(test)]
-    work::tick();
+    work::count(work::Work::Steps);
 }
 
 /// A bounds-checked reader over one protobuf message body.
