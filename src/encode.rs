@@ -1603,13 +1603,14 @@ mod tests {
     /// first aggregate's gap grows by doubling, a few moves while it is
     /// small.
     #[test]
+    #[cfg_attr(miri, ignore = "millions of steps")]
     fn records_move_a_few_times_per_aggregate() {
         let [first, next] = moves_filling(1 << 20, 100);
         assert!(next <= 1, "{next} moves filling an aggregate of repeated keys");
         assert!(first <= 9, "{first} moves filling the first aggregate");
         // A new key every record: the tables grow all along, and the gap
         // with them by doubling, never a move per key.
-        let [first, next] = moves_filling(1 << 20, 1 << 20);
+        let [first, next] = moves_filling(1 << 20, 20_000);
         assert!(
             first <= 24 && next <= 24,
             "{first} and {next} moves with a new key every record"
