@@ -572,9 +572,9 @@ impl Core {
         // (the tail) in the proportion each holds now, the gap's share at
         // most doubling it: both then run out at about the same time. An
         // even split moved every record again at each halving of the room
-        // left, five or six times in the last kilobyte of a full aggregate
-        // of repeated keys; this moves them once there. `need_gap` counts
-        // the magic, so the divisor is never zero.
+        // left: three times near the end of a full 1 MiB aggregate of 100
+        // repeated keys, where this moves them once. `need_gap` counts the
+        // magic, so the divisor is never zero.
         let share = free / ((need_gap + need_tail) / need_gap);
         let new_r = need_gap + share.min(need_gap);
         let from = self.r - self.ehk_bytes;
@@ -1569,8 +1569,6 @@ mod tests {
         assert_eq!(agg.finish().unwrap().data.len(), size);
     }
 
-    /// A buffer that the records outgrow, with tagged records among them:
-    /// every aggregate is exact and reads back whole.
     /// Fills aggregates of `limit` with 100-byte records over `keys`
     /// distinct keys taken in turn; the moves of records while filling
     /// each, the first aggregate (whose gap starts small) and the next.
@@ -1617,6 +1615,8 @@ mod tests {
         );
     }
 
+    /// A buffer that the records outgrow, with tagged records among them:
+    /// every aggregate is exact and reads back whole.
     #[test]
     fn records_that_need_room_or_carry_tags_make_exact_aggregates() {
         let tags = [Tag {
