@@ -264,7 +264,7 @@ export function lambdaUserRecords(event, options = {}) {
   const onInvalid = options.onInvalid === undefined ? 'fail' : options.onInvalid;
   if (onInvalid !== 'fail' && onInvalid !== 'pass') throw new TypeError("onInvalid must be 'fail' or 'pass'");
   const texts = records.map((r, n) => {
-    const data = r !== null && typeof r === 'object' && r.kinesis !== null && typeof r.kinesis === 'object' ? r.kinesis.data : undefined;
+    const data = r?.kinesis?.data;
     if (typeof data !== 'string' && !ArrayBuffer.isView(data) && !(data instanceof ArrayBuffer)) {
       throw new TypeError(`event record ${n} has no kinesis.data (base64 text)`);
     }

@@ -36,9 +36,11 @@ const PAUSE_GC_AT: usize = 256;
 struct GcPause<'py>(Option<Bound<'py, PyModule>>);
 
 impl<'py> GcPause<'py> {
-    /// Pauses the collector, if it runs and this has not paused it yet.
-    fn start(&mut self, py: Python<'py>) -> PyResult<()> {
-        if self.0.is_some() {
+    /// Pauses the collector before `records` user records are made, if
+    /// they are [`PAUSE_GC_AT`] or more, it runs, and this has not paused
+    /// it yet.
+    fn start(&mut self, py: Python<'py>, records: usize) -> PyResult<()> {
+        if records < PAUSE_GC_AT || self.0.is_some() {
             return Ok(());
         }
         let gc = py.import(intern!(py, "gc"))?;
@@ -270,9 +272,7 @@ fn user_records<'py>(
             PyList::new(py, [Py::new(py, one)?])
         }
         ka::Deaggregated::Aggregated(agg) => {
-            if agg.len() >= PAUSE_GC_AT {
-                pause.start(py)?;
-            }
+            pause.start(py, agg.len())?;
             let keys = Keys::new(py, &agg);
             let list = PyList::empty(py);
             for (u, at) in agg.records().with_key_indices() {
@@ -390,9 +390,7 @@ pub(crate) fn _lambda_dicts<'py>(
         match v.deaggregate() {
             Ok(ka::Deaggregated::Plain { .. }) => out.append(py.None())?,
             Ok(ka::Deaggregated::Aggregated(agg)) => {
-                if agg.len() >= PAUSE_GC_AT {
-                    pause.start(py)?;
-                }
+                pause.start(py, agg.len())?;
                 out.append(lambda_dicts_of(
                     py,
                     &agg,
